@@ -1,0 +1,29 @@
+//! A couple. `last_seq` is the counter every persisted event of the couple takes its `seq`
+//! from, inside the event's own transaction.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "couples")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub since: DateTimeUtc,
+    pub last_seq: i64,
+    /// When a scheduled break-up falls due; `None` while the couple is together.
+    pub delete_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::couple_members::Entity")]
+    CoupleMembers,
+}
+
+impl Related<super::couple_members::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::CoupleMembers.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,209 @@
+//! The rules of the conversation: sending (idempotent on `client_id`), deleting one's own
+//! chats, read marks, typing and presence, and reading events back for a resuming socket.
+//! Order of a send: validate -> persist (seq) -> answer -> publish; nothing uncommitted is
+//! ever published. The socket session and the HTTP handlers both come through here; neither
+//! writes SQL nor publishes by itself.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::bus::BusEvent;
+use crate::error::{Error, Result};
+use crate::frame::ServerFrame;
+use crate::state::AppState;
+use crate::store;
+use crate::store::chats::{Chat, KIND_CHAT, KIND_DELETED, NewChat};
+
+/// Longest chat text, in characters, after trimming.
+pub const MAX_TEXT_CHARS: usize = 4000;
+
+/// Who is acting, and in which couple: what every action needs to know.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub couple_id: Uuid,
+    pub partner_id: Uuid,
+    pub session_id: Uuid,
+}
+
+/// A chat as the contract shows it, in `chat` frames and in `GET /api/chats`.
+#[derive(Serialize, Debug, Clone)]
+pub struct ChatView {
+    pub seq: i64,
+    pub id: Uuid,
+    pub sender_id: Uuid,
+    pub text: String,
+    pub file: Option<serde_json::Value>,
+    #[serde(serialize_with = "rfc3339")]
+    pub sent_at: DateTime<Utc>,
+    pub client_id: Option<Uuid>,
+    /// Extension: set only when a replay passes a chat deleted since (its text is gone).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl From<Chat> for ChatView {
+    fn from(chat: Chat) -> Self {
+        ChatView {
+            seq: chat.seq,
+            id: chat.id,
+            sender_id: chat.sender_id,
+            deleted: chat.deleted_at.is_some(),
+            text: chat.text,
+            file: None,
+            sent_at: chat.sent_at,
+            client_id: Some(chat.client_id),
+        }
+    }
+}
+
+pub fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// Persists a chat and tells the couple. A repeat of a `client_id` this sender already used
+/// creates nothing and returns the first chat, so a retry gets the same `ack`.
+pub async fn send(state: &AppState, me: &Member, client_id: Uuid, text: &str) -> Result<ChatView> {
+    let text = text.trim();
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(Error::TooLong);
+    }
+    if let Some(first) = store::chats::by_client_id(&state.db, me.user_id, client_id).await? {
+        return Ok(first.into());
+    }
+    if text.is_empty() {
+        return Err(Error::InvalidInput("a chat needs some text".into()));
+    }
+    let new = NewChat {
+        couple_id: me.couple_id,
+        sender_id: me.user_id,
+        client_id,
+        text,
+    };
+    let chat = match store::chats::insert(&state.db, new).await {
+        Ok(chat) => chat,
+        Err(e) if is_unique_violation(&e) => {
+            // The same send raced itself (two tabs retrying at once): the first one won.
+            return store::chats::by_client_id(&state.db, me.user_id, client_id)
+                .await?
+                .map(ChatView::from)
+                .ok_or(Error::Db(e));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq = chat.seq, "chat sent");
+    let view = ChatView::from(chat);
+    publish_persisted(state, me.couple_id, view.seq, &ServerFrame::Chat(view.clone())).await;
+    Ok(view)
+}
+
+fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// Deletes one of my own chats for both of us.
+pub async fn delete(state: &AppState, me: &Member, chat_id: Uuid) -> Result<()> {
+    let chat = store::chats::live_chat(&state.db, me.couple_id, chat_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if chat.sender_id != me.user_id {
+        return Err(Error::Forbidden("only the sender may delete a chat"));
+    }
+    let seq = store::chats::delete(&state.db, me.couple_id, chat_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq, "chat deleted");
+    publish_persisted(state, me.couple_id, seq, &ServerFrame::Deleted { seq, chat_id }).await;
+    Ok(())
+}
+
+/// Stores how far I have read and tells my partner, when it moved forward.
+pub async fn read(state: &AppState, me: &Member, seq: i64) -> Result<()> {
+    let last = store::couples::last_seq(&state.db, me.couple_id).await?;
+    if seq < 0 || seq > last {
+        return Err(Error::InvalidInput(format!(
+            "read seq must be between 0 and {last}"
+        )));
+    }
+    if store::couples::mark_read(&state.db, me.user_id, seq).await? {
+        let frame = ServerFrame::Read {
+            user_id: me.user_id,
+            seq,
+        };
+        publish_to_partner(state, me, &frame).await;
+    }
+    Ok(())
+}
+
+pub async fn typing(state: &AppState, me: &Member) {
+    publish_to_partner(state, me, &ServerFrame::Typing { user_id: me.user_id }).await;
+}
+
+pub async fn presence(state: &AppState, me: &Member, online: bool) {
+    let frame = ServerFrame::Presence {
+        user_id: me.user_id,
+        online,
+    };
+    publish_to_partner(state, me, &frame).await;
+}
+
+async fn publish_persisted(state: &AppState, couple_id: Uuid, seq: i64, frame: &ServerFrame) {
+    let event = BusEvent::Frame {
+        seq: Some(seq),
+        skip_user: None,
+        json: frame.to_text(),
+    };
+    state.bus.publish(couple_id, event).await;
+}
+
+async fn publish_to_partner(state: &AppState, me: &Member, frame: &ServerFrame) {
+    let event = BusEvent::Frame {
+        seq: None,
+        skip_user: Some(me.user_id),
+        json: frame.to_text(),
+    };
+    state.bus.publish(me.couple_id, event).await;
+}
+
+/// Persisted events with `after < seq <= upto` as frames, oldest first, at most `limit`:
+/// what a resuming socket missed. Returns `(seq, frame)` pairs.
+pub async fn events_between(
+    state: &AppState,
+    couple_id: Uuid,
+    after: i64,
+    upto: i64,
+    limit: u64,
+) -> Result<Vec<(i64, ServerFrame)>> {
+    let rows = store::chats::events_between(&state.db, couple_id, after, upto, limit).await?;
+    let mut frames = Vec::with_capacity(rows.len());
+    for (event, chat) in rows {
+        let frame = match (event.kind.as_str(), event.chat_id, chat) {
+            (KIND_CHAT, _, Some(chat)) => ServerFrame::Chat(chat.into()),
+            (KIND_DELETED, Some(chat_id), _) => ServerFrame::Deleted {
+                seq: event.seq,
+                chat_id,
+            },
+            (kind, ..) => {
+                tracing::warn!(%couple_id, seq = event.seq, kind, "event without its row");
+                continue;
+            }
+        };
+        frames.push((event.seq, frame));
+    }
+    Ok(frames)
+}
+
+/// Chats not deleted, `seq < before` (or the newest), newest first.
+pub async fn history(
+    state: &AppState,
+    couple_id: Uuid,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<ChatView>> {
+    let chats = store::chats::history(&state.db, couple_id, before, limit).await?;
+    Ok(chats.into_iter().map(ChatView::from).collect())
+}

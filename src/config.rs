@@ -1,0 +1,129 @@
+//! Every knob of a node in one struct: each field is a flag and an environment variable,
+//! and its doc comment is the `--help` text. The names match `PROTOCOL.md` ("Operating a node").
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Args, Clone, Debug)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "DUET_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Where the embedded SQLite database lives when no DATABASE_URL is given.
+    #[arg(long, env = "DUET_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// `postgres://...` or `sqlite://...`; unset means SQLite in the data dir.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Enables the Redis bus so several nodes can serve one couple; unset means in-process.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel, so deployments (and tests) can share one Redis.
+    #[arg(long, env = "DUET_REDIS_PREFIX", default_value = "duet:")]
+    pub redis_prefix: String,
+
+    /// Comma-separated allowed `Origin`s for state-changing requests and WebSocket upgrades.
+    /// Unset: `http://<bind>` plus `http://localhost:<port>`.
+    #[arg(long, env = "DUET_ORIGINS", value_delimiter = ',')]
+    pub origins: Vec<String>,
+
+    /// The browser client served at `/`.
+    #[arg(long, env = "DUET_ASSETS_DIR", default_value = "assets")]
+    pub assets_dir: PathBuf,
+
+    /// How long a login lasts.
+    #[arg(long, env = "DUET_SESSION_TTL_HOURS", default_value_t = 24 * 30)]
+    pub session_ttl_hours: u64,
+
+    /// Open WebSockets this node accepts before answering 503.
+    #[arg(long, env = "DUET_MAX_SOCKETS", default_value_t = 10_000)]
+    pub max_sockets: usize,
+
+    /// Open WebSockets one user may hold on this node (tabs and devices); more get 429.
+    #[arg(long, env = "DUET_MAX_SOCKETS_PER_USER", default_value_t = 8)]
+    pub max_sockets_per_user: usize,
+
+    /// Frames queued for one socket before its client counts as slow and is disconnected.
+    #[arg(long, env = "DUET_SOCKET_QUEUE", default_value_t = 256)]
+    pub socket_queue: usize,
+
+    /// Largest WebSocket message a client may send; a bigger one closes the socket with 1009.
+    #[arg(long, env = "DUET_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Sustained client frames per second per socket; beyond it they get `rate_limited`.
+    #[arg(long, env = "DUET_FRAME_RATE", default_value_t = 20)]
+    pub frame_rate: u32,
+
+    /// Client frames a socket may send in a burst above the sustained rate.
+    #[arg(long, env = "DUET_FRAME_BURST", default_value_t = 40)]
+    pub frame_burst: u32,
+
+    /// Seconds between server pings.
+    #[arg(long, env = "DUET_PING_SECS", default_value_t = 30)]
+    pub ping_secs: u64,
+
+    /// Seconds of client silence (no frame, no pong) after which the socket is closed.
+    #[arg(long, env = "DUET_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds a stopping node waits for its sockets and requests to finish.
+    #[arg(long, env = "DUET_DRAIN_SECS", default_value_t = 10)]
+    pub drain_secs: u64,
+
+    /// Database connections in the pool (SQLite always uses one writer connection).
+    #[arg(long, env = "DUET_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// `tracing` filter, e.g. `info` or `duet=debug,info`.
+    #[arg(long, env = "DUET_LOG", default_value = "info")]
+    pub log: String,
+
+    /// `text` or `json` (one JSON object per line).
+    #[arg(long, env = "DUET_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_hours * 3600)
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_secs.max(1))
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    pub fn drain_time(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
+    }
+
+    /// The configured origins, or the defaults derived from the address actually bound
+    /// (which matters when `bind` asked for port 0).
+    pub fn allowed_origins(&self, bound: SocketAddr) -> Vec<String> {
+        if !self.origins.is_empty() {
+            return self
+                .origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect();
+        }
+        let port = bound.port();
+        vec![
+            format!("http://{bound}"),
+            format!("http://localhost:{port}"),
+            format!("http://127.0.0.1:{port}"),
+        ]
+    }
+}

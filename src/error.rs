@@ -1,0 +1,142 @@
+//! The one error type of the application layer. Handlers and the chat domain return it with
+//! `?`; `IntoResponse` turns it into the contract's body `{"error": {"code", "message"}}`, and
+//! the socket session turns it into an `error` frame with the same code. Internal causes are
+//! logged here and never shown to the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sea_orm::DbErr;
+use serde_json::json;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed request: unparsable JSON, a bad query string (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Well-formed but not acceptable: too-short password, pairing with oneself (422).
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("sign in first")]
+    Unauthenticated,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("this origin may not make changes here")]
+    ForbiddenOrigin,
+    /// Only sent in `error` frames: the action belongs to the partner (deleting their chat).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("this username is taken")]
+    UsernameTaken,
+    #[error("one of you is already in a couple")]
+    AlreadyPaired,
+    #[error("you are not in a couple yet")]
+    NotPaired,
+    #[error("a request between you two is already pending")]
+    DuplicateRequest,
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("a chat may have at most 4000 characters")]
+    TooLong,
+    #[error("slow down")]
+    RateLimited,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("internal: {0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) | Error::InvalidInput(_) => "invalid_input",
+            Error::Unauthenticated => "unauthenticated",
+            Error::InvalidCredentials => "invalid_credentials",
+            Error::ForbiddenOrigin => "forbidden_origin",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound => "not_found",
+            Error::UsernameTaken => "username_taken",
+            Error::AlreadyPaired => "already_paired",
+            Error::NotPaired => "not_paired",
+            Error::DuplicateRequest => "duplicate_request",
+            Error::TooLarge(_) => "too_large",
+            Error::TooLong => "too_long",
+            Error::RateLimited => "rate_limited",
+            Error::Unavailable(_) => "unavailable",
+            Error::Db(e) if is_unavailable(e) => "unavailable",
+            Error::Db(_) | Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::InvalidInput(_) | Error::TooLong => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unauthenticated | Error::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Error::ForbiddenOrigin | Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::UsernameTaken
+            | Error::AlreadyPaired
+            | Error::NotPaired
+            | Error::DuplicateRequest => StatusCode::CONFLICT,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Db(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Db(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The text a client may see: internal causes stay in the log.
+    pub fn public_message(&self) -> String {
+        match self.code() {
+            "internal" => "something went wrong on our side".to_owned(),
+            "unavailable" if matches!(self, Error::Db(_)) => {
+                "the database is unavailable, try again shortly".to_owned()
+            }
+            _ => self.to_string(),
+        }
+    }
+
+    /// Logs what the client will not see. Called wherever an error leaves the application.
+    pub fn log(&self) {
+        match self {
+            Error::Db(_) | Error::Internal(_) => tracing::error!(error = %self, "request failed"),
+            _ => tracing::debug!(code = self.code(), "request refused"),
+        }
+    }
+}
+
+/// The pool could not hand out a connection or the server went away: a retry may work.
+fn is_unavailable(e: &DbErr) -> bool {
+    matches!(e, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        self.log();
+        let body = json!({ "error": { "code": self.code(), "message": self.public_message() } });
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+/// Maps a unique-constraint violation to the error the client should see, like
+/// realworld-axum-sqlx's `on_constraint`: the database decides races, we only translate.
+pub trait ResultExt<T> {
+    fn on_unique_violation(self, err: impl FnOnce() -> Error) -> Result<T>;
+}
+
+impl<T> ResultExt<T> for std::result::Result<T, DbErr> {
+    fn on_unique_violation(self, err: impl FnOnce() -> Error) -> Result<T> {
+        self.map_err(|e| match e.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => err(),
+            _ => Error::Db(e),
+        })
+    }
+}

@@ -1,0 +1,231 @@
+//! Accounts and sessions: sign up, log in, log out, who am I. The session token lives in the
+//! `duet_session` cookie (or `Authorization: Bearer` for non-browser clients); the server
+//! keeps only its SHA-256, so logging out deletes one row and ends the session everywhere.
+
+use std::sync::LazyLock;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::Json;
+use crate::bus::BusEvent;
+use crate::error::{Error, Result, ResultExt};
+use crate::state::AppState;
+use crate::store;
+use crate::store::couples::Membership;
+use crate::store::users::User;
+
+pub const COOKIE: &str = "duet_session";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/signup", post(signup))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+pub struct UserView {
+    pub id: Uuid,
+    pub username: String,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        UserView {
+            id: user.id,
+            username: user.username.clone(),
+        }
+    }
+}
+
+/// The `couple` object of the contract, seen by one of its members.
+pub fn couple_view(membership: &Membership) -> serde_json::Value {
+    let delete_at = membership
+        .couple
+        .delete_at
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    json!({
+        "id": membership.couple.id,
+        "since": membership.couple.since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "partner": UserView::from(&membership.partner),
+        "delete_at": delete_at,
+    })
+}
+
+fn validate_username(username: &str) -> Result<()> {
+    let length = username.chars().count();
+    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if !(3..=32).contains(&length) || !username.chars().all(allowed) {
+        return Err(Error::InvalidInput(
+            "a username has 3-32 letters, digits, '_', '.' or '-'".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_password(password: &str) -> Result<()> {
+    if !(8..=128).contains(&password.chars().count()) {
+        return Err(Error::InvalidInput("a password has 8-128 characters".into()));
+    }
+    Ok(())
+}
+
+async fn signup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Json(body): Json<Credentials>,
+) -> Result<impl IntoResponse> {
+    validate_username(&body.username)?;
+    validate_password(&body.password)?;
+    let password = body.password;
+    // Argon2id is deliberately slow: keep it off the async workers.
+    let hash = tokio::task::spawn_blocking(move || password_auth::generate_hash(password))
+        .await
+        .map_err(anyhow::Error::from)?;
+    let user = store::users::create(&state.db, &body.username, hash)
+        .await
+        .on_unique_violation(|| Error::UsernameTaken)?;
+    tracing::info!(user_id = %user.id, "signed up");
+    let jar = start_session(&state, &headers, jar, user.id).await?;
+    Ok((StatusCode::CREATED, jar, Json(json!({ "user": UserView::from(&user) }))))
+}
+
+/// Verifying against this when the user does not exist makes "no such user" take as long as
+/// "wrong password", so timing does not reveal which usernames exist.
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| password_auth::generate_hash("not anybody's password"));
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Json(body): Json<Credentials>,
+) -> Result<impl IntoResponse> {
+    let user = store::users::by_username(&state.db, &body.username).await?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let password = body.password;
+    let verified = tokio::task::spawn_blocking(move || {
+        let hash = hash.as_deref().unwrap_or(&DUMMY_HASH);
+        password_auth::verify_password(password, hash).is_ok()
+    })
+            .await
+            .map_err(anyhow::Error::from)?;
+    let Some(user) = user.filter(|_| verified) else {
+        return Err(Error::InvalidCredentials);
+    };
+    tracing::info!(user_id = %user.id, "logged in");
+    let jar = start_session(&state, &headers, jar, user.id).await?;
+    Ok((jar, Json(json!({ "user": UserView::from(&user) }))))
+}
+
+async fn start_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    user_id: Uuid,
+) -> Result<CookieJar> {
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let ttl = state.config.session_ttl();
+    let expires_at = Utc::now() + ttl;
+    store::users::create_session(&state.db, user_id, token_hash(&token), expires_at).await?;
+    let cookie = Cookie::build((COOKIE, token))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(is_https(headers))
+        .max_age(time_duration(ttl));
+    Ok(jar.add(cookie))
+}
+
+fn time_duration(d: std::time::Duration) -> cookie::time::Duration {
+    cookie::time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Behind a TLS-terminating load balancer the request arrives over plain HTTP; the balancer
+/// says what the browser used.
+fn is_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+}
+
+pub fn token_hash(token: &str) -> String {
+    format!("{:x}", Sha256::digest(token.as_bytes()))
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    jar: CookieJar,
+) -> Result<impl IntoResponse> {
+    store::users::delete_session(&state.db, user.session_id).await?;
+    // Sockets opened with this session close, on whichever node holds them.
+    if let Some(membership) = store::couples::membership(&state.db, user.user.id).await? {
+        let event = BusEvent::SessionEnded {
+            session_id: user.session_id,
+        };
+        state.bus.publish(membership.couple.id, event).await;
+    }
+    tracing::info!(user_id = %user.user.id, "logged out");
+    Ok((StatusCode::NO_CONTENT, jar.remove(Cookie::build(COOKIE).path("/"))))
+}
+
+async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<impl IntoResponse> {
+    let couple = store::couples::membership(&state.db, user.user.id)
+        .await?
+        .map(|m| couple_view(&m));
+    Ok(Json(json!({ "user": UserView::from(&user.user), "couple": couple })))
+}
+
+/// The signed-in user of a request: 401 `unauthenticated` when there is none.
+pub struct CurrentUser {
+    pub user: User,
+    pub session_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let token = bearer_token(&parts.headers)
+            .or_else(|| CookieJar::from_headers(&parts.headers).get(COOKIE).map(|c| c.value().to_owned()))
+            .ok_or(Error::Unauthenticated)?;
+        let found = store::users::session_user(&state.db, &token_hash(&token))
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        Ok(CurrentUser {
+            user: found.user,
+            session_id: found.session_id,
+            expires_at: found.expires_at,
+        })
+    }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim().to_owned())
+}

@@ -1,0 +1,44 @@
+//! Older history over HTTP, for scrolling up past what the socket replayed.
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{CurrentUser, Json, Query};
+use crate::chat;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store;
+
+pub const DEFAULT_LIMIT: u64 = 50;
+pub const MAX_LIMIT: u64 = 200;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/chats", get(history))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Query(page): Query<Page>,
+) -> Result<impl IntoResponse> {
+    let limit = match page.limit {
+        None => DEFAULT_LIMIT,
+        Some(n) if n >= 1 => u64::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
+        Some(_) => return Err(Error::InvalidInput("limit must be at least 1".into())),
+    };
+    let membership = store::couples::membership(&state.db, me.user.id)
+        .await?
+        .ok_or(Error::NotPaired)?;
+    let chats = chat::history(&state, membership.couple.id, page.before, limit).await?;
+    Ok(Json(json!({ "chats": chats })))
+}

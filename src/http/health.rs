@@ -1,0 +1,37 @@
+//! Liveness and readiness for load balancers and orchestrators.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+
+use super::Json;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+/// The process is up: nothing else is checked, so a slow database never gets a node killed.
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, Json(json!({ "status": "ok" })))
+}
+
+/// Worth sending traffic to: not draining, and the database and the bus answer.
+async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse> {
+    if state.is_draining() {
+        return Err(Error::Unavailable("this node is shutting down".into()));
+    }
+    if state.db.ping().await.is_err() {
+        return Err(Error::Unavailable("the database does not answer".into()));
+    }
+    if !state.bus.is_ready().await {
+        return Err(Error::Unavailable("the bus does not answer".into()));
+    }
+    Ok(Json(json!({ "status": "ready" })))
+}

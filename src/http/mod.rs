@@ -1,0 +1,124 @@
+//! The HTTP side: one module per resource, each with its own `router()`, merged here with the
+//! socket endpoint, the health checks and the browser client. Cross-cutting rules live here
+//! too: the Origin allow-list, body limits, and extractors whose rejections speak the
+//! contract's error body.
+
+mod auth;
+mod chats;
+mod health;
+mod pairing;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::error::Error;
+use crate::state::AppState;
+
+pub use auth::CurrentUser;
+
+/// JSON bodies of the API are small; files have their own route and limit.
+const JSON_BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let assets = ServeDir::new(&state.config.assets_dir)
+        .not_found_service(axum::routing::any(not_found).with_state(()));
+    Router::new()
+        .merge(auth::router())
+        .merge(pairing::router())
+        .merge(chats::router())
+        .merge(health::router())
+        .route("/ws", get(crate::ws::upgrade))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), check_origin))
+        .fallback_service(assets)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> Error {
+    Error::NotFound
+}
+
+async fn method_not_allowed() -> Response {
+    let mut response = Error::BadRequest("this method is not allowed here".into()).into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// Browsers attach `Origin` to cross-site requests; refusing foreign ones on everything that
+/// changes state (and on socket upgrades, which cookies would otherwise authenticate) stops
+/// cross-site request forgery. Clients that send no `Origin` are not browsers and pass.
+async fn check_origin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, Error> {
+    let guarded = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || request.uri().path() == "/ws";
+    if guarded && !origin_allowed(&state, request.headers()) {
+        return Err(Error::ForbiddenOrigin);
+    }
+    Ok(next.run(request).await)
+}
+
+fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    match headers.get(header::ORIGIN) {
+        None => true,
+        Some(origin) => origin
+            .to_str()
+            .is_ok_and(|origin| state.origins.iter().any(|allowed| allowed == origin)),
+    }
+}
+
+/// `axum::Json` whose rejections are the contract's errors.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(Error))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query` whose rejections are the contract's errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Error))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path` whose rejections are the contract's errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(Error))]
+pub struct Path<T>(pub T);
+
+impl From<JsonRejection> for Error {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge("the request body is too large".into()),
+            StatusCode::UNPROCESSABLE_ENTITY => Error::InvalidInput(rejection.body_text()),
+            _ => Error::BadRequest(rejection.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for Error {
+    fn from(rejection: QueryRejection) -> Self {
+        Error::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for Error {
+    fn from(_: PathRejection) -> Self {
+        // A malformed id names nothing that exists.
+        Error::NotFound
+    }
+}

@@ -1,0 +1,91 @@
+//! Duet: a real-time chat for couples. A node is stateless beyond its own sockets: the
+//! database holds the truth, the bus rings the partner's node. `start` builds a node from a
+//! `Config`; `main` and the integration tests both use it.
+
+pub mod bus;
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod http;
+pub mod state;
+pub mod store;
+pub mod ws;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::state::AppState;
+
+/// Frames a couple's channel holds for a session that is busy; beyond it the session is
+/// told it lagged and catches up from the database.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// A running node.
+pub struct Node {
+    addr: SocketAddr,
+    state: AppState,
+    server: JoinHandle<()>,
+}
+
+/// Connects the database (migrating it) and the bus, binds, and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<Node> {
+    if config.redis_url.is_some() {
+        anyhow::bail!(
+            "REDIS_URL is set, but this build has only the in-process bus; unset it to run one node"
+        );
+    }
+    let db = store::connect(&config).await?;
+    store::migrate(&db).await?;
+    let bus = Bus::local(CHANNEL_CAPACITY);
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("binding {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let origins = config.allowed_origins(addr);
+    let state = AppState::new(config, db, bus, origins);
+    let app = http::router(state.clone());
+    let shutdown = state.shutdown.clone();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    tracing::info!(%addr, "duet node listening");
+    Ok(Node {
+        addr,
+        state,
+        server,
+    })
+}
+
+impl Node {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Drains: fails `/readyz`, refuses upgrades, closes sockets with 1012, and waits for
+    /// requests and sockets to finish, at most the configured drain time.
+    pub async fn stop(self) {
+        self.state.start_draining();
+        self.state.shutdown.cancel();
+        self.state.tasks.close();
+        let drain = self.state.config.drain_time();
+        let tasks = self.state.tasks.clone();
+        let finished = tokio::time::timeout(drain, async move {
+            let _ = self.server.await;
+            tasks.wait().await;
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(?drain, "drain time ran out; exiting anyway");
+        }
+        self.state.db.clone().close().await.ok();
+    }
+}

@@ -1,0 +1,66 @@
+//! The one shared state every handler and socket session is given.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::Bus;
+use crate::config::Config;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub db: DatabaseConnection,
+    pub bus: Bus,
+    /// Origins allowed to change state or open sockets (resolved against the bound port).
+    pub origins: Vec<String>,
+    /// Fires when the node stops. HTTP graceful shutdown does not reach upgraded sockets
+    /// (they run detached), so every session selects on this and closes with 1012.
+    pub shutdown: CancellationToken,
+    /// Set first when stopping: `/readyz` fails so the load balancer stops sending traffic,
+    /// and new upgrades are refused while the sockets drain.
+    draining: AtomicBool,
+    /// One permit per open socket: the node-wide socket limit.
+    pub sockets: Arc<Semaphore>,
+    /// Socket sessions and their writers, so a stopping node can wait for them to close.
+    pub tasks: TaskTracker,
+}
+
+impl AppState {
+    pub fn new(config: Config, db: DatabaseConnection, bus: Bus, origins: Vec<String>) -> Self {
+        let sockets = Arc::new(Semaphore::new(config.max_sockets));
+        AppState(Arc::new(Inner {
+            config,
+            db,
+            bus,
+            origins,
+            shutdown: CancellationToken::new(),
+            draining: AtomicBool::new(false),
+            sockets,
+            tasks: TaskTracker::new(),
+        }))
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,210 @@
+//! Chats and the per-couple event log. Every persisted event takes the couple's next `seq`
+//! inside the transaction that writes it (`UPDATE couples SET last_seq = last_seq + 1
+//! RETURNING`), so seqs are gapless and both partners see one order. The `events` table is
+//! that order; replays read it, the rows it points at hold the content.
+
+use chrono::{DateTime, Utc};
+use entity::{chats, couples, events};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+pub use chats::Model as Chat;
+pub use events::Model as Event;
+
+pub const KIND_CHAT: &str = "chat";
+pub const KIND_DELETED: &str = "deleted";
+
+/// Takes the couple's next seq; the row lock it holds until commit is what keeps seqs
+/// gapless and ordered.
+async fn next_seq(txn: &DatabaseTransaction, couple_id: Uuid) -> Result<i64, DbErr> {
+    let updated = couples::Entity::update_many()
+        .col_expr(
+            couples::Column::LastSeq,
+            Expr::col(couples::Column::LastSeq).add(1),
+        )
+        .filter(couples::Column::Id.eq(couple_id))
+        .exec_with_returning(txn)
+        .await?;
+    updated
+        .into_iter()
+        .next()
+        .map(|c| c.last_seq)
+        .ok_or_else(|| DbErr::RecordNotFound(format!("couple {couple_id}")))
+}
+
+async fn append_event(
+    txn: &DatabaseTransaction,
+    couple_id: Uuid,
+    seq: i64,
+    kind: &str,
+    chat_id: Option<Uuid>,
+) -> Result<(), DbErr> {
+    events::ActiveModel {
+        couple_id: Set(couple_id),
+        seq: Set(seq),
+        kind: Set(kind.to_owned()),
+        chat_id: Set(chat_id),
+        question_id: Set(None),
+        user_id: Set(None),
+        created_at: Set(Utc::now()),
+    }
+    .insert(txn)
+    .await?;
+    Ok(())
+}
+
+pub async fn by_client_id(
+    db: &impl ConnectionTrait,
+    sender_id: Uuid,
+    client_id: Uuid,
+) -> Result<Option<Chat>, DbErr> {
+    chats::Entity::find()
+        .filter(chats::Column::SenderId.eq(sender_id))
+        .filter(chats::Column::ClientId.eq(client_id))
+        .one(db)
+        .await
+}
+
+pub struct NewChat<'a> {
+    pub couple_id: Uuid,
+    pub sender_id: Uuid,
+    pub client_id: Uuid,
+    pub text: &'a str,
+}
+
+/// Persists a chat with the couple's next seq. A unique violation on
+/// `(sender_id, client_id)` means the same send arrived twice; the caller looks the first up.
+pub async fn insert(
+    db: &DatabaseConnection,
+    new: NewChat<'_>,
+) -> Result<Chat, DbErr> {
+    let txn = db.begin().await?;
+    let seq = next_seq(&txn, new.couple_id).await?;
+    let chat = chats::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        couple_id: Set(new.couple_id),
+        seq: Set(seq),
+        sender_id: Set(new.sender_id),
+        client_id: Set(new.client_id),
+        text: Set(new.text.to_owned()),
+        sent_at: Set(now_millis()),
+        deleted_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    append_event(&txn, new.couple_id, seq, KIND_CHAT, Some(chat.id)).await?;
+    txn.commit().await?;
+    Ok(chat)
+}
+
+/// A chat of this couple that is not deleted yet.
+pub async fn live_chat(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    chat_id: Uuid,
+) -> Result<Option<Chat>, DbErr> {
+    chats::Entity::find_by_id(chat_id)
+        .filter(chats::Column::CoupleId.eq(couple_id))
+        .filter(chats::Column::DeletedAt.is_null())
+        .one(db)
+        .await
+}
+
+/// Marks a chat deleted (its text is wiped: deleting means gone) and logs a `deleted` event.
+/// `None` when it was deleted meanwhile.
+pub async fn delete(
+    db: &DatabaseConnection,
+    couple_id: Uuid,
+    chat_id: Uuid,
+) -> Result<Option<i64>, DbErr> {
+    let txn = db.begin().await?;
+    let seq = next_seq(&txn, couple_id).await?;
+    let wiped = chats::Entity::update_many()
+        .col_expr(chats::Column::DeletedAt, Expr::value(Some(now_millis())))
+        .col_expr(chats::Column::Text, Expr::value(String::new()))
+        .filter(chats::Column::Id.eq(chat_id))
+        .filter(chats::Column::CoupleId.eq(couple_id))
+        .filter(chats::Column::DeletedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if wiped.rows_affected == 0 {
+        // Dropping the transaction rolls the seq back: no gap.
+        return Ok(None);
+    }
+    append_event(&txn, couple_id, seq, KIND_DELETED, Some(chat_id)).await?;
+    txn.commit().await?;
+    Ok(Some(seq))
+}
+
+/// Events with `after < seq <= upto`, oldest first, at most `limit`, with their chats.
+pub async fn events_between(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    after: i64,
+    upto: i64,
+    limit: u64,
+) -> Result<Vec<(Event, Option<Chat>)>, DbErr> {
+    let events = events::Entity::find()
+        .filter(events::Column::CoupleId.eq(couple_id))
+        .filter(events::Column::Seq.gt(after))
+        .filter(events::Column::Seq.lte(upto))
+        .order_by_asc(events::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await?;
+    let chat_ids: Vec<Uuid> = events
+        .iter()
+        .filter(|e| e.kind == KIND_CHAT)
+        .filter_map(|e| e.chat_id)
+        .collect();
+    let chats = if chat_ids.is_empty() {
+        Vec::new()
+    } else {
+        chats::Entity::find()
+            .filter(chats::Column::Id.is_in(chat_ids))
+            .all(db)
+            .await?
+    };
+    Ok(events
+        .into_iter()
+        .map(|event| {
+            let chat = match (event.kind.as_str(), event.chat_id) {
+                (KIND_CHAT, Some(id)) => chats.iter().find(|c| c.id == id).cloned(),
+                _ => None,
+            };
+            (event, chat)
+        })
+        .collect())
+}
+
+/// Chats that are not deleted with `seq < before` (or the newest), newest first.
+pub async fn history(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Chat>, DbErr> {
+    let mut query = chats::Entity::find()
+        .filter(chats::Column::CoupleId.eq(couple_id))
+        .filter(chats::Column::DeletedAt.is_null());
+    if let Some(before) = before {
+        query = query.filter(chats::Column::Seq.lt(before));
+    }
+    query
+        .order_by_desc(chats::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Times go out as RFC 3339 with milliseconds; storing them at that precision means a replay
+/// shows exactly the `sent_at` the live frame showed, on every backend.
+fn now_millis() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}

@@ -1,0 +1,216 @@
+//! Couples and the requests that make them. A user is in at most one couple because
+//! `couple_members.user_id` is a primary key: two accepts racing for the same person cannot
+//! both commit. One pending request per pair is likewise a unique `pair_key`.
+
+use chrono::Utc;
+use entity::{couple_members, couples, pair_requests, users};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::users::User;
+
+pub use couples::Model as Couple;
+pub use pair_requests::Model as PairRequest;
+
+/// A user's place in their couple, as the socket session and `/api/me` need it.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    pub couple: Couple,
+    pub partner: User,
+    pub read_seq: i64,
+    pub partner_read_seq: i64,
+}
+
+pub async fn membership(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Option<Membership>, DbErr> {
+    let Some(mine) = couple_members::Entity::find_by_id(user_id).one(db).await? else {
+        return Ok(None);
+    };
+    let members = couple_members::Entity::find()
+        .filter(couple_members::Column::CoupleId.eq(mine.couple_id))
+        .filter(couple_members::Column::UserId.ne(user_id))
+        .find_also_related(users::Entity)
+        .one(db)
+        .await?;
+    let couple = couples::Entity::find_by_id(mine.couple_id).one(db).await?;
+    Ok(match (members, couple) {
+        (Some((theirs, Some(partner))), Some(couple)) => Some(Membership {
+            couple,
+            partner,
+            read_seq: mine.read_seq,
+            partner_read_seq: theirs.read_seq,
+        }),
+        _ => None,
+    })
+}
+
+pub async fn is_paired(db: &impl ConnectionTrait, user_id: Uuid) -> Result<bool, DbErr> {
+    Ok(couple_members::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// The key that makes "one pending request between two people" a unique constraint,
+/// whichever of them asked.
+fn pair_key(a: Uuid, b: Uuid) -> String {
+    let (low, high) = if a < b { (a, b) } else { (b, a) };
+    format!("{low}:{high}")
+}
+
+pub async fn create_request(
+    db: &impl ConnectionTrait,
+    from: Uuid,
+    to: Uuid,
+) -> Result<PairRequest, DbErr> {
+    pair_requests::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        from_user_id: Set(from),
+        to_user_id: Set(to),
+        pair_key: Set(pair_key(from, to)),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await
+}
+
+/// A pending request with both people resolved.
+pub struct RequestView {
+    pub request: PairRequest,
+    pub from: User,
+    pub to: User,
+}
+
+/// Requests sent to and by this user, newest first.
+pub async fn requests_of(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<(Vec<RequestView>, Vec<RequestView>), DbErr> {
+    let rows = pair_requests::Entity::find()
+        .filter(
+            Condition::any()
+                .add(pair_requests::Column::FromUserId.eq(user_id))
+                .add(pair_requests::Column::ToUserId.eq(user_id)),
+        )
+        .order_by_desc(pair_requests::Column::CreatedAt)
+        .all(db)
+        .await?;
+    let ids: Vec<Uuid> = rows
+        .iter()
+        .flat_map(|r| [r.from_user_id, r.to_user_id])
+        .collect();
+    let people = users::Entity::find()
+        .filter(users::Column::Id.is_in(ids))
+        .all(db)
+        .await?;
+    let person = |id: Uuid| people.iter().find(|u| u.id == id).cloned();
+    let (mut received, mut sent) = (Vec::new(), Vec::new());
+    for request in rows {
+        let (Some(from), Some(to)) = (person(request.from_user_id), person(request.to_user_id))
+        else {
+            continue;
+        };
+        let view = RequestView { request, from, to };
+        if view.to.id == user_id {
+            received.push(view);
+        } else {
+            sent.push(view);
+        }
+    }
+    Ok((received, sent))
+}
+
+/// Turns a request addressed to `receiver` into a couple and clears every other pending
+/// request of both people. `None` when there is no such request for this receiver. A unique
+/// violation means one of them was paired meanwhile (the caller says `already_paired`).
+pub async fn accept_request(
+    db: &DatabaseConnection,
+    request_id: Uuid,
+    receiver: Uuid,
+) -> Result<Option<Couple>, DbErr> {
+    let txn = db.begin().await?;
+    let Some(request) = pair_requests::Entity::find_by_id(request_id)
+        .filter(pair_requests::Column::ToUserId.eq(receiver))
+        .one(&txn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let couple = couples::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        since: Set(Utc::now()),
+        last_seq: Set(0),
+        delete_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    for user_id in [request.from_user_id, request.to_user_id] {
+        couple_members::ActiveModel {
+            user_id: Set(user_id),
+            couple_id: Set(couple.id),
+            read_seq: Set(0),
+        }
+        .insert(&txn)
+        .await?;
+    }
+    let both = [request.from_user_id, request.to_user_id];
+    pair_requests::Entity::delete_many()
+        .filter(
+            Condition::any()
+                .add(pair_requests::Column::FromUserId.is_in(both))
+                .add(pair_requests::Column::ToUserId.is_in(both)),
+        )
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(Some(couple))
+}
+
+/// Withdraws (by the sender) or declines (by the receiver) a request. False when this user
+/// has no such request.
+pub async fn delete_request(
+    db: &impl ConnectionTrait,
+    request_id: Uuid,
+    user_id: Uuid,
+) -> Result<bool, DbErr> {
+    let result = pair_requests::Entity::delete_many()
+        .filter(pair_requests::Column::Id.eq(request_id))
+        .filter(
+            Condition::any()
+                .add(pair_requests::Column::FromUserId.eq(user_id))
+                .add(pair_requests::Column::ToUserId.eq(user_id)),
+        )
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
+/// Moves a member's read mark forward (never back). Returns whether it moved.
+pub async fn mark_read(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    seq: i64,
+) -> Result<bool, DbErr> {
+    let result = couple_members::Entity::update_many()
+        .col_expr(couple_members::Column::ReadSeq, Expr::value(seq))
+        .filter(couple_members::Column::UserId.eq(user_id))
+        .filter(couple_members::Column::ReadSeq.lt(seq))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
+pub async fn last_seq(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<i64, DbErr> {
+    Ok(couples::Entity::find_by_id(couple_id)
+        .one(db)
+        .await?
+        .map(|c| c.last_seq)
+        .unwrap_or_default())
+}
+

@@ -1,0 +1,96 @@
+//! Accounts and their server-side sessions. A session is a row keyed by the SHA-256 of its
+//! token, so deleting the row ends it on every node and a leaked database leaks no tokens.
+
+use chrono::{DateTime, Utc};
+use entity::{sessions, users};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
+};
+use uuid::Uuid;
+
+pub use users::Model as User;
+
+pub async fn create(
+    db: &impl ConnectionTrait,
+    username: &str,
+    password_hash: String,
+) -> Result<User, sea_orm::DbErr> {
+    users::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        username: Set(username.to_owned()),
+        username_key: Set(username_key(username)),
+        password_hash: Set(password_hash),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await
+}
+
+pub async fn by_username(
+    db: &impl ConnectionTrait,
+    username: &str,
+) -> Result<Option<User>, sea_orm::DbErr> {
+    users::Entity::find()
+        .filter(users::Column::UsernameKey.eq(username_key(username)))
+        .one(db)
+        .await
+}
+
+pub async fn by_id(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<User>, sea_orm::DbErr> {
+    users::Entity::find_by_id(id).one(db).await
+}
+
+/// Usernames are unique case-insensitively: "Mina" and "mina" are one person.
+pub fn username_key(username: &str) -> String {
+    username.to_lowercase()
+}
+
+pub struct SessionUser {
+    pub session_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub user: User,
+}
+
+pub async fn create_session(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    token_hash: String,
+    expires_at: DateTime<Utc>,
+) -> Result<Uuid, sea_orm::DbErr> {
+    let id = Uuid::now_v7();
+    sessions::ActiveModel {
+        id: Set(id),
+        token_hash: Set(token_hash),
+        user_id: Set(user_id),
+        created_at: Set(Utc::now()),
+        expires_at: Set(expires_at),
+    }
+    .insert(db)
+    .await?;
+    Ok(id)
+}
+
+/// The live session with this token hash and its user; expired sessions count as none.
+pub async fn session_user(
+    db: &impl ConnectionTrait,
+    token_hash: &str,
+) -> Result<Option<SessionUser>, sea_orm::DbErr> {
+    let found = sessions::Entity::find()
+        .filter(sessions::Column::TokenHash.eq(token_hash))
+        .filter(sessions::Column::ExpiresAt.gt(Utc::now()))
+        .find_also_related(users::Entity)
+        .one(db)
+        .await?;
+    Ok(found.and_then(|(session, user)| {
+        user.map(|user| SessionUser {
+            session_id: session.id,
+            expires_at: session.expires_at,
+            user,
+        })
+    }))
+}
+
+pub async fn delete_session(db: &impl ConnectionTrait, id: Uuid) -> Result<(), sea_orm::DbErr> {
+    sessions::Entity::delete_by_id(id).exec(db).await?;
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! The WebSocket endpoint. Everything that can refuse a socket is checked before the upgrade,
+//! so a refused client gets an ordinary HTTP error in the contract's shape: 401 without a
+//! session, 403 for a foreign Origin (middleware), 409 when not in a couple, 429 past the
+//! per-user socket limit, 503 when the node is full or draining.
+
+mod session;
+mod writer;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::chat::Member;
+use crate::error::{Error, Result};
+use crate::http::{CurrentUser, Query};
+use crate::state::AppState;
+use crate::store;
+
+pub use session::Session;
+
+#[derive(Deserialize)]
+pub struct Resume {
+    /// The last `seq` the client saw; the replay then holds every event after it.
+    after: Option<i64>,
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(resume): Query<Resume>,
+    ws: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response> {
+    if state.is_draining() {
+        return Err(Error::Unavailable("this node is shutting down".into()));
+    }
+    let ws = ws.map_err(|e| Error::BadRequest(e.body_text()))?;
+    if resume.after.is_some_and(|after| after < 0) {
+        return Err(Error::BadRequest("after must not be negative".into()));
+    }
+    let membership = store::couples::membership(&state.db, user.user.id)
+        .await?
+        .ok_or(Error::NotPaired)?;
+    if state.bus.local_sockets_of(user.user.id) >= state.config.max_sockets_per_user {
+        return Err(Error::RateLimited);
+    }
+    let permit = state
+        .sockets
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::Unavailable("this node has no room for more sockets".into()))?;
+    let member = Member {
+        user_id: user.user.id,
+        couple_id: membership.couple.id,
+        partner_id: membership.partner.id,
+        session_id: user.session_id,
+    };
+    let session = Session::new(state.clone(), member, user.expires_at, resume.after);
+    let limit = state.config.max_frame_bytes;
+    Ok(ws
+        // tungstenite's default read buffer is 128 KiB per socket, allocated eagerly.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| {
+            let tasks = state.tasks.clone();
+            async move {
+                tasks
+                    .track_future(async move {
+                        session.run(socket).await;
+                        drop(permit);
+                    })
+                    .await;
+            }
+        }))
+}

@@ -1,0 +1,174 @@
+//! Sign up, log in, log out, and what a session can and cannot do.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::both_backends;
+use crate::support::*;
+
+both_backends!(
+    signing_up_logs_in_and_logging_out_ends_the_session,
+    usernames_are_unique_whatever_their_case,
+    bad_usernames_and_passwords_are_refused_with_invalid_input,
+    unknown_user_and_wrong_password_look_the_same,
+    logging_out_closes_every_socket_of_that_session,
+    a_foreign_origin_cannot_change_anything,
+    malformed_bodies_get_the_contracts_error_shape,
+);
+
+async fn signing_up_logs_in_and_logging_out_ends_the_session(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let mina = User::signup(&node, "Mina").await;
+    assert_eq!(mina.username, "Mina");
+
+    let (status, me) = mina.get("/api/me").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["user"]["username"], "Mina");
+    assert_eq!(me["couple"], serde_json::Value::Null);
+
+    let (status, _) = mina.post("/api/logout", json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = mina.get("/api/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthenticated");
+
+    // Logging in again (case-insensitively) gives a fresh, working session.
+    let again = User::login_at(node.addr, "mina").await;
+    assert_ne!(again.token, mina.token);
+    let (status, me) = again.get("/api/me").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["user"]["id"], mina.id.to_string());
+
+    // The same token works as a bearer token for non-browser clients.
+    let res = reqwest::Client::new()
+        .get(format!("{}/api/me", node.base()))
+        .bearer_auth(&again.token)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+async fn usernames_are_unique_whatever_their_case(backend: Backend) {
+    let node = spawn_node(backend).await;
+    User::signup(&node, "Mina").await;
+    let body = json!({ "username": "mINA", "password": PASSWORD });
+    let (status, value, _) =
+        request(Method::POST, &format!("{}/api/signup", node.base()), None, Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(value["error"]["code"], "username_taken");
+}
+
+async fn bad_usernames_and_passwords_are_refused_with_invalid_input(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let long = "x".repeat(33);
+    let cases = [
+        ("ab", PASSWORD),
+        (long.as_str(), PASSWORD),
+        ("has space", PASSWORD),
+        ("semi;colon", PASSWORD),
+        ("fine_name", "short"),
+    ];
+    for (username, password) in cases {
+        let body = json!({ "username": username, "password": password });
+        let (status, value, _) =
+            request(Method::POST, &format!("{}/api/signup", node.base()), None, Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{username}/{password}: {value}");
+        assert_eq!(value["error"]["code"], "invalid_input");
+    }
+    // Unicode letters are letters: a Korean username is fine.
+    User::signup(&node, "민아_01.x-y").await;
+}
+
+async fn unknown_user_and_wrong_password_look_the_same(backend: Backend) {
+    let node = spawn_node(backend).await;
+    User::signup(&node, "mina").await;
+    let login = |username: &'static str, password: &'static str| {
+        let url = format!("{}/api/login", node.base());
+        async move {
+            request(Method::POST, &url, None, Some(json!({ "username": username, "password": password })))
+                .await
+        }
+    };
+    let (wrong_status, wrong, _) = login("mina", "not the password").await;
+    let (unknown_status, unknown, _) = login("nobody", "not the password").await;
+    assert_eq!(wrong_status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown_status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong["error"]["code"], "invalid_credentials");
+}
+
+async fn logging_out_closes_every_socket_of_that_session(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut tab1 = mina.socket().await;
+    let mut tab2 = mina.socket().await;
+    let mut phone = User::login_at(node.addr, "mina").await.socket().await;
+    let mut partner = joon.socket().await;
+
+    let (status, _) = mina.post("/api/logout", json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for tab in [&mut tab1, &mut tab2] {
+        let frame = tab.closed().await.expect("a close frame");
+        assert_eq!(u16::from(frame.code), 4001);
+    }
+    // Another session of the same user (her phone) and the partner are untouched.
+    phone.say("still here").await;
+    assert_eq!(phone.until("ack").await["type"], "ack");
+    assert_eq!(partner.until("chat").await["text"], "still here");
+    // And the ended session cannot open a new socket.
+    let refused = mina.try_socket("/ws", None).await.err().expect("refused");
+    assert_eq!(refused.0, 401);
+}
+
+async fn a_foreign_origin_cannot_change_anything(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let url = format!("{}/api/signup", node.base());
+    let body = json!({ "username": "mina", "password": PASSWORD });
+    let res = reqwest::Client::new()
+        .post(&url)
+        .header("origin", "http://evil.example")
+        .json(&body)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let value: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(value["error"]["code"], "forbidden_origin");
+
+    let res = reqwest::Client::new()
+        .post(&url)
+        .header("origin", "http://duet.test")
+        .json(&body)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(res.status(), StatusCode::CREATED, "an allowed origin signs up");
+}
+
+async fn malformed_bodies_get_the_contracts_error_shape(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/signup", node.base()))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let value: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(value["error"]["code"], "invalid_input");
+    assert!(value["error"]["message"].is_string());
+
+    let (status, value, _) =
+        request(Method::GET, &format!("{}/api/nothing-here", node.base()), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(value["error"]["code"], "not_found");
+
+    let (status, value, _) =
+        request(Method::GET, &format!("{}/healthz", node.base()), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let (status, value, _) =
+        request(Method::GET, &format!("{}/readyz", node.base()), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+}

@@ -1,0 +1,152 @@
+//! The socket itself: who may open one, the handshake, and what bad input does (an error
+//! frame, never a crash; a frame over the limit closes with 1009 and the node serves on).
+
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::both_backends;
+use crate::support::*;
+
+both_backends!(
+    the_upgrade_is_refused_without_session_from_foreign_origin_or_unpaired,
+    the_handshake_is_hello_then_synced,
+    malformed_and_unknown_frames_get_error_frames_and_the_socket_stays_open,
+    a_frame_over_64_kib_closes_with_1009_and_the_node_keeps_serving,
+    too_many_frames_are_rate_limited,
+    sockets_per_user_are_limited,
+);
+
+async fn the_upgrade_is_refused_without_session_from_foreign_origin_or_unpaired(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, _joon) = couple(&node).await;
+    let single = User::signup(&node, "sora").await;
+
+    let (status, body) = try_socket(node.addr, "/ws", None, None).await.err().expect("refused");
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")));
+    let (status, body) = try_socket(node.addr, "/ws", Some("forged"), None).await.err().expect("refused");
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")));
+
+    let (status, body) = mina
+        .try_socket("/ws", Some("http://evil.example"))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden_origin")));
+
+    let (status, body) = single.try_socket("/ws", None).await.err().expect("refused");
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_paired")));
+
+    // The allowed origin gets in.
+    assert!(mina.try_socket("/ws", Some("http://duet.test")).await.is_ok());
+}
+
+async fn the_handshake_is_hello_then_synced(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let socket = mina.socket().await;
+    assert_eq!(socket.hello["user_id"], mina.id.to_string());
+    assert_eq!(socket.hello["partner_id"], joon.id.to_string());
+    assert_eq!(socket.hello["last_seq"], 0);
+    assert_eq!(socket.hello["partner_online"], false);
+    let (_, me) = mina.get("/api/me").await;
+    assert_eq!(socket.hello["couple_id"], me["couple"]["id"]);
+    assert!(socket.replay.is_empty());
+    assert_eq!(socket.synced["last_seq"], 0);
+}
+
+async fn malformed_and_unknown_frames_get_error_frames_and_the_socket_stays_open(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, _joon) = couple(&node).await;
+    let mut socket = mina.socket().await;
+
+    socket.send_raw(Message::text("{not json")).await;
+    assert_eq!(socket.expect("error").await["code"], "invalid_input");
+    socket.send(json!({ "type": "dance" })).await;
+    assert_eq!(socket.expect("error").await["code"], "invalid_input");
+    socket.send(json!({ "no_type": true })).await;
+    assert_eq!(socket.expect("error").await["code"], "invalid_input");
+    socket.send(json!([1, 2, 3])).await;
+    assert_eq!(socket.expect("error").await["code"], "invalid_input");
+    socket.send_raw(Message::binary(vec![0u8, 159, 146, 150])).await;
+    assert_eq!(socket.expect("error").await["code"], "invalid_input");
+
+    // A send without a valid client_id is refused; the error names what it could.
+    socket.send(json!({ "type": "send", "client_id": "nope", "text": "hi" })).await;
+    let error = socket.expect("error").await;
+    assert_eq!(error["code"], "invalid_input");
+    assert_eq!(error["client_id"], "nope");
+    socket.send(json!({ "type": "send", "text": "hi" })).await;
+    assert_eq!(socket.expect("error").await["code"], "invalid_input");
+    socket.send(json!({ "type": "read", "seq": "seven" })).await;
+    assert_eq!(socket.expect("error").await["code"], "invalid_input");
+    socket.send(json!({ "type": "delete", "chat_id": uuid::Uuid::new_v4() })).await;
+    assert_eq!(socket.expect("error").await["code"], "not_found");
+
+    // Text rules: 1-4000 characters after trimming.
+    let client_id = socket.say("   \n ").await;
+    let error = socket.expect("error").await;
+    assert_eq!((error["code"].as_str(), error["client_id"].as_str()), (Some("invalid_input"), Some(client_id.to_string().as_str())));
+    socket.say(&"가".repeat(4001)).await;
+    assert_eq!(socket.expect("error").await["code"], "too_long");
+    socket.say(&format!("  {}  ", "가".repeat(4000))).await;
+    assert_eq!(socket.expect("ack").await["seq"], 1);
+
+    // After all that, the socket still works.
+    socket.say("still open").await;
+    assert_eq!(socket.expect("chat").await["seq"], 1);
+    assert_eq!(socket.expect("ack").await["seq"], 2);
+}
+
+async fn a_frame_over_64_kib_closes_with_1009_and_the_node_keeps_serving(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut big = mina.socket().await;
+    let mut partner = joon.socket().await;
+
+    let text = "a".repeat(100 * 1024);
+    big.send_raw(Message::text(json!({ "type": "send", "client_id": uuid::Uuid::new_v4(), "text": text }).to_string())).await;
+    let frame = big.closed().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1009);
+
+    // The node serves the others, and the same user can come back.
+    let mut again = mina.socket().await;
+    again.say("back again").await;
+    assert_eq!(partner.until("chat").await["text"], "back again");
+    assert_eq!(again.until("ack").await["seq"], 1);
+}
+
+async fn too_many_frames_are_rate_limited(backend: Backend) {
+    let node = spawn_node_with(backend, &["--frame-rate=1", "--frame-burst=3"]).await;
+    let (mina, _joon) = couple(&node).await;
+    let mut socket = mina.socket().await;
+    for _ in 0..4 {
+        socket.say("hi").await;
+    }
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let frame = socket.until_any(&["ack", "error"]).await;
+        codes.push(frame["code"].as_str().unwrap_or("ack").to_owned());
+    }
+    assert_eq!(codes.iter().filter(|c| *c == "ack").count(), 3, "{codes:?}");
+    assert!(codes.contains(&"rate_limited".to_owned()), "{codes:?}");
+}
+
+async fn sockets_per_user_are_limited(backend: Backend) {
+    let node = spawn_node_with(backend, &["--max-sockets-per-user=2"]).await;
+    let (mina, joon) = couple(&node).await;
+    let _one = mina.socket().await;
+    let mut two = mina.socket().await;
+    let (status, body) = mina.try_socket("/ws", None).await.err().expect("refused");
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limited")));
+    // The partner's sockets are counted apart.
+    let _partner = joon.socket().await;
+    // Closing one makes room again.
+    two.send_raw(Message::Close(None)).await;
+    let _ = two.closed().await;
+    let mut tries = 0;
+    while mina.try_socket("/ws", None).await.is_err() {
+        tries += 1;
+        assert!(tries < 50, "the closed socket's place was never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,463 @@
+//! What every test needs: a node of its own on a random port with a database of its own,
+//! users that sign up and pair, and a WebSocket client that speaks the contract.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use duet::config::Config;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+/// How long a test waits for a frame it expects before failing (not a speed assertion:
+/// only a bound on how long a broken test hangs).
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body once on the embedded SQLite and once on Postgres:
+/// `both_backends!(a_rule_of_the_product);` makes `a_rule_of_the_product::sqlite` and
+/// `a_rule_of_the_product::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+fn admin_url() -> String {
+    std::env::var("DUET_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database that exists for one test and is dropped after it.
+pub struct TestDb {
+    pub url: String,
+    postgres_name: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        match backend {
+            Backend::Sqlite => TestDb {
+                url: format!("sqlite://{}/duet.db", dir.path().display()),
+                postgres_name: None,
+                _dir: dir,
+            },
+            Backend::Postgres => {
+                let name = format!("duet_test_{}", Uuid::new_v4().simple());
+                let admin = Database::connect(admin_url()).await.unwrap_or_else(|e| {
+                    panic!(
+                        "Postgres is not reachable at {} ({e}). Start it with \
+                         `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, \
+                         or point DUET_TEST_POSTGRES at a server where user postgres may create databases.",
+                        admin_url()
+                    )
+                });
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("creating the test database");
+                let base = admin_url();
+                let server = base.rsplit_once('/').map_or(base.as_str(), |(s, _)| s);
+                TestDb {
+                    url: format!("{server}/{name}"),
+                    postgres_name: Some(name),
+                    _dir: dir,
+                }
+            }
+        }
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(admin_url()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A node under test, with its own database.
+pub struct TestNode {
+    pub addr: SocketAddr,
+    node: Option<duet::Node>,
+    pub db: TestDb,
+}
+
+impl TestNode {
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.stop().await;
+        }
+    }
+}
+
+/// A config as a test wants it: random port, the given database, the repo's assets.
+pub fn config(db_url: &str, data_dir: &std::path::Path, extra: &[&str]) -> Config {
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        config: Config,
+    }
+    let mut args = vec![
+        "duet".to_owned(),
+        "--bind=127.0.0.1:0".to_owned(),
+        format!("--database-url={db_url}"),
+        format!("--data-dir={}", data_dir.display()),
+        format!("--assets-dir={}/assets", env!("CARGO_MANIFEST_DIR")),
+        "--origins=http://duet.test".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Args::parse_from(args).config
+}
+
+pub async fn spawn_node(backend: Backend) -> TestNode {
+    spawn_node_with(backend, &[]).await
+}
+
+/// A node with extra flags, e.g. `&["--frame-rate=1"]`.
+pub async fn spawn_node_with(backend: Backend, extra: &[&str]) -> TestNode {
+    let db = TestDb::new(backend).await;
+    let node = duet::start(config(&db.url, db.data_dir(), extra))
+        .await
+        .expect("the node starts");
+    TestNode {
+        addr: node.addr(),
+        node: Some(node),
+        db,
+    }
+}
+
+/// A signed-in user talking to one node over HTTP and WebSocket.
+#[derive(Clone)]
+pub struct User {
+    http: reqwest::Client,
+    pub base: String,
+    pub addr: SocketAddr,
+    pub token: String,
+    pub id: Uuid,
+    pub username: String,
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub async fn request(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    let http = reqwest::Client::new();
+    let mut req = http.request(method, url);
+    if let Some(token) = token {
+        req = req.header("cookie", format!("duet_session={token}"));
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.expect("the node answers");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, value, headers)
+}
+
+pub fn session_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("duet_session="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+impl User {
+    pub async fn signup(node: &TestNode, username: &str) -> User {
+        User::signup_at(node.addr, username).await
+    }
+
+    pub async fn signup_at(addr: SocketAddr, username: &str) -> User {
+        let base = format!("http://{addr}");
+        let body = json!({ "username": username, "password": PASSWORD });
+        let (status, value, headers) =
+            request(reqwest::Method::POST, &format!("{base}/api/signup"), None, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "signup of {username}: {value}");
+        User::from_response(addr, &value, &headers)
+    }
+
+    pub async fn login_at(addr: SocketAddr, username: &str) -> User {
+        let base = format!("http://{addr}");
+        let body = json!({ "username": username, "password": PASSWORD });
+        let (status, value, headers) =
+            request(reqwest::Method::POST, &format!("{base}/api/login"), None, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "login of {username}: {value}");
+        User::from_response(addr, &value, &headers)
+    }
+
+    fn from_response(addr: SocketAddr, value: &Value, headers: &reqwest::header::HeaderMap) -> User {
+        User {
+            http: reqwest::Client::new(),
+            base: format!("http://{addr}"),
+            addr,
+            token: session_cookie(headers).expect("a session cookie"),
+            id: value["user"]["id"].as_str().and_then(|s| s.parse().ok()).expect("a user id"),
+            username: value["user"]["username"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// The same account, talking to another node.
+    pub fn on(&self, addr: SocketAddr) -> User {
+        User {
+            base: format!("http://{addr}"),
+            addr,
+            ..self.clone()
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let (s, v, _) = request(reqwest::Method::GET, &format!("{}{path}", self.base), Some(&self.token), None).await;
+        (s, v)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, v, _) = request(reqwest::Method::POST, &format!("{}{path}", self.base), Some(&self.token), Some(body)).await;
+        (s, v)
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let (s, v, _) = request(reqwest::Method::DELETE, &format!("{}{path}", self.base), Some(&self.token), None).await;
+        (s, v)
+    }
+
+    pub async fn socket(&self) -> Socket {
+        self.socket_at("/ws").await
+    }
+
+    /// Opens `/ws` and reads through `hello`, the replay and `synced`.
+    pub async fn socket_at(&self, path: &str) -> Socket {
+        let mut socket = self.try_socket(path, None).await.unwrap_or_else(|(s, v)| {
+            panic!("upgrade of {path} refused: {s} {v}")
+        });
+        socket.hello = socket.expect("hello").await;
+        loop {
+            let frame = socket.next().await;
+            if frame["type"] == "synced" {
+                socket.synced = frame;
+                break;
+            }
+            socket.replay.push(frame);
+        }
+        socket
+    }
+
+    pub async fn try_socket(
+        &self,
+        path: &str,
+        origin: Option<&str>,
+    ) -> Result<Socket, (u16, Value)> {
+        try_socket(self.addr, path, Some(&self.token), origin).await
+    }
+}
+
+pub async fn try_socket(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Socket, (u16, Value)> {
+    let mut req = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("a websocket request");
+    if let Some(token) = token {
+        let cookie = HeaderValue::from_str(&format!("duet_session={token}")).expect("a header");
+        req.headers_mut().insert("cookie", cookie);
+    }
+    if let Some(origin) = origin {
+        req.headers_mut().insert("origin", HeaderValue::from_str(origin).expect("a header"));
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(Socket {
+            ws,
+            hello: Value::Null,
+            replay: Vec::new(),
+            synced: Value::Null,
+        }),
+        Err(tungstenite::Error::Http(response)) => {
+            let status = response.status().as_u16();
+            let body = response
+                .body()
+                .as_ref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            Err((status, body))
+        }
+        Err(e) => panic!("websocket connect failed: {e}"),
+    }
+}
+
+/// Signs up two users and pairs them.
+pub async fn couple(node: &TestNode) -> (User, User) {
+    let mina = User::signup(node, "mina").await;
+    let joon = User::signup(node, "joon").await;
+    pair(&mina, &joon).await;
+    (mina, joon)
+}
+
+pub async fn pair(a: &User, b: &User) {
+    let (status, req) = a.post("/api/requests", json!({ "username": b.username })).await;
+    assert_eq!(status, StatusCode::CREATED, "request: {req}");
+    let id = req["request"]["id"].as_str().expect("a request id").to_owned();
+    let (status, couple) = b.post(&format!("/api/requests/{id}/accept"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "accept: {couple}");
+}
+
+pub struct Socket {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub hello: Value,
+    pub replay: Vec<Value>,
+    pub synced: Value,
+}
+
+impl Socket {
+    pub async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("sending a frame");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("sending a message");
+    }
+
+    /// Sends a chat; returns its client_id.
+    pub async fn say(&mut self, text: &str) -> Uuid {
+        let client_id = Uuid::new_v4();
+        self.send(json!({ "type": "send", "client_id": client_id, "text": text })).await;
+        client_id
+    }
+
+    /// The next JSON frame (pings and pongs are skipped); fails on close or silence.
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame arrives in time")
+                .expect("the socket is open")
+                .expect("a valid frame");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
+                Message::Close(frame) => panic!("socket closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame, which must be of this type.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let frame = self.next().await;
+        assert_eq!(frame["type"], kind, "expected a {kind} frame, got {frame}");
+        frame
+    }
+
+    /// Skips frames until one of this type arrives (presence, typing and the like).
+    pub async fn until(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Waits for the server to close the socket; returns the close frame.
+    pub async fn closed(&mut self) -> Option<CloseFrame> {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("the socket closes in time");
+            match message {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => return None,
+            }
+        }
+    }
+}
+
+impl Socket {
+    /// Skips frames until one of these types arrives.
+    pub async fn until_any(&mut self, kinds: &[&str]) -> Value {
+        loop {
+            let frame = self.next().await;
+            if kinds.iter().any(|k| frame["type"] == *k) {
+                return frame;
+            }
+        }
+    }
+}
+
+impl Socket {
+    /// Skips frames until the chat with this text arrives.
+    pub async fn until_text(&mut self, text: &str) -> Value {
+        loop {
+            let frame = self.until("chat").await;
+            if frame["text"] == text {
+                return frame;
+            }
+        }
+    }
+}
