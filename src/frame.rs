@@ -97,8 +97,12 @@ impl ClientFrame {
     /// Parses a text frame. On failure returns the error to send back, with the frame's
     /// `client_id` when it had one, so the client can tell which send failed.
     pub fn parse(text: &str) -> Result<ClientFrame, (Error, Option<String>)> {
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|_| (Error::BadRequest("a frame must be a JSON object".into()), None))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|_| {
+            (
+                Error::BadRequest("a frame must be a JSON object".into()),
+                None,
+            )
+        })?;
         let client_id = value
             .get("client_id")
             .and_then(|v| v.as_str())
@@ -112,7 +116,10 @@ impl ClientFrame {
             let message = if kind.is_empty() {
                 "a frame needs a \"type\"".to_owned()
             } else {
-                format!("unknown frame type {:?}", kind.chars().take(32).collect::<String>())
+                format!(
+                    "unknown frame type {:?}",
+                    kind.chars().take(32).collect::<String>()
+                )
             };
             return Err((Error::BadRequest(message), client_id));
         }

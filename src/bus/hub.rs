@@ -71,7 +71,10 @@ impl Hub {
     }
 
     pub fn sockets_of(&self, user_id: Uuid) -> usize {
-        lock(&self.sockets).get(&user_id).copied().unwrap_or_default()
+        lock(&self.sockets)
+            .get(&user_id)
+            .copied()
+            .unwrap_or_default()
     }
 }
 

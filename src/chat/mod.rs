@@ -94,7 +94,13 @@ pub async fn send(state: &AppState, me: &Member, client_id: Uuid, text: &str) ->
     };
     tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq = chat.seq, "chat sent");
     let view = ChatView::from(chat);
-    publish_persisted(state, me.couple_id, view.seq, &ServerFrame::Chat(view.clone())).await;
+    publish_persisted(
+        state,
+        me.couple_id,
+        view.seq,
+        &ServerFrame::Chat(view.clone()),
+    )
+    .await;
     Ok(view)
 }
 
@@ -117,7 +123,13 @@ pub async fn delete(state: &AppState, me: &Member, chat_id: Uuid) -> Result<()> 
         .await?
         .ok_or(Error::NotFound)?;
     tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq, "chat deleted");
-    publish_persisted(state, me.couple_id, seq, &ServerFrame::Deleted { seq, chat_id }).await;
+    publish_persisted(
+        state,
+        me.couple_id,
+        seq,
+        &ServerFrame::Deleted { seq, chat_id },
+    )
+    .await;
     Ok(())
 }
 
@@ -140,7 +152,14 @@ pub async fn read(state: &AppState, me: &Member, seq: i64) -> Result<()> {
 }
 
 pub async fn typing(state: &AppState, me: &Member) {
-    publish_to_partner(state, me, &ServerFrame::Typing { user_id: me.user_id }).await;
+    publish_to_partner(
+        state,
+        me,
+        &ServerFrame::Typing {
+            user_id: me.user_id,
+        },
+    )
+    .await;
 }
 
 pub async fn presence(state: &AppState, me: &Member, online: bool) {

@@ -4,12 +4,12 @@
 
 use std::sync::LazyLock;
 
+use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::Router;
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use base64::Engine;
@@ -85,7 +85,9 @@ fn validate_username(username: &str) -> Result<()> {
 
 fn validate_password(password: &str) -> Result<()> {
     if !(8..=128).contains(&password.chars().count()) {
-        return Err(Error::InvalidInput("a password has 8-128 characters".into()));
+        return Err(Error::InvalidInput(
+            "a password has 8-128 characters".into(),
+        ));
     }
     Ok(())
 }
@@ -108,7 +110,11 @@ async fn signup(
         .on_unique_violation(|| Error::UsernameTaken)?;
     tracing::info!(user_id = %user.id, "signed up");
     let jar = start_session(&state, &headers, jar, user.id).await?;
-    Ok((StatusCode::CREATED, jar, Json(json!({ "user": UserView::from(&user) }))))
+    Ok((
+        StatusCode::CREATED,
+        jar,
+        Json(json!({ "user": UserView::from(&user) })),
+    ))
 }
 
 /// Verifying against this when the user does not exist makes "no such user" take as long as
@@ -129,8 +135,8 @@ async fn login(
         let hash = hash.as_deref().unwrap_or(&DUMMY_HASH);
         password_auth::verify_password(password, hash).is_ok()
     })
-            .await
-            .map_err(anyhow::Error::from)?;
+    .await
+    .map_err(anyhow::Error::from)?;
     let Some(user) = user.filter(|_| verified) else {
         return Err(Error::InvalidCredentials);
     };
@@ -189,14 +195,19 @@ async fn logout(
         state.bus.publish(membership.couple.id, event).await;
     }
     tracing::info!(user_id = %user.user.id, "logged out");
-    Ok((StatusCode::NO_CONTENT, jar.remove(Cookie::build(COOKIE).path("/"))))
+    Ok((
+        StatusCode::NO_CONTENT,
+        jar.remove(Cookie::build(COOKIE).path("/")),
+    ))
 }
 
 async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<impl IntoResponse> {
     let couple = store::couples::membership(&state.db, user.user.id)
         .await?
         .map(|m| couple_view(&m));
-    Ok(Json(json!({ "user": UserView::from(&user.user), "couple": couple })))
+    Ok(Json(
+        json!({ "user": UserView::from(&user.user), "couple": couple }),
+    ))
 }
 
 /// The signed-in user of a request: 401 `unauthenticated` when there is none.
@@ -211,7 +222,11 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let token = bearer_token(&parts.headers)
-            .or_else(|| CookieJar::from_headers(&parts.headers).get(COOKIE).map(|c| c.value().to_owned()))
+            .or_else(|| {
+                CookieJar::from_headers(&parts.headers)
+                    .get(COOKIE)
+                    .map(|c| c.value().to_owned())
+            })
             .ok_or(Error::Unauthenticated)?;
         let found = store::users::session_user(&state.db, &token_hash(&token))
             .await?
@@ -226,6 +241,8 @@ impl FromRequestParts<AppState> for CurrentUser {
 
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
     Some(token.trim().to_owned())
 }

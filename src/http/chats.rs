@@ -1,9 +1,9 @@
 //! Older history over HTTP, for scrolling up past what the socket replayed.
 
+use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 

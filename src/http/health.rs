@@ -1,10 +1,10 @@
 //! Liveness and readiness for load balancers and orchestrators.
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use serde_json::json;
 
 use super::Json;

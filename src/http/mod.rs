@@ -8,13 +8,13 @@ mod chats;
 mod health;
 mod pairing;
 
+use axum::Router;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use serde::Serialize;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
@@ -62,8 +62,10 @@ async fn check_origin(
     request: Request,
     next: Next,
 ) -> Result<Response, Error> {
-    let guarded = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        || request.uri().path() == "/ws";
+    let guarded = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) || request.uri().path() == "/ws";
     if guarded && !origin_allowed(&state, request.headers()) {
         return Err(Error::ForbiddenOrigin);
     }
@@ -103,7 +105,9 @@ pub struct Path<T>(pub T);
 impl From<JsonRejection> for Error {
     fn from(rejection: JsonRejection) -> Self {
         match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge("the request body is too large".into()),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Error::TooLarge("the request body is too large".into())
+            }
             StatusCode::UNPROCESSABLE_ENTITY => Error::InvalidInput(rejection.body_text()),
             _ => Error::BadRequest(rejection.body_text()),
         }

@@ -2,11 +2,11 @@
 //! or withdrawn by its sender. Races (two accepts, two requests at once) are settled by the
 //! database's unique constraints and translated here.
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -64,7 +64,10 @@ async fn create(
         from: me.user,
         to,
     };
-    Ok((StatusCode::CREATED, Json(json!({ "request": request_json(&view) }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "request": request_json(&view) })),
+    ))
 }
 
 async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<impl IntoResponse> {
@@ -88,7 +91,10 @@ async fn accept(
     let membership = store::couples::membership(&state.db, me.user.id)
         .await?
         .ok_or(Error::NotFound)?;
-    Ok((StatusCode::CREATED, Json(json!({ "couple": couple_view(&membership) }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "couple": couple_view(&membership) })),
+    ))
 }
 
 async fn remove(

@@ -8,8 +8,7 @@ use entity::{chats, couples, events};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -79,10 +78,7 @@ pub struct NewChat<'a> {
 
 /// Persists a chat with the couple's next seq. A unique violation on
 /// `(sender_id, client_id)` means the same send arrived twice; the caller looks the first up.
-pub async fn insert(
-    db: &DatabaseConnection,
-    new: NewChat<'_>,
-) -> Result<Chat, DbErr> {
+pub async fn insert(db: &DatabaseConnection, new: NewChat<'_>) -> Result<Chat, DbErr> {
     let txn = db.begin().await?;
     let seq = next_seq(&txn, new.couple_id).await?;
     let chat = chats::ActiveModel {

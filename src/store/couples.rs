@@ -6,8 +6,8 @@ use chrono::Utc;
 use entity::{couple_members, couples, pair_requests, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -192,11 +192,7 @@ pub async fn delete_request(
 }
 
 /// Moves a member's read mark forward (never back). Returns whether it moved.
-pub async fn mark_read(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-    seq: i64,
-) -> Result<bool, DbErr> {
+pub async fn mark_read(db: &impl ConnectionTrait, user_id: Uuid, seq: i64) -> Result<bool, DbErr> {
     let result = couple_members::Entity::update_many()
         .col_expr(couple_members::Column::ReadSeq, Expr::value(seq))
         .filter(couple_members::Column::UserId.eq(user_id))
@@ -213,4 +209,3 @@ pub async fn last_seq(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<i64,
         .map(|c| c.last_seq)
         .unwrap_or_default())
 }
-

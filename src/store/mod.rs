@@ -52,7 +52,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None).await.context("migrating the database")
+    Migrator::up(db, None)
+        .await
+        .context("migrating the database")
 }
 
 /// Hides a password in a connection URL before it reaches a log or an error message.

@@ -139,9 +139,13 @@ impl Session {
                 self.catch_up_to(last_seq).await?;
             }
             None => {
-                let mut latest =
-                    chat::history(&self.state, self.me.couple_id, Some(last_seq + 1), LATEST_CHATS)
-                        .await?;
+                let mut latest = chat::history(
+                    &self.state,
+                    self.me.couple_id,
+                    Some(last_seq + 1),
+                    LATEST_CHATS,
+                )
+                .await?;
                 latest.reverse();
                 for view in latest {
                     self.push_waiting(ServerFrame::Chat(view).to_text()).await?;
@@ -212,7 +216,9 @@ impl Session {
     async fn on_text(&mut self, text: &str) -> std::result::Result<(), Ending> {
         let frame = match ClientFrame::parse(text) {
             Ok(frame) => frame,
-            Err((err, client_id)) => return self.push(ServerFrame::error(&err, client_id).to_text()),
+            Err((err, client_id)) => {
+                return self.push(ServerFrame::error(&err, client_id).to_text());
+            }
         };
         let client_id = match &frame {
             ClientFrame::Send { client_id, .. } => Some(client_id.to_string()),
@@ -353,7 +359,10 @@ impl Session {
 
     /// Queues a replayed frame, waiting for room: a replay may be longer than the queue.
     async fn push_waiting(&self, json: Utf8Bytes) -> Result<()> {
-        let queue = self.queue.as_ref().ok_or(Error::Unavailable("socket closed".into()))?;
+        let queue = self
+            .queue
+            .as_ref()
+            .ok_or(Error::Unavailable("socket closed".into()))?;
         match tokio::time::timeout(QUEUE_WAIT, queue.send(Message::Text(json))).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(Error::Unavailable("client too slow for the replay".into())),

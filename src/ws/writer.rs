@@ -12,6 +12,10 @@ use tokio::sync::{mpsc, oneshot};
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames written between two flushes at most, so one busy couple cannot starve the flush.
 const MAX_BURST: usize = 64;
+/// After refusing an oversized frame its unread bytes are still in the kernel's buffer, and
+/// closing the TCP socket at once would send a reset that can overtake our close frame. We
+/// hold the socket this long so the client reads the 1009 first.
+const LINGER_AFTER_TOO_BIG: Duration = Duration::from_millis(500);
 
 pub async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
@@ -24,7 +28,11 @@ pub async fn write_loop(
             frame = &mut close => {
                 // A close jumps the queue: a slow client's queue is full by definition.
                 if let Ok(frame) = frame {
+                    let linger = frame.code == super::session::close::TOO_BIG;
                     let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+                    if linger {
+                        tokio::time::sleep(LINGER_AFTER_TOO_BIG).await;
+                    }
                 }
                 break;
             }

@@ -53,8 +53,13 @@ async fn usernames_are_unique_whatever_their_case(backend: Backend) {
     let node = spawn_node(backend).await;
     User::signup(&node, "Mina").await;
     let body = json!({ "username": "mINA", "password": PASSWORD });
-    let (status, value, _) =
-        request(Method::POST, &format!("{}/api/signup", node.base()), None, Some(body)).await;
+    let (status, value, _) = request(
+        Method::POST,
+        &format!("{}/api/signup", node.base()),
+        None,
+        Some(body),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(value["error"]["code"], "username_taken");
 }
@@ -71,9 +76,18 @@ async fn bad_usernames_and_passwords_are_refused_with_invalid_input(backend: Bac
     ];
     for (username, password) in cases {
         let body = json!({ "username": username, "password": password });
-        let (status, value, _) =
-            request(Method::POST, &format!("{}/api/signup", node.base()), None, Some(body)).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{username}/{password}: {value}");
+        let (status, value, _) = request(
+            Method::POST,
+            &format!("{}/api/signup", node.base()),
+            None,
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{username}/{password}: {value}"
+        );
         assert_eq!(value["error"]["code"], "invalid_input");
     }
     // Unicode letters are letters: a Korean username is fine.
@@ -86,8 +100,13 @@ async fn unknown_user_and_wrong_password_look_the_same(backend: Backend) {
     let login = |username: &'static str, password: &'static str| {
         let url = format!("{}/api/login", node.base());
         async move {
-            request(Method::POST, &url, None, Some(json!({ "username": username, "password": password })))
-                .await
+            request(
+                Method::POST,
+                &url,
+                None,
+                Some(json!({ "username": username, "password": password })),
+            )
+            .await
         }
     };
     let (wrong_status, wrong, _) = login("mina", "not the password").await;
@@ -143,7 +162,11 @@ async fn a_foreign_origin_cannot_change_anything(backend: Backend) {
         .send()
         .await
         .expect("an answer");
-    assert_eq!(res.status(), StatusCode::CREATED, "an allowed origin signs up");
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "an allowed origin signs up"
+    );
 }
 
 async fn malformed_bodies_get_the_contracts_error_shape(backend: Backend) {
@@ -160,8 +183,13 @@ async fn malformed_bodies_get_the_contracts_error_shape(backend: Backend) {
     assert_eq!(value["error"]["code"], "invalid_input");
     assert!(value["error"]["message"].is_string());
 
-    let (status, value, _) =
-        request(Method::GET, &format!("{}/api/nothing-here", node.base()), None, None).await;
+    let (status, value, _) = request(
+        Method::GET,
+        &format!("{}/api/nothing-here", node.base()),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(value["error"]["code"], "not_found");
 

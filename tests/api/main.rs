@@ -1,6 +1,9 @@
 //! Duet's integration tests, in one binary: each test spawns its own node on a random port
 //! with its own database (SQLite file or Postgres database) and speaks the contract to it.
 
+// A test that meets something unexpected should stop right there, loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod accounts;

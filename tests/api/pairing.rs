@@ -18,7 +18,9 @@ async fn a_request_accepted_makes_a_couple_both_can_see(backend: Backend) {
     let mina = User::signup(&node, "mina").await;
     let joon = User::signup(&node, "joon").await;
 
-    let (status, sent) = mina.post("/api/requests", json!({ "username": "JOON" })).await;
+    let (status, sent) = mina
+        .post("/api/requests", json!({ "username": "JOON" }))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{sent}");
     assert_eq!(sent["request"]["from"]["username"], "mina");
     assert_eq!(sent["request"]["to"]["username"], "joon");
@@ -30,7 +32,9 @@ async fn a_request_accepted_makes_a_couple_both_can_see(backend: Backend) {
     let (_, lists) = mina.get("/api/requests").await;
     assert_eq!(lists["sent"][0]["id"], id);
 
-    let (status, accepted) = joon.post(&format!("/api/requests/{id}/accept"), json!({})).await;
+    let (status, accepted) = joon
+        .post(&format!("/api/requests/{id}/accept"), json!({}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{accepted}");
     assert_eq!(accepted["couple"]["partner"]["username"], "mina");
     assert_eq!(accepted["couple"]["delete_at"], serde_json::Value::Null);
@@ -53,44 +57,71 @@ async fn every_pairing_refusal_has_its_code(backend: Backend) {
         assert_eq!(body["error"]["code"], code, "{body}");
     };
 
-    let (s, b) = mina.post("/api/requests", json!({ "username": "nobody" })).await;
+    let (s, b) = mina
+        .post("/api/requests", json!({ "username": "nobody" }))
+        .await;
     refused(s, b, StatusCode::NOT_FOUND, "not_found");
-    let (s, b) = mina.post("/api/requests", json!({ "username": "Mina" })).await;
+    let (s, b) = mina
+        .post("/api/requests", json!({ "username": "Mina" }))
+        .await;
     refused(s, b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     let (s, b) = mina.post("/api/requests", json!({ "name": "joon" })).await;
     refused(s, b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
 
-    let (s, sent) = mina.post("/api/requests", json!({ "username": "joon" })).await;
+    let (s, sent) = mina
+        .post("/api/requests", json!({ "username": "joon" }))
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     let id = sent["request"]["id"].as_str().expect("an id").to_owned();
     // One pending request between two people, whichever of them asks again.
-    let (s, b) = mina.post("/api/requests", json!({ "username": "joon" })).await;
+    let (s, b) = mina
+        .post("/api/requests", json!({ "username": "joon" }))
+        .await;
     refused(s, b, StatusCode::CONFLICT, "duplicate_request");
-    let (s, b) = joon.post("/api/requests", json!({ "username": "mina" })).await;
+    let (s, b) = joon
+        .post("/api/requests", json!({ "username": "mina" }))
+        .await;
     refused(s, b, StatusCode::CONFLICT, "duplicate_request");
 
     // Only the receiver accepts; to anyone else the request does not exist.
-    let (s, b) = mina.post(&format!("/api/requests/{id}/accept"), json!({})).await;
+    let (s, b) = mina
+        .post(&format!("/api/requests/{id}/accept"), json!({}))
+        .await;
     refused(s, b, StatusCode::NOT_FOUND, "not_found");
-    let (s, b) = sora.post(&format!("/api/requests/{id}/accept"), json!({})).await;
+    let (s, b) = sora
+        .post(&format!("/api/requests/{id}/accept"), json!({}))
+        .await;
     refused(s, b, StatusCode::NOT_FOUND, "not_found");
     let (s, b) = sora.delete(&format!("/api/requests/{id}")).await;
     refused(s, b, StatusCode::NOT_FOUND, "not_found");
-    let (s, b) = joon.post("/api/requests/not-a-uuid/accept", json!({})).await;
+    let (s, b) = joon
+        .post("/api/requests/not-a-uuid/accept", json!({}))
+        .await;
     refused(s, b, StatusCode::NOT_FOUND, "not_found");
 
-    let (s, _) = joon.post(&format!("/api/requests/{id}/accept"), json!({})).await;
+    let (s, _) = joon
+        .post(&format!("/api/requests/{id}/accept"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::CREATED);
 
     // Now both are taken, from either side.
-    let (s, b) = sora.post("/api/requests", json!({ "username": "mina" })).await;
+    let (s, b) = sora
+        .post("/api/requests", json!({ "username": "mina" }))
+        .await;
     refused(s, b, StatusCode::CONFLICT, "already_paired");
-    let (s, b) = joon.post("/api/requests", json!({ "username": "sora" })).await;
+    let (s, b) = joon
+        .post("/api/requests", json!({ "username": "sora" }))
+        .await;
     refused(s, b, StatusCode::CONFLICT, "already_paired");
 
     // Without a session nothing works.
-    let (s, b, _) =
-        request(reqwest::Method::GET, &format!("{}/api/requests", node.base()), None, None).await;
+    let (s, b, _) = request(
+        reqwest::Method::GET,
+        &format!("{}/api/requests", node.base()),
+        None,
+        None,
+    )
+    .await;
     refused(s, b, StatusCode::UNAUTHORIZED, "unauthenticated");
     let (s, b) = sora.get("/api/chats").await;
     refused(s, b, StatusCode::CONFLICT, "not_paired");
@@ -101,16 +132,26 @@ async fn the_receiver_declines_and_the_sender_cancels(backend: Backend) {
     let mina = User::signup(&node, "mina").await;
     let joon = User::signup(&node, "joon").await;
 
-    let (_, sent) = mina.post("/api/requests", json!({ "username": "joon" })).await;
+    let (_, sent) = mina
+        .post("/api/requests", json!({ "username": "joon" }))
+        .await;
     let id = sent["request"]["id"].as_str().expect("an id").to_owned();
     let (s, _) = joon.delete(&format!("/api/requests/{id}")).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "the receiver declines");
     let (_, lists) = mina.get("/api/requests").await;
     assert_eq!(lists["sent"].as_array().map(Vec::len), Some(0));
-    let (s, _) = joon.post(&format!("/api/requests/{id}/accept"), json!({})).await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "a declined request cannot be accepted");
+    let (s, _) = joon
+        .post(&format!("/api/requests/{id}/accept"), json!({}))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "a declined request cannot be accepted"
+    );
 
-    let (_, sent) = mina.post("/api/requests", json!({ "username": "joon" })).await;
+    let (_, sent) = mina
+        .post("/api/requests", json!({ "username": "joon" }))
+        .await;
     let id = sent["request"]["id"].as_str().expect("an id").to_owned();
     let (s, _) = mina.delete(&format!("/api/requests/{id}")).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "the sender cancels");
@@ -125,16 +166,32 @@ async fn accepting_clears_every_other_pending_request_of_both(backend: Backend) 
     let sora = User::signup(&node, "sora").await;
     let hana = User::signup(&node, "hana").await;
 
-    sora.post("/api/requests", json!({ "username": "mina" })).await;
-    joon.post("/api/requests", json!({ "username": "hana" })).await;
-    let (_, sent) = mina.post("/api/requests", json!({ "username": "joon" })).await;
+    sora.post("/api/requests", json!({ "username": "mina" }))
+        .await;
+    joon.post("/api/requests", json!({ "username": "hana" }))
+        .await;
+    let (_, sent) = mina
+        .post("/api/requests", json!({ "username": "joon" }))
+        .await;
     let id = sent["request"]["id"].as_str().expect("an id").to_owned();
-    let (s, _) = joon.post(&format!("/api/requests/{id}/accept"), json!({})).await;
+    let (s, _) = joon
+        .post(&format!("/api/requests/{id}/accept"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::CREATED);
 
     for user in [&mina, &joon, &sora, &hana] {
         let (_, lists) = user.get("/api/requests").await;
-        assert_eq!(lists["received"].as_array().map(Vec::len), Some(0), "{}", user.username);
-        assert_eq!(lists["sent"].as_array().map(Vec::len), Some(0), "{}", user.username);
+        assert_eq!(
+            lists["received"].as_array().map(Vec::len),
+            Some(0),
+            "{}",
+            user.username
+        );
+        assert_eq!(
+            lists["sent"].as_array().map(Vec::len),
+            Some(0),
+            "{}",
+            user.username
+        );
     }
 }

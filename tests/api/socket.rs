@@ -21,23 +21,45 @@ async fn the_upgrade_is_refused_without_session_from_foreign_origin_or_unpaired(
     let (mina, _joon) = couple(&node).await;
     let single = User::signup(&node, "sora").await;
 
-    let (status, body) = try_socket(node.addr, "/ws", None, None).await.err().expect("refused");
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")));
-    let (status, body) = try_socket(node.addr, "/ws", Some("forged"), None).await.err().expect("refused");
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")));
+    let (status, body) = try_socket(node.addr, "/ws", None, None)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (status, body) = try_socket(node.addr, "/ws", Some("forged"), None)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
 
     let (status, body) = mina
         .try_socket("/ws", Some("http://evil.example"))
         .await
         .err()
         .expect("refused");
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden_origin")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden_origin"))
+    );
 
     let (status, body) = single.try_socket("/ws", None).await.err().expect("refused");
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_paired")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("not_paired"))
+    );
 
     // The allowed origin gets in.
-    assert!(mina.try_socket("/ws", Some("http://duet.test")).await.is_ok());
+    assert!(
+        mina.try_socket("/ws", Some("http://duet.test"))
+            .await
+            .is_ok()
+    );
 }
 
 async fn the_handshake_is_hello_then_synced(backend: Backend) {
@@ -67,11 +89,15 @@ async fn malformed_and_unknown_frames_get_error_frames_and_the_socket_stays_open
     assert_eq!(socket.expect("error").await["code"], "invalid_input");
     socket.send(json!([1, 2, 3])).await;
     assert_eq!(socket.expect("error").await["code"], "invalid_input");
-    socket.send_raw(Message::binary(vec![0u8, 159, 146, 150])).await;
+    socket
+        .send_raw(Message::binary(vec![0u8, 159, 146, 150]))
+        .await;
     assert_eq!(socket.expect("error").await["code"], "invalid_input");
 
     // A send without a valid client_id is refused; the error names what it could.
-    socket.send(json!({ "type": "send", "client_id": "nope", "text": "hi" })).await;
+    socket
+        .send(json!({ "type": "send", "client_id": "nope", "text": "hi" }))
+        .await;
     let error = socket.expect("error").await;
     assert_eq!(error["code"], "invalid_input");
     assert_eq!(error["client_id"], "nope");
@@ -79,13 +105,18 @@ async fn malformed_and_unknown_frames_get_error_frames_and_the_socket_stays_open
     assert_eq!(socket.expect("error").await["code"], "invalid_input");
     socket.send(json!({ "type": "read", "seq": "seven" })).await;
     assert_eq!(socket.expect("error").await["code"], "invalid_input");
-    socket.send(json!({ "type": "delete", "chat_id": uuid::Uuid::new_v4() })).await;
+    socket
+        .send(json!({ "type": "delete", "chat_id": uuid::Uuid::new_v4() }))
+        .await;
     assert_eq!(socket.expect("error").await["code"], "not_found");
 
     // Text rules: 1-4000 characters after trimming.
     let client_id = socket.say("   \n ").await;
     let error = socket.expect("error").await;
-    assert_eq!((error["code"].as_str(), error["client_id"].as_str()), (Some("invalid_input"), Some(client_id.to_string().as_str())));
+    assert_eq!(
+        (error["code"].as_str(), error["client_id"].as_str()),
+        (Some("invalid_input"), Some(client_id.to_string().as_str()))
+    );
     socket.say(&"가".repeat(4001)).await;
     assert_eq!(socket.expect("error").await["code"], "too_long");
     socket.say(&format!("  {}  ", "가".repeat(4000))).await;
@@ -104,7 +135,10 @@ async fn a_frame_over_64_kib_closes_with_1009_and_the_node_keeps_serving(backend
     let mut partner = joon.socket().await;
 
     let text = "a".repeat(100 * 1024);
-    big.send_raw(Message::text(json!({ "type": "send", "client_id": uuid::Uuid::new_v4(), "text": text }).to_string())).await;
+    big.send_raw(Message::text(
+        json!({ "type": "send", "client_id": uuid::Uuid::new_v4(), "text": text }).to_string(),
+    ))
+    .await;
     let frame = big.closed().await.expect("a close frame");
     assert_eq!(u16::from(frame.code), 1009);
 
@@ -137,7 +171,10 @@ async fn sockets_per_user_are_limited(backend: Backend) {
     let _one = mina.socket().await;
     let mut two = mina.socket().await;
     let (status, body) = mina.try_socket("/ws", None).await.err().expect("refused");
-    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limited")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
     // The partner's sockets are counted apart.
     let _partner = joon.socket().await;
     // Closing one makes room again.

@@ -109,7 +109,10 @@ impl Drop for TestDb {
         };
         // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
@@ -232,8 +235,13 @@ impl User {
     pub async fn signup_at(addr: SocketAddr, username: &str) -> User {
         let base = format!("http://{addr}");
         let body = json!({ "username": username, "password": PASSWORD });
-        let (status, value, headers) =
-            request(reqwest::Method::POST, &format!("{base}/api/signup"), None, Some(body)).await;
+        let (status, value, headers) = request(
+            reqwest::Method::POST,
+            &format!("{base}/api/signup"),
+            None,
+            Some(body),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED, "signup of {username}: {value}");
         User::from_response(addr, &value, &headers)
     }
@@ -241,20 +249,35 @@ impl User {
     pub async fn login_at(addr: SocketAddr, username: &str) -> User {
         let base = format!("http://{addr}");
         let body = json!({ "username": username, "password": PASSWORD });
-        let (status, value, headers) =
-            request(reqwest::Method::POST, &format!("{base}/api/login"), None, Some(body)).await;
+        let (status, value, headers) = request(
+            reqwest::Method::POST,
+            &format!("{base}/api/login"),
+            None,
+            Some(body),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "login of {username}: {value}");
         User::from_response(addr, &value, &headers)
     }
 
-    fn from_response(addr: SocketAddr, value: &Value, headers: &reqwest::header::HeaderMap) -> User {
+    fn from_response(
+        addr: SocketAddr,
+        value: &Value,
+        headers: &reqwest::header::HeaderMap,
+    ) -> User {
         User {
             http: reqwest::Client::new(),
             base: format!("http://{addr}"),
             addr,
             token: session_cookie(headers).expect("a session cookie"),
-            id: value["user"]["id"].as_str().and_then(|s| s.parse().ok()).expect("a user id"),
-            username: value["user"]["username"].as_str().unwrap_or_default().to_owned(),
+            id: value["user"]["id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("a user id"),
+            username: value["user"]["username"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         }
     }
 
@@ -268,17 +291,35 @@ impl User {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let (s, v, _) = request(reqwest::Method::GET, &format!("{}{path}", self.base), Some(&self.token), None).await;
+        let (s, v, _) = request(
+            reqwest::Method::GET,
+            &format!("{}{path}", self.base),
+            Some(&self.token),
+            None,
+        )
+        .await;
         (s, v)
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let (s, v, _) = request(reqwest::Method::POST, &format!("{}{path}", self.base), Some(&self.token), Some(body)).await;
+        let (s, v, _) = request(
+            reqwest::Method::POST,
+            &format!("{}{path}", self.base),
+            Some(&self.token),
+            Some(body),
+        )
+        .await;
         (s, v)
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        let (s, v, _) = request(reqwest::Method::DELETE, &format!("{}{path}", self.base), Some(&self.token), None).await;
+        let (s, v, _) = request(
+            reqwest::Method::DELETE,
+            &format!("{}{path}", self.base),
+            Some(&self.token),
+            None,
+        )
+        .await;
         (s, v)
     }
 
@@ -288,9 +329,10 @@ impl User {
 
     /// Opens `/ws` and reads through `hello`, the replay and `synced`.
     pub async fn socket_at(&self, path: &str) -> Socket {
-        let mut socket = self.try_socket(path, None).await.unwrap_or_else(|(s, v)| {
-            panic!("upgrade of {path} refused: {s} {v}")
-        });
+        let mut socket = self
+            .try_socket(path, None)
+            .await
+            .unwrap_or_else(|(s, v)| panic!("upgrade of {path} refused: {s} {v}"));
         socket.hello = socket.expect("hello").await;
         loop {
             let frame = socket.next().await;
@@ -326,7 +368,8 @@ pub async fn try_socket(
         req.headers_mut().insert("cookie", cookie);
     }
     if let Some(origin) = origin {
-        req.headers_mut().insert("origin", HeaderValue::from_str(origin).expect("a header"));
+        req.headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).expect("a header"));
     }
     match tokio_tungstenite::connect_async(req).await {
         Ok((ws, _)) => Ok(Socket {
@@ -357,10 +400,17 @@ pub async fn couple(node: &TestNode) -> (User, User) {
 }
 
 pub async fn pair(a: &User, b: &User) {
-    let (status, req) = a.post("/api/requests", json!({ "username": b.username })).await;
+    let (status, req) = a
+        .post("/api/requests", json!({ "username": b.username }))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "request: {req}");
-    let id = req["request"]["id"].as_str().expect("a request id").to_owned();
-    let (status, couple) = b.post(&format!("/api/requests/{id}/accept"), json!({})).await;
+    let id = req["request"]["id"]
+        .as_str()
+        .expect("a request id")
+        .to_owned();
+    let (status, couple) = b
+        .post(&format!("/api/requests/{id}/accept"), json!({}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "accept: {couple}");
 }
 
@@ -386,7 +436,8 @@ impl Socket {
     /// Sends a chat; returns its client_id.
     pub async fn say(&mut self, text: &str) -> Uuid {
         let client_id = Uuid::new_v4();
-        self.send(json!({ "type": "send", "client_id": client_id, "text": text })).await;
+        self.send(json!({ "type": "send", "client_id": client_id, "text": text }))
+            .await;
         client_id
     }
 
