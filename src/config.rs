@@ -78,6 +78,11 @@ pub struct Config {
     #[arg(long, env = "DUET_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
 
+    /// Seconds between checks for question catalogue changes (an import reaches running
+    /// nodes within this time).
+    #[arg(long, env = "DUET_CATALOGUE_REFRESH_SECS", default_value_t = 30)]
+    pub catalogue_refresh_secs: u64,
+
     /// Database connections in the pool (SQLite always uses one writer connection).
     #[arg(long, env = "DUET_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
@@ -92,6 +97,10 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn catalogue_refresh(&self) -> Duration {
+        Duration::from_secs(self.catalogue_refresh_secs.max(1))
+    }
+
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_hours * 3600)
     }

@@ -42,6 +42,9 @@ pub enum Error {
     TooLarge(String),
     #[error("a chat may have at most 4000 characters")]
     TooLong,
+    /// Only sent in `error` frames: this user owes an answer before chatting on.
+    #[error("answer the question first")]
+    AnswerRequired(i64),
     #[error("slow down")]
     RateLimited,
     #[error("{0}")]
@@ -67,6 +70,7 @@ impl Error {
             Error::DuplicateRequest => "duplicate_request",
             Error::TooLarge(_) => "too_large",
             Error::TooLong => "too_long",
+            Error::AnswerRequired(_) => "answer_required",
             Error::RateLimited => "rate_limited",
             Error::Unavailable(_) => "unavailable",
             Error::Db(e) if is_unavailable(e) => "unavailable",
@@ -84,7 +88,8 @@ impl Error {
             Error::UsernameTaken
             | Error::AlreadyPaired
             | Error::NotPaired
-            | Error::DuplicateRequest => StatusCode::CONFLICT,
+            | Error::DuplicateRequest
+            | Error::AnswerRequired(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::chat::ChatView;
 use crate::error::Error;
+use crate::question::QuestionView;
 
 #[derive(Serialize, Debug)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -24,6 +25,12 @@ pub enum ServerFrame {
     Deleted {
         seq: i64,
         chat_id: Uuid,
+    },
+    Question(QuestionView),
+    Answered {
+        seq: i64,
+        question_id: i64,
+        user_id: Uuid,
     },
     Synced {
         last_seq: i64,
@@ -61,7 +68,10 @@ impl ServerFrame {
             code: err.code(),
             message: err.public_message(),
             client_id,
-            question_id: None,
+            question_id: match err {
+                Error::AnswerRequired(question_id) => Some(*question_id),
+                _ => None,
+            },
         }
     }
 
@@ -83,6 +93,10 @@ pub enum ClientFrame {
         text: String,
         #[serde(default)]
         file_id: Option<Uuid>,
+    },
+    Answer {
+        question_id: i64,
+        text: String,
     },
     Delete {
         chat_id: Uuid,
@@ -112,7 +126,10 @@ impl ClientFrame {
             .and_then(|v| v.as_str())
             .unwrap_or("")
             .to_owned();
-        if !matches!(kind.as_str(), "send" | "delete" | "typing" | "read") {
+        if !matches!(
+            kind.as_str(),
+            "send" | "answer" | "delete" | "typing" | "read"
+        ) {
             let message = if kind.is_empty() {
                 "a frame needs a \"type\"".to_owned()
             } else {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod frame;
 pub mod http;
+pub mod question;
 pub mod state;
 pub mod store;
 pub mod ws;
@@ -43,12 +44,18 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
     let db = store::connect(&config).await?;
     store::migrate(&db).await?;
     let bus = Bus::local(CHANNEL_CAPACITY);
+    let catalogue = question::Catalogue::load(&db).await?;
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
     let origins = config.allowed_origins(addr);
-    let state = AppState::new(config, db, bus, origins);
+    let state = AppState::new(config, db, bus, catalogue.clone(), origins);
+    catalogue.watch(
+        state.db.clone(),
+        state.config.catalogue_refresh(),
+        state.shutdown.clone(),
+    );
     let app = http::router(state.clone());
     let shutdown = state.shutdown.clone();
     let server = tokio::spawn(async move {

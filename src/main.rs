@@ -1,5 +1,6 @@
 //! The `duet` command: `duet` (or `duet serve`) runs a node, `duet migrate` only migrates.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use duet::config::Config;
 use tracing_subscriber::EnvFilter;
@@ -19,6 +20,24 @@ enum Command {
     Serve,
     /// Migrate the database and exit.
     Migrate,
+    /// The question catalogue.
+    #[command(subcommand)]
+    Questions(QuestionsCommand),
+}
+
+#[derive(Subcommand)]
+enum QuestionsCommand {
+    /// Add or update questions from a TOML or JSON file, keyed by `key` (idempotent).
+    Import { file: std::path::PathBuf },
+    /// Print the catalogue.
+    List,
+    /// Measure the keyword matcher: chats per second through a synthetic catalogue.
+    Bench {
+        #[arg(long, default_value_t = 10_000)]
+        keywords: usize,
+        #[arg(long, default_value_t = 200_000)]
+        chats: usize,
+    },
 }
 
 #[tokio::main]
@@ -31,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
             duet::store::migrate(&db).await?;
             tracing::info!("database migrated");
         }
+        Command::Questions(command) => questions(&cli.config, command).await?,
         Command::Serve => {
             let node = duet::start(cli.config).await?;
             println!("Duet is running: open http://{}", node.addr());
@@ -42,9 +62,49 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn questions(config: &Config, command: QuestionsCommand) -> anyhow::Result<()> {
+    if let QuestionsCommand::Bench { keywords, chats } = command {
+        let report = duet::question::bench::run(keywords, chats);
+        println!(
+            "{} keywords (automaton built in {:.1} ms): {} chats, {:.0} chats/s, {} questions triggered",
+            report.keywords, report.build_ms, report.chats, report.chats_per_sec, report.triggers
+        );
+        return Ok(());
+    }
+    let db = duet::store::connect(config).await?;
+    duet::store::migrate(&db).await?;
+    match command {
+        QuestionsCommand::Import { file } => {
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let entries = migration::catalogue::parse(&source)?;
+            let report = duet::store::questions::import(&db, &entries).await?;
+            println!(
+                "{} added, {} updated, {} unchanged (running nodes pick this up within {} s)",
+                report.added, report.updated, report.unchanged, config.catalogue_refresh_secs
+            );
+        }
+        QuestionsCommand::List => {
+            for (question, keywords) in duet::store::questions::list(&db).await? {
+                println!(
+                    "{:>4}  {:<24} {}  [{}]",
+                    question.id,
+                    question.key,
+                    question.text,
+                    keywords.join(", ")
+                );
+            }
+        }
+        QuestionsCommand::Bench { .. } => {}
+    }
+    Ok(())
+}
+
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log_format == "json" {
         builder.json().init();
     } else {

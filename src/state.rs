@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::bus::Bus;
 use crate::config::Config;
+use crate::question::Catalogue;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -19,6 +20,8 @@ pub struct Inner {
     pub config: Config,
     pub db: DatabaseConnection,
     pub bus: Bus,
+    /// The question catalogue's matcher, reloaded when the catalogue changes.
+    pub catalogue: Arc<Catalogue>,
     /// Origins allowed to change state or open sockets (resolved against the bound port).
     pub origins: Vec<String>,
     /// Fires when the node stops. HTTP graceful shutdown does not reach upgraded sockets
@@ -34,12 +37,19 @@ pub struct Inner {
 }
 
 impl AppState {
-    pub fn new(config: Config, db: DatabaseConnection, bus: Bus, origins: Vec<String>) -> Self {
+    pub fn new(
+        config: Config,
+        db: DatabaseConnection,
+        bus: Bus,
+        catalogue: Arc<Catalogue>,
+        origins: Vec<String>,
+    ) -> Self {
         let sockets = Arc::new(Semaphore::new(config.max_sockets));
         AppState(Arc::new(Inner {
             config,
             db,
             bus,
+            catalogue,
             origins,
             shutdown: CancellationToken::new(),
             draining: AtomicBool::new(false),

@@ -3,13 +3,32 @@
 
 pub use sea_orm_migration::prelude::*;
 
+pub mod catalogue;
 mod m20261124_000001_accounts_pairing_chat;
+mod m20261125_000002_questions;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_accounts_pairing_chat::Migration)]
+        vec![
+            Box::new(m20261124_000001_accounts_pairing_chat::Migration),
+            Box::new(m20261125_000002_questions::Migration),
+        ]
     }
+}
+
+/// A foreign key whose rows go when the row they point at goes (a couple's chats with it).
+pub(crate) fn cascade(
+    name: &str,
+    from: (impl IntoIden, impl IntoIden),
+    to: (impl IntoIden, impl IntoIden),
+) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .name(name)
+        .from(from.0, from.1)
+        .to(to.0, to.1)
+        .on_delete(ForeignKeyAction::Cascade)
+        .take()
 }

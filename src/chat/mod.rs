@@ -11,9 +11,10 @@ use uuid::Uuid;
 use crate::bus::BusEvent;
 use crate::error::{Error, Result};
 use crate::frame::ServerFrame;
+use crate::question::{self, QuestionView};
 use crate::state::AppState;
 use crate::store;
-use crate::store::chats::{Chat, KIND_CHAT, KIND_DELETED, NewChat};
+use crate::store::chats::{Chat, KIND_ANSWERED, KIND_CHAT, KIND_DELETED, KIND_QUESTION, NewChat};
 
 /// Longest chat text, in characters, after trimming.
 pub const MAX_TEXT_CHARS: usize = 4000;
@@ -75,13 +76,15 @@ pub async fn send(state: &AppState, me: &Member, client_id: Uuid, text: &str) ->
     if text.is_empty() {
         return Err(Error::InvalidInput("a chat needs some text".into()));
     }
+    question::check_gate(state, me).await?;
+    let triggers = state.catalogue.find(text);
     let new = NewChat {
         couple_id: me.couple_id,
         sender_id: me.user_id,
         client_id,
         text,
     };
-    let chat = match store::chats::insert(&state.db, new).await {
+    let (chat, asked) = match store::chats::insert(&state.db, new, &triggers).await {
         Ok(chat) => chat,
         Err(e) if is_unique_violation(&e) => {
             // The same send raced itself (two tabs retrying at once): the first one won.
@@ -101,6 +104,17 @@ pub async fn send(state: &AppState, me: &Member, client_id: Uuid, text: &str) ->
         &ServerFrame::Chat(view.clone()),
     )
     .await;
+    for asked in asked {
+        tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, question_id = asked.question_id, seq = asked.seq, "question asked");
+        let seq = asked.seq;
+        publish_persisted(
+            state,
+            me.couple_id,
+            seq,
+            &ServerFrame::Question(asked.into()),
+        )
+        .await;
+    }
     Ok(view)
 }
 
@@ -170,7 +184,12 @@ pub async fn presence(state: &AppState, me: &Member, online: bool) {
     publish_to_partner(state, me, &frame).await;
 }
 
-async fn publish_persisted(state: &AppState, couple_id: Uuid, seq: i64, frame: &ServerFrame) {
+pub(crate) async fn publish_persisted(
+    state: &AppState,
+    couple_id: Uuid,
+    seq: i64,
+    frame: &ServerFrame,
+) {
     let event = BusEvent::Frame {
         seq: Some(seq),
         skip_user: None,
@@ -198,6 +217,12 @@ pub async fn events_between(
     limit: u64,
 ) -> Result<Vec<(i64, ServerFrame)>> {
     let rows = store::chats::events_between(&state.db, couple_id, after, upto, limit).await?;
+    let question_seqs = rows
+        .iter()
+        .filter(|(event, _)| event.kind == KIND_QUESTION)
+        .map(|(event, _)| event.seq)
+        .collect();
+    let mut asked = store::questions::asked_at_seqs(&state.db, couple_id, question_seqs).await?;
     let mut frames = Vec::with_capacity(rows.len());
     for (event, chat) in rows {
         let frame = match (event.kind.as_str(), event.chat_id, chat) {
@@ -205,6 +230,18 @@ pub async fn events_between(
             (KIND_DELETED, Some(chat_id), _) => ServerFrame::Deleted {
                 seq: event.seq,
                 chat_id,
+            },
+            (KIND_QUESTION, ..) if asked.iter().any(|a| a.seq == event.seq) => {
+                let index = asked.iter().position(|a| a.seq == event.seq).unwrap_or(0);
+                ServerFrame::Question(QuestionView::from(asked.swap_remove(index)))
+            }
+            (KIND_ANSWERED, ..) => match (event.question_id, event.user_id) {
+                (Some(question_id), Some(user_id)) => ServerFrame::Answered {
+                    seq: event.seq,
+                    question_id,
+                    user_id,
+                },
+                _ => continue,
             },
             (kind, ..) => {
                 tracing::warn!(%couple_id, seq = event.seq, kind, "event without its row");

@@ -3,6 +3,7 @@
 //! too: the Origin allow-list, body limits, and extractors whose rejections speak the
 //! contract's error body.
 
+mod answers;
 mod auth;
 mod chats;
 mod health;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(pairing::router())
         .merge(chats::router())
+        .merge(answers::router())
         .merge(health::router())
         .route("/ws", get(crate::ws::upgrade))
         .method_not_allowed_fallback(method_not_allowed)

@@ -15,12 +15,16 @@ use uuid::Uuid;
 pub use chats::Model as Chat;
 pub use events::Model as Event;
 
+use super::questions::{Asked, Trigger};
+
 pub const KIND_CHAT: &str = "chat";
 pub const KIND_DELETED: &str = "deleted";
+pub const KIND_QUESTION: &str = "question";
+pub const KIND_ANSWERED: &str = "answered";
 
 /// Takes the couple's next seq; the row lock it holds until commit is what keeps seqs
 /// gapless and ordered.
-async fn next_seq(txn: &DatabaseTransaction, couple_id: Uuid) -> Result<i64, DbErr> {
+pub(super) async fn next_seq(txn: &DatabaseTransaction, couple_id: Uuid) -> Result<i64, DbErr> {
     let updated = couples::Entity::update_many()
         .col_expr(
             couples::Column::LastSeq,
@@ -36,20 +40,28 @@ async fn next_seq(txn: &DatabaseTransaction, couple_id: Uuid) -> Result<i64, DbE
         .ok_or_else(|| DbErr::RecordNotFound(format!("couple {couple_id}")))
 }
 
-async fn append_event(
+/// What an event row points at: a chat, or a question (and who answered it).
+#[derive(Default)]
+pub(super) struct EventRef {
+    pub chat_id: Option<Uuid>,
+    pub question_id: Option<i64>,
+    pub user_id: Option<Uuid>,
+}
+
+pub(super) async fn append_event(
     txn: &DatabaseTransaction,
     couple_id: Uuid,
     seq: i64,
     kind: &str,
-    chat_id: Option<Uuid>,
+    refs: EventRef,
 ) -> Result<(), DbErr> {
     events::ActiveModel {
         couple_id: Set(couple_id),
         seq: Set(seq),
         kind: Set(kind.to_owned()),
-        chat_id: Set(chat_id),
-        question_id: Set(None),
-        user_id: Set(None),
+        chat_id: Set(refs.chat_id),
+        question_id: Set(refs.question_id),
+        user_id: Set(refs.user_id),
         created_at: Set(Utc::now()),
     }
     .insert(txn)
@@ -76,9 +88,14 @@ pub struct NewChat<'a> {
     pub text: &'a str,
 }
 
-/// Persists a chat with the couple's next seq. A unique violation on
+/// Persists a chat with the couple's next seq, and asks the couple the questions its text
+/// triggered that they were never asked. A unique violation on
 /// `(sender_id, client_id)` means the same send arrived twice; the caller looks the first up.
-pub async fn insert(db: &DatabaseConnection, new: NewChat<'_>) -> Result<Chat, DbErr> {
+pub async fn insert(
+    db: &DatabaseConnection,
+    new: NewChat<'_>,
+    triggers: &[Trigger],
+) -> Result<(Chat, Vec<Asked>), DbErr> {
     let txn = db.begin().await?;
     let seq = next_seq(&txn, new.couple_id).await?;
     let chat = chats::ActiveModel {
@@ -93,9 +110,21 @@ pub async fn insert(db: &DatabaseConnection, new: NewChat<'_>) -> Result<Chat, D
     }
     .insert(&txn)
     .await?;
-    append_event(&txn, new.couple_id, seq, KIND_CHAT, Some(chat.id)).await?;
+    let refs = EventRef {
+        chat_id: Some(chat.id),
+        ..EventRef::default()
+    };
+    append_event(&txn, new.couple_id, seq, KIND_CHAT, refs).await?;
+    // Questions the chat brings up take the seqs right after it, in the same transaction:
+    // a chat is never persisted without the questions it triggered.
+    let mut asked = Vec::new();
+    for found in triggers {
+        if let Some(question) = super::questions::ask(&txn, new.couple_id, found).await? {
+            asked.push(question);
+        }
+    }
     txn.commit().await?;
-    Ok(chat)
+    Ok((chat, asked))
 }
 
 /// A chat of this couple that is not deleted yet.
@@ -132,7 +161,11 @@ pub async fn delete(
         // Dropping the transaction rolls the seq back: no gap.
         return Ok(None);
     }
-    append_event(&txn, couple_id, seq, KIND_DELETED, Some(chat_id)).await?;
+    let refs = EventRef {
+        chat_id: Some(chat_id),
+        ..EventRef::default()
+    };
+    append_event(&txn, couple_id, seq, KIND_DELETED, refs).await?;
     txn.commit().await?;
     Ok(Some(seq))
 }
@@ -200,7 +233,7 @@ pub async fn history(
 
 /// Times go out as RFC 3339 with milliseconds; storing them at that precision means a replay
 /// shows exactly the `sent_at` the live frame showed, on every backend.
-fn now_millis() -> DateTime<Utc> {
+pub(super) fn now_millis() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }

@@ -3,6 +3,7 @@
 
 pub mod chats;
 pub mod couples;
+pub mod questions;
 pub mod users;
 
 use std::time::Duration;

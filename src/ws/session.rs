@@ -27,6 +27,7 @@ use crate::bus::{BusEvent, Subscription};
 use crate::chat::{self, Member};
 use crate::error::{Error, Result};
 use crate::frame::{ClientFrame, ServerFrame};
+use crate::question;
 use crate::state::AppState;
 use crate::store;
 
@@ -154,7 +155,14 @@ impl Session {
         }
         self.cursor = last_seq;
         self.push_waiting(ServerFrame::Synced { last_seq }.to_text())
-            .await
+            .await?;
+        // Every question still owed, even if the replay just showed it: the client needs them
+        // to know it is gated, whatever it remembered.
+        for question in question::owed(&self.state, &self.me).await? {
+            self.push_waiting(ServerFrame::Question(question).to_text())
+                .await?;
+        }
+        Ok(())
     }
 
     async fn serve(
@@ -253,6 +261,9 @@ impl Session {
                     id: chat.id,
                     seq: chat.seq,
                 }))
+            }
+            ClientFrame::Answer { question_id, text } => {
+                question::answer(state, me, question_id, &text).await
             }
             ClientFrame::Delete { chat_id } => {
                 chat::delete(state, me, chat_id).await?;

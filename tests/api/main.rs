@@ -9,4 +9,5 @@ mod support;
 mod accounts;
 mod chat;
 mod pairing;
+mod question;
 mod socket;

@@ -1,0 +1,147 @@
+//! Questions: the reason Duet exists. A chat that mentions a catalogue keyword the couple was
+//! never asked about brings that question to both partners, and each must answer before
+//! chatting on. The server enforces it from the database (see `store::questions`), so it holds
+//! on every node and after every reconnect.
+
+pub mod bench;
+pub mod catalogue;
+pub mod matcher;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::chat::{self, MAX_TEXT_CHARS, Member, rfc3339};
+use crate::error::{Error, Result};
+use crate::frame::ServerFrame;
+use crate::state::AppState;
+use crate::store;
+use crate::store::questions::{Answered, Asked};
+
+pub use catalogue::Catalogue;
+
+/// A `question` frame.
+#[derive(Serialize, Debug, Clone)]
+pub struct QuestionView {
+    pub seq: i64,
+    pub question_id: i64,
+    pub text: String,
+    pub keyword: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub asked_at: DateTime<Utc>,
+}
+
+impl From<Asked> for QuestionView {
+    fn from(asked: Asked) -> Self {
+        QuestionView {
+            seq: asked.seq,
+            question_id: asked.question_id,
+            text: asked.text,
+            keyword: asked.keyword,
+            asked_at: asked.asked_at,
+        }
+    }
+}
+
+/// The gate: the oldest question this member still owes an answer to, if any.
+pub async fn check_gate(state: &AppState, me: &Member) -> Result<()> {
+    let owed = store::questions::owed(&state.db, me.couple_id, me.user_id, Some(1)).await?;
+    match owed.first() {
+        Some(asked) => Err(Error::AnswerRequired(asked.question_id)),
+        None => Ok(()),
+    }
+}
+
+/// Questions this member has not answered, oldest first (sent after `synced`).
+pub async fn owed(state: &AppState, me: &Member) -> Result<Vec<QuestionView>> {
+    let owed = store::questions::owed(&state.db, me.couple_id, me.user_id, None).await?;
+    Ok(owed.into_iter().map(QuestionView::from).collect())
+}
+
+/// Stores my answer and tells us both. Answering twice changes nothing; the caller gets the
+/// first answer's `answered` frame again so a retry settles like the original.
+pub async fn answer(
+    state: &AppState,
+    me: &Member,
+    question_id: i64,
+    text: &str,
+) -> Result<Option<ServerFrame>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::InvalidInput("an answer needs some text".into()));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(Error::TooLong);
+    }
+    let outcome =
+        store::questions::answer(&state.db, me.couple_id, me.user_id, question_id, text).await?;
+    match outcome {
+        None => Err(Error::NotFound),
+        Some(Answered::Before(answer)) => Ok(Some(ServerFrame::Answered {
+            seq: answer.seq,
+            question_id,
+            user_id: me.user_id,
+        })),
+        Some(Answered::Now(answer)) => {
+            tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, question_id, seq = answer.seq, "question answered");
+            let frame = ServerFrame::Answered {
+                seq: answer.seq,
+                question_id,
+                user_id: me.user_id,
+            };
+            chat::publish_persisted(state, me.couple_id, answer.seq, &frame).await;
+            Ok(None)
+        }
+    }
+}
+
+/// One row of the answers page.
+#[derive(Serialize, Debug)]
+pub struct AnswerRow {
+    pub question_id: i64,
+    pub question: String,
+    pub keyword: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub asked_at: DateTime<Utc>,
+    pub mine: Option<AnswerText>,
+    pub partner: Option<AnswerText>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct AnswerText {
+    pub text: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub answered_at: DateTime<Utc>,
+}
+
+/// Every question we were asked, newest first, with both answers; my partner's stays hidden
+/// until I have answered, so neither can copy the other.
+pub async fn answers_page(state: &AppState, me: &Member) -> Result<Vec<AnswerRow>> {
+    let (asked, answers) = store::questions::asked_with_answers(&state.db, me.couple_id).await?;
+    let find = |question_id: i64, user_id: Uuid| {
+        answers
+            .iter()
+            .find(|a| a.question_id == question_id && a.user_id == user_id)
+            .map(|a| AnswerText {
+                text: a.text.clone(),
+                answered_at: a.answered_at,
+            })
+    };
+    Ok(asked
+        .into_iter()
+        .map(|asked| {
+            let mine = find(asked.question_id, me.user_id);
+            let partner = mine
+                .as_ref()
+                .and_then(|_| find(asked.question_id, me.partner_id));
+            AnswerRow {
+                question_id: asked.question_id,
+                question: asked.text,
+                keyword: asked.keyword,
+                asked_at: asked.asked_at,
+                mine,
+                partner,
+            }
+        })
+        .collect())
+}

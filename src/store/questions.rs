@@ -1,0 +1,351 @@
+//! The catalogue, the questions a couple was asked and the answers. "Asked at most once" is
+//! the primary key of `couple_questions`; the gate ("who still owes an answer") is one query,
+//! so it holds on every node and across reconnects.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{answers, couple_questions, question_keywords, questions};
+use migration::catalogue::Entry;
+use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::chats::{EventRef, KIND_ANSWERED, KIND_QUESTION, append_event, next_seq, now_millis};
+
+pub use answers::Model as Answer;
+pub use questions::Model as Question;
+
+/// A question a chat's text brought up, through one of its keywords.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trigger {
+    pub question_id: i64,
+    pub keyword: String,
+}
+
+/// A question as the couple was asked it.
+#[derive(Clone, Debug)]
+pub struct Asked {
+    pub seq: i64,
+    pub question_id: i64,
+    pub text: String,
+    pub keyword: String,
+    pub asked_at: DateTime<Utc>,
+}
+
+/// Every (question, keyword) pair of the catalogue, for the matcher.
+pub async fn keywords(db: &impl ConnectionTrait) -> Result<Vec<(i64, String)>, DbErr> {
+    let rows = question_keywords::Entity::find()
+        .order_by_asc(question_keywords::Column::QuestionId)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.question_id, r.keyword))
+        .collect())
+}
+
+/// Changes whenever a question is added or changed: how nodes notice an import.
+pub async fn version(db: &impl ConnectionTrait) -> Result<(u64, Option<DateTime<Utc>>), DbErr> {
+    let count = questions::Entity::find().count(db).await?;
+    let newest = questions::Entity::find()
+        .order_by_desc(questions::Column::UpdatedAt)
+        .one(db)
+        .await?
+        .map(|q| q.updated_at);
+    Ok((count, newest))
+}
+
+/// The catalogue with each question's keywords, by id.
+pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<(Question, Vec<String>)>, DbErr> {
+    let questions = questions::Entity::find()
+        .order_by_asc(questions::Column::Id)
+        .all(db)
+        .await?;
+    let mut keywords: HashMap<i64, Vec<String>> = HashMap::new();
+    for (id, keyword) in self::keywords(db).await? {
+        keywords.entry(id).or_default().push(keyword);
+    }
+    Ok(questions
+        .into_iter()
+        .map(|q| {
+            let mut words = keywords.remove(&q.id).unwrap_or_default();
+            words.sort();
+            (q, words)
+        })
+        .collect())
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub added: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+/// Adds or updates questions by `key`, in one transaction. Importing the same file twice
+/// changes nothing the second time (not even `updated_at`).
+pub async fn import(db: &DatabaseConnection, entries: &[Entry]) -> Result<ImportReport, DbErr> {
+    let txn = db.begin().await?;
+    let mut report = ImportReport::default();
+    let now = Utc::now();
+    for entry in entries {
+        let existing = questions::Entity::find()
+            .filter(questions::Column::Key.eq(entry.key.as_str()))
+            .one(&txn)
+            .await?;
+        let id = match existing {
+            None => {
+                report.added += 1;
+                questions::ActiveModel {
+                    key: Set(entry.key.clone()),
+                    text: Set(entry.text.clone()),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(&txn)
+                .await?
+                .id
+            }
+            Some(question) => {
+                let mut current: Vec<String> = question_keywords::Entity::find()
+                    .filter(question_keywords::Column::QuestionId.eq(question.id))
+                    .all(&txn)
+                    .await?
+                    .into_iter()
+                    .map(|k| k.keyword)
+                    .collect();
+                current.sort();
+                let mut wanted = entry.keywords.clone();
+                wanted.sort();
+                if question.text == entry.text && current == wanted {
+                    report.unchanged += 1;
+                    continue;
+                }
+                report.updated += 1;
+                let id = question.id;
+                let mut question: questions::ActiveModel = question.into();
+                question.text = Set(entry.text.clone());
+                question.updated_at = Set(now);
+                question.update(&txn).await?;
+                question_keywords::Entity::delete_many()
+                    .filter(question_keywords::Column::QuestionId.eq(id))
+                    .exec(&txn)
+                    .await?;
+                id
+            }
+        };
+        let rows = entry
+            .keywords
+            .iter()
+            .map(|keyword| question_keywords::ActiveModel {
+                question_id: Set(id),
+                keyword: Set(keyword.clone()),
+            });
+        question_keywords::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(report)
+}
+
+/// Records that the couple is asked this question, with the next seq, unless it was asked
+/// before. Runs inside the chat's transaction, which holds the couple's row lock, so two
+/// partners triggering it at once are serialized; the primary key is the last word.
+pub(super) async fn ask(
+    txn: &DatabaseTransaction,
+    couple_id: Uuid,
+    trigger: &Trigger,
+) -> Result<Option<Asked>, DbErr> {
+    let already = couple_questions::Entity::find_by_id((couple_id, trigger.question_id))
+        .one(txn)
+        .await?;
+    let Some(question) = questions::Entity::find_by_id(trigger.question_id)
+        .one(txn)
+        .await?
+    else {
+        // Removed from the catalogue since this node loaded it.
+        return Ok(None);
+    };
+    if already.is_some() {
+        return Ok(None);
+    }
+    let seq = next_seq(txn, couple_id).await?;
+    let asked_at = now_millis();
+    let inserted = couple_questions::Entity::insert(couple_questions::ActiveModel {
+        couple_id: Set(couple_id),
+        question_id: Set(trigger.question_id),
+        keyword: Set(trigger.keyword.clone()),
+        seq: Set(seq),
+        asked_at: Set(asked_at),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            couple_questions::Column::CoupleId,
+            couple_questions::Column::QuestionId,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    if inserted == 0 {
+        return Err(DbErr::Custom(
+            "question asked concurrently despite the couple lock".into(),
+        ));
+    }
+    let refs = EventRef {
+        question_id: Some(trigger.question_id),
+        ..EventRef::default()
+    };
+    append_event(txn, couple_id, seq, KIND_QUESTION, refs).await?;
+    Ok(Some(Asked {
+        seq,
+        question_id: trigger.question_id,
+        text: question.text,
+        keyword: trigger.keyword.clone(),
+        asked_at,
+    }))
+}
+
+/// Questions of the couple this user has not answered, oldest first.
+pub async fn owed(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    user_id: Uuid,
+    limit: Option<u64>,
+) -> Result<Vec<Asked>, DbErr> {
+    let answered = Query::select()
+        .column(answers::Column::QuestionId)
+        .from(answers::Entity)
+        .and_where(answers::Column::CoupleId.eq(couple_id))
+        .and_where(answers::Column::UserId.eq(user_id))
+        .to_owned();
+    let asked = couple_questions::Entity::find()
+        .filter(couple_questions::Column::CoupleId.eq(couple_id))
+        .filter(couple_questions::Column::QuestionId.not_in_subquery(answered))
+        .order_by_asc(couple_questions::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await?;
+    with_text(db, asked).await
+}
+
+/// The asked questions behind these `question` events.
+pub async fn asked_at_seqs(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    seqs: Vec<i64>,
+) -> Result<Vec<Asked>, DbErr> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let asked = couple_questions::Entity::find()
+        .filter(couple_questions::Column::CoupleId.eq(couple_id))
+        .filter(couple_questions::Column::Seq.is_in(seqs))
+        .all(db)
+        .await?;
+    with_text(db, asked).await
+}
+
+/// Every question the couple was asked, newest first, with every answer given to them.
+pub async fn asked_with_answers(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+) -> Result<(Vec<Asked>, Vec<Answer>), DbErr> {
+    let asked = couple_questions::Entity::find()
+        .filter(couple_questions::Column::CoupleId.eq(couple_id))
+        .order_by_desc(couple_questions::Column::Seq)
+        .all(db)
+        .await?;
+    let answers = answers::Entity::find()
+        .filter(answers::Column::CoupleId.eq(couple_id))
+        .all(db)
+        .await?;
+    Ok((with_text(db, asked).await?, answers))
+}
+
+async fn with_text(
+    db: &impl ConnectionTrait,
+    asked: Vec<couple_questions::Model>,
+) -> Result<Vec<Asked>, DbErr> {
+    let ids: Vec<i64> = asked.iter().map(|a| a.question_id).collect();
+    let texts: HashMap<i64, String> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        questions::Entity::find()
+            .filter(questions::Column::Id.is_in(ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|q| (q.id, q.text))
+            .collect()
+    };
+    Ok(asked
+        .into_iter()
+        .map(|a| Asked {
+            seq: a.seq,
+            question_id: a.question_id,
+            text: texts.get(&a.question_id).cloned().unwrap_or_default(),
+            keyword: a.keyword,
+            asked_at: a.asked_at,
+        })
+        .collect())
+}
+
+pub enum Answered {
+    /// Stored now, with this seq.
+    Now(Answer),
+    /// This user had answered before; nothing changed.
+    Before(Answer),
+}
+
+/// Stores a user's answer to a question their couple was asked. `None` when the couple was
+/// never asked it (another couple's question, or no such question).
+pub async fn answer(
+    db: &DatabaseConnection,
+    couple_id: Uuid,
+    user_id: Uuid,
+    question_id: i64,
+    text: &str,
+) -> Result<Option<Answered>, DbErr> {
+    let txn = db.begin().await?;
+    if couple_questions::Entity::find_by_id((couple_id, question_id))
+        .one(&txn)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let seq = next_seq(&txn, couple_id).await?;
+    // Read after taking the couple's lock: a double submit from two tabs sees the first.
+    if let Some(before) = answers::Entity::find_by_id((couple_id, question_id, user_id))
+        .one(&txn)
+        .await?
+    {
+        return Ok(Some(Answered::Before(before)));
+    }
+    let answer = answers::ActiveModel {
+        couple_id: Set(couple_id),
+        question_id: Set(question_id),
+        user_id: Set(user_id),
+        text: Set(text.to_owned()),
+        seq: Set(seq),
+        answered_at: Set(now_millis()),
+    }
+    .insert(&txn)
+    .await?;
+    let refs = EventRef {
+        question_id: Some(question_id),
+        user_id: Some(user_id),
+        ..EventRef::default()
+    };
+    append_event(&txn, couple_id, seq, KIND_ANSWERED, refs).await?;
+    txn.commit().await?;
+    Ok(Some(Answered::Now(answer)))
+}

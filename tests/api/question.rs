@@ -1,0 +1,370 @@
+//! Questions: a keyword the couple was never asked brings its question to both, and each must
+//! answer before chatting on, decided by the server from the database.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::support::*;
+
+both_backends!(
+    a_keyword_brings_one_question_to_both_partners_after_the_chat,
+    the_gate_refuses_send_until_that_user_answers_while_the_partner_stays_gated,
+    unanswered_questions_come_back_on_reconnect_oldest_first,
+    both_partners_triggering_a_keyword_at_once_get_exactly_one_question,
+    korean_keywords_match_inside_words_and_english_only_whole_words,
+    the_partners_answer_stays_hidden_until_i_answer,
+    answering_an_unknown_or_another_couples_question_is_not_found,
+    importing_the_catalogue_twice_changes_nothing_and_running_nodes_pick_it_up,
+);
+
+const TRAVEL: &str = "우리가 함께 꼭 가보고 싶은 곳은 어디야?";
+
+async fn answer(socket: &mut Socket, question_id: &Value, text: &str) {
+    socket
+        .send(json!({ "type": "answer", "question_id": question_id, "text": text }))
+        .await;
+}
+
+/// Sends a chat and returns the next frame that is an ack or an error for it.
+async fn try_say(socket: &mut Socket, text: &str) -> Value {
+    let client_id = socket.say(text).await.to_string();
+    loop {
+        let frame = socket.until_any(&["ack", "error"]).await;
+        if frame["client_id"] == client_id.as_str() {
+            return frame;
+        }
+    }
+}
+
+async fn a_keyword_brings_one_question_to_both_partners_after_the_chat(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+
+    mine.say("이번 여행은 어디로 갈까?").await;
+    for socket in [&mut mine, &mut theirs] {
+        let chat = socket.until("chat").await;
+        assert_eq!(chat["seq"], 1);
+        let question = socket.until("question").await;
+        assert_eq!(question["seq"], 2);
+        assert_eq!(question["text"], TRAVEL);
+        assert_eq!(question["keyword"], "여행");
+        assert!(question["question_id"].is_i64());
+        assert!(
+            question["asked_at"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z'))
+        );
+    }
+    let (_, page) = joon.get("/api/answers").await;
+    assert_eq!(page["answers"].as_array().map(Vec::len), Some(1));
+}
+
+async fn the_gate_refuses_send_until_that_user_answers_while_the_partner_stays_gated(
+    backend: Backend,
+) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    mine.say("여행 가자").await;
+    let question = mine.until("question").await;
+    let question_id = question["question_id"].clone();
+    theirs.until("question").await;
+
+    let refused = try_say(&mut mine, "can I still talk?").await;
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["code"], "answer_required");
+    assert_eq!(refused["question_id"], question_id);
+
+    answer(&mut mine, &question_id, "제주도!").await;
+    for socket in [&mut mine, &mut theirs] {
+        let answered = socket.until("answered").await;
+        assert_eq!(answered["question_id"], question_id);
+        assert_eq!(answered["user_id"], mina.id.to_string());
+        assert_eq!(answered["seq"], 3);
+    }
+    assert_eq!(try_say(&mut mine, "now I can").await["type"], "ack");
+
+    let still = try_say(&mut theirs, "me too?").await;
+    assert_eq!(still["code"], "answer_required");
+    assert_eq!(still["question_id"], question_id);
+}
+
+async fn unanswered_questions_come_back_on_reconnect_oldest_first(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    mine.say("travel money").await;
+    let first = mine.until("question").await;
+    let second = mine.until("question").await;
+    assert_eq!(
+        (first["keyword"].as_str(), second["keyword"].as_str()),
+        (Some("travel"), Some("money"))
+    );
+    answer(&mut mine, &first["question_id"], "Lisbon").await;
+    mine.until("answered").await;
+
+    // Joon was away: after synced he is given both, oldest first, on a fresh connect ...
+    let mut theirs = joon.socket().await;
+    let owed = [
+        theirs.expect("question").await,
+        theirs.expect("question").await,
+    ];
+    assert_eq!(owed[0]["question_id"], first["question_id"]);
+    assert_eq!(owed[1]["question_id"], second["question_id"]);
+    // ... and on a resume that had seen them already.
+    let mut resumed = joon.socket_at("/ws?after=4").await;
+    assert_eq!(
+        resumed.expect("question").await["question_id"],
+        first["question_id"]
+    );
+    assert_eq!(
+        resumed.expect("question").await["question_id"],
+        second["question_id"]
+    );
+
+    // Mina answered the first one only: she owes just the second.
+    let mut again = mina.socket().await;
+    assert_eq!(
+        again.expect("question").await["question_id"],
+        second["question_id"]
+    );
+    again.send(json!({ "type": "typing" })).await;
+    assert_eq!(
+        try_say(&mut again, "hello?").await["question_id"],
+        second["question_id"]
+    );
+}
+
+async fn both_partners_triggering_a_keyword_at_once_get_exactly_one_question(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    let mut watcher = joon.socket().await;
+
+    let keywords = [
+        "여행",
+        "맛집",
+        "요리",
+        "저축",
+        "가족",
+        "명절",
+        "이사",
+        "미래",
+        "친구",
+        "회사",
+        "기념일",
+        "생일",
+        "선물",
+        "영화",
+        "노래",
+        "주말",
+        "커피",
+        "운동",
+        "강아지",
+        "결혼",
+    ];
+    for keyword in keywords {
+        let (a, b) = tokio::join!(try_say(&mut mine, keyword), try_say(&mut theirs, keyword));
+        // A send may land before the other's question or be gated by it; either way exactly
+        // one question follows, wherever it falls between the chats.
+        let sent = [a, b].iter().filter(|r| r["type"] == "ack").count();
+        assert!(sent >= 1, "{keyword}: neither send went through");
+        let mut chats = 0;
+        let mut questions = Vec::new();
+        while chats < sent || questions.is_empty() {
+            let frame = watcher.until_any(&["chat", "question"]).await;
+            match frame["type"].as_str() {
+                Some("chat") => chats += 1,
+                _ => questions.push(frame),
+            }
+        }
+        assert_eq!(questions.len(), 1, "{keyword}: {questions:?}");
+        assert_eq!(questions[0]["keyword"], keyword);
+        let question_id = questions[0]["question_id"].clone();
+        answer(&mut mine, &question_id, "a").await;
+        answer(&mut theirs, &question_id, "b").await;
+        let mut answered = 0;
+        while answered < 2 {
+            let frame = watcher.until_any(&["answered", "question"]).await;
+            assert_eq!(
+                frame["type"], "answered",
+                "{keyword}: a second question {frame}"
+            );
+            answered += 1;
+        }
+    }
+    let (_, page) = mina.get("/api/answers").await;
+    assert_eq!(
+        page["answers"].as_array().map(Vec::len),
+        Some(keywords.len())
+    );
+}
+
+async fn korean_keywords_match_inside_words_and_english_only_whole_words(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, _joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+
+    // "party" holds "art" but is not the word "art"; a chat without a keyword asks nothing,
+    // so the next frame after each chat is the next chat.
+    for text in [
+        "what a party",
+        "departure at noon",
+        "smart artisans at the depart",
+    ] {
+        mine.say(text).await;
+        assert_eq!(mine.until("chat").await["text"], text);
+    }
+    mine.say("sentinel").await;
+    assert_eq!(
+        mine.until_any(&["chat", "question"]).await["text"],
+        "sentinel"
+    );
+
+    mine.say("Art, maybe?").await;
+    mine.until("chat").await;
+    let question = mine.until_any(&["chat", "question"]).await;
+    assert_eq!(question["type"], "question");
+    assert_eq!(question["keyword"], "art");
+    answer(&mut mine, &question["question_id"], "the Louvre").await;
+    mine.until("answered").await;
+
+    mine.say("해외여행을 가고 싶어").await;
+    mine.until("chat").await;
+    let question = mine.until_any(&["chat", "question"]).await;
+    assert_eq!(question["keyword"], "여행");
+    assert_eq!(question["text"], TRAVEL);
+}
+
+async fn the_partners_answer_stays_hidden_until_i_answer(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    mine.say("여행").await;
+    let question_id = mine.until("question").await["question_id"].clone();
+    answer(&mut mine, &question_id, "제주도").await;
+    theirs.until("answered").await;
+
+    let (status, page) = joon.get("/api/answers").await;
+    assert_eq!(status, StatusCode::OK);
+    let row = &page["answers"][0];
+    assert_eq!(row["question_id"], question_id);
+    assert_eq!(row["question"], TRAVEL);
+    assert_eq!(row["keyword"], "여행");
+    assert_eq!(row["mine"], Value::Null);
+    assert_eq!(
+        row["partner"],
+        Value::Null,
+        "Mina's answer must stay hidden from Joon"
+    );
+
+    let (_, page) = mina.get("/api/answers").await;
+    assert_eq!(page["answers"][0]["mine"]["text"], "제주도");
+    assert_eq!(page["answers"][0]["partner"], Value::Null);
+
+    answer(&mut theirs, &question_id, "파리").await;
+    theirs.until("answered").await;
+    let (_, page) = joon.get("/api/answers").await;
+    assert_eq!(page["answers"][0]["mine"]["text"], "파리");
+    assert_eq!(page["answers"][0]["partner"]["text"], "제주도");
+    assert!(page["answers"][0]["partner"]["answered_at"].is_string());
+    let (_, page) = mina.get("/api/answers").await;
+    assert_eq!(page["answers"][0]["partner"]["text"], "파리");
+}
+
+async fn answering_an_unknown_or_another_couples_question_is_not_found(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let other = User::signup(&node, "sora").await;
+    let friend = User::signup(&node, "hyun").await;
+    pair(&other, &friend).await;
+
+    let mut theirs = other.socket().await;
+    theirs.say("여행").await;
+    let question_id = theirs.until("question").await["question_id"].clone();
+
+    let mut mine = mina.socket().await;
+    answer(&mut mine, &question_id, "not ours").await;
+    assert_eq!(mine.until("error").await["code"], "not_found");
+    answer(&mut mine, &json!(999_999), "nothing").await;
+    assert_eq!(mine.until("error").await["code"], "not_found");
+    answer(&mut mine, &json!("seven"), "bad id").await;
+    assert_eq!(mine.until("error").await["code"], "invalid_input");
+    // None of that gated or unblocked anyone.
+    assert_eq!(try_say(&mut mine, "still free").await["type"], "ack");
+    let (_, page) = joon.get("/api/answers").await;
+    assert_eq!(page["answers"], json!([]));
+}
+
+async fn importing_the_catalogue_twice_changes_nothing_and_running_nodes_pick_it_up(
+    backend: Backend,
+) {
+    let node = spawn_node_with(backend, &["--catalogue-refresh-secs=1"]).await;
+    let (mina, _joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+
+    let file = node.db.data_dir().join("extra.toml");
+    std::fs::write(
+        &file,
+        "[[question]]\nkey = \"zoo-day\"\ntext = \"Which animal are we?\"\nkeywords = [\"Zebra\", \"얼룩말\"]\n\n\
+         [[question]]\nkey = \"en-art\"\ntext = \"Which painting would you hang at home?\"\nkeywords = [\"art\", \"painting\"]\n",
+    )
+    .expect("writing the catalogue file");
+    let import = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_duet"))
+            .args(db_args(&node))
+            .args(["questions", "import"])
+            .arg(&file)
+            .output()
+            .expect("running duet questions import");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(import().starts_with("1 added, 1 updated, 0 unchanged"));
+    assert!(import().starts_with("0 added, 0 updated, 2 unchanged"));
+
+    let list = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args(db_args(&node))
+        .args(["questions", "list"])
+        .output()
+        .expect("running duet questions list");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(list.lines().filter(|l| l.contains("zoo-day")).count(), 1);
+    assert!(list.contains("Which painting would you hang at home?"));
+    assert!(list.contains("[zebra, 얼룩말]"));
+
+    // The node picks the new keyword up without a restart.
+    let mut question = Value::Null;
+    for attempt in 0..20 {
+        mine.say(&format!("a zebra, take {attempt}")).await;
+        mine.until("chat").await;
+        mine.say("sentinel").await;
+        let next = mine.until_any(&["chat", "question"]).await;
+        if next["type"] == "question" {
+            question = next;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(question["text"], "Which animal are we?");
+    assert_eq!(question["keyword"], "zebra");
+}
+
+fn db_args(node: &TestNode) -> Vec<String> {
+    vec![
+        format!("--database-url={}", node.db.url),
+        format!("--data-dir={}", node.db.data_dir().display()),
+    ]
+}
