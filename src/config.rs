@@ -78,6 +78,23 @@ pub struct Config {
     #[arg(long, env = "DUET_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
 
+    /// Largest file upload, in bytes.
+    #[arg(long, env = "DUET_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+
+    /// Where uploaded files are kept (shared by every node of a cluster). Default:
+    /// `files` in the data directory.
+    #[arg(long, env = "DUET_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
+
+    /// Seconds after which an upload never sent in a chat is removed.
+    #[arg(long, env = "DUET_ORPHAN_AGE_SECS", default_value_t = 24 * 60 * 60)]
+    pub orphan_age_secs: u64,
+
+    /// Seconds between two sweeps for removable files.
+    #[arg(long, env = "DUET_SWEEP_SECS", default_value_t = 600)]
+    pub sweep_secs: u64,
+
     /// Seconds between checks for question catalogue changes (an import reaches running
     /// nodes within this time).
     #[arg(long, env = "DUET_CATALOGUE_REFRESH_SECS", default_value_t = 30)]
@@ -97,6 +114,20 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn files_dir(&self) -> PathBuf {
+        self.files_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("files"))
+    }
+
+    pub fn orphan_age(&self) -> Duration {
+        Duration::from_secs(self.orphan_age_secs)
+    }
+
+    pub fn sweep_period(&self) -> Duration {
+        Duration::from_secs(self.sweep_secs.max(1))
+    }
+
     pub fn catalogue_refresh(&self) -> Duration {
         Duration::from_secs(self.catalogue_refresh_secs.max(1))
     }

@@ -6,6 +6,7 @@ pub mod bus;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod file;
 pub mod frame;
 pub mod http;
 pub mod question;
@@ -45,12 +46,27 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
     store::migrate(&db).await?;
     let bus = Bus::local(CHANNEL_CAPACITY);
     let catalogue = question::Catalogue::load(&db).await?;
+    let files_dir = config.files_dir();
+    let files = file::LocalDir::new(&files_dir)
+        .with_context(|| format!("creating the files directory {}", files_dir.display()))?;
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
     let origins = config.allowed_origins(addr);
-    let state = AppState::new(config, db, bus, catalogue.clone(), origins);
+    let state = AppState::new(
+        config,
+        db,
+        bus,
+        std::sync::Arc::new(files),
+        catalogue.clone(),
+        origins,
+    );
+    file::sweeper::spawn(
+        state.clone(),
+        state.config.sweep_period(),
+        state.shutdown.clone(),
+    );
     catalogue.watch(
         state.db.clone(),
         state.config.catalogue_refresh(),

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::bus::Bus;
 use crate::config::Config;
+use crate::file::BlobStore;
 use crate::question::Catalogue;
 
 #[derive(Clone)]
@@ -20,6 +21,8 @@ pub struct Inner {
     pub config: Config,
     pub db: DatabaseConnection,
     pub bus: Bus,
+    /// Where file bytes live.
+    pub files: Arc<dyn BlobStore>,
     /// The question catalogue's matcher, reloaded when the catalogue changes.
     pub catalogue: Arc<Catalogue>,
     /// Origins allowed to change state or open sockets (resolved against the bound port).
@@ -41,6 +44,7 @@ impl AppState {
         config: Config,
         db: DatabaseConnection,
         bus: Bus,
+        files: Arc<dyn BlobStore>,
         catalogue: Arc<Catalogue>,
         origins: Vec<String>,
     ) -> Self {
@@ -49,6 +53,7 @@ impl AppState {
             config,
             db,
             bus,
+            files,
             catalogue,
             origins,
             shutdown: CancellationToken::new(),

@@ -6,6 +6,7 @@ pub mod couple_members;
 pub mod couple_questions;
 pub mod couples;
 pub mod events;
+pub mod files;
 pub mod pair_requests;
 pub mod question_keywords;
 pub mod questions;
@@ -19,6 +20,7 @@ pub mod prelude {
     pub use super::couple_questions::Entity as CoupleQuestion;
     pub use super::couples::Entity as Couple;
     pub use super::events::Entity as Event;
+    pub use super::files::Entity as File;
     pub use super::pair_requests::Entity as PairRequest;
     pub use super::question_keywords::Entity as QuestionKeyword;
     pub use super::questions::Entity as Question;

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 pub mod catalogue;
 mod m20261124_000001_accounts_pairing_chat;
 mod m20261125_000002_questions;
+mod m20261125_000003_files;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_accounts_pairing_chat::Migration),
             Box::new(m20261125_000002_questions::Migration),
+            Box::new(m20261125_000003_files::Migration),
         ]
     }
 }

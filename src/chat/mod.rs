@@ -10,11 +10,13 @@ use uuid::Uuid;
 
 use crate::bus::BusEvent;
 use crate::error::{Error, Result};
+use crate::file::FileView;
 use crate::frame::ServerFrame;
 use crate::question::{self, QuestionView};
 use crate::state::AppState;
 use crate::store;
 use crate::store::chats::{Chat, KIND_ANSWERED, KIND_CHAT, KIND_DELETED, KIND_QUESTION, NewChat};
+use crate::store::files::File;
 
 /// Longest chat text, in characters, after trimming.
 pub const MAX_TEXT_CHARS: usize = 4000;
@@ -35,7 +37,7 @@ pub struct ChatView {
     pub id: Uuid,
     pub sender_id: Uuid,
     pub text: String,
-    pub file: Option<serde_json::Value>,
+    pub file: Option<FileView>,
     #[serde(serialize_with = "rfc3339")]
     pub sent_at: DateTime<Utc>,
     pub client_id: Option<Uuid>,
@@ -44,19 +46,42 @@ pub struct ChatView {
     pub deleted: bool,
 }
 
-impl From<Chat> for ChatView {
-    fn from(chat: Chat) -> Self {
+impl ChatView {
+    fn new(chat: Chat, file: Option<File>) -> Self {
         ChatView {
             seq: chat.seq,
             id: chat.id,
             sender_id: chat.sender_id,
             deleted: chat.deleted_at.is_some(),
             text: chat.text,
-            file: None,
+            file: file.map(FileView::from),
             sent_at: chat.sent_at,
             client_id: Some(chat.client_id),
         }
     }
+}
+
+/// Chats as the contract shows them, each with its file.
+async fn views(state: &AppState, chats: Vec<Chat>) -> Result<Vec<ChatView>> {
+    let ids = chats.iter().map(|c| c.id).collect();
+    let mut files = store::files::of_chats(&state.db, ids).await?;
+    Ok(chats
+        .into_iter()
+        .map(|chat| {
+            let file = files
+                .iter()
+                .position(|f| f.chat_id == Some(chat.id))
+                .map(|i| files.swap_remove(i));
+            ChatView::new(chat, file)
+        })
+        .collect())
+}
+
+async fn view(state: &AppState, chat: Chat) -> Result<ChatView> {
+    let mut views = views(state, vec![chat]).await?;
+    views
+        .pop()
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a chat went missing")))
 }
 
 pub fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -65,15 +90,21 @@ pub fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S
 
 /// Persists a chat and tells the couple. A repeat of a `client_id` this sender already used
 /// creates nothing and returns the first chat, so a retry gets the same `ack`.
-pub async fn send(state: &AppState, me: &Member, client_id: Uuid, text: &str) -> Result<ChatView> {
+pub async fn send(
+    state: &AppState,
+    me: &Member,
+    client_id: Uuid,
+    text: &str,
+    file_id: Option<Uuid>,
+) -> Result<ChatView> {
     let text = text.trim();
     if text.chars().count() > MAX_TEXT_CHARS {
         return Err(Error::TooLong);
     }
     if let Some(first) = store::chats::by_client_id(&state.db, me.user_id, client_id).await? {
-        return Ok(first.into());
+        return view(state, first).await;
     }
-    if text.is_empty() {
+    if text.is_empty() && file_id.is_none() {
         return Err(Error::InvalidInput("a chat needs some text".into()));
     }
     question::check_gate(state, me).await?;
@@ -83,20 +114,24 @@ pub async fn send(state: &AppState, me: &Member, client_id: Uuid, text: &str) ->
         sender_id: me.user_id,
         client_id,
         text,
+        file_id,
     };
-    let (chat, asked) = match store::chats::insert(&state.db, new, &triggers).await {
-        Ok(chat) => chat,
+    let sent = match store::chats::insert(&state.db, new, &triggers).await {
+        Ok(sent) => sent,
         Err(e) if is_unique_violation(&e) => {
             // The same send raced itself (two tabs retrying at once): the first one won.
-            return store::chats::by_client_id(&state.db, me.user_id, client_id)
+            let first = store::chats::by_client_id(&state.db, me.user_id, client_id)
                 .await?
-                .map(ChatView::from)
-                .ok_or(Error::Db(e));
+                .ok_or(Error::Db(e))?;
+            return view(state, first).await;
         }
+        // Not my upload, already sent, or swept: as if it did not exist.
+        Err(sea_orm::DbErr::RecordNotFound(_)) => return Err(Error::NotFound),
         Err(e) => return Err(e.into()),
     };
+    let (chat, asked) = (sent.chat, sent.asked);
     tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq = chat.seq, "chat sent");
-    let view = ChatView::from(chat);
+    let view = ChatView::new(chat, sent.file);
     publish_persisted(
         state,
         me.couple_id,
@@ -133,9 +168,18 @@ pub async fn delete(state: &AppState, me: &Member, chat_id: Uuid) -> Result<()> 
     if chat.sender_id != me.user_id {
         return Err(Error::Forbidden("only the sender may delete a chat"));
     }
-    let seq = store::chats::delete(&state.db, me.couple_id, chat_id)
+    let (seq, file) = store::chats::delete(&state.db, me.couple_id, chat_id)
         .await?
         .ok_or(Error::NotFound)?;
+    if let Some(file) = file {
+        // The row stays marked until the blob is gone, so the sweeper retries a failure.
+        match state.files.delete(&file.blob).await {
+            Ok(()) => store::files::forget(&state.db, file.id).await?,
+            Err(e) => {
+                tracing::warn!(couple_id = %me.couple_id, file_id = %file.id, error = %e, "removing a file; the sweeper will retry")
+            }
+        }
+    }
     tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq, "chat deleted");
     publish_persisted(
         state,
@@ -217,6 +261,11 @@ pub async fn events_between(
     limit: u64,
 ) -> Result<Vec<(i64, ServerFrame)>> {
     let rows = store::chats::events_between(&state.db, couple_id, after, upto, limit).await?;
+    let chat_ids = rows
+        .iter()
+        .filter_map(|(_, chat)| chat.as_ref().map(|c| c.id))
+        .collect();
+    let mut files = store::files::of_chats(&state.db, chat_ids).await?;
     let question_seqs = rows
         .iter()
         .filter(|(event, _)| event.kind == KIND_QUESTION)
@@ -226,7 +275,13 @@ pub async fn events_between(
     let mut frames = Vec::with_capacity(rows.len());
     for (event, chat) in rows {
         let frame = match (event.kind.as_str(), event.chat_id, chat) {
-            (KIND_CHAT, _, Some(chat)) => ServerFrame::Chat(chat.into()),
+            (KIND_CHAT, _, Some(chat)) => {
+                let file = files
+                    .iter()
+                    .position(|f| f.chat_id == Some(chat.id))
+                    .map(|i| files.swap_remove(i));
+                ServerFrame::Chat(ChatView::new(chat, file))
+            }
             (KIND_DELETED, Some(chat_id), _) => ServerFrame::Deleted {
                 seq: event.seq,
                 chat_id,
@@ -261,5 +316,5 @@ pub async fn history(
     limit: u64,
 ) -> Result<Vec<ChatView>> {
     let chats = store::chats::history(&state.db, couple_id, before, limit).await?;
-    Ok(chats.into_iter().map(ChatView::from).collect())
+    views(state, chats).await
 }

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::Json;
 use crate::bus::BusEvent;
+use crate::chat::Member;
 use crate::error::{Error, Result, ResultExt};
 use crate::state::AppState;
 use crate::store;
@@ -245,4 +246,25 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?;
     Some(token.trim().to_owned())
+}
+
+/// A signed-in user who is in a couple: what the chat, answers and files routes need.
+/// Anyone else is refused with 409 `not_paired`.
+pub struct Paired(pub Member);
+
+impl FromRequestParts<AppState> for Paired {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let me = CurrentUser::from_request_parts(parts, state).await?;
+        let membership = store::couples::membership(&state.db, me.user.id)
+            .await?
+            .ok_or(Error::NotPaired)?;
+        Ok(Paired(Member {
+            user_id: me.user.id,
+            couple_id: membership.couple.id,
+            partner_id: membership.partner.id,
+            session_id: me.session_id,
+        }))
+    }
 }

@@ -6,6 +6,7 @@
 mod answers;
 mod auth;
 mod chats;
+mod files;
 mod health;
 mod pairing;
 
@@ -23,7 +24,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::Error;
 use crate::state::AppState;
 
-pub use auth::CurrentUser;
+pub use auth::{CurrentUser, Paired};
 
 /// JSON bodies of the API are small; files have their own route and limit.
 const JSON_BODY_LIMIT: usize = 64 * 1024;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pairing::router())
         .merge(chats::router())
         .merge(answers::router())
+        .merge(files::router(state.config.max_upload_bytes))
         .merge(health::router())
         .route("/ws", get(crate::ws::upgrade))
         .method_not_allowed_fallback(method_not_allowed)

@@ -86,6 +86,15 @@ pub struct NewChat<'a> {
     pub sender_id: Uuid,
     pub client_id: Uuid,
     pub text: &'a str,
+    /// An upload of the sender's to carry; it must not have been sent before.
+    pub file_id: Option<Uuid>,
+}
+
+/// What a persisted send produced.
+pub struct Sent {
+    pub chat: Chat,
+    pub file: Option<super::files::File>,
+    pub asked: Vec<Asked>,
 }
 
 /// Persists a chat with the couple's next seq, and asks the couple the questions its text
@@ -95,7 +104,7 @@ pub async fn insert(
     db: &DatabaseConnection,
     new: NewChat<'_>,
     triggers: &[Trigger],
-) -> Result<(Chat, Vec<Asked>), DbErr> {
+) -> Result<Sent, DbErr> {
     let txn = db.begin().await?;
     let seq = next_seq(&txn, new.couple_id).await?;
     let chat = chats::ActiveModel {
@@ -110,6 +119,15 @@ pub async fn insert(
     }
     .insert(&txn)
     .await?;
+    let file = match new.file_id {
+        None => None,
+        Some(file_id) => {
+            let attached =
+                super::files::attach(&txn, new.sender_id, new.couple_id, file_id, chat.id).await?;
+            // Dropping the transaction rolls the chat and its seq back.
+            Some(attached.ok_or(DbErr::RecordNotFound(format!("file {file_id}")))?)
+        }
+    };
     let refs = EventRef {
         chat_id: Some(chat.id),
         ..EventRef::default()
@@ -124,7 +142,7 @@ pub async fn insert(
         }
     }
     txn.commit().await?;
-    Ok((chat, asked))
+    Ok(Sent { chat, file, asked })
 }
 
 /// A chat of this couple that is not deleted yet.
@@ -140,13 +158,14 @@ pub async fn live_chat(
         .await
 }
 
-/// Marks a chat deleted (its text is wiped: deleting means gone) and logs a `deleted` event.
-/// `None` when it was deleted meanwhile.
+/// Marks a chat deleted (its text is wiped: deleting means gone), releases its file and logs
+/// a `deleted` event. Returns the seq and the released file; `None` when it was deleted
+/// meanwhile.
 pub async fn delete(
     db: &DatabaseConnection,
     couple_id: Uuid,
     chat_id: Uuid,
-) -> Result<Option<i64>, DbErr> {
+) -> Result<Option<(i64, Option<super::files::File>)>, DbErr> {
     let txn = db.begin().await?;
     let seq = next_seq(&txn, couple_id).await?;
     let wiped = chats::Entity::update_many()
@@ -161,13 +180,14 @@ pub async fn delete(
         // Dropping the transaction rolls the seq back: no gap.
         return Ok(None);
     }
+    let file = super::files::release_chat(&txn, chat_id).await?;
     let refs = EventRef {
         chat_id: Some(chat_id),
         ..EventRef::default()
     };
     append_event(&txn, couple_id, seq, KIND_DELETED, refs).await?;
     txn.commit().await?;
-    Ok(Some(seq))
+    Ok(Some((seq, file)))
 }
 
 /// Events with `after < seq <= upto`, oldest first, at most `limit`, with their chats.

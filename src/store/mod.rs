@@ -3,6 +3,7 @@
 
 pub mod chats;
 pub mod couples;
+pub mod files;
 pub mod questions;
 pub mod users;
 

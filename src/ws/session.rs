@@ -251,11 +251,7 @@ impl Session {
                 text,
                 file_id,
             } => {
-                if file_id.is_some() {
-                    // No upload can be attached yet, so any id names nothing of this user's.
-                    return Err(Error::NotFound);
-                }
-                let chat = chat::send(state, me, client_id, &text).await?;
+                let chat = chat::send(state, me, client_id, &text, file_id).await?;
                 Ok(Some(ServerFrame::Ack {
                     client_id,
                     id: chat.id,

@@ -8,6 +8,7 @@ mod support;
 
 mod accounts;
 mod chat;
+mod files;
 mod pairing;
 mod question;
 mod socket;

@@ -1,0 +1,286 @@
+//! Photos and files: uploaded over HTTP first (streamed to the blob store, never held whole
+//! in memory), then sent as a chat that carries them. The client's file name is shown to
+//! people and nothing else; the bytes decide the content type; only the two members of the
+//! couple can read a file; deleting its chat deletes it.
+
+pub mod storage;
+pub mod sweeper;
+
+use axum::extract::multipart::Field;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::chat::Member;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store;
+use crate::store::files::{File, NewFile};
+
+pub use storage::{BlobStore, LocalDir};
+
+/// Longest file name kept, in characters.
+const MAX_NAME_CHARS: usize = 120;
+/// Bytes looked at to tell the type and an image's size.
+const SNIFF_BYTES: usize = 64 * 1024;
+
+/// The file object of the contract (`chat.file`, `POST /api/files`), plus image size hints so
+/// a client can lay the chat out before the image loads.
+#[derive(Serialize, Debug, Clone)]
+pub struct FileView {
+    pub id: Uuid,
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+}
+
+impl From<File> for FileView {
+    fn from(file: File) -> Self {
+        FileView {
+            id: file.id,
+            name: file.name,
+            size: file.size,
+            content_type: file.content_type,
+            width: file.width,
+            height: file.height,
+        }
+    }
+}
+
+/// Streams one multipart field into a new blob, enforcing the size limit as bytes arrive.
+/// Over the limit, or on any failure, the partial blob is removed: nothing is kept.
+pub async fn upload(state: &AppState, me: &Member, mut field: Field<'_>) -> Result<FileView> {
+    let name = clean_name(field.file_name().unwrap_or_default());
+    let limit = state.config.max_upload_bytes;
+    let mut writer = state
+        .files
+        .create()
+        .await
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("starting an upload")))?;
+    let mut size: u64 = 0;
+    let mut head: Vec<u8> = Vec::new();
+    let outcome = async {
+        while let Some(chunk) = field.chunk().await.map_err(upload_error)? {
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(Error::TooLarge(format!(
+                    "a file may have at most {limit} bytes"
+                )));
+            }
+            if head.len() < SNIFF_BYTES {
+                let take = (SNIFF_BYTES - head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..take]);
+            }
+            writer
+                .write(&chunk)
+                .await
+                .map_err(|e| Error::Internal(anyhow::Error::new(e).context("writing an upload")))?;
+        }
+        if size == 0 {
+            return Err(Error::InvalidInput("the file is empty".into()));
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        writer.abort().await;
+        return Err(e);
+    }
+    let blob = writer
+        .finish()
+        .await
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("storing an upload")))?;
+    let (content_type, dimensions) = sniff(&head);
+    let new = NewFile {
+        couple_id: me.couple_id,
+        owner_id: me.user_id,
+        name,
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        content_type,
+        width: dimensions.map(|d| d.0),
+        height: dimensions.map(|d| d.1),
+        blob: blob.clone(),
+    };
+    match store::files::insert(&state.db, new).await {
+        Ok(file) => {
+            tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, file_id = %file.id, size, "file uploaded");
+            Ok(file.into())
+        }
+        Err(e) => {
+            let _ = state.files.delete(&blob).await;
+            Err(e.into())
+        }
+    }
+}
+
+fn upload_error(e: axum::extract::multipart::MultipartError) -> Error {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        Error::TooLarge("the upload is too large".into())
+    } else {
+        Error::BadRequest(format!("the upload broke off: {}", e.body_text()))
+    }
+}
+
+/// The type from the bytes, never from the name or the client's header; and for images,
+/// their pixel size.
+fn sniff(head: &[u8]) -> (String, Option<(i32, i32)>) {
+    let content_type = match infer::get(head) {
+        Some(kind) => kind.mime_type().to_owned(),
+        None if looks_like_text(head) => "text/plain; charset=utf-8".to_owned(),
+        None => "application/octet-stream".to_owned(),
+    };
+    let dimensions = if content_type.starts_with("image/") {
+        imagesize::blob_size(head).ok().and_then(|size| {
+            Some((
+                i32::try_from(size.width).ok()?,
+                i32::try_from(size.height).ok()?,
+            ))
+        })
+    } else {
+        None
+    };
+    (content_type, dimensions)
+}
+
+/// UTF-8 without control characters other than whitespace (the head may end inside a
+/// character).
+fn looks_like_text(head: &[u8]) -> bool {
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        Err(e) if e.error_len().is_none() && head.len() >= SNIFF_BYTES => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    text.chars()
+        .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r' | '\u{c}'))
+}
+
+/// A file name safe to store and show: no directories, control or reserved characters,
+/// length-capped; never used as a path.
+pub fn clean_name(raw: &str) -> String {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned = sanitize_filename::sanitize_with_options(
+        base,
+        sanitize_filename::Options {
+            windows: true,
+            truncate: false,
+            replacement: "",
+        },
+    );
+    let cleaned: String = cleaned
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim_matches(|c: char| c == '.' || c.is_whitespace())
+        .chars()
+        .take(MAX_NAME_CHARS)
+        .collect();
+    if cleaned.is_empty() {
+        "file".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// A download for a member of the file's couple (anyone else: 404, as if it did not exist).
+pub async fn download(
+    state: &AppState,
+    couple_id: Uuid,
+    file_id: Uuid,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let file = store::files::of_couple(&state.db, couple_id, file_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let mut response =
+        state
+            .files
+            .serve(&file.blob, headers)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound,
+                _ => Error::Internal(anyhow::Error::new(e).context("reading a file")),
+            })?;
+    let out = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(served_type(&file.content_type)) {
+        out.insert(header::CONTENT_TYPE, value);
+    }
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&disposition(&file)) {
+        out.insert(header::CONTENT_DISPOSITION, value);
+    }
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400"),
+    );
+    Ok(response)
+}
+
+/// The type a download is served with: types a browser would run script in (HTML, SVG, XML)
+/// go out as plain bytes, whatever the disposition, in case a browser ignores it.
+fn served_type(content_type: &str) -> &str {
+    let active = ["html", "svg", "xml", "javascript"];
+    if active.iter().any(|a| content_type.contains(a)) {
+        "application/octet-stream"
+    } else {
+        content_type
+    }
+}
+
+/// Images a browser renders without running anything are shown inline; everything else
+/// (SVG included: it can carry script) is a download.
+fn disposition(file: &File) -> String {
+    let inline = matches!(
+        file.content_type.as_str(),
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/avif" | "image/bmp"
+    );
+    let ascii: String = file
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded =
+        percent_encoding::utf8_percent_encode(&file.name, percent_encoding::NON_ALPHANUMERIC);
+    let kind = if inline { "inline" } else { "attachment" };
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lose_paths_control_characters_and_length() {
+        assert_eq!(clean_name("../../etc/passwd"), "passwd");
+        assert_eq!(clean_name("a\0b\nc.txt"), "abc.txt");
+        assert_eq!(clean_name("..\\..\\boot.ini"), "boot.ini");
+        assert_eq!(clean_name(""), "file");
+        assert_eq!(clean_name(".."), "file");
+        assert_eq!(clean_name("사진 1.png"), "사진 1.png");
+        assert_eq!(clean_name(&"x".repeat(500)).chars().count(), MAX_NAME_CHARS);
+    }
+
+    #[test]
+    fn the_type_comes_from_the_bytes() {
+        let png = [
+            0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, b'I', b'H', b'D', b'R', 0,
+            0, 0, 3, 0, 0, 0, 2, 8, 6, 0, 0, 0,
+        ];
+        assert_eq!(sniff(&png), ("image/png".to_owned(), Some((3, 2))));
+        assert_eq!(sniff(b"hello").0, "text/plain; charset=utf-8");
+        assert_eq!(sniff(&[0, 159, 146, 150]).0, "application/octet-stream");
+    }
+}

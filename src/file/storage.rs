@@ -1,0 +1,128 @@
+//! Where file bytes live. Nodes of a cluster must all see the same blobs: the local-directory
+//! store serves one host (or several sharing a volume); an object store (S3 and the like)
+//! would implement the same trait, with `serve` answering a redirect to a signed URL.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::io::AsyncWriteExt;
+use tower_http::services::ServeFile;
+use uuid::Uuid;
+
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Starts a new blob under a generated name.
+    async fn create(&self) -> io::Result<Box<dyn BlobWriter>>;
+    /// Removes a blob; a blob already gone is not an error (sweepers on every node race).
+    async fn delete(&self, blob: &str) -> io::Result<()>;
+    /// Answers a download, honouring `Range` and conditional headers.
+    async fn serve(&self, blob: &str, headers: &HeaderMap) -> io::Result<Response>;
+}
+
+#[async_trait]
+pub trait BlobWriter: Send {
+    async fn write(&mut self, chunk: &[u8]) -> io::Result<()>;
+    /// Makes the blob visible under its name, which is returned.
+    async fn finish(self: Box<Self>) -> io::Result<String>;
+    /// Throws away what was written.
+    async fn abort(self: Box<Self>);
+}
+
+/// Blobs as files in a directory: `<dir>/<first two hex digits>/<32 hex digits>`. Uploads are
+/// written to `<dir>/tmp` first and renamed into place, so a half-written blob never has a
+/// name.
+pub struct LocalDir {
+    dir: PathBuf,
+}
+
+impl LocalDir {
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        Ok(LocalDir { dir })
+    }
+
+    /// The path of a blob, for names this store generated only: anything else (a path
+    /// separator, `..`) is refused rather than resolved.
+    fn path(&self, blob: &str) -> io::Result<PathBuf> {
+        let valid = blob.len() == 32 && blob.bytes().all(|b| b.is_ascii_hexdigit());
+        if !valid {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad blob name"));
+        }
+        Ok(self.dir.join(&blob[..2]).join(blob))
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalDir {
+    async fn create(&self) -> io::Result<Box<dyn BlobWriter>> {
+        let name = Uuid::new_v4().simple().to_string();
+        let temp = self.dir.join("tmp").join(format!("{name}.part"));
+        let file = tokio::fs::File::create(&temp).await?;
+        Ok(Box::new(LocalWriter {
+            file,
+            final_path: self.path(&name)?,
+            temp,
+            name,
+        }))
+    }
+
+    async fn delete(&self, blob: &str) -> io::Result<()> {
+        match tokio::fs::remove_file(self.path(blob)?).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn serve(&self, blob: &str, headers: &HeaderMap) -> io::Result<Response> {
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri("/")
+            .body(Body::empty())
+            .map_err(io::Error::other)?;
+        *request.headers_mut() = headers.clone();
+        let response = ServeFile::new(self.path(blob)?).try_call(request).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "blob missing"));
+        }
+        Ok(response.map(Body::new).into_response())
+    }
+}
+
+struct LocalWriter {
+    file: tokio::fs::File,
+    temp: PathBuf,
+    final_path: PathBuf,
+    name: String,
+}
+
+#[async_trait]
+impl BlobWriter for LocalWriter {
+    async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.file.write_all(chunk).await
+    }
+
+    async fn finish(mut self: Box<Self>) -> io::Result<String> {
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        if let Some(parent) = self.final_path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::rename(&self.temp, &self.final_path).await?;
+        Ok(self.name)
+    }
+
+    async fn abort(self: Box<Self>) {
+        drop(self.file);
+        let _ = tokio::fs::remove_file(&self.temp).await;
+    }
+}
+
+/// Whether a path is inside the store (for tests and tools that look at the disk).
+pub fn blob_path(dir: &Path, blob: &str) -> Option<PathBuf> {
+    LocalDir { dir: dir.into() }.path(blob).ok()
+}

@@ -1,0 +1,44 @@
+//! Removes blobs nobody needs: uploads never sent within the orphan age (a day by default) and
+//! files whose chat was deleted but whose blob removal did not finish. Every node runs it; the
+//! guarded UPDATE that marks orphans and the idempotent blob delete make that safe.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+use crate::store;
+
+/// Released files handled per round.
+const BATCH: u64 = 500;
+
+pub fn spawn(state: AppState, period: Duration, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            match sweep(&state).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "swept files"),
+                Err(e) => tracing::warn!(error = %e, "sweeping files"),
+            }
+        }
+    });
+}
+
+/// One round; returns how many blobs were removed.
+pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
+    let age = chrono::Duration::from_std(state.config.orphan_age())?;
+    store::files::release_orphans(&state.db, Utc::now() - age).await?;
+    let mut removed = 0;
+    for file in store::files::released(&state.db, BATCH).await? {
+        state.files.delete(&file.blob).await?;
+        store::files::forget(&state.db, file.id).await?;
+        removed += 1;
+    }
+    Ok(removed)
+}

@@ -1,0 +1,140 @@
+//! File metadata. Attaching a file to a chat and marking it for removal are single guarded
+//! UPDATEs, so a send, a delete and the sweepers of every node can race without harm.
+
+use chrono::{DateTime, Utc};
+use entity::files;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    Set,
+};
+use uuid::Uuid;
+
+pub use files::Model as File;
+
+pub struct NewFile {
+    pub couple_id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub blob: String,
+}
+
+pub async fn insert(db: &impl ConnectionTrait, new: NewFile) -> Result<File, DbErr> {
+    files::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        couple_id: Set(new.couple_id),
+        owner_id: Set(new.owner_id),
+        name: Set(new.name),
+        size: Set(new.size),
+        content_type: Set(new.content_type),
+        width: Set(new.width),
+        height: Set(new.height),
+        blob: Set(new.blob),
+        chat_id: Set(None),
+        created_at: Set(Utc::now()),
+        deleted_at: Set(None),
+    }
+    .insert(db)
+    .await
+}
+
+/// A live file of this couple; another couple's file is as absent as a missing one.
+pub async fn of_couple(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    file_id: Uuid,
+) -> Result<Option<File>, DbErr> {
+    files::Entity::find_by_id(file_id)
+        .filter(files::Column::CoupleId.eq(couple_id))
+        .filter(files::Column::DeletedAt.is_null())
+        .one(db)
+        .await
+}
+
+/// Attaches my own, not yet sent, not swept file to a chat. `None` when it is not such a file.
+pub async fn attach(
+    db: &impl ConnectionTrait,
+    owner_id: Uuid,
+    couple_id: Uuid,
+    file_id: Uuid,
+    chat_id: Uuid,
+) -> Result<Option<File>, DbErr> {
+    let updated = files::Entity::update_many()
+        .col_expr(files::Column::ChatId, Expr::value(Some(chat_id)))
+        .filter(files::Column::Id.eq(file_id))
+        .filter(files::Column::OwnerId.eq(owner_id))
+        .filter(files::Column::CoupleId.eq(couple_id))
+        .filter(files::Column::ChatId.is_null())
+        .filter(files::Column::DeletedAt.is_null())
+        .exec(db)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Ok(None);
+    }
+    files::Entity::find_by_id(file_id).one(db).await
+}
+
+/// The files carried by these chats.
+pub async fn of_chats(db: &impl ConnectionTrait, chat_ids: Vec<Uuid>) -> Result<Vec<File>, DbErr> {
+    if chat_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    files::Entity::find()
+        .filter(files::Column::ChatId.is_in(chat_ids))
+        .filter(files::Column::DeletedAt.is_null())
+        .all(db)
+        .await
+}
+
+/// Marks the file of a deleted chat for removal; returns it so the caller can remove the
+/// blob right away (the sweeper would otherwise).
+pub async fn release_chat(db: &impl ConnectionTrait, chat_id: Uuid) -> Result<Option<File>, DbErr> {
+    let file = files::Entity::find()
+        .filter(files::Column::ChatId.eq(chat_id))
+        .filter(files::Column::DeletedAt.is_null())
+        .one(db)
+        .await?;
+    if file.is_some() {
+        files::Entity::update_many()
+            .col_expr(files::Column::DeletedAt, Expr::value(Some(Utc::now())))
+            .filter(files::Column::ChatId.eq(chat_id))
+            .exec(db)
+            .await?;
+    }
+    Ok(file)
+}
+
+/// Marks uploads never sent and older than `cutoff` for removal. One statement: a send that
+/// attaches the file at the same moment either wins (and the file stays) or finds it gone.
+pub async fn release_orphans(
+    db: &impl ConnectionTrait,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let result = files::Entity::update_many()
+        .col_expr(files::Column::DeletedAt, Expr::value(Some(Utc::now())))
+        .filter(files::Column::ChatId.is_null())
+        .filter(files::Column::DeletedAt.is_null())
+        .filter(files::Column::CreatedAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// Files marked for removal, whose blobs are still to be deleted.
+pub async fn released(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<File>, DbErr> {
+    files::Entity::find()
+        .filter(files::Column::DeletedAt.is_not_null())
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Forgets a file whose blob is gone.
+pub async fn forget(db: &impl ConnectionTrait, file_id: Uuid) -> Result<(), DbErr> {
+    files::Entity::delete_by_id(file_id).exec(db).await?;
+    Ok(())
+}
