@@ -78,6 +78,15 @@ pub struct Config {
     #[arg(long, env = "DUET_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
 
+    /// Redis connections in the publishing pool (the subscriber has its own).
+    #[arg(long, env = "DUET_REDIS_POOL_SIZE", default_value_t = 16)]
+    pub redis_pool_size: usize,
+
+    /// Seconds a node's presence entries live without a heartbeat: how long a node that died
+    /// silently still shows its users online.
+    #[arg(long, env = "DUET_PRESENCE_TTL_SECS", default_value_t = 30)]
+    pub presence_ttl_secs: u64,
+
     /// Largest file upload, in bytes.
     #[arg(long, env = "DUET_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024)]
     pub max_upload_bytes: u64,
@@ -114,6 +123,10 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn presence_ttl(&self) -> Duration {
+        Duration::from_secs(self.presence_ttl_secs.max(3))
+    }
+
     pub fn files_dir(&self) -> PathBuf {
         self.files_dir
             .clone()

@@ -9,6 +9,7 @@ pub mod error;
 pub mod file;
 pub mod frame;
 pub mod http;
+pub mod metrics;
 pub mod question;
 pub mod state;
 pub mod store;
@@ -37,14 +38,28 @@ pub struct Node {
 
 /// Connects the database (migrating it) and the bus, binds, and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<Node> {
-    if config.redis_url.is_some() {
-        anyhow::bail!(
-            "REDIS_URL is set, but this build has only the in-process bus; unset it to run one node"
-        );
-    }
     let db = store::connect(&config).await?;
     store::migrate(&db).await?;
-    let bus = Bus::local(CHANNEL_CAPACITY);
+    let metrics = std::sync::Arc::new(metrics::Metrics::new());
+    // Stops the bus's background tasks; the node's shutdown token is created with the state,
+    // after the bus, so the bus gets its own and `stop` cancels both.
+    let bus_stop = tokio_util::sync::CancellationToken::new();
+    let bus = match &config.redis_url {
+        None => Bus::local(CHANNEL_CAPACITY),
+        Some(url) => {
+            let settings = bus::RedisSettings {
+                url: url.clone(),
+                prefix: config.redis_prefix.clone(),
+                pool_size: config.redis_pool_size,
+                presence_ttl: config.presence_ttl(),
+                channel_capacity: CHANNEL_CAPACITY,
+            };
+            let redis = bus::RedisBus::start(settings, metrics.clone(), bus_stop.clone())
+                .await
+                .context("connecting to Redis (REDIS_URL); start it with `redis-server` or unset REDIS_URL for one node")?;
+            Bus::Redis(redis)
+        }
+    };
     let catalogue = question::Catalogue::load(&db).await?;
     let files_dir = config.files_dir();
     let files = file::LocalDir::new(&files_dir)
@@ -58,6 +73,7 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         config,
         db,
         bus,
+        metrics,
         std::sync::Arc::new(files),
         catalogue.clone(),
         origins,
@@ -74,6 +90,13 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
     );
     let app = http::router(state.clone());
     let shutdown = state.shutdown.clone();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            bus_stop.cancel();
+        }
+    });
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = serve.await {

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::file::BlobStore;
+use crate::metrics::Metrics;
 use crate::question::Catalogue;
 
 #[derive(Clone)]
@@ -21,6 +22,7 @@ pub struct Inner {
     pub config: Config,
     pub db: DatabaseConnection,
     pub bus: Bus,
+    pub metrics: Arc<Metrics>,
     /// Where file bytes live.
     pub files: Arc<dyn BlobStore>,
     /// The question catalogue's matcher, reloaded when the catalogue changes.
@@ -44,6 +46,7 @@ impl AppState {
         config: Config,
         db: DatabaseConnection,
         bus: Bus,
+        metrics: Arc<Metrics>,
         files: Arc<dyn BlobStore>,
         catalogue: Arc<Catalogue>,
         origins: Vec<String>,
@@ -53,6 +56,7 @@ impl AppState {
             config,
             db,
             bus,
+            metrics,
             files,
             catalogue,
             origins,

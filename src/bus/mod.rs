@@ -6,11 +6,20 @@
 //! definition" lands on real code. Nothing above this module knows which backend it talks to.
 
 mod hub;
+mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use uuid::Uuid;
 
+pub use self::redis::{RedisBus, RedisSettings};
 pub use hub::{Hub, Subscription};
+
+/// How long a new session waits for the backend to listen to its couple's channel before
+/// going on anyway (it catches up from the database when the backend comes back).
+const LISTEN_WAIT: Duration = Duration::from_secs(2);
 
 /// What travels on a couple's channel.
 #[derive(Clone, Debug)]
@@ -19,56 +28,80 @@ pub enum BusEvent {
     Frame {
         /// Set for persisted events; sessions use it to drop duplicates and detect gaps.
         seq: Option<i64>,
-        /// Sockets of this user skip the frame (typing, presence and read marks go to the
-        /// partner only).
+        /// Sockets of this user skip the frame (typing and read marks go to the partner only).
         skip_user: Option<Uuid>,
         json: Utf8Bytes,
     },
+    /// A user came online or went offline; each node passes on changes only.
+    Presence { user_id: Uuid, online: bool },
     /// A session was ended (logout): every socket opened with it closes, on every node.
     SessionEnded { session_id: Uuid },
+    /// Local only: events may have been lost; sessions catch up from the database.
+    Resync,
 }
 
 #[derive(Clone)]
 pub enum Bus {
     /// One process: the hub is the whole bus.
-    Local(std::sync::Arc<Hub>),
+    Local(Arc<Hub>),
+    /// Many nodes: Redis pub/sub between them, a hub within each.
+    Redis(Arc<RedisBus>),
 }
 
 impl Bus {
     pub fn local(capacity: usize) -> Self {
-        Bus::Local(Hub::new(capacity))
+        Bus::Local(Hub::new(capacity, None))
     }
 
-    fn hub(&self) -> &std::sync::Arc<Hub> {
+    fn hub(&self) -> &Arc<Hub> {
         match self {
             Bus::Local(hub) => hub,
+            Bus::Redis(redis) => redis.hub(),
         }
     }
 
     pub async fn publish(&self, couple_id: Uuid, event: BusEvent) {
         match self {
             Bus::Local(hub) => hub.deliver(couple_id, event),
+            Bus::Redis(redis) => redis.publish(couple_id, event),
         }
     }
 
     /// Starts receiving the couple's events on this node; dropping the subscription stops.
-    pub fn subscribe(&self, couple_id: Uuid) -> Subscription {
-        self.hub().subscribe(couple_id)
+    pub async fn subscribe(&self, couple_id: Uuid) -> Subscription {
+        let (subscription, ready) = self.hub().subscribe(couple_id);
+        if let Some(ready) = ready {
+            let _ = tokio::time::timeout(LISTEN_WAIT, ready).await;
+        }
+        subscription
     }
 
-    /// Counts a socket of `user_id`; true when it is the user's first anywhere (came online).
-    pub async fn socket_opened(&self, user_id: Uuid) -> bool {
-        self.hub().socket_opened(user_id) == 1
+    /// Counts a socket; true when it is the user's first anywhere (came online).
+    pub async fn socket_opened(&self, user_id: Uuid, couple_id: Uuid, partner_id: Uuid) -> bool {
+        let here = self.hub().socket_opened(user_id, couple_id, partner_id);
+        match self {
+            Bus::Local(_) => here == 1,
+            Bus::Redis(redis) => here == 1 && redis.came_online(user_id).await,
+        }
     }
 
     /// Uncounts a socket; true when it was the user's last anywhere (went offline).
     pub async fn socket_closed(&self, user_id: Uuid) -> bool {
-        self.hub().socket_closed(user_id) == 0
+        let here = self.hub().socket_closed(user_id);
+        match self {
+            Bus::Local(_) => here == 0,
+            Bus::Redis(redis) => here == 0 && redis.went_offline(user_id).await,
+        }
     }
 
     /// Whether the user has a socket open on any node.
     pub async fn is_online(&self, user_id: Uuid) -> bool {
-        self.hub().sockets_of(user_id) > 0
+        let online = match self {
+            Bus::Local(hub) => hub.sockets_of(user_id) > 0,
+            Bus::Redis(redis) => redis.is_online(user_id).await,
+        };
+        self.hub().note_presence(user_id, online);
+        online
     }
 
     /// Sockets the user holds on this node, for the per-user limit.
@@ -80,6 +113,7 @@ impl Bus {
     pub async fn is_ready(&self) -> bool {
         match self {
             Bus::Local(_) => true,
+            Bus::Redis(redis) => redis.is_connected(),
         }
     }
 }

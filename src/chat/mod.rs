@@ -116,7 +116,13 @@ pub async fn send(
         text,
         file_id,
     };
-    let sent = match store::chats::insert(&state.db, new, &triggers).await {
+    let started = std::time::Instant::now();
+    let inserted = store::chats::insert(&state.db, new, &triggers).await;
+    state
+        .metrics
+        .persist_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let sent = match inserted {
         Ok(sent) => sent,
         Err(e) if is_unique_violation(&e) => {
             // The same send raced itself (two tabs retrying at once): the first one won.
@@ -221,11 +227,11 @@ pub async fn typing(state: &AppState, me: &Member) {
 }
 
 pub async fn presence(state: &AppState, me: &Member, online: bool) {
-    let frame = ServerFrame::Presence {
+    let event = BusEvent::Presence {
         user_id: me.user_id,
         online,
     };
-    publish_to_partner(state, me, &frame).await;
+    state.bus.publish(me.couple_id, event).await;
 }
 
 pub(crate) async fn publish_persisted(

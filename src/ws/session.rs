@@ -93,8 +93,14 @@ impl Session {
         self.state.tasks.spawn(write_loop(sink, outgoing, close_rx));
 
         // Subscribe before reading where the couple stands, so nothing falls between the two.
-        let mut subscription = self.state.bus.subscribe(self.me.couple_id);
-        if self.state.bus.socket_opened(self.me.user_id).await {
+        let mut subscription = self.state.bus.subscribe(self.me.couple_id).await;
+        self.state.metrics.sockets_open.inc();
+        let first = self
+            .state
+            .bus
+            .socket_opened(self.me.user_id, self.me.couple_id, self.me.partner_id)
+            .await;
+        if first {
             chat::presence(&self.state, &self.me, true).await;
         }
         tracing::debug!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "socket open");
@@ -113,6 +119,7 @@ impl Session {
             });
         }
         drop(subscription);
+        self.state.metrics.sockets_open.dec();
         if self.state.bus.socket_closed(self.me.user_id).await {
             chat::presence(&self.state, &self.me, false).await;
         }
@@ -211,6 +218,7 @@ impl Session {
             Some(Ok(message)) => message,
         };
         self.last_heard = Instant::now();
+        self.state.metrics.frames_received.inc();
         match message {
             Message::Text(text) => self.on_text(&text).await,
             Message::Binary(_) => {
@@ -302,7 +310,8 @@ impl Session {
             Ok(BusEvent::SessionEnded { session_id }) if session_id == self.me.session_id => {
                 Err(Ending::Close(close::SESSION_ENDED, "signed out"))
             }
-            Ok(BusEvent::SessionEnded { .. }) => Ok(()),
+            Ok(BusEvent::SessionEnded { .. } | BusEvent::Presence { .. }) => Ok(()),
+            Ok(BusEvent::Resync) => self.catch_up().await,
             Err(RecvError::Lagged(_)) => self.catch_up().await,
             Err(RecvError::Closed) => Err(Ending::Close(close::RESTART, "server restarting")),
         }
@@ -355,8 +364,12 @@ impl Session {
             return Err(Ending::Gone);
         };
         match queue.try_send(message) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.state.metrics.frames_sent.inc();
+                Ok(())
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.state.metrics.slow_client_disconnects.inc();
                 tracing::info!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "slow client disconnected");
                 Err(Ending::Close(close::SLOW, "too slow, reconnect"))
             }
@@ -371,7 +384,10 @@ impl Session {
             .as_ref()
             .ok_or(Error::Unavailable("socket closed".into()))?;
         match tokio::time::timeout(QUEUE_WAIT, queue.send(Message::Text(json))).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.state.metrics.frames_sent.inc();
+                Ok(())
+            }
             _ => Err(Error::Unavailable("client too slow for the replay".into())),
         }
     }

@@ -1,0 +1,100 @@
+//! What `/metrics` shows, in Prometheus text format. One registry per node (tests run several
+//! nodes in one process, so nothing here is global).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    registry: Registry,
+    pub sockets_open: Gauge,
+    pub frames_sent: Counter,
+    pub frames_received: Counter,
+    pub publish_seconds: Histogram,
+    pub persist_seconds: Histogram,
+    pub redis_reconnects: Counter,
+    pub publish_failures: Counter,
+    pub slow_client_disconnects: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("duet");
+        let sockets_open = Gauge::default();
+        let frames_sent = Counter::default();
+        let frames_received = Counter::default();
+        // 100 µs to ~3 s.
+        let publish_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
+        let persist_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
+        let redis_reconnects = Counter::default();
+        let publish_failures = Counter::default();
+        let slow_client_disconnects = Counter::default();
+        registry.register(
+            "sockets_open",
+            "WebSocket connections open on this node",
+            sockets_open.clone(),
+        );
+        registry.register(
+            "frames_sent",
+            "Frames written to client sockets",
+            frames_sent.clone(),
+        );
+        registry.register(
+            "frames_received",
+            "Frames received from client sockets",
+            frames_received.clone(),
+        );
+        registry.register(
+            "publish_seconds",
+            "Time to publish an event on the bus",
+            publish_seconds.clone(),
+        );
+        registry.register(
+            "persist_seconds",
+            "Time to persist a chat (its transaction)",
+            persist_seconds.clone(),
+        );
+        registry.register(
+            "redis_reconnects",
+            "Times the Redis subscriber connection was re-established",
+            redis_reconnects.clone(),
+        );
+        registry.register(
+            "publish_failures",
+            "Events whose publish failed (delivered locally, retried if persisted)",
+            publish_failures.clone(),
+        );
+        registry.register(
+            "slow_client_disconnects",
+            "Sockets closed because the client did not keep up",
+            slow_client_disconnects.clone(),
+        );
+        Metrics {
+            registry,
+            sockets_open,
+            frames_sent,
+            frames_received,
+            publish_seconds,
+            persist_seconds,
+            redis_reconnects,
+            publish_failures,
+            slow_client_disconnects,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
