@@ -8,6 +8,7 @@ mod support;
 
 mod accounts;
 mod chat;
+mod cluster;
 mod files;
 mod pairing;
 mod question;

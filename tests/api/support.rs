@@ -512,3 +512,121 @@ impl Socket {
         }
     }
 }
+
+fn redis_url() -> String {
+    std::env::var("DUET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Fails the test, saying how to start Redis, when it does not answer.
+pub async fn redis() -> redis::aio::MultiplexedConnection {
+    let fail = |e: redis::RedisError| -> ! {
+        panic!(
+            "Redis is not reachable at {} ({e}). Start it with `redis-server --daemonize yes`, \
+             or point DUET_TEST_REDIS at one.",
+            redis_url()
+        )
+    };
+    let client = redis::Client::open(redis_url()).unwrap_or_else(|e| fail(e));
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| fail(e))
+}
+
+/// Several nodes sharing one Postgres database and one Redis prefix, both the test's own.
+pub struct Cluster {
+    pub db: TestDb,
+    pub prefix: String,
+    pub addrs: Vec<SocketAddr>,
+    nodes: Vec<Option<duet::Node>>,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    pub async fn start(nodes: usize, extra: &[&str]) -> Cluster {
+        redis().await;
+        let db = TestDb::new(Backend::Postgres).await;
+        let mut cluster = Cluster {
+            db,
+            prefix: format!("duet-test-{}:", Uuid::new_v4().simple()),
+            addrs: Vec::new(),
+            nodes: Vec::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for _ in 0..nodes {
+            cluster.add_node().await;
+        }
+        cluster
+    }
+
+    /// Flags a node of this cluster runs with.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--redis-url={}", redis_url()),
+            format!("--redis-prefix={}", self.prefix),
+            "--presence-ttl-secs=3".to_owned(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    pub async fn add_node(&mut self) -> SocketAddr {
+        let args = self.args();
+        let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = duet::start(config(&self.db.url, self.db.data_dir(), &extra))
+            .await
+            .expect("the node starts");
+        let addr = node.addr();
+        self.addrs.push(addr);
+        self.nodes.push(Some(node));
+        addr
+    }
+
+    /// Drains and stops node `i` (sockets close with 1012).
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(node) = self.nodes.get_mut(i).and_then(Option::take) {
+            node.stop().await;
+        }
+    }
+}
+
+/// A node in a process of its own, which a test can kill without any goodbye.
+pub struct ProcessNode {
+    pub addr: SocketAddr,
+    child: tokio::process::Child,
+}
+
+impl ProcessNode {
+    pub async fn start(cluster: &Cluster) -> ProcessNode {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_duet"))
+            .arg("--bind=127.0.0.1:0")
+            .arg(format!("--database-url={}", cluster.db.url))
+            .arg(format!("--data-dir={}", cluster.db.data_dir().display()))
+            .arg("--origins=http://duet.test")
+            .args(cluster.args())
+            .env("DUET_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting a duet process");
+        let stdout = child.stdout.take().expect("the node's stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the node starts in time")
+            .expect("reading the node's stdout")
+            .expect("the node prints its address");
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        ProcessNode { addr, child }
+    }
+
+    /// SIGKILL: no drain, no close frames, no presence cleanup.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}

@@ -1,0 +1,249 @@
+//! Many nodes: partners on different nodes talk as if on one. Each test starts its own nodes
+//! on one Postgres database and one Redis prefix of its own.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::*;
+
+async fn couple_on(cluster: &Cluster) -> (User, User) {
+    let addr = cluster.addrs[0];
+    let mina = User::signup_at(
+        addr,
+        &format!("mina{}", &Uuid::new_v4().simple().to_string()[..6]),
+    )
+    .await;
+    let joon = User::signup_at(
+        addr,
+        &format!("joon{}", &Uuid::new_v4().simple().to_string()[..6]),
+    )
+    .await;
+    pair(&mina, &joon).await;
+    (mina, joon)
+}
+
+/// Sends a chat and returns the ack or error that answers it.
+async fn outcome(socket: &mut Socket, text: &str) -> Value {
+    let client_id = socket.say(text).await.to_string();
+    loop {
+        let frame = socket.until_any(&["ack", "error"]).await;
+        if frame["client_id"] == client_id.as_str() {
+            return frame;
+        }
+    }
+}
+
+/// The chats a socket receives until it has seen `count` of them.
+async fn chats(socket: &mut Socket, count: usize) -> Vec<Value> {
+    let mut chats = Vec::new();
+    while chats.len() < count {
+        chats.push(socket.until("chat").await);
+    }
+    chats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_from_node_a_reaches_the_partner_on_b_and_the_senders_tab_on_c() {
+    let cluster = Cluster::start(3, &[]).await;
+    let (mina, joon) = couple_on(&cluster).await;
+    let mut laptop = mina.on(cluster.addrs[0]).socket().await;
+    let mut partner = joon.on(cluster.addrs[1]).socket().await;
+    let mut phone = mina.on(cluster.addrs[2]).socket().await;
+
+    laptop.say("hello from A").await;
+    for socket in [&mut partner, &mut phone, &mut laptop] {
+        let chat = socket.until("chat").await;
+        assert_eq!(chat["text"], "hello from A");
+        assert_eq!(chat["seq"], 1);
+    }
+
+    // The same send retried on another node creates nothing new.
+    let client_id = Uuid::new_v4();
+    let send = json!({ "type": "send", "client_id": client_id, "text": "once" });
+    laptop.send(send.clone()).await;
+    phone.send(send).await;
+    let first = laptop.until("ack").await;
+    let second = phone.until("ack").await;
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(partner.until("chat").await["seq"], 2);
+    partner.say("and back from B").await;
+    assert_eq!(partner.until("chat").await["text"], "and back from B");
+    let texts: Vec<Value> = chats(&mut laptop, 2)
+        .await
+        .iter()
+        .map(|c| c["text"].clone())
+        .collect();
+    assert_eq!(
+        texts,
+        [json!("once"), json!("and back from B")],
+        "one 'once' chat only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_question_gate_and_the_single_question_hold_across_nodes() {
+    let cluster = Cluster::start(2, &[]).await;
+    let (mina, joon) = couple_on(&cluster).await;
+    let mut mine = mina.on(cluster.addrs[0]).socket().await;
+    let mut theirs = joon.on(cluster.addrs[1]).socket().await;
+    let mut watcher = joon.on(cluster.addrs[1]).socket().await;
+
+    for keyword in [
+        "여행", "맛집", "요리", "가족", "친구", "영화", "노래", "주말", "커피", "결혼",
+    ] {
+        let (a, b) = tokio::join!(outcome(&mut mine, keyword), outcome(&mut theirs, keyword));
+        // A send lands before the other's question or is gated by it; either way exactly one
+        // question follows, wherever it falls between the chats.
+        let sent = [a, b].iter().filter(|r| r["type"] == "ack").count();
+        assert!(sent >= 1, "{keyword}: neither send went through");
+        let (mut chats, mut questions) = (0, Vec::new());
+        while chats < sent || questions.is_empty() {
+            let frame = watcher.until_any(&["chat", "question"]).await;
+            match frame["type"].as_str() {
+                Some("chat") => chats += 1,
+                _ => questions.push(frame),
+            }
+        }
+        assert_eq!(questions.len(), 1, "{keyword}: {questions:?}");
+        let question_id = questions[0]["question_id"].clone();
+        // Joon, on B, is gated by a question Mina may have triggered on A.
+        let refused = outcome(&mut theirs, "may I?").await;
+        assert_eq!(
+            (refused["code"].as_str(), &refused["question_id"]),
+            (Some("answer_required"), &question_id)
+        );
+        for socket in [&mut mine, &mut theirs] {
+            socket
+                .send(json!({ "type": "answer", "question_id": question_id, "text": "yes" }))
+                .await;
+        }
+        let mut answered = 0;
+        while answered < 2 {
+            let frame = watcher.until_any(&["answered", "question"]).await;
+            assert_eq!(
+                frame["type"], "answered",
+                "{keyword}: a second question {frame}"
+            );
+            answered += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_crosses_nodes_and_heals_when_a_node_dies_silently() {
+    let cluster = Cluster::start(1, &[]).await;
+    let (mina, joon) = couple_on(&cluster).await;
+    let mut theirs = joon.on(cluster.addrs[0]).socket().await;
+    assert_eq!(theirs.hello["partner_online"], false);
+
+    let doomed = ProcessNode::start(&cluster).await;
+    let mine = mina.on(doomed.addr).socket().await;
+    assert_eq!(
+        mine.hello["partner_online"], true,
+        "Mina sees Joon, who is on another node"
+    );
+    let online = theirs.until("presence").await;
+    assert_eq!(
+        (online["user_id"].as_str(), online["online"].as_bool()),
+        (Some(mina.id.to_string().as_str()), Some(true))
+    );
+
+    // The node dies without closing anything: Mina's presence expires and Joon is told.
+    doomed.kill().await;
+    let offline = theirs.until("presence").await;
+    assert_eq!(offline["online"], false);
+    drop(mine);
+
+    // A socket opened later on a live node sees the truth too.
+    let again = joon.on(cluster.addrs[0]).socket().await;
+    assert_eq!(again.hello["partner_online"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acked_chat_arrives_in_order_across_a_redis_disconnect() {
+    let cluster = Cluster::start(2, &[]).await;
+    let (mina, joon) = couple_on(&cluster).await;
+    let mut mine = mina.on(cluster.addrs[0]).socket().await;
+    let mut theirs = joon.on(cluster.addrs[1]).socket().await;
+
+    let mut acked = Vec::new();
+    for round in 0..3 {
+        for i in 0..10 {
+            mine.say(&format!("round {round} chat {i}")).await;
+            acked.push(mine.until("ack").await["seq"].as_i64().unwrap_or_default());
+            if i == 4 {
+                // Cut every subscriber connection, as a Redis restart would.
+                let mut redis = redis().await;
+                let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("pubsub")
+                    .query_async(&mut redis)
+                    .await;
+            }
+        }
+    }
+    let received: Vec<i64> = chats(&mut theirs, acked.len())
+        .await
+        .iter()
+        .filter_map(|c| c["seq"].as_i64())
+        .collect();
+    assert_eq!(received, acked, "every acked chat, once, in order");
+
+    // And nothing more arrives: the next frame after a sentinel is the sentinel.
+    mine.say("sentinel").await;
+    assert_eq!(theirs.until("chat").await["text"], "sentinel");
+    let metrics = reqwest::get(format!("http://{}/metrics", cluster.addrs[1]))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let reconnects = metrics
+        .lines()
+        .find(|l| l.starts_with("duet_redis_reconnects_total"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_default();
+    assert!(reconnects >= 1.0, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_stopped_node_resumes_on_another_with_nothing_missing() {
+    let mut cluster = Cluster::start(2, &["--drain-secs=2"]).await;
+    let (mina, joon) = couple_on(&cluster).await;
+    let mut mine = mina.on(cluster.addrs[0]).socket().await;
+    let mut theirs = joon.on(cluster.addrs[1]).socket().await;
+    mine.say("before").await;
+    let last_seen = theirs.until("chat").await["seq"]
+        .as_i64()
+        .unwrap_or_default();
+
+    let ((), closed) = tokio::join!(cluster.stop(1), theirs.closed());
+    assert_eq!(closed.map(|f| u16::from(f.code)), Some(1012));
+
+    for i in 0..3 {
+        mine.say(&format!("while you were away {i}")).await;
+        mine.until("ack").await;
+    }
+    let resumed = joon
+        .on(cluster.addrs[0])
+        .socket_at(&format!("/ws?after={last_seen}"))
+        .await;
+    let texts: Vec<&str> = resumed
+        .replay
+        .iter()
+        .filter_map(|f| f["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "while you were away 0",
+            "while you were away 1",
+            "while you were away 2"
+        ],
+        "replay: {:?}, last seen {last_seen}",
+        resumed.replay
+    );
+    assert_eq!(resumed.synced["last_seq"], last_seen + 3);
+}

@@ -1,0 +1,887 @@
+// End-to-end browser test of Duet: two people in two real browsers against real duet servers.
+//
+//   node tests/e2e/chat.e2e.mjs                  embedded: one duet node (SQLite, in-process bus)
+//   E2E_MODE=cluster node tests/e2e/chat.e2e.mjs two duet nodes on a fresh Postgres database and
+//                                                Redis; A's browser talks to node 1, B's to node 2
+//
+// Environment: DUET_BIN (default <repo>/target/debug/duet), CHROMIUM_BIN (default /usr/bin/chromium),
+// E2E_PG_HOST / E2E_PG_PORT / E2E_PG_USER (cluster; default 127.0.0.1 / 5432 / postgres),
+// E2E_REDIS_URL (cluster; default redis://127.0.0.1:6379), E2E_KEEP=1 keeps the temp dir.
+// Screenshots go to tests/e2e/screenshots/<mode>/. Exit code 0 only when every step passed.
+
+import { chromium } from 'playwright-core';
+import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import zlib from 'node:zlib';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..', '..');
+const MODE = process.env.E2E_MODE || 'embedded';
+const DUET_BIN = path.resolve(process.env.DUET_BIN || path.join(REPO, 'target', 'debug', 'duet'));
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const ASSETS = path.join(REPO, 'assets');
+const SHOTS = path.join(HERE, 'screenshots', MODE);
+const RUN = crypto.randomBytes(4).toString('hex');
+const PASSWORD = 'e2e-password-123';
+const GLOBAL_TIMEOUT_MS = 150_000;
+const WAIT_MS = 10_000;
+
+// Every node gets these: plain logs, a one-line error instead of a backtrace, a quick drain.
+const QUIET = { NO_COLOR: '1', RUST_BACKTRACE: '0', RUST_LIB_BACKTRACE: '0', DUET_DRAIN_SECS: '2' };
+
+const QUESTION_KO = '우리가 함께 꼭 가보고 싶은 곳은 어디야?';
+const QUESTION_EN = 'Where is the one place we must travel to together?';
+
+const SKY_BLUE = 'rgb(135, 206, 235)'; // --mine, #87ceeb
+const PINK = 'rgb(255, 214, 226)'; // --theirs, #ffd6e2
+
+if (MODE !== 'embedded' && MODE !== 'cluster') {
+  console.error(`E2E_MODE must be "embedded" or "cluster", not "${MODE}"`);
+  process.exit(2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bookkeeping: child processes, temp dir, database; cleaned up on every way out.
+
+const started = Date.now();
+const since = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
+const log = (...args) => console.log(...args);
+const children = new Set(); // { proc, name, logFile }
+const pages = new Map(); // label -> page, for failure screenshots
+const pageErrors = [];
+const warnings = []; // things worth a look that do not fail the run
+const consoleErrors = [];
+let tmpDir = null;
+let pgDb = null;
+let redisPrefix = null;
+let browser = null;
+let currentStep = '(setup)';
+let cleanedUp = false;
+
+function pgArgs() {
+  return ['-h', process.env.E2E_PG_HOST || '127.0.0.1', '-p', process.env.E2E_PG_PORT || '5432',
+    '-U', process.env.E2E_PG_USER || 'postgres', '-v', 'ON_ERROR_STOP=1', '-qAt', '-d', 'postgres'];
+}
+
+/** Synchronous part of the cleanup: safe from signal handlers, the watchdog and 'exit'. */
+function cleanupSync() {
+  if (cleanedUp) return;
+  cleanedUp = true;
+  for (const c of children) {
+    if (c.proc.exitCode === null && c.proc.signalCode === null) {
+      try { c.proc.kill('SIGKILL'); } catch { /* gone */ }
+    }
+  }
+  if (pgDb) {
+    const r = spawnSync('psql', [...pgArgs(), '-c', `DROP DATABASE IF EXISTS ${pgDb} WITH (FORCE)`], { encoding: 'utf8', timeout: 15000 });
+    if (r.status !== 0) console.error(`could not drop database ${pgDb}: ${(r.stderr || r.error || '').toString().trim()}`);
+    pgDb = null;
+  }
+  if (redisPrefix) {
+    const url = process.env.E2E_REDIS_URL || 'redis://127.0.0.1:6379';
+    const keys = spawnSync('redis-cli', ['-u', url, '--scan', '--pattern', `${redisPrefix}*`], { encoding: 'utf8', timeout: 5000 });
+    const list = (keys.stdout || '').split('\n').filter(Boolean);
+    if (list.length) spawnSync('redis-cli', ['-u', url, 'DEL', ...list], { timeout: 5000 });
+    redisPrefix = null;
+  }
+  if (tmpDir && !process.env.E2E_KEEP) {
+    try { fs.rmSync(tmpDir, { recursive: true, force: true }); } catch { /* best effort */ }
+  }
+}
+
+/** Stops the servers gracefully (SIGTERM, they drain and exit 0), then the sync cleanup. */
+async function cleanup() {
+  if (browser) {
+    await Promise.race([browser.close().catch(() => {}), sleep(5000)]);
+    browser = null;
+  }
+  await Promise.all([...children].map(async (c) => {
+    if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
+    c.proc.kill('SIGTERM');
+    const ended = await Promise.race([once(c.proc, 'exit').then(() => true), sleep(5000).then(() => false)]);
+    if (!ended) {
+      log(`  warning: ${c.name} did not exit within 5 s of SIGTERM (it should drain and exit 0): killing it`);
+      c.proc.kill('SIGKILL');
+    } else if (c.proc.exitCode !== 0) {
+      log(`  warning: ${c.name} exited with ${c.proc.exitCode ?? c.proc.signalCode} on SIGTERM (it should drain and exit 0)`);
+    }
+  }));
+  cleanupSync();
+}
+
+process.on('exit', cleanupSync);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    console.error(`\n${sig}: stopping (step "${currentStep}")`);
+    cleanupSync();
+    process.exit(130);
+  });
+}
+const watchdog = setTimeout(() => {
+  console.error(`\n✘ FAILED: the whole run took longer than ${GLOBAL_TIMEOUT_MS / 1000} s (stuck in step "${currentStep}")`);
+  printServerLogs();
+  cleanupSync();
+  process.exit(1);
+}, GLOBAL_TIMEOUT_MS);
+watchdog.unref();
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function once(emitter, event) {
+  return new Promise((r) => emitter.once(event, r));
+}
+
+function fail(message) {
+  throw new Error(message);
+}
+
+function check(condition, message) {
+  if (!condition) fail(message);
+}
+
+function stripAnsi(s) {
+  return s.replace(/\x1b\[[0-9;]*m/g, '');
+}
+
+function tail(file, lines = 30) {
+  try {
+    return stripAnsi(fs.readFileSync(file, 'utf8')).trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no output)';
+  }
+}
+
+function printServerLogs() {
+  for (const c of children) {
+    if (c.reported) continue;
+    log(`\n----- last lines of ${c.name} (${c.logFile}) -----\n${tail(c.logFile, 25)}`);
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function escapeRe(s) {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** A valid PNG of one solid colour, built by hand (signature, IHDR, IDAT, IEND). */
+function solidPng(width, height, [r, g, b]) {
+  const crcTable = new Int32Array(256).map((_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c;
+  });
+  const crc32 = (buf) => {
+    let c = -1;
+    for (const byte of buf) c = crcTable[(c ^ byte) & 0xff] ^ (c >>> 8);
+    return (c ^ -1) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // colour type: RGB
+  const row = Buffer.alloc(1 + width * 3); // filter byte 0, then pixels
+  for (let x = 0; x < width; x++) row.set([r, g, b], 1 + x * 3);
+  const raw = Buffer.concat(Array.from({ length: height }, () => row));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+/** This process's environment minus every duet setting (a CI job may export DATABASE_URL for
+ * cargo test): the nodes get exactly the configuration this test gives them. */
+function inheritedEnv() {
+  return Object.fromEntries(Object.entries(process.env)
+    .filter(([k]) => !k.startsWith('DUET_') && k !== 'DATABASE_URL' && k !== 'REDIS_URL'));
+}
+
+async function startNode(name, env) {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const logFile = path.join(tmpDir, `${name.replace(/\s+/g, '-')}.log`);
+    const out = fs.openSync(logFile, 'w');
+    const fullEnv = { ...inheritedEnv(), ...QUIET, ...env(port), DUET_BIND: `127.0.0.1:${port}` };
+    const proc = spawn(DUET_BIN, [], { env: fullEnv, stdio: ['ignore', out, out] });
+    fs.closeSync(out);
+    const child = { proc, name, logFile, base, port };
+    children.add(child);
+    proc.on('error', (e) => { child.spawnError = e; });
+    try {
+      await waitHealthy(child);
+      log(`  ${name} is up at ${base} (log: ${logFile})`);
+      return child;
+    } catch (err) {
+      const text = tail(logFile, 40);
+      if (attempt < 3 && /in use|AddrInUse/i.test(text)) {
+        children.delete(child);
+        log(`  port ${port} was taken, retrying with another one`);
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+async function waitHealthy(child, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.spawnError) fail(`could not start ${child.name} (${DUET_BIN}): ${child.spawnError.message}`);
+    if (child.proc.exitCode !== null || child.proc.signalCode !== null) {
+      child.reported = true; // its output is in the message below
+      fail(`${child.name} exited (code ${child.proc.exitCode ?? child.proc.signalCode}) before answering GET /healthz.\n`
+        + `Its last output:\n${tail(child.logFile, 12)}`);
+    }
+    try {
+      const res = await fetch(`${child.base}/healthz`, { signal: AbortSignal.timeout(1000) });
+      if (res.status === 200) return;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) fail(`${child.name} did not answer GET /healthz with 200 within ${timeoutMs / 1000} s`);
+    await sleep(100);
+  }
+}
+
+async function startServers() {
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), `duet-e2e-${MODE}-`));
+  if (!fs.existsSync(DUET_BIN)) fail(`duet binary not found at ${DUET_BIN}: run cargo build first (or set DUET_BIN)`);
+  if (MODE === 'embedded') {
+    const node = await startNode('duet', () => ({
+      DUET_DATA_DIR: path.join(tmpDir, 'data'),
+      DUET_ASSETS_DIR: ASSETS,
+    }));
+    return [node, node];
+  }
+  // Cluster: a fresh Postgres database, Redis with a private prefix, two nodes sharing files.
+  const db = `duet_e2e_${RUN}`;
+  const created = spawnSync('psql', [...pgArgs(), '-c', `CREATE DATABASE ${db}`], { encoding: 'utf8', timeout: 15000 });
+  if (created.error) fail(`cluster mode needs psql and Postgres on ${process.env.E2E_PG_HOST || '127.0.0.1'}: ${created.error.message}`);
+  if (created.status !== 0) fail(`could not create database ${db}: ${created.stderr.trim()}`);
+  pgDb = db;
+  redisPrefix = `duet-e2e-${RUN}:`;
+  const pgUrl = `postgres://${process.env.E2E_PG_USER || 'postgres'}@${process.env.E2E_PG_HOST || '127.0.0.1'}:${process.env.E2E_PG_PORT || '5432'}/${db}`;
+  const redisUrl = process.env.E2E_REDIS_URL || 'redis://127.0.0.1:6379';
+  log(`  database ${db}, Redis prefix ${redisPrefix}`);
+  // Both ports are needed up front: each node's DUET_ORIGINS lists both nodes.
+  const ports = [await freePort(), await freePort()];
+  while (ports[1] === ports[0]) ports[1] = await freePort();
+  const origins = ports.map((p) => `http://127.0.0.1:${p}`).join(',');
+  const filesDir = path.join(tmpDir, 'files'); // what a shared volume is in production
+  const nodes = [];
+  for (const [i, port] of ports.entries()) {
+    const name = `duet node ${i + 1}`;
+    const logFile = path.join(tmpDir, `node${i + 1}.log`);
+    const out = fs.openSync(logFile, 'w');
+    const proc = spawn(DUET_BIN, [], {
+      env: {
+        ...inheritedEnv(),
+        ...QUIET,
+        DUET_BIND: `127.0.0.1:${port}`,
+        DUET_DATA_DIR: path.join(tmpDir, `data${i + 1}`),
+        DUET_FILES_DIR: filesDir,
+        DUET_ASSETS_DIR: ASSETS,
+        DATABASE_URL: pgUrl,
+        REDIS_URL: redisUrl,
+        DUET_REDIS_PREFIX: redisPrefix,
+        DUET_ORIGINS: origins,
+      },
+      stdio: ['ignore', out, out],
+    });
+    fs.closeSync(out);
+    const child = { proc, name, logFile, base: `http://127.0.0.1:${port}`, port };
+    proc.on('error', (e) => { child.spawnError = e; });
+    children.add(child);
+    nodes.push(child);
+    // Start them one after the other: both run the migrations at start.
+    await waitHealthy(child).catch((err) => {
+      fail(`${err.message}\n(cluster mode needs a duet build with the Redis bus, Postgres and Redis reachable; REDIS_URL=${redisUrl})`);
+    });
+    log(`  ${name} is up at ${child.base} (log: ${logFile})`);
+  }
+  return nodes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browser helpers
+
+async function person(label, name, base, opts = {}) {
+  const ctx = await browser.newContext({
+    baseURL: base,
+    viewport: opts.viewport || { width: 1280, height: 800 },
+    deviceScaleFactor: opts.deviceScaleFactor || 1,
+    isMobile: !!opts.isMobile,
+    hasTouch: !!opts.isMobile,
+    locale: opts.locale || 'en-US',
+    timezoneId: 'Asia/Seoul',
+    reducedMotion: 'reduce', // no entry animations in screenshots
+  });
+  ctx.setDefaultTimeout(WAIT_MS);
+  const p = { label, name, base, ctx, page: null, sockets: [], cuttable: !!opts.cuttable };
+  if (opts.cuttable) {
+    // A transparent proxy of the chat socket, so the test can cut B's network for real
+    // (context.setOffline does not close an open WebSocket in Chromium).
+    p.cut = false;
+    p.live = new Set();
+    await ctx.routeWebSocket(/\/ws(\?|$)/, (ws) => {
+      p.sockets.push(ws.url());
+      if (p.cut) {
+        ws.close({ code: 1001, reason: 'e2e: network down' });
+        return;
+      }
+      const server = ws.connectToServer();
+      const link = { ws, server };
+      p.live.add(link);
+      ws.onMessage((m) => server.send(m));
+      server.onMessage((m) => ws.send(m));
+      ws.onClose(() => { p.live.delete(link); server.close(); });
+      server.onClose((code, reason) => { p.live.delete(link); ws.close({ code, reason }); });
+    });
+  }
+  await openPage(p);
+  return p;
+}
+
+async function openPage(p) {
+  const page = await p.ctx.newPage();
+  page.on('pageerror', (e) => pageErrors.push(`${p.label}: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`${p.label}: ${m.text()}`); });
+  if (!p.cuttable) page.on('websocket', (ws) => p.sockets.push(ws.url()));
+  p.page = page;
+  pages.set(p.label, page);
+  return page;
+}
+
+const tid = (page, id) => page.getByTestId(id);
+
+async function see(locator, message, timeout = WAIT_MS) {
+  try {
+    await locator.first().waitFor({ state: 'visible', timeout });
+  } catch {
+    fail(`${message} (not seen within ${timeout / 1000} s)`);
+  }
+}
+
+async function gone(locator, message, timeout = WAIT_MS) {
+  try {
+    await locator.first().waitFor({ state: 'detached', timeout });
+  } catch {
+    fail(`${message} (still there after ${timeout / 1000} s)`);
+  }
+}
+
+async function hidden(locator, message, timeout = WAIT_MS) {
+  try {
+    await locator.first().waitFor({ state: 'hidden', timeout });
+  } catch {
+    fail(`${message} (still visible after ${timeout / 1000} s)`);
+  }
+}
+
+async function eventually(fn, message, timeout = WAIT_MS) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e.message;
+    }
+    if (Date.now() > deadline) fail(`${message} (last seen: ${JSON.stringify(last)})`);
+    await sleep(100);
+  }
+}
+
+function bubbleWithText(page, text) {
+  return page.locator('[data-testid=bubble]').filter({
+    has: page.locator('[data-testid=bubble-text]', { hasText: new RegExp(`^${escapeRe(text)}$`) }),
+  });
+}
+
+async function online(p) {
+  await see(p.page.locator('[data-testid=connection-state][data-state=online]'),
+    `${p.label} should be connected (the header says online)`);
+}
+
+/** Types a message in the composer and presses Enter; waits for the server's ack. */
+async function say(p, text) {
+  const input = tid(p.page, 'message-input');
+  await see(input, `${p.label} should have a message box to type "${text}"`);
+  await input.fill(text);
+  await input.press('Enter');
+  await see(bubbleWithText(p.page, text).and(p.page.locator('[data-mine=true][data-status=sent]:not([data-seq=""])')),
+    `${p.label}'s message "${text}" should be sent (acknowledged by the server, on ${p.label}'s side)`);
+}
+
+async function texts(page) {
+  return page.locator('#timeline [data-testid=bubble-text]').allTextContents();
+}
+
+/** Where a bubble sits and what colour it has: the first box in it that paints a background. */
+async function looks(bubble) {
+  return bubble.evaluate((el) => {
+    let painted = el;
+    for (const node of [el, ...el.querySelectorAll('*')]) {
+      const bg = getComputedStyle(node).backgroundColor;
+      if (bg && bg !== 'rgba(0, 0, 0, 0)' && bg !== 'transparent') { painted = node; break; }
+    }
+    const list = document.querySelector('[data-testid=message-list]').getBoundingClientRect();
+    const box = painted.getBoundingClientRect();
+    return {
+      mine: el.dataset.mine,
+      background: getComputedStyle(painted).backgroundColor,
+      gapLeft: Math.round(box.left - list.left),
+      gapRight: Math.round(list.right - box.right),
+    };
+  });
+}
+
+async function checkSide(p, text, mine) {
+  const bubble = bubbleWithText(p.page, text);
+  await see(bubble, `${p.label} should see "${text}"`);
+  const l = await looks(bubble.first());
+  const who = mine ? `${p.label}'s own message` : `${p.label}'s partner's message`;
+  check(l.mine === String(mine), `${who} "${text}" should be marked data-mine="${mine}" on ${p.label}'s screen, got ${l.mine}`);
+  if (mine) {
+    check(l.background === SKY_BLUE, `${who} "${text}" should be sky-blue (${SKY_BLUE}), got ${l.background}`);
+    check(l.gapRight < l.gapLeft && l.gapRight < 60, `${who} "${text}" should sit on the right (gap left ${l.gapLeft}px, right ${l.gapRight}px)`);
+  } else {
+    check(l.background === PINK, `${who} "${text}" should be pink (${PINK}), got ${l.background}`);
+    check(l.gapLeft < l.gapRight && l.gapLeft < 60, `${who} "${text}" should sit on the left (gap left ${l.gapLeft}px, right ${l.gapRight}px)`);
+  }
+}
+
+async function shot(p, file) {
+  await p.page.waitForTimeout(150); // let the last frame paint
+  const target = path.join(SHOTS, file);
+  await p.page.screenshot({ path: target });
+  log(`    screenshot ${path.relative(REPO, target)}`);
+}
+
+/** Opens a socket of its own from the page (same session) and tries to send a chat. */
+async function rawSend(page, text) {
+  const clientId = crypto.randomUUID();
+  return page.evaluate(async ({ text, clientId }) => {
+    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+    const seen = [];
+    return new Promise((resolve) => {
+      const done = (result) => { clearTimeout(timer); try { ws.close(); } catch { /* closed */ } resolve({ ...result, seen }); };
+      const timer = setTimeout(() => done({ timeout: true }), 6000);
+      ws.onmessage = (ev) => {
+        const f = JSON.parse(ev.data);
+        seen.push(f.type);
+        if (f.type === 'synced') ws.send(JSON.stringify({ type: 'send', client_id: clientId, text }));
+        if ((f.type === 'error' || f.type === 'ack') && f.client_id === clientId) done({ reply: f });
+      };
+      ws.onclose = (ev) => done({ closed: ev.code });
+    });
+  }, { text, clientId });
+}
+
+async function getJson(page, url) {
+  return page.evaluate(async (url) => {
+    const res = await fetch(url, { credentials: 'same-origin' });
+    let body = null;
+    try { body = await res.json(); } catch { /* not json */ }
+    return { status: res.status, body };
+  }, url);
+}
+
+async function fetchFile(page, url) {
+  return page.evaluate(async (url) => {
+    const res = await fetch(url, { credentials: 'same-origin', cache: 'no-store' });
+    const bytes = (await res.arrayBuffer()).byteLength;
+    return { status: res.status, type: res.headers.get('content-type'), nosniff: res.headers.get('x-content-type-options'), bytes };
+  }, url);
+}
+
+async function openAnswers(p) {
+  await tid(p.page, 'answers-link').click();
+  await see(tid(p.page, 'answers-page'), `${p.label} should see the Answers page after clicking Answers`);
+}
+
+async function closeAnswers(p) {
+  await tid(p.page, 'answers-close').click();
+  await hidden(tid(p.page, 'answers-page'), `${p.label}'s Answers page should close`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenario
+
+const steps = [];
+async function step(name, fn) {
+  currentStep = name;
+  const t0 = Date.now();
+  log(`▶ ${name}`);
+  await fn();
+  steps.push(name);
+  log(`  ✔ ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+}
+
+async function main() {
+  fs.rmSync(SHOTS, { recursive: true, force: true });
+  fs.mkdirSync(SHOTS, { recursive: true });
+  log(`Duet e2e, ${MODE} mode, run ${RUN}`);
+
+  let nodeA;
+  let nodeB;
+  await step(`start ${MODE === 'cluster' ? 'two duet nodes (Postgres + Redis)' : 'one duet node'}`, async () => {
+    [nodeA, nodeB] = await startServers();
+  });
+
+  let A;
+  let B;
+  await step('launch chromium', async () => {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    A = await person('A', `민지_${RUN}`, nodeA.base, { locale: 'ko-KR' });
+    B = await person('B', `jun.${RUN}`, nodeB.base, { locale: 'en-US', cuttable: true });
+  });
+
+  await step('A and B sign up', async () => {
+    for (const p of [A, B]) {
+      await p.page.goto('/');
+      await see(tid(p.page, 'auth-screen'), `${p.label} should see the sign-up / log-in screen on first visit`);
+      await tid(p.page, 'auth-username').fill(p.name);
+      await tid(p.page, 'auth-password').fill(PASSWORD);
+      await tid(p.page, 'signup-button').click();
+      await see(tid(p.page, 'pairing-screen'), `${p.label} (${p.name}) should land on the pairing screen after signing up`);
+    }
+  });
+
+  await step('A sends a pairing request to B, B accepts, both land in the chat', async () => {
+    await tid(A.page, 'pair-username').fill(B.name);
+    await tid(A.page, 'pair-send').click();
+    await see(A.page.locator(`[data-testid=sent-request][data-username="${B.name}"]`), `A should see the request to ${B.name} under "Requests you sent"`);
+    const received = B.page.locator(`[data-testid=received-request][data-username="${A.name}"]`);
+    await see(received, `B should receive A's pairing request (${A.name})`, 12000);
+    await received.getByTestId('accept-request').click();
+    for (const p of [B, A]) {
+      await see(tid(p.page, 'chat-screen'), `${p.label} should land in the chat once B accepted`, 12000);
+      await online(p);
+    }
+    const partnerOf = { A: B.name, B: A.name };
+    for (const p of [A, B]) {
+      const shown = (await tid(p.page, 'partner-name').textContent()).trim();
+      check(shown === partnerOf[p.label], `${p.label}'s chat header should name the partner ${partnerOf[p.label]}, got "${shown}"`);
+    }
+    await see(A.page.locator('[data-testid=partner-presence][data-online=true]'), 'A should see B as online');
+    await see(B.page.locator('[data-testid=partner-presence][data-online=true]'), 'B should see A as online');
+  });
+
+  await step('chat both ways: mine on the right in sky-blue, partner\'s on the left in pink', async () => {
+    await say(A, 'Hi from A 👋');
+    await see(bubbleWithText(B.page, 'Hi from A 👋'), 'B should receive A\'s "Hi from A 👋" live');
+    await say(B, 'Hello back from B');
+    await see(bubbleWithText(A.page, 'Hello back from B'), 'A should receive B\'s "Hello back from B" live');
+    await say(A, '오늘 하루 어땠어?');
+    await see(bubbleWithText(B.page, '오늘 하루 어땠어?'), 'B should receive A\'s Korean message live');
+    await checkSide(A, 'Hi from A 👋', true);
+    await checkSide(A, 'Hello back from B', false);
+    await checkSide(B, 'Hi from A 👋', false);
+    await checkSide(B, 'Hello back from B', true);
+    const ta = await texts(A.page);
+    const tb = await texts(B.page);
+    check(JSON.stringify(ta) === JSON.stringify(tb), `A and B should see the same conversation in the same order: A ${JSON.stringify(ta)} vs B ${JSON.stringify(tb)}`);
+    await shot(A, '01-paired-chat-A.png');
+    await shot(B, '01-paired-chat-B.png');
+  });
+
+  let qid;
+  await step('A mentions 여행: both get the question card and both are blocked', async () => {
+    await say(A, '이번 여행 어디 갈까?');
+    await see(bubbleWithText(B.page, '이번 여행 어디 갈까?'), 'B should receive "이번 여행 어디 갈까?" before the question');
+    for (const p of [A, B]) {
+      await see(tid(p.page, 'question-card'), `${p.label} should see the question card after "여행" was mentioned`);
+      const text = (await tid(p.page, 'question-text').textContent()).trim();
+      check(text === QUESTION_KO, `${p.label}'s question card should ask "${QUESTION_KO}", got "${text}"`);
+      await hidden(tid(p.page, 'message-input'), `${p.label}'s message box should be replaced by the question card`);
+      await hidden(tid(p.page, 'send-button'), `${p.label}'s send button should be gone while the question is open`);
+      await see(tid(p.page, 'question-event'), `${p.label} should see the question in the conversation too`);
+    }
+    qid = await tid(A.page, 'question-card').getAttribute('data-question-id');
+    const qidB = await tid(B.page, 'question-card').getAttribute('data-question-id');
+    check(qid && qid === qidB, `A and B should be asked the same question (ids ${qid} / ${qidB})`);
+    await shot(A, '02-question-card-A.png');
+    await shot(B, '02-question-card-B.png');
+  });
+
+  await step('the server refuses chats from both until they answer', async () => {
+    for (const [p, other] of [[A, B], [B, A]]) {
+      const text = `sneaky message from ${p.label} ${RUN}`;
+      const r = await rawSend(p.page, text);
+      check(r.reply, `${p.label}'s send past the question should be answered by the server (got ${JSON.stringify(r)})`);
+      check(r.reply.type === 'error' && r.reply.code === 'answer_required',
+        `the server should refuse ${p.label}'s chat with answer_required while the question is open, got ${JSON.stringify(r.reply)}`);
+      check(String(r.reply.question_id) === qid, `the refusal should name question ${qid}, got ${r.reply.question_id}`);
+      await other.page.waitForTimeout(600);
+      check(await bubbleWithText(other.page, text).count() === 0, `${other.label} must not receive ${p.label}'s refused message`);
+      const hist = await getJson(other.page, '/api/chats?limit=200');
+      check(hist.status === 200, `GET /api/chats should answer 200 for ${other.label}, got ${hist.status}`);
+      check(!hist.body.chats.some((c) => c.text === text), `the refused message of ${p.label} must not be stored (GET /api/chats)`);
+    }
+  });
+
+  await step('A answers: A can chat again while B still sees the card', async () => {
+    await tid(A.page, 'answer-input').fill('제주도 해안 도로를 자전거로 한 바퀴');
+    await tid(A.page, 'answer-submit').click();
+    await hidden(tid(A.page, 'question-card'), 'A\'s question card should go away once A answered');
+    await see(tid(A.page, 'message-input'), 'A\'s message box should come back once A answered');
+    await say(A, 'I answered, your turn');
+    await see(bubbleWithText(B.page, 'I answered, your turn'), 'B should receive A\'s message sent after A answered');
+    await see(tid(B.page, 'question-card'), 'B should still see the question card (B has not answered)');
+    await hidden(tid(B.page, 'message-input'), 'B\'s message box should still be replaced by the card');
+    // B must not be able to read A's answer before answering.
+    const fromB = await getJson(B.page, '/api/answers');
+    const itemB = (fromB.body.answers || []).find((a) => String(a.question_id) === qid);
+    check(itemB, `B's GET /api/answers should list question ${qid}: ${JSON.stringify(fromB.body)}`);
+    check(itemB.mine === null && itemB.partner === null, `B's answers should show neither answer before B answers (A's stays hidden), got ${JSON.stringify(itemB)}`);
+    await openAnswers(A);
+    const item = A.page.locator(`[data-testid=answer-item][data-question-id="${qid}"]`);
+    await see(item.getByTestId('answer-mine').getByText('제주도 해안 도로를 자전거로 한 바퀴'), 'A\'s Answers page should show A\'s own answer');
+    check(await item.getByTestId('answer-partner').getAttribute('data-hidden') === 'true', 'A\'s Answers page should not show an answer from B yet');
+    await closeAnswers(A);
+  });
+
+  await step('B answers: both see both answers side by side on the Answers page', async () => {
+    await tid(B.page, 'answer-input').fill('Lisbon, riding the old tram together');
+    await tid(B.page, 'answer-submit').click();
+    await hidden(tid(B.page, 'question-card'), 'B\'s question card should go away once B answered');
+    await say(B, 'Answered too');
+    await see(bubbleWithText(A.page, 'Answered too'), 'A should receive B\'s message after B answered');
+    const answer = { A: '제주도 해안 도로를 자전거로 한 바퀴', B: 'Lisbon, riding the old tram together' };
+    for (const [p, other] of [[A, B], [B, A]]) {
+      await openAnswers(p);
+      const item = p.page.locator(`[data-testid=answer-item][data-question-id="${qid}"]`);
+      await see(item, `${p.label}'s Answers page should list the travel question`);
+      const q = (await item.locator('h3').textContent()).trim();
+      check(q === QUESTION_KO, `${p.label}'s Answers page should show the question "${QUESTION_KO}", got "${q}"`);
+      await see(item.getByTestId('answer-mine').getByText(answer[p.label]), `${p.label}'s Answers page should show ${p.label}'s own answer`);
+      await see(item.getByTestId('answer-partner').getByText(answer[other.label]), `${p.label}'s Answers page should show ${other.label}'s answer`);
+      const mineBox = await item.getByTestId('answer-mine').boundingBox();
+      const theirBox = await item.getByTestId('answer-partner').boundingBox();
+      check(Math.abs(mineBox.y - theirBox.y) < 4 && mineBox.x + mineBox.width <= theirBox.x + 1,
+        `${p.label}'s Answers page should put the two answers side by side, mine first (mine ${JSON.stringify(mineBox)}, partner ${JSON.stringify(theirBox)})`);
+      await shot(p, `03-answers-page-${p.label}.png`);
+      await closeAnswers(p);
+    }
+  });
+
+  let chatId;
+  let fileUrl;
+  await step('A sends a photo: both see it inline', async () => {
+    const png = solidPng(40, 30, [255, 127, 80]);
+    const before = await A.page.locator('[data-testid=bubble][data-mine=true][data-status=sent]').count();
+    await tid(A.page, 'attach-input').setInputFiles({ name: 'coral-e2e.png', mimeType: 'image/png', buffer: png });
+    const mineImg = A.page.locator('[data-testid=bubble][data-mine=true][data-status=sent]').filter({ has: A.page.getByTestId('file-image') });
+    await see(mineImg, 'A\'s photo should be sent (acknowledged by the server)', 15000);
+    check(await A.page.locator('[data-testid=bubble][data-mine=true][data-status=sent]').count() === before + 1, 'A\'s photo should appear exactly once');
+    chatId = await mineImg.last().getAttribute('data-chat-id');
+    check(chatId, 'A\'s photo bubble should carry its chat id');
+    const theirs = B.page.locator(`[data-testid=bubble][data-chat-id="${chatId}"]`);
+    await see(theirs.getByTestId('file-image'), 'B should see A\'s photo inline in the chat');
+    check(await theirs.getAttribute('data-mine') === 'false', 'A\'s photo should be on B\'s partner side');
+    for (const [p, img] of [[A, mineImg.last().getByTestId('file-image')], [B, theirs.getByTestId('file-image')]]) {
+      await img.scrollIntoViewIfNeeded();
+      const size = await eventually(() => img.evaluate((el) => el.complete && el.naturalWidth > 0 && { w: el.naturalWidth, h: el.naturalHeight, src: el.getAttribute('src'), attrW: el.getAttribute('width'), attrH: el.getAttribute('height') }),
+        `${p.label}'s photo should load (img complete with naturalWidth > 0)`);
+      check(size.w === 40 && size.h === 30, `${p.label}'s photo should be the 40x30 picture A sent, got ${size.w}x${size.h}`);
+      if (p === B) {
+        fileUrl = size.src;
+        check(/^\/api\/files\/[0-9a-f-]{36}$/i.test(fileUrl), `B's photo should load from /api/files/{id}, got ${fileUrl}`);
+        check(size.attrW === '40' && size.attrH === '30', `the chat's file should carry width 40 and height 30 (B's img has width=${size.attrW} height=${size.attrH})`);
+      }
+    }
+    const got = await fetchFile(B.page, fileUrl);
+    check(got.status === 200 && got.type === 'image/png' && got.nosniff === 'nosniff' && got.bytes === png.length,
+      `GET ${fileUrl} by B should give the PNG back (200, image/png, nosniff, ${png.length} bytes), got ${JSON.stringify(got)}`);
+    await A.page.waitForTimeout(200);
+    await shot(A, '04-image-in-chat-A.png');
+    await shot(B, '04-image-in-chat-B.png');
+  });
+
+  await step('A deletes the photo: it disappears for both and the file is gone (404)', async () => {
+    const bubble = A.page.locator(`[data-testid=bubble][data-chat-id="${chatId}"]`);
+    await bubble.hover();
+    await bubble.getByTestId('delete-button').click();
+    await see(tid(A.page, 'confirm-dialog'), 'A should be asked to confirm deleting the photo');
+    await tid(A.page, 'confirm-ok').click();
+    await gone(A.page.locator(`[data-testid=bubble][data-chat-id="${chatId}"]`), 'the photo should disappear from A\'s chat');
+    await gone(B.page.locator(`[data-testid=bubble][data-chat-id="${chatId}"]`), 'the photo should disappear from B\'s chat');
+    for (const p of [A, B]) {
+      const got = await fetchFile(p.page, fileUrl);
+      check(got.status === 404, `GET ${fileUrl} by ${p.label} should be 404 after the photo was deleted, got ${got.status}`);
+    }
+    // Not fatal (yet): what B's browser still shows from its HTTP cache for the deleted photo.
+    const cached = await B.page.evaluate((u) => fetch(u).then((r) => r.status), fileUrl);
+    if (cached !== 404) {
+      warnings.push(`B's browser still gets ${cached} for the deleted photo ${fileUrl} from its HTTP cache `
+        + '(the server sends Cache-Control: private, max-age=86400 for files; no-cache would make the browser revalidate and get the 404)');
+    }
+  });
+
+  const notes = ['Note 1 while you were away', 'Note 2 while you were away', 'Note 3 while you were away'];
+  await step('B closes the app, A sends 3 messages, B comes back and finds each exactly once, in order', async () => {
+    await B.page.close();
+    pages.delete('B');
+    await see(A.page.locator('[data-testid=partner-presence][data-online=false]'), 'A should see B go offline when B closed the app');
+    for (const n of notes) await say(A, n);
+    await openPage(B);
+    await B.page.goto('/');
+    await see(tid(B.page, 'chat-screen'), 'B should be back in the chat when opening Duet again (still logged in)');
+    await online(B);
+    await see(bubbleWithText(B.page, notes[2]), 'B should find A\'s last message after coming back');
+    const tb = await texts(B.page);
+    for (const n of notes) check(tb.filter((t) => t === n).length === 1, `B should see "${n}" exactly once, saw it ${tb.filter((t) => t === n).length} times`);
+    const order = notes.map((n) => tb.indexOf(n));
+    check(order[0] < order[1] && order[1] < order[2], `B should see A's 3 messages in the order they were sent, got positions ${order}`);
+    await see(A.page.locator('[data-testid=partner-presence][data-online=true]'), 'A should see B online again');
+  });
+
+  const pings = ['Ping 4 while your network was down', 'Ping 5 while your network was down', 'Ping 6 while your network was down'];
+  await step('B loses the network, A sends 3 messages, B reconnects and resumes without gaps or repeats', async () => {
+    const socketsBefore = B.sockets.length;
+    B.cut = true;
+    await B.ctx.setOffline(true);
+    for (const link of [...B.live]) {
+      link.ws.close({ code: 1001, reason: 'e2e: network down' });
+      link.server.close();
+    }
+    await eventually(async () => (await tid(B.page, 'connection-state').getAttribute('data-state')) !== 'online',
+      'B\'s header should stop saying online once the network is gone');
+    await see(A.page.locator('[data-testid=partner-presence][data-online=false]'), 'A should see B go offline when B lost the network');
+    for (const n of pings) await say(A, n);
+    check(await bubbleWithText(B.page, pings[0]).count() === 0, 'B cannot have received anything while offline');
+    B.cut = false;
+    await B.ctx.setOffline(false);
+    await online(B);
+    await see(bubbleWithText(B.page, pings[2]), 'B should receive what A sent while B was offline');
+    const resumeUrl = B.sockets.slice(socketsBefore).filter((u) => /[?&]after=\d+/.test(u)).at(-1);
+    check(resumeUrl, `B should resume with /ws?after=<last seq>, sockets opened: ${JSON.stringify(B.sockets.slice(socketsBefore))}`);
+    const tb = await texts(B.page);
+    for (const n of [...notes, ...pings]) check(tb.filter((t) => t === n).length === 1, `B should see "${n}" exactly once, saw it ${tb.filter((t) => t === n).length} times`);
+    const order = pings.map((n) => tb.indexOf(n));
+    check(order[0] > tb.indexOf(notes[2]) && order[0] < order[1] && order[1] < order[2], `B should see the messages in the order they were sent, got ${JSON.stringify(tb)}`);
+    const ta = await texts(A.page);
+    check(JSON.stringify(ta) === JSON.stringify(tb), `after reconnecting B should see exactly A's conversation: A ${JSON.stringify(ta)} vs B ${JSON.stringify(tb)}`);
+    const seqs = await B.page.locator('#timeline [data-seq]').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
+    check(seqs.every((s, i) => i === 0 || s > seqs[i - 1]), `B's timeline should be in seq order without repeats: ${seqs}`);
+    await shot(B, '05-after-reconnect-B.png');
+    await shot(A, '05-after-reconnect-A.png');
+  });
+
+  let M;
+  await step(`A logs in on a phone (390x844${MODE === 'cluster' ? ', node 2' : ''}) and sees the chat`, async () => {
+    M = await person('A-phone', A.name, MODE === 'cluster' ? nodeB.base : nodeA.base, {
+      viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, locale: 'ko-KR',
+    });
+    await M.page.goto('/');
+    await see(tid(M.page, 'auth-screen'), 'the phone should show the log-in screen');
+    await tid(M.page, 'auth-username').fill(A.name);
+    await tid(M.page, 'auth-password').fill(PASSWORD);
+    await tid(M.page, 'login-button').click();
+    await see(tid(M.page, 'chat-screen'), 'A should land in the chat after logging in on the phone');
+    await online(M);
+    await see(bubbleWithText(M.page, pings[2]), 'A\'s phone should show the conversation history');
+    await checkSide(M, pings[2], true);
+    await checkSide(M, 'Answered too', false);
+    const overflow = await M.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `the phone layout should not scroll sideways (overflows by ${overflow}px)`);
+    await shot(M, '06-phone-chat-A.png');
+  });
+
+  await step('on the phone A mentions travel: the question card shows on the phone, and answering unblocks everywhere', async () => {
+    await say(M, 'Any travel ideas for us?');
+    for (const p of [M, A, B]) {
+      await see(tid(p.page, 'question-card'), `${p.label} should see the new question card`);
+      await eventually(async () => (await tid(p.page, 'question-text').textContent()).trim() === QUESTION_EN,
+        `${p.label}'s question card should ask "${QUESTION_EN}"`);
+      await hidden(tid(p.page, 'message-input'), `${p.label}'s message box should be replaced by the question card`);
+    }
+    const box = await tid(M.page, 'question-card').boundingBox();
+    check(box.x >= 0 && box.x + box.width <= 390 + 0.5, `the question card should fit the phone's width (${JSON.stringify(box)})`);
+    await shot(M, '07-phone-question-card-A.png');
+    await tid(M.page, 'answer-input').fill('Iceland, to see the northern lights');
+    await tid(M.page, 'answer-submit').click();
+    await hidden(tid(M.page, 'question-card'), 'the card should go away on the phone once A answered there');
+    await hidden(tid(A.page, 'question-card'), 'A\'s desktop card should go away too when A answered on the phone');
+    await see(tid(B.page, 'question-card'), 'B should still have to answer');
+    await tid(B.page, 'answer-input').fill('Patagonia');
+    await tid(B.page, 'answer-submit').click();
+    await hidden(tid(B.page, 'question-card'), 'B\'s card should go away once B answered');
+    await openAnswers(M);
+    await see(M.page.locator('[data-testid=answer-item]').first().getByTestId('answer-partner').getByText('Patagonia'),
+      'A\'s phone should show B\'s answer to the newest question first on the Answers page');
+    await shot(M, '08-phone-answers-A.png');
+    await closeAnswers(M);
+  });
+
+  await step('no uncaught errors in the pages', async () => {
+    check(pageErrors.length === 0, `uncaught page errors: ${pageErrors.join(' | ')}`);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+let exitCode = 0;
+try {
+  await main();
+  log(`\n✔ PASSED: ${steps.length} steps in ${since()} (${MODE} mode)`);
+} catch (err) {
+  exitCode = 1;
+  log(`\n✘ FAILED at step "${currentStep}" (${MODE} mode, after ${since()}):\n  ${err.message.split('\n').join('\n  ')}`);
+  if (!(err.message || '').includes('\n')) log(err.stack.split('\n').slice(1, 4).join('\n'));
+  for (const [label, page] of pages) {
+    if (page.isClosed()) continue;
+    const file = path.join(SHOTS, `FAILED-${label}.png`);
+    try {
+      await page.screenshot({ path: file, timeout: 5000 });
+      log(`  failure screenshot: ${path.relative(REPO, file)}`);
+    } catch { /* page gone */ }
+  }
+  if (pageErrors.length) log(`  page errors: ${pageErrors.join(' | ')}`);
+  if (consoleErrors.length) log(`  console errors: ${consoleErrors.slice(-10).join(' | ')}`);
+  printServerLogs();
+}
+if (consoleErrors.length && exitCode === 0) log(`  (console errors seen, not fatal: ${consoleErrors.join(' | ')})`);
+for (const w of warnings) log(`  warning: ${w}`);
+await cleanup();
+log(`Screenshots: ${SHOTS}`);
+process.exit(exitCode);
