@@ -218,7 +218,9 @@ pub async fn download(
     }
     out.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=86400"),
+        // Revalidated on every view (a cheap 304): a deleted file must stop showing at once,
+        // not linger in the partner's cache.
+        HeaderValue::from_static("private, no-cache"),
     );
     Ok(response)
 }

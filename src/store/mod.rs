@@ -12,7 +12,9 @@ use std::time::Duration;
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
+};
 
 use crate::config::Config;
 
@@ -53,11 +55,28 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     Ok(db)
 }
 
+/// Brings the schema up to date. Nodes of a cluster start together, so on Postgres the
+/// migrations run in one transaction holding an advisory lock: the first node migrates, the
+/// others wait and then find nothing left to do.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None)
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None)
+            .await
+            .context("migrating the database");
+    }
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         .await
-        .context("migrating the database")
+        .context("waiting for the migration lock")?;
+    Migrator::up(&txn, None)
+        .await
+        .context("migrating the database")?;
+    txn.commit().await.context("committing the migrations")?;
+    Ok(())
 }
+
+/// Any constant shared by every node; "duet" in ASCII.
+const MIGRATION_LOCK: i64 = 0x6475_6574;
 
 /// Hides a password in a connection URL before it reaches a log or an error message.
 fn redact(url: &str) -> String {

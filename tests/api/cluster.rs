@@ -247,3 +247,14 @@ async fn a_client_of_a_stopped_node_resumes_on_another_with_nothing_missing() {
     );
     assert_eq!(resumed.synced["last_seq"], last_seen + 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_on_a_fresh_database_all_come_up() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let starts = (0..3).map(|_| duet::start(config(&db.url, db.data_dir(), &[])));
+    let nodes = futures_util::future::join_all(starts).await;
+    for node in nodes {
+        let node = node.expect("every node migrates (or waits for the one that does) and starts");
+        node.stop().await;
+    }
+}
