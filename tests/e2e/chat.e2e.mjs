@@ -40,8 +40,10 @@ const QUESTION_EN = 'Where is the one place we must travel to together?';
 const SKY_BLUE = 'rgb(135, 206, 235)'; // --mine, #87ceeb
 const PINK = 'rgb(255, 214, 226)'; // --theirs, #ffd6e2
 
-if (MODE !== 'embedded' && MODE !== 'cluster') {
-  console.error(`E2E_MODE must be "embedded" or "cluster", not "${MODE}"`);
+// "external": a running deployment (e.g. tests/cluster/start.sh, nginx in front of three
+// nodes) at E2E_BASE_URL; both people go through it and the balancer spreads their sockets.
+if (MODE !== 'embedded' && MODE !== 'cluster' && MODE !== 'external') {
+  console.error(`E2E_MODE must be "embedded", "cluster" or "external", not "${MODE}"`);
   process.exit(2);
 }
 
@@ -278,6 +280,14 @@ async function waitHealthy(child, timeoutMs = 20000) {
 
 async function startServers() {
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), `duet-e2e-${MODE}-`));
+  if (MODE === 'external') {
+    const base = (process.env.E2E_BASE_URL || 'http://127.0.0.1:8090').replace(/\/$/, '');
+    const res = await fetch(`${base}/readyz`).catch((e) => fail(`nothing answers at ${base}: ${e.message}`));
+    if (!res.ok) fail(`${base}/readyz answered ${res.status}`);
+    log(`  using the deployment at ${base}`);
+    const node = { base, name: base };
+    return [node, node];
+  }
   if (!fs.existsSync(DUET_BIN)) fail(`duet binary not found at ${DUET_BIN}: run cargo build first (or set DUET_BIN)`);
   if (MODE === 'embedded') {
     const node = await startNode('duet', () => ({
