@@ -735,6 +735,13 @@ async function onSocketClosed(code) {
     toAuth(t('err.unauthenticated'));
     return;
   }
+  if (code === 4002) {
+    // The break-up fell due: the couple is gone, both of us may pair again.
+    app.couple = null;
+    resetChatState();
+    showPairing();
+    return;
+  }
   if (!hadHello) {
     // The upgrade may have been refused (401, 409 not_paired...): the browser hides the
     // status, so ask the API what state we are in.
@@ -825,8 +832,16 @@ function handleFrame(f) {
     case 'presence': return onPresence(f);
     case 'typing': return onTyping(f);
     case 'read': return onRead(f);
+    case 'couple': return onCouple(f);
     default: return undefined; // unknown frame types are extensions: ignore
   }
+}
+
+// Extension frame: the break-up was scheduled or taken back, by either of us.
+function onCouple(f) {
+  if (!app.couple) return;
+  app.couple.delete_at = f.delete_at || null;
+  updateBanner();
 }
 
 function onHello(f) {

@@ -87,6 +87,10 @@ pub struct Config {
     #[arg(long, env = "DUET_PRESENCE_TTL_SECS", default_value_t = 30)]
     pub presence_ttl_secs: u64,
 
+    /// Seconds between scheduling a break-up and the couple's deletion (7 days).
+    #[arg(long, env = "DUET_BREAKUP_GRACE_SECS", default_value_t = 7 * 24 * 60 * 60)]
+    pub breakup_grace_secs: u64,
+
     /// Largest file upload, in bytes.
     #[arg(long, env = "DUET_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024)]
     pub max_upload_bytes: u64,
@@ -125,6 +129,10 @@ pub struct Config {
 impl Config {
     pub fn presence_ttl(&self) -> Duration {
         Duration::from_secs(self.presence_ttl_secs.max(3))
+    }
+
+    pub fn breakup_grace(&self) -> Duration {
+        Duration::from_secs(self.breakup_grace_secs)
     }
 
     pub fn files_dir(&self) -> PathBuf {

@@ -5,6 +5,7 @@
 pub mod bus;
 pub mod chat;
 pub mod config;
+pub mod couple;
 pub mod error;
 pub mod file;
 pub mod frame;
@@ -78,6 +79,7 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         catalogue.clone(),
         origins,
     );
+    couple::spawn_sweeper(state.clone(), state.shutdown.clone());
     file::sweeper::spawn(
         state.clone(),
         state.config.sweep_period(),

@@ -36,6 +36,8 @@ pub enum BusEvent {
     Presence { user_id: Uuid, online: bool },
     /// A session was ended (logout): every socket opened with it closes, on every node.
     SessionEnded { session_id: Uuid },
+    /// The couple no longer exists (its break-up fell due): its sockets close.
+    CoupleDeleted,
     /// Local only: events may have been lost; sessions catch up from the database.
     Resync,
 }

@@ -192,7 +192,9 @@ impl RedisBus {
                 }
                 let keep = matches!(
                     event,
-                    BusEvent::Frame { seq: Some(_), .. } | BusEvent::SessionEnded { .. }
+                    BusEvent::Frame { seq: Some(_), .. }
+                        | BusEvent::SessionEnded { .. }
+                        | BusEvent::CoupleDeleted
                 );
                 if keep && retry.len() < RETRY_LIMIT {
                     retry.push_back((couple, event));
@@ -473,6 +475,7 @@ fn encode(event: &BusEvent) -> Option<Vec<u8>> {
             format!("P {} {}", user_id.simple(), u8::from(*online))
         }
         BusEvent::SessionEnded { session_id } => format!("E {}", session_id.simple()),
+        BusEvent::CoupleDeleted => "D".to_owned(),
         BusEvent::Resync => return None,
     };
     Some(text.into_bytes())
@@ -505,6 +508,7 @@ fn decode(payload: &[u8]) -> Option<BusEvent> {
         "E" => Some(BusEvent::SessionEnded {
             session_id: Uuid::parse_str(parts.next()?).ok()?,
         }),
+        "D" => Some(BusEvent::CoupleDeleted),
         _ => None,
     }
 }

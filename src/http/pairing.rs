@@ -12,7 +12,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::auth::{UserView, couple_view};
-use super::{CurrentUser, Json, Path};
+use super::{CurrentUser, Json, Paired, Path};
+use crate::couple;
 use crate::error::{Error, Result, ResultExt};
 use crate::state::AppState;
 use crate::store;
@@ -23,6 +24,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/requests", get(list).post(create))
         .route("/api/requests/{id}/accept", post(accept))
         .route("/api/requests/{id}", delete(remove))
+        .route("/api/couple", delete(break_up))
+        .route("/api/couple/restore", post(restore))
 }
 
 #[derive(Deserialize)]
@@ -106,4 +109,22 @@ async fn remove(
         return Err(Error::NotFound);
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Schedules the break-up; the couple stays, fully usable, until the grace period ends.
+async fn break_up(State(state): State<AppState>, Paired(me): Paired) -> Result<impl IntoResponse> {
+    let delete_at = couple::schedule(&state, &me).await?;
+    let delete_at = delete_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "delete_at": delete_at })),
+    ))
+}
+
+async fn restore(State(state): State<AppState>, Paired(me): Paired) -> Result<impl IntoResponse> {
+    couple::restore(&state, &me).await?;
+    let membership = store::couples::membership(&state.db, me.user_id)
+        .await?
+        .ok_or(Error::NotPaired)?;
+    Ok(Json(json!({ "couple": couple_view(&membership) })))
 }

@@ -2,12 +2,12 @@
 //! `couple_members.user_id` is a primary key: two accepts racing for the same person cannot
 //! both commit. One pending request per pair is likewise a unique `pair_key`.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::{couple_members, couples, pair_requests, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -208,4 +208,66 @@ pub async fn last_seq(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<i64,
         .await?
         .map(|c| c.last_seq)
         .unwrap_or_default())
+}
+
+/// Schedules the couple's deletion at `at`, unless it is scheduled already; returns the
+/// time it is scheduled for.
+pub async fn schedule_deletion(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    couples::Entity::update_many()
+        .col_expr(couples::Column::DeleteAt, Expr::value(Some(at)))
+        .filter(couples::Column::Id.eq(couple_id))
+        .filter(couples::Column::DeleteAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(couples::Entity::find_by_id(couple_id)
+        .one(db)
+        .await?
+        .and_then(|c| c.delete_at))
+}
+
+/// Cancels a scheduled deletion that is not due yet. Once due it is irrevocable (the
+/// sweeper may already be removing files), which this single guarded UPDATE decides.
+/// Returns whether the couple is (now) not scheduled for deletion.
+pub async fn cancel_deletion(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<bool, DbErr> {
+    couples::Entity::update_many()
+        .col_expr(
+            couples::Column::DeleteAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(couples::Column::Id.eq(couple_id))
+        .filter(couples::Column::DeleteAt.gt(Utc::now()))
+        .exec(db)
+        .await?;
+    Ok(couples::Entity::find_by_id(couple_id)
+        .one(db)
+        .await?
+        .is_some_and(|c| c.delete_at.is_none()))
+}
+
+/// Couples whose deletion is due.
+pub async fn due_for_deletion(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<Uuid>, DbErr> {
+    Ok(couples::Entity::find()
+        .filter(couples::Column::DeleteAt.lte(Utc::now()))
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect())
+}
+
+/// Deletes a due couple with everything it owns (the foreign keys cascade: members, chats,
+/// events, questions asked, answers, file rows). Both users can pair again. False if it was
+/// not due (restored meanwhile) or is gone already (another node was first).
+pub async fn delete_due(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<bool, DbErr> {
+    let deleted = couples::Entity::delete_many()
+        .filter(couples::Column::Id.eq(couple_id))
+        .filter(couples::Column::DeleteAt.lte(Utc::now()))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected > 0)
 }

@@ -138,3 +138,11 @@ pub async fn forget(db: &impl ConnectionTrait, file_id: Uuid) -> Result<(), DbEr
     files::Entity::delete_by_id(file_id).exec(db).await?;
     Ok(())
 }
+
+/// Every file of a couple, sent or not: what a break-up must remove.
+pub async fn of_couple_all(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<Vec<File>, DbErr> {
+    files::Entity::find()
+        .filter(files::Column::CoupleId.eq(couple_id))
+        .all(db)
+        .await
+}

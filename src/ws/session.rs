@@ -39,13 +39,15 @@ const PAGE: u64 = 500;
 const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 /// Close codes: 1009 too big, 1012 service restart, 1013 try again later (slow client),
-/// 4001 the session ended (logged out or expired: sign in again).
+/// 4001 the session ended (logged out or expired: sign in again), 4002 the couple was deleted
+/// (its break-up fell due: pair again).
 pub mod close {
     pub const TOO_BIG: u16 = 1009;
     pub const RESTART: u16 = 1012;
     pub const SLOW: u16 = 1013;
     pub const IDLE: u16 = 1001;
     pub const SESSION_ENDED: u16 = 4001;
+    pub const COUPLE_DELETED: u16 = 4002;
     pub const INTERNAL: u16 = 1011;
 }
 
@@ -312,6 +314,9 @@ impl Session {
             }
             Ok(BusEvent::SessionEnded { .. } | BusEvent::Presence { .. }) => Ok(()),
             Ok(BusEvent::Resync) => self.catch_up().await,
+            Ok(BusEvent::CoupleDeleted) => {
+                Err(Ending::Close(close::COUPLE_DELETED, "couple deleted"))
+            }
             Err(RecvError::Lagged(_)) => self.catch_up().await,
             Err(RecvError::Closed) => Err(Ending::Close(close::RESTART, "server restarting")),
         }

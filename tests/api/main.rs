@@ -7,6 +7,7 @@
 mod support;
 
 mod accounts;
+mod breakup;
 mod chat;
 mod cluster;
 mod files;

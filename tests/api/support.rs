@@ -144,6 +144,17 @@ impl TestNode {
             node.stop().await;
         }
     }
+
+    /// Stops the node and starts a new one on the same database; returns its address.
+    pub async fn restart(&mut self, extra: &[&str]) -> SocketAddr {
+        self.stop().await;
+        let node = duet::start(config(&self.db.url, self.db.data_dir(), extra))
+            .await
+            .expect("the node starts again");
+        self.addr = node.addr();
+        self.node = Some(node);
+        self.addr
+    }
 }
 
 /// A config as a test wants it: random port, the given database, the repo's assets.
