@@ -863,6 +863,24 @@ async function main() {
     await closeAnswers(M);
   });
 
+  await step('A schedules a break-up: B sees it live and takes it back, and the banner goes for both', async () => {
+    await tid(A.page, 'menu-button').click();
+    await tid(A.page, 'breakup-button').click();
+    await tid(A.page, 'confirm-ok').click();
+    for (const p of [A, B]) {
+      await see(tid(p.page, 'breakup-banner'), `${p.label} should see the scheduled break-up banner`);
+    }
+    await shot(B, '09-breakup-banner-B.png');
+    const { body: me } = await getJson(B.page, '/api/me');
+    check(me.couple && typeof me.couple.delete_at === 'string', `/api/me should carry delete_at, got ${JSON.stringify(me.couple)}`);
+    await tid(B.page, 'restore-button').click();
+    for (const p of [B, A]) {
+      await hidden(tid(p.page, 'breakup-banner'), `${p.label}'s banner should go once B took the break-up back`);
+    }
+    await say(A, 'Still us 💙');
+    await see(bubbleWithText(B.page, 'Still us 💙'), 'B should still get A\'s chats after the break-up was taken back');
+  });
+
   await step('no uncaught errors in the pages', async () => {
     check(pageErrors.length === 0, `uncaught page errors: ${pageErrors.join(' | ')}`);
   });
