@@ -258,3 +258,42 @@ async fn nodes_starting_together_on_a_fresh_database_all_come_up() {
         node.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_sends_still_ack_and_partners_get_them_when_it_returns() {
+    let mut redis = PrivateRedis::start().await;
+    let cluster = Cluster::start_with_redis(2, &[], &redis.url()).await;
+    let (mina, joon) = couple_on(&cluster).await;
+    let mut mine = mina.on(cluster.addrs[0]).socket().await;
+    let mut theirs = joon.on(cluster.addrs[1]).socket().await;
+    mine.say("before the outage").await;
+    mine.until("ack").await;
+    assert_eq!(theirs.until("chat").await["text"], "before the outage");
+
+    redis.kill().await;
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        mine.say(&format!("during the outage {i}")).await;
+        // The database has it: the sender is acked whatever Redis does.
+        acked.push(mine.until("ack").await["seq"].as_i64().unwrap_or_default());
+    }
+    let (status, _) = joon.on(cluster.addrs[1]).get("/readyz").await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "a node without its bus is not ready"
+    );
+
+    redis.resume().await;
+    let received: Vec<i64> = chats(&mut theirs, acked.len())
+        .await
+        .iter()
+        .filter_map(|c| c["seq"].as_i64())
+        .collect();
+    assert_eq!(
+        received, acked,
+        "every chat acked during the outage, once, in order"
+    );
+    mine.say("after the outage").await;
+    assert_eq!(theirs.until("chat").await["text"], "after the outage");
+}

@@ -551,11 +551,19 @@ pub struct Cluster {
     pub addrs: Vec<SocketAddr>,
     nodes: Vec<Option<duet::Node>>,
     extra: Vec<String>,
+    redis_url: String,
 }
 
 impl Cluster {
     pub async fn start(nodes: usize, extra: &[&str]) -> Cluster {
-        redis().await;
+        Cluster::start_with_redis(nodes, extra, &redis_url()).await
+    }
+
+    /// A cluster on a Redis of the test's choosing (e.g. a private one it will restart).
+    pub async fn start_with_redis(nodes: usize, extra: &[&str], redis_url: &str) -> Cluster {
+        if redis_url == self::redis_url() {
+            redis().await;
+        }
         let db = TestDb::new(Backend::Postgres).await;
         let mut cluster = Cluster {
             db,
@@ -563,6 +571,7 @@ impl Cluster {
             addrs: Vec::new(),
             nodes: Vec::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            redis_url: redis_url.to_owned(),
         };
         for _ in 0..nodes {
             cluster.add_node().await;
@@ -573,7 +582,7 @@ impl Cluster {
     /// Flags a node of this cluster runs with.
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
-            format!("--redis-url={}", redis_url()),
+            format!("--redis-url={}", self.redis_url),
             format!("--redis-prefix={}", self.prefix),
             "--presence-ttl-secs=3".to_owned(),
         ];
@@ -639,5 +648,63 @@ impl ProcessNode {
     /// SIGKILL: no drain, no close frames, no presence cleanup.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+/// A Redis server of the test's own, on its own port, that the test can stop and start again.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut redis = PrivateRedis { port, child: None };
+        redis.resume().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and waits until it answers.
+    pub async fn resume(&mut self) {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting redis-server ({e}); install it with `apt-get install -y redis-server`"
+                )
+            });
+        self.child = Some(child);
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills the server: every connection drops, as in a crash or a restart.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
     }
 }
