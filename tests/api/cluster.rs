@@ -215,6 +215,7 @@ async fn a_client_of_a_stopped_node_resumes_on_another_with_nothing_missing() {
     let mut mine = mina.on(cluster.addrs[0]).socket().await;
     let mut theirs = joon.on(cluster.addrs[1]).socket().await;
     mine.say("before").await;
+    mine.until("ack").await;
     let last_seen = theirs.until("chat").await["seq"]
         .as_i64()
         .unwrap_or_default();
