@@ -45,16 +45,18 @@ impl From<Asked> for QuestionView {
 
 /// The gate: the oldest question this member still owes an answer to, if any.
 pub async fn check_gate(state: &AppState, me: &Member) -> Result<()> {
-    let owed = store::questions::owed(&state.db, me.couple_id, me.user_id, Some(1)).await?;
+    let owed = store::questions::owed(&state.db, me.couple_id, me.user_id, None, Some(1)).await?;
     match owed.first() {
         Some(asked) => Err(Error::AnswerRequired(asked.question_id)),
         None => Ok(()),
     }
 }
 
-/// Questions this member has not answered, oldest first (sent after `synced`).
-pub async fn owed(state: &AppState, me: &Member) -> Result<Vec<QuestionView>> {
-    let owed = store::questions::owed(&state.db, me.couple_id, me.user_id, None).await?;
+/// Questions this member has not answered, oldest first, asked up to seq `upto` (sent after
+/// `synced`; later ones reach the socket live, so none comes twice).
+pub async fn owed(state: &AppState, me: &Member, upto: i64) -> Result<Vec<QuestionView>> {
+    let owed =
+        store::questions::owed(&state.db, me.couple_id, me.user_id, Some(upto), None).await?;
     Ok(owed.into_iter().map(QuestionView::from).collect())
 }
 

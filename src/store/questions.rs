@@ -213,11 +213,13 @@ pub(super) async fn ask(
     }))
 }
 
-/// Questions of the couple this user has not answered, oldest first.
+/// Questions of the couple this user has not answered, oldest first, asked at or before
+/// `upto` (a seq) when given.
 pub async fn owed(
     db: &impl ConnectionTrait,
     couple_id: Uuid,
     user_id: Uuid,
+    upto: Option<i64>,
     limit: Option<u64>,
 ) -> Result<Vec<Asked>, DbErr> {
     let answered = Query::select()
@@ -226,9 +228,13 @@ pub async fn owed(
         .and_where(answers::Column::CoupleId.eq(couple_id))
         .and_where(answers::Column::UserId.eq(user_id))
         .to_owned();
-    let asked = couple_questions::Entity::find()
+    let mut query = couple_questions::Entity::find()
         .filter(couple_questions::Column::CoupleId.eq(couple_id))
-        .filter(couple_questions::Column::QuestionId.not_in_subquery(answered))
+        .filter(couple_questions::Column::QuestionId.not_in_subquery(answered));
+    if let Some(upto) = upto {
+        query = query.filter(couple_questions::Column::Seq.lte(upto));
+    }
+    let asked = query
         .order_by_asc(couple_questions::Column::Seq)
         .limit(limit)
         .all(db)

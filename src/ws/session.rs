@@ -167,7 +167,7 @@ impl Session {
             .await?;
         // Every question still owed, even if the replay just showed it: the client needs them
         // to know it is gated, whatever it remembered.
-        for question in question::owed(&self.state, &self.me).await? {
+        for question in question::owed(&self.state, &self.me, last_seq).await? {
             self.push_waiting(ServerFrame::Question(question).to_text())
                 .await?;
         }
