@@ -303,81 +303,59 @@ impl RedisBus {
     /// Registers this node as holding a socket of the user; true if nobody held one before.
     pub async fn came_online(&self, user_id: Uuid) -> bool {
         let key = self.presence_key(user_id);
-        let now = Self::now_ms();
-        let expires = now + self.ttl_ms();
-        let result: redis::RedisResult<(i64, (), ())> = async {
-            let mut conn = self.pool.get().await.map_err(pool_error)?;
-            redis::pipe()
-                .cmd("ZCOUNT")
-                .arg(&key)
-                .arg(now)
-                .arg("+inf")
-                .cmd("ZADD")
-                .arg(&key)
-                .arg(expires)
-                .arg(&self.node_id)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&key)
-                .arg(self.ttl_ms() * 2)
-                .ignore()
-                .query_async::<(i64,)>(&mut conn)
-                .await
-                .map(|(before,)| (before, (), ()))
-        }
-        .await;
-        match result {
-            Ok((before, _, _)) => before == 0,
-            Err(e) => {
-                tracing::warn!(user_id = %user_id, error = %e, "presence: redis unavailable");
-                true
-            }
-        }
+        let mut pipe = redis::pipe();
+        count_live(&mut pipe, &key);
+        pipe.cmd("ZADD")
+            .arg(&key)
+            .arg(Self::now_ms() + self.ttl_ms())
+            .arg(&self.node_id)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(self.ttl_ms() * 2)
+            .ignore();
+        // Unknown (Redis away) counts as a change: telling the partner twice is harmless.
+        self.query_count(user_id, &pipe)
+            .await
+            .is_none_or(|before| before == 0)
     }
 
     /// Removes this node from the user's presence; true if nobody holds a socket any more.
     pub async fn went_offline(&self, user_id: Uuid) -> bool {
         let key = self.presence_key(user_id);
-        let result: redis::RedisResult<(i64,)> = async {
-            let mut conn = self.pool.get().await.map_err(pool_error)?;
-            redis::pipe()
-                .cmd("ZREM")
-                .arg(&key)
-                .arg(&self.node_id)
-                .ignore()
-                .cmd("ZCOUNT")
-                .arg(&key)
-                .arg(Self::now_ms())
-                .arg("+inf")
-                .query_async(&mut conn)
-                .await
-        }
-        .await;
-        match result {
-            Ok((left,)) => left == 0,
-            Err(e) => {
-                tracing::warn!(user_id = %user_id, error = %e, "presence: redis unavailable");
-                true
-            }
-        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM").arg(&key).arg(&self.node_id).ignore();
+        count_live(&mut pipe, &key);
+        self.query_count(user_id, &pipe)
+            .await
+            .is_none_or(|left| left == 0)
     }
 
     pub async fn is_online(&self, user_id: Uuid) -> bool {
         if self.hub.sockets_of(user_id) > 0 {
             return true;
         }
-        let key = self.presence_key(user_id);
-        let result: redis::RedisResult<i64> = async {
+        let mut pipe = redis::pipe();
+        count_live(&mut pipe, &self.presence_key(user_id));
+        self.query_count(user_id, &pipe)
+            .await
+            .is_some_and(|n| n > 0)
+    }
+
+    /// Runs a presence pipeline whose one unignored reply is a count; `None` if Redis is away.
+    async fn query_count(&self, user_id: Uuid, pipe: &redis::Pipeline) -> Option<i64> {
+        let result: redis::RedisResult<(i64,)> = async {
             let mut conn = self.pool.get().await.map_err(pool_error)?;
-            redis::cmd("ZCOUNT")
-                .arg(&key)
-                .arg(Self::now_ms())
-                .arg("+inf")
-                .query_async(&mut conn)
-                .await
+            pipe.query_async(&mut conn).await
         }
         .await;
-        result.is_ok_and(|n| n > 0)
+        match result {
+            Ok((count,)) => Some(count),
+            Err(e) => {
+                tracing::warn!(user_id = %user_id, error = %e, "presence: redis unavailable");
+                None
+            }
+        }
     }
 
     fn ttl_ms(&self) -> i64 {
@@ -429,10 +407,7 @@ impl RedisBus {
         if !partners.is_empty() {
             let mut pipe = redis::pipe();
             for (_, partner) in &partners {
-                pipe.cmd("ZCOUNT")
-                    .arg(self.presence_key(*partner))
-                    .arg(now)
-                    .arg("+inf");
+                count_live(&mut pipe, &self.presence_key(*partner));
             }
             let counts: Vec<i64> = pipe.query_async(&mut conn).await?;
             for ((couple, partner), count) in partners.into_iter().zip(counts) {
@@ -448,6 +423,14 @@ impl RedisBus {
         }
         Ok(())
     }
+}
+
+/// Appends "how many nodes hold a live entry in this presence set".
+fn count_live(pipe: &mut redis::Pipeline, key: &str) {
+    pipe.cmd("ZCOUNT")
+        .arg(key)
+        .arg(chrono::Utc::now().timestamp_millis())
+        .arg("+inf");
 }
 
 fn pool_error(e: deadpool_redis::PoolError) -> redis::RedisError {

@@ -22,17 +22,6 @@ async fn couple_on(cluster: &Cluster) -> (User, User) {
     (mina, joon)
 }
 
-/// Sends a chat and returns the ack or error that answers it.
-async fn outcome(socket: &mut Socket, text: &str) -> Value {
-    let client_id = socket.say(text).await.to_string();
-    loop {
-        let frame = socket.until_any(&["ack", "error"]).await;
-        if frame["client_id"] == client_id.as_str() {
-            return frame;
-        }
-    }
-}
-
 /// The chats a socket receives until it has seen `count` of them.
 async fn chats(socket: &mut Socket, count: usize) -> Vec<Value> {
     let mut chats = Vec::new();
@@ -91,23 +80,11 @@ async fn the_question_gate_and_the_single_question_hold_across_nodes() {
     for keyword in [
         "여행", "맛집", "요리", "가족", "친구", "영화", "노래", "주말", "커피", "결혼",
     ] {
-        let (a, b) = tokio::join!(outcome(&mut mine, keyword), outcome(&mut theirs, keyword));
-        // A send lands before the other's question or is gated by it; either way exactly one
-        // question follows, wherever it falls between the chats.
-        let sent = [a, b].iter().filter(|r| r["type"] == "ack").count();
-        assert!(sent >= 1, "{keyword}: neither send went through");
-        let (mut chats, mut questions) = (0, Vec::new());
-        while chats < sent || questions.is_empty() {
-            let frame = watcher.until_any(&["chat", "question"]).await;
-            match frame["type"].as_str() {
-                Some("chat") => chats += 1,
-                _ => questions.push(frame),
-            }
-        }
+        let questions = both_say_at_once(&mut mine, &mut theirs, &mut watcher, keyword).await;
         assert_eq!(questions.len(), 1, "{keyword}: {questions:?}");
         let question_id = questions[0]["question_id"].clone();
         // Joon, on B, is gated by a question Mina may have triggered on A.
-        let refused = outcome(&mut theirs, "may I?").await;
+        let refused = theirs.outcome("may I?").await;
         assert_eq!(
             (refused["code"].as_str(), &refused["question_id"]),
             (Some("answer_required"), &question_id)

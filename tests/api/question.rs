@@ -28,17 +28,6 @@ async fn answer(socket: &mut Socket, question_id: &Value, text: &str) {
         .await;
 }
 
-/// Sends a chat and returns the next frame that is an ack or an error for it.
-async fn try_say(socket: &mut Socket, text: &str) -> Value {
-    let client_id = socket.say(text).await.to_string();
-    loop {
-        let frame = socket.until_any(&["ack", "error"]).await;
-        if frame["client_id"] == client_id.as_str() {
-            return frame;
-        }
-    }
-}
-
 async fn a_keyword_brings_one_question_to_both_partners_after_the_chat(backend: Backend) {
     let node = spawn_node(backend).await;
     let (mina, joon) = couple(&node).await;
@@ -76,7 +65,7 @@ async fn the_gate_refuses_send_until_that_user_answers_while_the_partner_stays_g
     let question_id = question["question_id"].clone();
     theirs.until("question").await;
 
-    let refused = try_say(&mut mine, "can I still talk?").await;
+    let refused = mine.outcome("can I still talk?").await;
     assert_eq!(refused["type"], "error");
     assert_eq!(refused["code"], "answer_required");
     assert_eq!(refused["question_id"], question_id);
@@ -88,9 +77,9 @@ async fn the_gate_refuses_send_until_that_user_answers_while_the_partner_stays_g
         assert_eq!(answered["user_id"], mina.id.to_string());
         assert_eq!(answered["seq"], 3);
     }
-    assert_eq!(try_say(&mut mine, "now I can").await["type"], "ack");
+    assert_eq!(mine.outcome("now I can").await["type"], "ack");
 
-    let still = try_say(&mut theirs, "me too?").await;
+    let still = theirs.outcome("me too?").await;
     assert_eq!(still["code"], "answer_required");
     assert_eq!(still["question_id"], question_id);
 }
@@ -136,7 +125,7 @@ async fn unanswered_questions_come_back_on_reconnect_oldest_first(backend: Backe
     );
     again.send(json!({ "type": "typing" })).await;
     assert_eq!(
-        try_say(&mut again, "hello?").await["question_id"],
+        again.outcome("hello?").await["question_id"],
         second["question_id"]
     );
 }
@@ -171,20 +160,7 @@ async fn both_partners_triggering_a_keyword_at_once_get_exactly_one_question(bac
         "결혼",
     ];
     for keyword in keywords {
-        let (a, b) = tokio::join!(try_say(&mut mine, keyword), try_say(&mut theirs, keyword));
-        // A send may land before the other's question or be gated by it; either way exactly
-        // one question follows, wherever it falls between the chats.
-        let sent = [a, b].iter().filter(|r| r["type"] == "ack").count();
-        assert!(sent >= 1, "{keyword}: neither send went through");
-        let mut chats = 0;
-        let mut questions = Vec::new();
-        while chats < sent || questions.is_empty() {
-            let frame = watcher.until_any(&["chat", "question"]).await;
-            match frame["type"].as_str() {
-                Some("chat") => chats += 1,
-                _ => questions.push(frame),
-            }
-        }
+        let questions = both_say_at_once(&mut mine, &mut theirs, &mut watcher, keyword).await;
         assert_eq!(questions.len(), 1, "{keyword}: {questions:?}");
         assert_eq!(questions[0]["keyword"], keyword);
         let question_id = questions[0]["question_id"].clone();
@@ -299,7 +275,7 @@ async fn answering_an_unknown_or_another_couples_question_is_not_found(backend: 
     answer(&mut mine, &json!("seven"), "bad id").await;
     assert_eq!(mine.until("error").await["code"], "invalid_input");
     // None of that gated or unblocked anyone.
-    assert_eq!(try_say(&mut mine, "still free").await["type"], "ack");
+    assert_eq!(mine.outcome("still free").await["type"], "ack");
     let (_, page) = joon.get("/api/answers").await;
     assert_eq!(page["answers"], json!([]));
 }

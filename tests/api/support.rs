@@ -513,6 +513,18 @@ impl Socket {
 }
 
 impl Socket {
+    /// Sends a chat and returns what answers it: its `ack`, or the `error` carrying its
+    /// client_id (frames in between are skipped).
+    pub async fn outcome(&mut self, text: &str) -> Value {
+        let client_id = self.say(text).await.to_string();
+        loop {
+            let frame = self.until_any(&["ack", "error"]).await;
+            if frame["client_id"] == client_id.as_str() {
+                return frame;
+            }
+        }
+    }
+
     /// Skips frames until the chat with this text arrives.
     pub async fn until_text(&mut self, text: &str) -> Value {
         loop {
@@ -707,4 +719,27 @@ impl PrivateRedis {
             let _ = child.kill().await;
         }
     }
+}
+
+/// Both partners send `text` at the same moment. A send may land before the other's question
+/// or be gated by it (`answer_required`); either way the questions come, wherever they fall
+/// between the chats. Returns the questions `watcher` saw with the chats that went through.
+pub async fn both_say_at_once(
+    a: &mut Socket,
+    b: &mut Socket,
+    watcher: &mut Socket,
+    text: &str,
+) -> Vec<Value> {
+    let (a, b) = tokio::join!(a.outcome(text), b.outcome(text));
+    let sent = [a, b].iter().filter(|r| r["type"] == "ack").count();
+    assert!(sent >= 1, "{text}: neither send went through");
+    let (mut chats, mut questions) = (0, Vec::new());
+    while chats < sent || questions.is_empty() {
+        let frame = watcher.until_any(&["chat", "question"]).await;
+        match frame["type"].as_str() {
+            Some("chat") => chats += 1,
+            _ => questions.push(frame),
+        }
+    }
+    questions
 }
