@@ -3,7 +3,7 @@
 //! would implement the same trait, with `serve` answering a redirect to a signed URL.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -120,9 +120,4 @@ impl BlobWriter for LocalWriter {
         drop(self.file);
         let _ = tokio::fs::remove_file(&self.temp).await;
     }
-}
-
-/// Whether a path is inside the store (for tests and tools that look at the disk).
-pub fn blob_path(dir: &Path, blob: &str) -> Option<PathBuf> {
-    LocalDir { dir: dir.into() }.path(blob).ok()
 }

@@ -165,6 +165,9 @@ pub(super) async fn ask(
     let already = couple_questions::Entity::find_by_id((couple_id, trigger.question_id))
         .one(txn)
         .await?;
+    if already.is_some() {
+        return Ok(None);
+    }
     let Some(question) = questions::Entity::find_by_id(trigger.question_id)
         .one(txn)
         .await?
@@ -172,9 +175,6 @@ pub(super) async fn ask(
         // Removed from the catalogue since this node loaded it.
         return Ok(None);
     };
-    if already.is_some() {
-        return Ok(None);
-    }
     let seq = next_seq(txn, couple_id).await?;
     let asked_at = now_millis();
     let inserted = couple_questions::Entity::insert(couple_questions::ActiveModel {

@@ -89,20 +89,7 @@ async fn the_question_gate_and_the_single_question_hold_across_nodes() {
             (refused["code"].as_str(), &refused["question_id"]),
             (Some("answer_required"), &question_id)
         );
-        for socket in [&mut mine, &mut theirs] {
-            socket
-                .send(json!({ "type": "answer", "question_id": question_id, "text": "yes" }))
-                .await;
-        }
-        let mut answered = 0;
-        while answered < 2 {
-            let frame = watcher.until_any(&["answered", "question"]).await;
-            assert_eq!(
-                frame["type"], "answered",
-                "{keyword}: a second question {frame}"
-            );
-            answered += 1;
-        }
+        both_answer(&mut mine, &mut theirs, &mut watcher, &question_id).await;
     }
 }
 

@@ -154,6 +154,8 @@ async fn both_partners_upload_and_download_with_ranges(backend: Backend) {
         assert_eq!(res.status(), StatusCode::OK);
         let headers = res.headers().clone();
         assert_eq!(headers["x-content-type-options"], "nosniff");
+        // Revalidated on every view, so a deleted file stops showing at once.
+        assert_eq!(headers["cache-control"], "private, no-cache");
         assert_eq!(headers["content-length"], bytes.len().to_string().as_str());
         let disposition = headers["content-disposition"]
             .to_str()

@@ -164,17 +164,7 @@ async fn both_partners_triggering_a_keyword_at_once_get_exactly_one_question(bac
         assert_eq!(questions.len(), 1, "{keyword}: {questions:?}");
         assert_eq!(questions[0]["keyword"], keyword);
         let question_id = questions[0]["question_id"].clone();
-        answer(&mut mine, &question_id, "a").await;
-        answer(&mut theirs, &question_id, "b").await;
-        let mut answered = 0;
-        while answered < 2 {
-            let frame = watcher.until_any(&["answered", "question"]).await;
-            assert_eq!(
-                frame["type"], "answered",
-                "{keyword}: a second question {frame}"
-            );
-            answered += 1;
-        }
+        both_answer(&mut mine, &mut theirs, &mut watcher, &question_id).await;
     }
     let (_, page) = mina.get("/api/answers").await;
     assert_eq!(

@@ -743,3 +743,22 @@ pub async fn both_say_at_once(
     }
     questions
 }
+
+/// Both partners answer `question_id`; the watcher sees two `answered` frames and no second
+/// question.
+pub async fn both_answer(
+    a: &mut Socket,
+    b: &mut Socket,
+    watcher: &mut Socket,
+    question_id: &Value,
+) {
+    for socket in [a, b] {
+        socket
+            .send(json!({ "type": "answer", "question_id": question_id, "text": "yes" }))
+            .await;
+    }
+    for _ in 0..2 {
+        let frame = watcher.until_any(&["answered", "question"]).await;
+        assert_eq!(frame["type"], "answered", "a second question: {frame}");
+    }
+}
