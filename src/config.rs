@@ -117,6 +117,32 @@ pub struct Config {
     #[arg(long, env = "DUET_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// TLS to Postgres: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
+    /// Unset: `disable` when the server is on this machine (loopback or a Unix socket), where
+    /// encryption buys nothing and costs CPU on every chat, else `prefer`. A `sslmode` in
+    /// DATABASE_URL wins over both.
+    #[arg(long, env = "DUET_DB_TLS")]
+    pub db_tls: Option<String>,
+
+    /// Sends committed together at most (one transaction carries them all).
+    #[arg(long, env = "DUET_COMMIT_MAX_BATCH", default_value_t = 512)]
+    pub commit_max_batch: usize,
+
+    /// Microseconds a commit waits for more sends after the first of a batch. 0: commit what
+    /// has arrived at once (sends that arrive during a commit make the next batch anyway).
+    #[arg(long, env = "DUET_COMMIT_WINDOW_US", default_value_t = 0)]
+    pub commit_window_us: u64,
+
+    /// Batches committed in parallel on Postgres (a couple always goes to the same one, so
+    /// its order holds). SQLite has one writer and always uses one.
+    #[arg(long, env = "DUET_COMMIT_WRITERS", default_value_t = 2)]
+    pub commit_writers: usize,
+
+    /// Bytes of a socket's read buffer (allocated for every open socket; a bigger frame grows
+    /// it while it lasts).
+    #[arg(long, env = "DUET_SOCKET_READ_BUFFER", default_value_t = 1024)]
+    pub socket_read_buffer: usize,
+
     /// `tracing` filter, e.g. `info` or `duet=debug,info`.
     #[arg(long, env = "DUET_LOG", default_value = "info")]
     pub log: String,
@@ -163,6 +189,10 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    pub fn commit_window(&self) -> Duration {
+        Duration::from_micros(self.commit_window_us)
     }
 
     pub fn drain_time(&self) -> Duration {

@@ -19,16 +19,13 @@ pub mod ws;
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::state::AppState;
-
-/// Frames a couple's channel holds for a session that is busy; beyond it the session is
-/// told it lagged and catches up from the database.
-const CHANNEL_CAPACITY: usize = 1024;
 
 /// A running node.
 pub struct Node {
@@ -46,14 +43,13 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
     // after the bus, so the bus gets its own and `stop` cancels both.
     let bus_stop = tokio_util::sync::CancellationToken::new();
     let bus = match &config.redis_url {
-        None => Bus::local(CHANNEL_CAPACITY),
+        None => Bus::local(),
         Some(url) => {
             let settings = bus::RedisSettings {
                 url: url.clone(),
                 prefix: config.redis_prefix.clone(),
                 pool_size: config.redis_pool_size,
                 presence_ttl: config.presence_ttl(),
-                channel_capacity: CHANNEL_CAPACITY,
             };
             let redis = bus::RedisBus::start(settings, metrics.clone(), bus_stop.clone())
                 .await
@@ -70,15 +66,23 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
     let origins = config.allowed_origins(addr);
+    // SQLite has one writer: a second shard would only queue behind the first.
+    let writers = match db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => 1,
+        _ => config.commit_writers,
+    };
+    let (committer, shards) = chat::Committer::new(writers);
     let state = AppState::new(
         config,
         db,
         bus,
+        committer,
         metrics,
         std::sync::Arc::new(files),
         catalogue.clone(),
         origins,
     );
+    chat::committer::spawn(state.clone(), shards);
     couple::spawn_sweeper(state.clone(), state.shutdown.clone());
     file::sweeper::spawn(
         state.clone(),
@@ -100,6 +104,12 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         }
     });
     let server = tokio::spawn(async move {
+        // Frames are small and already batched per burst: Nagle would only hold them back.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "server stopped");

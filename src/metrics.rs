@@ -14,6 +14,7 @@ pub struct Metrics {
     pub frames_received: Counter,
     pub publish_seconds: Histogram,
     pub persist_seconds: Histogram,
+    pub commit_batch_size: Histogram,
     pub redis_reconnects: Counter,
     pub publish_failures: Counter,
     pub slow_client_disconnects: Counter,
@@ -28,6 +29,8 @@ impl Metrics {
         // 100 µs to ~3 s.
         let publish_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
         let persist_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
+        // 1 to 1024 sends.
+        let commit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         let redis_reconnects = Counter::default();
         let publish_failures = Counter::default();
         let slow_client_disconnects = Counter::default();
@@ -53,8 +56,13 @@ impl Metrics {
         );
         registry.register(
             "persist_seconds",
-            "Time to persist a chat (its transaction)",
+            "Time to commit a batch of sends (one transaction for all of them)",
             persist_seconds.clone(),
+        );
+        registry.register(
+            "commit_batch_size",
+            "Sends committed together",
+            commit_batch_size.clone(),
         );
         registry.register(
             "redis_reconnects",
@@ -78,6 +86,7 @@ impl Metrics {
             frames_received,
             publish_seconds,
             persist_seconds,
+            commit_batch_size,
             redis_reconnects,
             publish_failures,
             slow_client_disconnects,

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bus::Bus;
+use crate::chat::Committer;
 use crate::config::Config;
 use crate::file::BlobStore;
 use crate::metrics::Metrics;
@@ -22,6 +23,8 @@ pub struct Inner {
     pub config: Config,
     pub db: DatabaseConnection,
     pub bus: Bus,
+    /// Persists the node's sends in batches (see `chat::committer`).
+    pub committer: Committer,
     pub metrics: Arc<Metrics>,
     /// Where file bytes live.
     pub files: Arc<dyn BlobStore>,
@@ -37,15 +40,18 @@ pub struct Inner {
     draining: AtomicBool,
     /// One permit per open socket: the node-wide socket limit.
     pub sockets: Arc<Semaphore>,
-    /// Socket sessions and their writers, so a stopping node can wait for them to close.
+    /// Socket sessions and the committer's shards, so a stopping node can wait for them.
     pub tasks: TaskTracker,
 }
 
 impl AppState {
+    // One argument per part of a node; `lib::start` is the only caller.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         db: DatabaseConnection,
         bus: Bus,
+        committer: Committer,
         metrics: Arc<Metrics>,
         files: Arc<dyn BlobStore>,
         catalogue: Arc<Catalogue>,
@@ -56,6 +62,7 @@ impl AppState {
             config,
             db,
             bus,
+            committer,
             metrics,
             files,
             catalogue,

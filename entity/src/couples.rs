@@ -1,5 +1,5 @@
 //! A couple. `last_seq` is the counter every persisted event of the couple takes its `seq`
-//! from, inside the event's own transaction.
+//! from, inside the event's own transaction; locking this row is what orders a couple's events.
 
 use sea_orm::entity::prelude::*;
 
@@ -12,6 +12,9 @@ pub struct Model {
     pub last_seq: i64,
     /// When a scheduled break-up falls due; `None` while the couple is together.
     pub delete_at: Option<DateTimeUtc>,
+    /// Questions asked that one of the two has not answered yet. Zero means nobody owes an
+    /// answer, which a send learns from the row it locks anyway.
+    pub open_questions: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

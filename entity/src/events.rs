@@ -19,6 +19,20 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    /// The chat a `chat` or `deleted` event is about; a replay reads both in one query.
+    #[sea_orm(
+        belongs_to = "super::chats::Entity",
+        from = "Column::ChatId",
+        to = "super::chats::Column::Id"
+    )]
+    Chat,
+}
+
+impl Related<super::chats::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Chat.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

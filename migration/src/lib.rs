@@ -7,6 +7,7 @@ pub mod catalogue;
 mod m20261124_000001_accounts_pairing_chat;
 mod m20261125_000002_questions;
 mod m20261125_000003_files;
+mod m20261126_000004_open_questions;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_accounts_pairing_chat::Migration),
             Box::new(m20261125_000002_questions::Migration),
             Box::new(m20261125_000003_files::Migration),
+            Box::new(m20261126_000004_open_questions::Migration),
         ]
     }
 }

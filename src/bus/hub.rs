@@ -1,14 +1,17 @@
-//! A node's local fan-out: couple id -> the broadcast channel its local sessions listen on,
-//! user id -> the sockets the user holds here, and what this node last told its sockets about
-//! each partner's presence. Whatever the bus backend, events end up delivered through a hub.
+//! A node's local fan-out: couple id -> the outboxes of that couple's sockets on this node,
+//! user id -> how many sockets the user holds here, and what this node last told its sockets
+//! about each partner's presence. Whatever the bus backend, events reach sockets through a
+//! hub: delivering one is a push onto each local outbox of the couple, sharing one encoded
+//! frame, so a couple present on a node costs a short vector, not a ring of slots.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::BusEvent;
+use super::outbox::{Delivery, Outbox};
 use crate::frame::ServerFrame;
 
 /// Asks the bus backend to start or stop listening to a couple's channel (Redis SUBSCRIBE /
@@ -24,11 +27,14 @@ struct Local {
     partner_id: Uuid,
 }
 
+/// A socket of a couple on this node.
+struct Listener {
+    user_id: Uuid,
+    outbox: Arc<Outbox>,
+}
+
 pub struct Hub {
-    /// Events a session may fall behind by before it is told it lagged (it then catches up
-    /// from the database instead).
-    capacity: usize,
-    channels: Mutex<HashMap<Uuid, broadcast::Sender<BusEvent>>>,
+    couples: Mutex<HashMap<Uuid, Vec<Listener>>>,
     users: Mutex<HashMap<Uuid, Local>>,
     /// The presence this node last passed on, per user: a change is forwarded, a repeat is not.
     presence: Mutex<HashMap<Uuid, bool>>,
@@ -36,36 +42,41 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(capacity: usize, watch: Option<mpsc::UnboundedSender<Watch>>) -> Arc<Self> {
+    pub fn new(watch: Option<mpsc::UnboundedSender<Watch>>) -> Arc<Self> {
         Arc::new(Hub {
-            capacity: capacity.max(16),
-            channels: Mutex::default(),
+            couples: Mutex::default(),
             users: Mutex::default(),
             presence: Mutex::default(),
             watch,
         })
     }
 
-    /// Joins the couple's local channel; the receiver, when present, resolves once the
+    /// Adds a socket's outbox to its couple; the receiver, when present, resolves once the
     /// backend listens to the couple's channel too.
     pub fn subscribe(
         self: &Arc<Self>,
         couple_id: Uuid,
+        user_id: Uuid,
+        outbox: Arc<Outbox>,
     ) -> (Subscription, Option<oneshot::Receiver<()>>) {
-        let mut channels = lock(&self.channels);
+        let mut couples = lock(&self.couples);
         let mut ready = None;
-        let tx = channels.entry(couple_id).or_insert_with(|| {
+        let listeners = couples.entry(couple_id).or_insert_with(|| {
             if let Some(watch) = &self.watch {
                 let (done, wait) = oneshot::channel();
                 if watch.send(Watch::Listen(couple_id, done)).is_ok() {
                     ready = Some(wait);
                 }
             }
-            broadcast::channel(self.capacity).0
+            Vec::with_capacity(2)
+        });
+        listeners.push(Listener {
+            user_id,
+            outbox: Arc::clone(&outbox),
         });
         let subscription = Subscription {
-            rx: tx.subscribe(),
             couple_id,
+            outbox,
             hub: Arc::clone(self),
         };
         (subscription, ready)
@@ -81,32 +92,45 @@ impl Hub {
                 BusEvent::Frame {
                     seq: None,
                     skip_user: Some(user_id),
+                    from: None,
                     json: ServerFrame::Presence { user_id, online }.to_text(),
                 }
             }
             event => event,
         };
-        if let Some(tx) = lock(&self.channels).get(&couple_id) {
-            // No receiver left is fine: nobody of this couple is connected here.
-            let _ = tx.send(event);
+        let couples = lock(&self.couples);
+        let Some(listeners) = couples.get(&couple_id) else {
+            // Nobody of this couple is connected here.
+            return;
+        };
+        let skip = match &event {
+            BusEvent::Frame { skip_user, .. } => *skip_user,
+            _ => None,
+        };
+        for listener in listeners {
+            if Some(listener.user_id) != skip {
+                listener.outbox.push(Delivery::Event(event.clone()));
+            }
         }
     }
 
     /// Tells every local session to catch up from the database: the channel may have lost
     /// events (the Redis subscriber reconnected).
     pub fn resync_all(&self) {
-        for tx in lock(&self.channels).values() {
-            let _ = tx.send(BusEvent::Resync);
+        for listeners in lock(&self.couples).values() {
+            for listener in listeners {
+                listener.outbox.push(Delivery::Event(BusEvent::Resync));
+            }
         }
     }
 
     /// Couples with at least one local session.
     pub fn couples(&self) -> Vec<Uuid> {
-        lock(&self.channels).keys().copied().collect()
+        lock(&self.couples).keys().copied().collect()
     }
 
     pub fn has_couple(&self, couple_id: Uuid) -> bool {
-        lock(&self.channels).contains_key(&couple_id)
+        lock(&self.couples).contains_key(&couple_id)
     }
 
     /// Counts a local socket; returns how many the user now has here.
@@ -164,23 +188,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A session's place on its couple's channel. Dropping it leaves the channel, and the last
-/// one to leave removes it (and the backend stops listening).
+/// A socket's place in its couple's fan-out. Dropping it leaves, and the last one to leave
+/// removes the couple (and the backend stops listening).
 pub struct Subscription {
-    pub rx: broadcast::Receiver<BusEvent>,
     couple_id: Uuid,
+    outbox: Arc<Outbox>,
     hub: Arc<Hub>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut channels = lock(&self.hub.channels);
-        // Our own receiver is still alive here, hence 1.
-        if channels
-            .get(&self.couple_id)
-            .is_some_and(|tx| tx.receiver_count() <= 1)
-        {
-            channels.remove(&self.couple_id);
+        self.outbox.close();
+        let mut couples = lock(&self.hub.couples);
+        let Some(listeners) = couples.get_mut(&self.couple_id) else {
+            return;
+        };
+        listeners.retain(|l| !Arc::ptr_eq(&l.outbox, &self.outbox));
+        if listeners.is_empty() {
+            couples.remove(&self.couple_id);
             if let Some(watch) = &self.hub.watch {
                 let _ = watch.send(Watch::Forget(self.couple_id));
             }

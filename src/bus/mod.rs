@@ -1,11 +1,14 @@
-//! The doorbell between nodes. Every event of a couple is published to that couple's channel;
-//! each node delivers it to the sockets it holds locally. The bus is at-most-once by design:
-//! what matters is in the database, and sessions heal any gap from there by `seq`.
+//! The doorbell between nodes. Every event of a couple is delivered at once to the couple's
+//! sockets on this node and published to the couple's channel for the other nodes, which
+//! deliver it to theirs (a node ignores its own publishes coming back). The bus is
+//! at-most-once by design: what matters is in the database, and sessions heal any gap from
+//! there by `seq`.
 //!
 //! `Bus` is an enum, not a trait object: the backend is chosen once at start-up, and "go to
 //! definition" lands on real code. Nothing above this module knows which backend it talks to.
 
 mod hub;
+mod outbox;
 mod redis;
 
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use uuid::Uuid;
 
 pub use self::redis::{RedisBus, RedisSettings};
 pub use hub::{Hub, Subscription};
+pub use outbox::{Delivery, Outbox, Overflowed};
 
 /// How long a new session waits for the backend to listen to its couple's channel before
 /// going on anyway (it catches up from the database when the backend comes back).
@@ -30,6 +34,8 @@ pub enum BusEvent {
         seq: Option<i64>,
         /// Sockets of this user skip the frame (typing and read marks go to the partner only).
         skip_user: Option<Uuid>,
+        /// Who the event is by (a chat's sender): a read mark never needs to cover one's own.
+        from: Option<Uuid>,
         json: Utf8Bytes,
     },
     /// A user came online or went offline; each node passes on changes only.
@@ -51,8 +57,8 @@ pub enum Bus {
 }
 
 impl Bus {
-    pub fn local(capacity: usize) -> Self {
-        Bus::Local(Hub::new(capacity, None))
+    pub fn local() -> Self {
+        Bus::Local(Hub::new(None))
     }
 
     fn hub(&self) -> &Arc<Hub> {
@@ -62,16 +68,23 @@ impl Bus {
         }
     }
 
-    pub async fn publish(&self, couple_id: Uuid, event: BusEvent) {
+    /// Delivers to this node's sockets now and, with Redis, queues the event for the others
+    /// without waiting for Redis.
+    pub fn publish(&self, couple_id: Uuid, event: BusEvent) {
         match self {
             Bus::Local(hub) => hub.deliver(couple_id, event),
             Bus::Redis(redis) => redis.publish(couple_id, event),
         }
     }
 
-    /// Starts receiving the couple's events on this node; dropping the subscription stops.
-    pub async fn subscribe(&self, couple_id: Uuid) -> Subscription {
-        let (subscription, ready) = self.hub().subscribe(couple_id);
+    /// Starts delivering the couple's events to this outbox; dropping the subscription stops.
+    pub async fn subscribe(
+        &self,
+        couple_id: Uuid,
+        user_id: Uuid,
+        outbox: Arc<Outbox>,
+    ) -> Subscription {
+        let (subscription, ready) = self.hub().subscribe(couple_id, user_id, outbox);
         if let Some(ready) = ready {
             let _ = tokio::time::timeout(LISTEN_WAIT, ready).await;
         }

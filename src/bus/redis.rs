@@ -6,9 +6,11 @@
 //!   supervised: when its stream ends it reconnects with backoff, resubscribes every local
 //!   couple, and tells every local session to catch up from the database, so nothing acked is
 //!   lost while Redis was away.
-//! - Publishing goes through a queue to one publisher task that sends each burst as a single
-//!   pipeline over a `deadpool-redis` connection. When Redis is down the event still reaches
-//!   this node's sockets, and persisted events are retried until Redis takes them.
+//! - An event reaches this node's own sockets at once (through the hub), never waiting for
+//!   Redis, and goes through a queue to one publisher task that sends each burst as a single
+//!   pipeline over a `deadpool-redis` connection. Every message names the node that published
+//!   it, and a node drops its own when they come back. While Redis is down, persisted events
+//!   are kept and published again when it returns.
 //! - Presence: `presence:<user>` is a sorted set of node ids scored by an expiry time, renewed
 //!   by a heartbeat. A node that dies without a goodbye drops out when its entries expire, and
 //!   each node's heartbeat notices a partner's change and tells its own sockets.
@@ -55,7 +57,6 @@ pub struct RedisSettings {
     pub prefix: String,
     pub pool_size: usize,
     pub presence_ttl: Duration,
-    pub channel_capacity: usize,
 }
 
 impl RedisBus {
@@ -84,7 +85,7 @@ impl RedisBus {
         let (watch_tx, watch_rx) = mpsc::unbounded_channel();
         let (outbox, outbox_rx) = mpsc::channel(PUBLISH_QUEUE);
         let bus = Arc::new(RedisBus {
-            hub: Hub::new(settings.channel_capacity, Some(watch_tx)),
+            hub: Hub::new(Some(watch_tx)),
             pool,
             prefix: settings.prefix,
             node_id: Uuid::new_v4().simple().to_string(),
@@ -115,12 +116,16 @@ impl RedisBus {
         format!("{}presence:{}", self.prefix, user_id.simple())
     }
 
-    /// Queues an event for the publisher without waiting for Redis.
+    /// Delivers to this node's sockets and queues the event for the other nodes, without
+    /// waiting for Redis.
     pub fn publish(&self, couple_id: Uuid, event: BusEvent) {
-        if let Err(e) = self.outbox.try_send((couple_id, event)) {
-            let (couple_id, event) = e.into_inner();
+        if matches!(event, BusEvent::Resync) {
+            return self.hub.deliver(couple_id, event);
+        }
+        self.hub.deliver(couple_id, event.clone());
+        if self.outbox.try_send((couple_id, event)).is_err() {
+            // The other nodes' sessions heal from the database on their next event.
             self.metrics.publish_failures.inc();
-            self.hub.deliver(couple_id, event);
         }
     }
 
@@ -162,12 +167,13 @@ impl RedisBus {
             let started = Instant::now();
             let mut pipe = redis::pipe();
             for (couple, event, _) in &burst {
-                if let Some(payload) = encode(event) {
-                    pipe.cmd("PUBLISH")
-                        .arg(self.channel(*couple))
-                        .arg(payload)
-                        .ignore();
-                }
+                pipe.cmd("PUBLISH")
+                    .arg(self.channel(*couple))
+                    .arg(Wire {
+                        origin: &self.node_id,
+                        event,
+                    })
+                    .ignore();
             }
             let sent = match self.pool.get().await {
                 Ok(mut conn) => pipe.query_async::<()>(&mut conn).await.is_ok(),
@@ -181,15 +187,12 @@ impl RedisBus {
                 backoff = BACKOFF_MIN;
                 continue;
             }
-            // Redis is away. This node's sockets get the events now (a first attempt only;
-            // retries were delivered already), and what is persisted or ends a session is
-            // kept to publish when Redis is back. Typing and presence are not worth keeping.
+            // Redis is away. This node's sockets have the events already; what is persisted
+            // or ends a session is kept to publish when Redis is back. Typing and presence
+            // are not worth keeping.
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            for (couple, event, retried) in burst {
+            for (couple, event, _) in burst {
                 self.metrics.publish_failures.inc();
-                if !retried {
-                    self.hub.deliver(couple, event.clone());
-                }
                 let keep = matches!(
                     event,
                     BusEvent::Frame { seq: Some(_), .. }
@@ -291,7 +294,9 @@ impl RedisBus {
             return;
         };
         match decode(message.get_payload_bytes()) {
-            Some(event) => self.hub.deliver(couple, event),
+            // Our own publish, delivered here when it was made.
+            Some((origin, _)) if origin == self.node_id.as_bytes() => {}
+            Some((_, event)) => self.hub.deliver(couple, event),
             None => tracing::warn!(couple_id = %couple, "undecodable bus message"),
         }
     }
@@ -441,86 +446,150 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::random_range(0.5..1.0))
 }
 
-/// The wire form of an event on a channel: a short header line, then the frame's JSON as is,
-/// so the frame is serialized once and never re-escaped.
-fn encode(event: &BusEvent) -> Option<Vec<u8>> {
-    let text = match event {
-        BusEvent::Frame {
-            seq,
-            skip_user,
-            json,
-        } => {
-            let seq = seq.map_or("-".to_owned(), |s| s.to_string());
-            let skip = skip_user.map_or("-".to_owned(), |u| u.simple().to_string());
-            format!("F {seq} {skip}\n{}", json.as_str())
-        }
-        BusEvent::Presence { user_id, online } => {
-            format!("P {} {}", user_id.simple(), u8::from(*online))
-        }
-        BusEvent::SessionEnded { session_id } => format!("E {}", session_id.simple()),
-        BusEvent::CoupleDeleted => "D".to_owned(),
-        BusEvent::Resync => return None,
-    };
-    Some(text.into_bytes())
+/// The wire form of an event on a channel: a header line naming the publishing node and the
+/// event, then the frame's JSON as is. It is written straight into the pipeline's buffer, so
+/// a frame is serialized once and copied once on its way to Redis.
+struct Wire<'a> {
+    origin: &'a str,
+    event: &'a BusEvent,
 }
 
-fn decode(payload: &[u8]) -> Option<BusEvent> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let (header, body) = text.split_once('\n').unwrap_or((text, ""));
-    let mut parts = header.split(' ');
-    match parts.next()? {
+impl redis::ToRedisArgs for Wire<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut w = out.writer_for_next_arg();
+        // Writing into a Vec cannot fail.
+        let _ = match self.event {
+            BusEvent::Frame {
+                seq,
+                skip_user,
+                from,
+                json,
+            } => {
+                let _ = write!(w, "{} F ", self.origin);
+                let _ = write_opt(&mut w, seq.map(|s| s.to_string()));
+                let _ = write_opt(&mut w, skip_user.map(|u| u.simple().to_string()));
+                let _ = write_opt(&mut w, from.map(|u| u.simple().to_string()));
+                w.write_all(b"\n")
+                    .and_then(|()| w.write_all(json.as_bytes()))
+            }
+            BusEvent::Presence { user_id, online } => {
+                write!(
+                    w,
+                    "{} P {} {}",
+                    self.origin,
+                    user_id.simple(),
+                    u8::from(*online)
+                )
+            }
+            BusEvent::SessionEnded { session_id } => {
+                write!(w, "{} E {}", self.origin, session_id.simple())
+            }
+            BusEvent::CoupleDeleted => write!(w, "{} D", self.origin),
+            BusEvent::Resync => write!(w, "{} R", self.origin),
+        };
+    }
+
+    fn num_of_args(&self) -> usize {
+        1
+    }
+}
+
+/// Writes a header field and its separator; `-` stands for none.
+fn write_opt(w: &mut impl std::io::Write, value: Option<String>) -> std::io::Result<()> {
+    match value {
+        Some(v) => write!(w, "{v} "),
+        None => w.write_all(b"- "),
+    }
+}
+
+/// Reads a message: `(origin node, event)`.
+fn decode(payload: &[u8]) -> Option<(&[u8], BusEvent)> {
+    let (header, body) = match payload.iter().position(|&b| b == b'\n') {
+        Some(i) => (&payload[..i], &payload[i + 1..]),
+        None => (payload, &payload[payload.len()..]),
+    };
+    let header = std::str::from_utf8(header).ok()?;
+    let mut parts = header.split_ascii_whitespace();
+    let origin = parts.next()?;
+    let event = match parts.next()? {
         "F" => {
             let seq = match parts.next()? {
                 "-" => None,
                 s => Some(s.parse().ok()?),
             };
-            let skip_user = match parts.next()? {
-                "-" => None,
-                u => Some(Uuid::parse_str(u).ok()?),
-            };
-            Some(BusEvent::Frame {
+            let skip_user = uuid_field(parts.next()?)?;
+            let from = uuid_field(parts.next()?)?;
+            let json = String::from_utf8(body.to_vec()).ok()?;
+            BusEvent::Frame {
                 seq,
                 skip_user,
-                json: Utf8Bytes::from(body.to_owned()),
-            })
+                from,
+                json: Utf8Bytes::from(json),
+            }
         }
-        "P" => Some(BusEvent::Presence {
+        "P" => BusEvent::Presence {
             user_id: Uuid::parse_str(parts.next()?).ok()?,
             online: parts.next()? == "1",
-        }),
-        "E" => Some(BusEvent::SessionEnded {
+        },
+        "E" => BusEvent::SessionEnded {
             session_id: Uuid::parse_str(parts.next()?).ok()?,
-        }),
-        "D" => Some(BusEvent::CoupleDeleted),
-        _ => None,
+        },
+        "D" => BusEvent::CoupleDeleted,
+        _ => return None,
+    };
+    Some((&payload[..origin.len()], event))
+}
+
+/// `-` or a uuid; `None` when it is neither.
+fn uuid_field(field: &str) -> Option<Option<Uuid>> {
+    match field {
+        "-" => Some(None),
+        u => Uuid::parse_str(u).ok().map(Some),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
+    fn wire(event: &BusEvent) -> Vec<u8> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        redis::ToRedisArgs::write_redis_args(
+            &Wire {
+                origin: "node1",
+                event,
+            },
+            &mut out,
+        );
+        out.concat()
+    }
+
     #[test]
-    fn events_survive_the_wire() {
+    fn events_survive_the_wire_with_their_origin() {
         let user = Uuid::new_v4();
         let frame = BusEvent::Frame {
             seq: Some(7),
             skip_user: Some(user),
+            from: None,
             json: Utf8Bytes::from_static("{\"type\":\"chat\",\"text\":\"a\\nb\"}"),
         };
-        let back = encode(&frame).and_then(|bytes| decode(&bytes));
+        let bytes = wire(&frame);
+        let (origin, back) = decode(&bytes).unwrap();
+        assert_eq!(origin, b"node1");
         assert!(
-            matches!(back, Some(BusEvent::Frame { seq: Some(7), skip_user: Some(u), json }) if u == user && json.as_str() == "{\"type\":\"chat\",\"text\":\"a\\nb\"}")
+            matches!(back, BusEvent::Frame { seq: Some(7), skip_user: Some(u), from: None, json } if u == user && json.as_str() == "{\"type\":\"chat\",\"text\":\"a\\nb\"}")
         );
-        let presence = encode(&BusEvent::Presence {
+        let presence = wire(&BusEvent::Presence {
             user_id: user,
             online: true,
-        })
-        .and_then(|bytes| decode(&bytes));
+        });
         assert!(
-            matches!(presence, Some(BusEvent::Presence { user_id, online: true }) if user_id == user)
+            matches!(decode(&presence), Some((_, BusEvent::Presence { user_id, online: true })) if user_id == user)
         );
-        assert!(decode(b"X junk").is_none());
-        assert!(decode(b"F notanumber -\n{}").is_none());
+        assert!(decode(b"node X junk").is_none());
+        assert!(decode(b"node F notanumber - -\n{}").is_none());
     }
 }

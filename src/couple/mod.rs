@@ -25,7 +25,7 @@ pub async fn schedule(state: &AppState, me: &Member) -> Result<DateTime<Utc>> {
         .await?
         .ok_or(Error::NotPaired)?;
     tracing::info!(couple_id = %me.couple_id, user_id = %me.user_id, %delete_at, "break-up scheduled");
-    announce(state, me.couple_id, Some(delete_at)).await;
+    announce(state, me.couple_id, Some(delete_at));
     Ok(delete_at)
 }
 
@@ -35,20 +35,21 @@ pub async fn restore(state: &AppState, me: &Member) -> Result<()> {
         return Err(Error::NotPaired);
     }
     tracing::info!(couple_id = %me.couple_id, user_id = %me.user_id, "break-up cancelled");
-    announce(state, me.couple_id, None).await;
+    announce(state, me.couple_id, None);
     Ok(())
 }
 
 /// Tells both partners' sockets (extension frame `couple`, with `delete_at`).
-async fn announce(state: &AppState, couple_id: Uuid, delete_at: Option<DateTime<Utc>>) {
+fn announce(state: &AppState, couple_id: Uuid, delete_at: Option<DateTime<Utc>>) {
     let delete_at = delete_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
     let json = json!({ "type": "couple", "delete_at": delete_at }).to_string();
     let event = BusEvent::Frame {
         seq: None,
         skip_user: None,
+        from: None,
         json: json.into(),
     };
-    state.bus.publish(couple_id, event).await;
+    state.bus.publish(couple_id, event);
 }
 
 pub fn spawn_sweeper(state: AppState, stop: CancellationToken) {
@@ -77,7 +78,7 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
         if store::couples::delete_due(&state.db, couple_id).await? {
             tracing::info!(couple_id = %couple_id, "couple deleted after its break-up");
             deleted += 1;
-            state.bus.publish(couple_id, BusEvent::CoupleDeleted).await;
+            state.bus.publish(couple_id, BusEvent::CoupleDeleted);
         }
     }
     Ok(deleted)

@@ -189,11 +189,11 @@ async fn logout(
 ) -> Result<impl IntoResponse> {
     store::users::delete_session(&state.db, user.session_id).await?;
     // Sockets opened with this session close, on whichever node holds them.
-    if let Some(membership) = store::couples::membership(&state.db, user.user.id).await? {
+    if let Some((couple_id, _)) = store::couples::partner_of(&state.db, user.user.id).await? {
         let event = BusEvent::SessionEnded {
             session_id: user.session_id,
         };
-        state.bus.publish(membership.couple.id, event).await;
+        state.bus.publish(couple_id, event);
     }
     tracing::info!(user_id = %user.user.id, "logged out");
     Ok((
@@ -257,13 +257,13 @@ impl FromRequestParts<AppState> for Paired {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let me = CurrentUser::from_request_parts(parts, state).await?;
-        let membership = store::couples::membership(&state.db, me.user.id)
+        let (couple_id, partner_id) = store::couples::partner_of(&state.db, me.user.id)
             .await?
             .ok_or(Error::NotPaired)?;
         Ok(Paired(Member {
             user_id: me.user.id,
-            couple_id: membership.couple.id,
-            partner_id: membership.partner.id,
+            couple_id,
+            partner_id,
             session_id: me.session_id,
         }))
     }

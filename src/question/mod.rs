@@ -1,7 +1,7 @@
 //! Questions: the reason Duet exists. A chat that mentions a catalogue keyword the couple was
 //! never asked about brings that question to both partners, and each must answer before
-//! chatting on. The server enforces it from the database (see `store::questions`), so it holds
-//! on every node and after every reconnect.
+//! chatting on. The server enforces it from the database, inside the transaction that commits
+//! the send (see `chat::plan`), so it holds on every node and after every reconnect.
 
 pub mod bench;
 pub mod catalogue;
@@ -40,15 +40,6 @@ impl From<Asked> for QuestionView {
             keyword: asked.keyword,
             asked_at: asked.asked_at,
         }
-    }
-}
-
-/// The gate: the oldest question this member still owes an answer to, if any.
-pub async fn check_gate(state: &AppState, me: &Member) -> Result<()> {
-    let owed = store::questions::owed(&state.db, me.couple_id, me.user_id, None, Some(1)).await?;
-    match owed.first() {
-        Some(asked) => Err(Error::AnswerRequired(asked.question_id)),
-        None => Ok(()),
     }
 }
 
@@ -91,7 +82,7 @@ pub async fn answer(
                 question_id,
                 user_id: me.user_id,
             };
-            chat::publish_persisted(state, me.couple_id, answer.seq, &frame).await;
+            chat::publish_persisted(state, me.couple_id, answer.seq, Some(me.user_id), &frame);
             Ok(None)
         }
     }

@@ -15,8 +15,6 @@ use uuid::Uuid;
 pub use chats::Model as Chat;
 pub use events::Model as Event;
 
-use super::questions::{Asked, Trigger};
-
 pub const KIND_CHAT: &str = "chat";
 pub const KIND_DELETED: &str = "deleted";
 pub const KIND_QUESTION: &str = "question";
@@ -69,82 +67,6 @@ pub(super) async fn append_event(
     Ok(())
 }
 
-pub async fn by_client_id(
-    db: &impl ConnectionTrait,
-    sender_id: Uuid,
-    client_id: Uuid,
-) -> Result<Option<Chat>, DbErr> {
-    chats::Entity::find()
-        .filter(chats::Column::SenderId.eq(sender_id))
-        .filter(chats::Column::ClientId.eq(client_id))
-        .one(db)
-        .await
-}
-
-pub struct NewChat<'a> {
-    pub couple_id: Uuid,
-    pub sender_id: Uuid,
-    pub client_id: Uuid,
-    pub text: &'a str,
-    /// An upload of the sender's to carry; it must not have been sent before.
-    pub file_id: Option<Uuid>,
-}
-
-/// What a persisted send produced.
-pub struct Sent {
-    pub chat: Chat,
-    pub file: Option<super::files::File>,
-    pub asked: Vec<Asked>,
-}
-
-/// Persists a chat with the couple's next seq, and asks the couple the questions its text
-/// triggered that they were never asked. A unique violation on
-/// `(sender_id, client_id)` means the same send arrived twice; the caller looks the first up.
-pub async fn insert(
-    db: &DatabaseConnection,
-    new: NewChat<'_>,
-    triggers: &[Trigger],
-) -> Result<Sent, DbErr> {
-    let txn = db.begin().await?;
-    let seq = next_seq(&txn, new.couple_id).await?;
-    let chat = chats::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        couple_id: Set(new.couple_id),
-        seq: Set(seq),
-        sender_id: Set(new.sender_id),
-        client_id: Set(new.client_id),
-        text: Set(new.text.to_owned()),
-        sent_at: Set(now_millis()),
-        deleted_at: Set(None),
-    }
-    .insert(&txn)
-    .await?;
-    let file = match new.file_id {
-        None => None,
-        Some(file_id) => {
-            let attached =
-                super::files::attach(&txn, new.sender_id, new.couple_id, file_id, chat.id).await?;
-            // Dropping the transaction rolls the chat and its seq back.
-            Some(attached.ok_or(DbErr::RecordNotFound(format!("file {file_id}")))?)
-        }
-    };
-    let refs = EventRef {
-        chat_id: Some(chat.id),
-        ..EventRef::default()
-    };
-    append_event(&txn, new.couple_id, seq, KIND_CHAT, refs).await?;
-    // Questions the chat brings up take the seqs right after it, in the same transaction:
-    // a chat is never persisted without the questions it triggered.
-    let mut asked = Vec::new();
-    for found in triggers {
-        if let Some(question) = super::questions::ask(&txn, new.couple_id, found).await? {
-            asked.push(question);
-        }
-    }
-    txn.commit().await?;
-    Ok(Sent { chat, file, asked })
-}
-
 /// A chat of this couple that is not deleted yet.
 pub async fn live_chat(
     db: &impl ConnectionTrait,
@@ -190,7 +112,8 @@ pub async fn delete(
     Ok(Some((seq, file)))
 }
 
-/// Events with `after < seq <= upto`, oldest first, at most `limit`, with their chats.
+/// Events with `after < seq <= upto`, oldest first, at most `limit`, each with the chat it
+/// is about (one query: a resume of a thousand events is one round trip, not two).
 pub async fn events_between(
     db: &impl ConnectionTrait,
     couple_id: Uuid,
@@ -198,37 +121,15 @@ pub async fn events_between(
     upto: i64,
     limit: u64,
 ) -> Result<Vec<(Event, Option<Chat>)>, DbErr> {
-    let events = events::Entity::find()
+    events::Entity::find()
         .filter(events::Column::CoupleId.eq(couple_id))
         .filter(events::Column::Seq.gt(after))
         .filter(events::Column::Seq.lte(upto))
         .order_by_asc(events::Column::Seq)
         .limit(limit)
+        .find_also_related(chats::Entity)
         .all(db)
-        .await?;
-    let chat_ids: Vec<Uuid> = events
-        .iter()
-        .filter(|e| e.kind == KIND_CHAT)
-        .filter_map(|e| e.chat_id)
-        .collect();
-    let chats = if chat_ids.is_empty() {
-        Vec::new()
-    } else {
-        chats::Entity::find()
-            .filter(chats::Column::Id.is_in(chat_ids))
-            .all(db)
-            .await?
-    };
-    Ok(events
-        .into_iter()
-        .map(|event| {
-            let chat = match (event.kind.as_str(), event.chat_id) {
-                (KIND_CHAT, Some(id)) => chats.iter().find(|c| c.id == id).cloned(),
-                _ => None,
-            };
-            (event, chat)
-        })
-        .collect())
+        .await
 }
 
 /// Chats that are not deleted with `seq < before` (or the newest), newest first.
@@ -253,7 +154,7 @@ pub async fn history(
 
 /// Times go out as RFC 3339 with milliseconds; storing them at that precision means a replay
 /// shows exactly the `sent_at` the live frame showed, on every backend.
-pub(super) fn now_millis() -> DateTime<Utc> {
+pub fn now_millis() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::{couple_members, couples, pair_requests, users};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -45,6 +45,52 @@ pub async fn membership(
             partner,
             read_seq: mine.read_seq,
             partner_read_seq: theirs.read_seq,
+        }),
+        _ => None,
+    })
+}
+
+/// `(couple, partner)` of a user, in one query: what a socket or a couple-only route needs.
+pub async fn partner_of(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Option<(Uuid, Uuid)>, DbErr> {
+    let mine = Query::select()
+        .column(couple_members::Column::CoupleId)
+        .from(couple_members::Entity)
+        .and_where(couple_members::Column::UserId.eq(user_id))
+        .to_owned();
+    Ok(couple_members::Entity::find()
+        .filter(couple_members::Column::CoupleId.in_subquery(mine))
+        .filter(couple_members::Column::UserId.ne(user_id))
+        .one(db)
+        .await?
+        .map(|partner| (partner.couple_id, partner.user_id)))
+}
+
+/// Where a couple stands when a socket opens: read after the socket listens to the couple,
+/// so nothing falls between this and the live events.
+pub struct Standing {
+    pub last_seq: i64,
+    pub open_questions: i32,
+    pub partner_read_seq: i64,
+}
+
+pub async fn standing(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    partner_id: Uuid,
+) -> Result<Option<Standing>, DbErr> {
+    let found = couple_members::Entity::find_by_id(partner_id)
+        .filter(couple_members::Column::CoupleId.eq(couple_id))
+        .find_also_related(couples::Entity)
+        .one(db)
+        .await?;
+    Ok(match found {
+        Some((partner, Some(couple))) => Some(Standing {
+            last_seq: couple.last_seq,
+            open_questions: couple.open_questions,
+            partner_read_seq: partner.read_seq,
         }),
         _ => None,
     })
@@ -147,6 +193,7 @@ pub async fn accept_request(
         since: Set(Utc::now()),
         last_seq: Set(0),
         delete_at: Set(None),
+        open_questions: Set(0),
     }
     .insert(&txn)
     .await?;
@@ -186,17 +233,6 @@ pub async fn delete_request(
                 .add(pair_requests::Column::FromUserId.eq(user_id))
                 .add(pair_requests::Column::ToUserId.eq(user_id)),
         )
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected > 0)
-}
-
-/// Moves a member's read mark forward (never back). Returns whether it moved.
-pub async fn mark_read(db: &impl ConnectionTrait, user_id: Uuid, seq: i64) -> Result<bool, DbErr> {
-    let result = couple_members::Entity::update_many()
-        .col_expr(couple_members::Column::ReadSeq, Expr::value(seq))
-        .filter(couple_members::Column::UserId.eq(user_id))
-        .filter(couple_members::Column::ReadSeq.lt(seq))
         .exec(db)
         .await?;
     Ok(result.rows_affected > 0)

@@ -5,12 +5,14 @@ pub mod chats;
 pub mod couples;
 pub mod files;
 pub mod questions;
+pub mod sends;
 pub mod users;
 
 use std::time::Duration;
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
@@ -47,12 +49,52 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
                 .busy_timeout(Duration::from_secs(5))
         });
     } else {
-        options.max_connections(config.db_max_connections);
+        options
+            .max_connections(config.db_max_connections)
+            // sqlx would ping the server at every checkout: a round trip per statement.
+            // A broken connection fails its statement instead, and the pool replaces it.
+            .test_before_acquire(false);
+        let tls = postgres_tls(&url, config.db_tls.as_deref())?;
+        options.map_sqlx_postgres_opts(move |o: PgConnectOptions| match tls {
+            Some(mode) => o.ssl_mode(mode),
+            None if is_local(o.get_host()) => o.ssl_mode(PgSslMode::Disable),
+            None => o.ssl_mode(PgSslMode::Prefer),
+        });
     }
     let db = Database::connect(options)
         .await
         .with_context(|| format!("connecting to the database at {}", redact(&url)))?;
     Ok(db)
+}
+
+/// The TLS mode asked for: `None` to decide by the host. A `sslmode` in the URL is the
+/// operator's explicit choice and is left alone.
+fn postgres_tls(url: &str, setting: Option<&str>) -> anyhow::Result<Option<PgSslMode>> {
+    if url.contains("sslmode=") {
+        return Ok(url
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("sslmode="))
+            .and_then(|m| m.parse().ok()));
+    }
+    setting
+        .map(|mode| {
+            mode.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "DUET_DB_TLS must be disable, prefer, require, verify-ca or verify-full, not {mode:?}"
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A Postgres server on this machine: loopback, or a Unix socket directory.
+fn is_local(host: &str) -> bool {
+    host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Brings the schema up to date. Nodes of a cluster start together, so on Postgres the

@@ -1,20 +1,20 @@
 //! The catalogue, the questions a couple was asked and the answers. "Asked at most once" is
-//! the primary key of `couple_questions`; the gate ("who still owes an answer") is one query,
-//! so it holds on every node and across reconnects.
+//! the primary key of `couple_questions`; questions are asked by the group commit
+//! (`store::sends`), under the couple's row lock, with the chat that brought them up.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{answers, couple_questions, question_keywords, questions};
+use entity::{answers, couple_questions, couples, question_keywords, questions};
 use migration::catalogue::Entry;
-use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
-use super::chats::{EventRef, KIND_ANSWERED, KIND_QUESTION, append_event, next_seq, now_millis};
+use super::chats::{EventRef, KIND_ANSWERED, append_event, next_seq, now_millis};
 
 pub use answers::Model as Answer;
 pub use questions::Model as Question;
@@ -154,63 +154,18 @@ pub async fn import(db: &DatabaseConnection, entries: &[Entry]) -> Result<Import
     Ok(report)
 }
 
-/// Records that the couple is asked this question, with the next seq, unless it was asked
-/// before. Runs inside the chat's transaction, which holds the couple's row lock, so two
-/// partners triggering it at once are serialized; the primary key is the last word.
-pub(super) async fn ask(
-    txn: &DatabaseTransaction,
-    couple_id: Uuid,
-    trigger: &Trigger,
-) -> Result<Option<Asked>, DbErr> {
-    let already = couple_questions::Entity::find_by_id((couple_id, trigger.question_id))
-        .one(txn)
-        .await?;
-    if already.is_some() {
-        return Ok(None);
-    }
-    let Some(question) = questions::Entity::find_by_id(trigger.question_id)
-        .one(txn)
+/// The texts of these questions, by id; a question no longer in the catalogue is absent.
+pub async fn texts(
+    db: &impl ConnectionTrait,
+    ids: Vec<i64>,
+) -> Result<HashMap<i64, String>, DbErr> {
+    Ok(questions::Entity::find()
+        .filter(questions::Column::Id.is_in(ids))
+        .all(db)
         .await?
-    else {
-        // Removed from the catalogue since this node loaded it.
-        return Ok(None);
-    };
-    let seq = next_seq(txn, couple_id).await?;
-    let asked_at = now_millis();
-    let inserted = couple_questions::Entity::insert(couple_questions::ActiveModel {
-        couple_id: Set(couple_id),
-        question_id: Set(trigger.question_id),
-        keyword: Set(trigger.keyword.clone()),
-        seq: Set(seq),
-        asked_at: Set(asked_at),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            couple_questions::Column::CoupleId,
-            couple_questions::Column::QuestionId,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await?;
-    if inserted == 0 {
-        return Err(DbErr::Custom(
-            "question asked concurrently despite the couple lock".into(),
-        ));
-    }
-    let refs = EventRef {
-        question_id: Some(trigger.question_id),
-        ..EventRef::default()
-    };
-    append_event(txn, couple_id, seq, KIND_QUESTION, refs).await?;
-    Ok(Some(Asked {
-        seq,
-        question_id: trigger.question_id,
-        text: question.text,
-        keyword: trigger.keyword.clone(),
-        asked_at,
-    }))
+        .into_iter()
+        .map(|q| (q.id, q.text))
+        .collect())
 }
 
 /// Questions of the couple this user has not answered, oldest first, asked at or before
@@ -352,6 +307,22 @@ pub async fn answer(
         ..EventRef::default()
     };
     append_event(&txn, couple_id, seq, KIND_ANSWERED, refs).await?;
+    // The second answer closes the question for the couple (see `couples.open_questions`).
+    let answers_given = answers::Entity::find()
+        .filter(answers::Column::CoupleId.eq(couple_id))
+        .filter(answers::Column::QuestionId.eq(question_id))
+        .count(&txn)
+        .await?;
+    if answers_given >= 2 {
+        couples::Entity::update_many()
+            .col_expr(
+                couples::Column::OpenQuestions,
+                Expr::col(couples::Column::OpenQuestions).sub(1),
+            )
+            .filter(couples::Column::Id.eq(couple_id))
+            .exec(&txn)
+            .await?;
+    }
     txn.commit().await?;
     Ok(Some(Answered::Now(answer)))
 }

@@ -4,7 +4,6 @@
 //! per-user socket limit, 503 when the node is full or draining.
 
 mod session;
-mod writer;
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
@@ -39,7 +38,7 @@ pub async fn upgrade(
     if resume.after.is_some_and(|after| after < 0) {
         return Err(Error::BadRequest("after must not be negative".into()));
     }
-    let membership = store::couples::membership(&state.db, user.user.id)
+    let (couple_id, partner_id) = store::couples::partner_of(&state.db, user.user.id)
         .await?
         .ok_or(Error::NotPaired)?;
     if state.bus.local_sockets_of(user.user.id) >= state.config.max_sockets_per_user {
@@ -52,16 +51,16 @@ pub async fn upgrade(
         .map_err(|_| Error::Unavailable("this node has no room for more sockets".into()))?;
     let member = Member {
         user_id: user.user.id,
-        couple_id: membership.couple.id,
-        partner_id: membership.partner.id,
+        couple_id,
+        partner_id,
         session_id: user.session_id,
     };
     let session = Session::new(state.clone(), member, user.expires_at, resume.after);
     let limit = state.config.max_frame_bytes;
     Ok(ws
-        // tungstenite's default read buffer is 128 KiB per socket, allocated eagerly.
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        // tungstenite's default read buffer is 128 KiB per socket, allocated eagerly; a chat
+        // frame is a few hundred bytes, and a bigger one grows the buffer while it lasts.
+        .read_buffer_size(state.config.socket_read_buffer)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| {

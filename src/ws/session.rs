@@ -1,29 +1,33 @@
-//! One socket's whole life, top to bottom: `hello`, replay, `synced`, then one `select!` over
-//! "frame from the client", "event from the couple's channel", "ping tick", "session expired"
-//! and "node shutting down". The session never writes to the socket itself: everything goes
-//! through the writer's bounded queue, and a client that lets it fill up is disconnected
-//! (it resumes with `after=`), never buffered without bound.
+//! One socket's whole life, top to bottom, in one task: `hello`, replay, `synced`, then one
+//! `select!` over "frames from the client", "deliveries for the client" (the couple's events
+//! and the answers to this socket's sends), "the timer" (ping, idle, session expiry, a gap
+//! that did not fill) and "the node is stopping". The task owns the socket and is its only
+//! writer: everything that is ready is fed, then flushed once, so a burst costs one write.
 //!
-//! Delivery: every persisted event has the couple's `seq`. `cursor` is the highest seq this
-//! socket has been given. A live event at or below it is a duplicate and dropped; one above
-//! `cursor + 1` means something was missed (lost publish, lagging channel), and the session
-//! catches up from the database before going on. So the client sees every seq exactly once,
-//! in order, whatever the bus did.
+//! The session never waits on its own sends: it hands them to the node's committer and reads
+//! on; the ack arrives later like any other delivery. Others push into the socket's outbox;
+//! one that fills up means the client does not keep up, and it is closed (it resumes with
+//! `after=`), never buffered without bound.
+//!
+//! Delivery: every persisted event has the couple's `seq`, and `cursor` is the highest seq
+//! this socket has been given. A live event at or below it is a duplicate and dropped. One
+//! above `cursor + 1` waits briefly for the events before it (two nodes' events can cross on
+//! their way here); if the gap does not fill within `REORDER_WAIT`, the session reads what it
+//! missed from the database. So the client sees every seq exactly once, in order, whatever
+//! the bus did.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
-use futures_util::stream::SplitStream;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::writer::write_loop;
-use crate::bus::{BusEvent, Subscription};
+use crate::bus::{BusEvent, Delivery, Outbox};
 use crate::chat::{self, Member};
 use crate::error::{Error, Result};
 use crate::frame::{ClientFrame, ServerFrame};
@@ -34,13 +38,23 @@ use crate::store;
 /// Chats replayed to a client that connects without `after`.
 const LATEST_CHATS: u64 = 50;
 /// Events read from the database per page when replaying or catching up.
-const PAGE: u64 = 500;
-/// How long a replay or catch-up waits for room in a full queue before calling the client slow.
-const QUEUE_WAIT: Duration = Duration::from_secs(10);
+const PAGE: u64 = 1000;
+/// How long an event that arrived ahead of its turn waits for the ones before it.
+const REORDER_WAIT: Duration = Duration::from_millis(100);
+/// Events held back waiting for a gap to fill; beyond, the session catches up at once.
+const REORDER_LIMIT: usize = 256;
+/// A client that takes longer than this to accept what we write is gone or hopelessly slow.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// During a long replay, written out every this many bytes (bounds the write buffer).
+const REPLAY_FLUSH_BYTES: usize = 16 * 1024;
+/// After refusing an oversized frame its unread bytes are still in the kernel's buffer, and
+/// closing the TCP socket at once would send a reset that can overtake our close frame. We
+/// hold the socket this long so the client reads the 1009 first.
+const LINGER_AFTER_TOO_BIG: Duration = Duration::from_millis(500);
 
 /// Close codes: 1009 too big, 1012 service restart, 1013 try again later (slow client),
-/// 4001 the session ended (logged out or expired: sign in again), 4002 the couple was deleted
-/// (its break-up fell due: pair again).
+/// 1001 no answer to pings, 4001 the session ended (logged out or expired: sign in again),
+/// 4002 the couple was deleted (its break-up fell due: pair again).
 pub mod close {
     pub const TOO_BIG: u16 = 1009;
     pub const RESTART: u16 = 1012;
@@ -57,45 +71,73 @@ enum Ending {
     Gone,
 }
 
+type Step = std::result::Result<(), Ending>;
+
 pub struct Session {
     state: AppState,
     me: Member,
-    expires_at: DateTime<Utc>,
     after: Option<i64>,
+    /// When the login behind this socket expires.
+    expires_at: Instant,
     /// Highest seq given to this socket; see the module docs.
     cursor: i64,
-    queue: Option<mpsc::Sender<Message>>,
+    /// Persisted events that arrived ahead of their turn, by seq.
+    early: BTreeMap<i64, (Option<uuid::Uuid>, Utf8Bytes)>,
+    /// When the oldest of `early` stops waiting.
+    early_deadline: Option<Instant>,
+    /// The highest seq given to this socket of an event not by this user: how far a read
+    /// mark may go (marking one's own chats read tells nobody anything).
+    readable: i64,
+    /// The last read mark handed to the committer.
+    read_sent: i64,
+    outbox: Arc<Outbox>,
     limiter: DefaultDirectRateLimiter,
-    /// Last time the client sent anything (a frame or a pong): silence past the idle
-    /// timeout closes the socket.
+    /// Last time the client sent anything (a frame or a pong).
     last_heard: Instant,
+    next_ping: Instant,
+    /// Bytes fed since the last flush.
+    unflushed: usize,
 }
 
 impl Session {
-    pub fn new(state: AppState, me: Member, expires_at: DateTime<Utc>, after: Option<i64>) -> Self {
+    pub fn new(
+        state: AppState,
+        me: Member,
+        expires_at: chrono::DateTime<chrono::Utc>,
+        after: Option<i64>,
+    ) -> Self {
         let rate = NonZeroU32::new(state.config.frame_rate).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(state.config.frame_burst).unwrap_or(rate);
+        let now = Instant::now();
+        let lifetime = (expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
         Session {
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            outbox: Arc::new(Outbox::new(state.config.socket_queue)),
+            next_ping: now + state.config.ping_interval(),
             state,
             me,
-            expires_at,
             after,
+            expires_at: now + lifetime,
             cursor: 0,
-            queue: None,
-            last_heard: Instant::now(),
+            early: BTreeMap::new(),
+            early_deadline: None,
+            readable: 0,
+            read_sent: 0,
+            last_heard: now,
+            unflushed: 0,
         }
     }
 
     pub async fn run(mut self, socket: WebSocket) {
-        let (sink, mut stream) = socket.split();
-        let (queue, outgoing) = mpsc::channel(self.state.config.socket_queue.max(8));
-        let (close_tx, close_rx) = oneshot::channel();
-        self.queue = Some(queue);
-        self.state.tasks.spawn(write_loop(sink, outgoing, close_rx));
-
-        // Subscribe before reading where the couple stands, so nothing falls between the two.
-        let mut subscription = self.state.bus.subscribe(self.me.couple_id).await;
+        let (mut sink, mut stream) = socket.split();
+        // Listen before reading where the couple stands, so nothing falls between the two.
+        let subscription = self
+            .state
+            .bus
+            .subscribe(self.me.couple_id, self.me.user_id, Arc::clone(&self.outbox))
+            .await;
         self.state.metrics.sockets_open.inc();
         let first = self
             .state
@@ -103,50 +145,59 @@ impl Session {
             .socket_opened(self.me.user_id, self.me.couple_id, self.me.partner_id)
             .await;
         if first {
-            chat::presence(&self.state, &self.me, true).await;
+            chat::presence(&self.state, &self.me, true);
         }
         tracing::debug!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "socket open");
 
-        let ending = match self.handshake().await {
-            Ok(()) => self.serve(&mut stream, &mut subscription).await,
+        // The handshake is long but runs once; boxing keeps it out of the future that every
+        // idle socket holds for its whole life.
+        let handshake = Box::pin(self.handshake(&mut sink)).await;
+        let ending = match handshake {
+            Ok(()) => self.serve(&mut sink, &mut stream).await,
             Err(e) => {
                 tracing::warn!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, error = %e, "handshake failed");
                 Ending::Close(close::INTERNAL, "try again")
             }
         };
+        drop(subscription);
         if let Ending::Close(code, reason) = ending {
-            let _ = close_tx.send(CloseFrame {
+            let frame = CloseFrame {
                 code,
                 reason: Utf8Bytes::from_static(reason),
-            });
+            };
+            let _ =
+                tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+            if code == close::TOO_BIG {
+                tokio::time::sleep(LINGER_AFTER_TOO_BIG).await;
+            }
         }
-        drop(subscription);
         self.state.metrics.sockets_open.dec();
         if self.state.bus.socket_closed(self.me.user_id).await {
-            chat::presence(&self.state, &self.me, false).await;
+            chat::presence(&self.state, &self.me, false);
         }
         tracing::debug!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "socket closed");
     }
 
-    /// `hello`, the replay, `synced`.
-    async fn handshake(&mut self) -> Result<()> {
-        let membership = store::couples::membership(&self.state.db, self.me.user_id)
-            .await?
-            .ok_or(Error::NotPaired)?;
-        let last_seq = membership.couple.last_seq;
+    /// `hello`, the replay, `synced`, then every question still owed.
+    async fn handshake(&mut self, sink: &mut Sink) -> Result<()> {
+        let standing =
+            store::couples::standing(&self.state.db, self.me.couple_id, self.me.partner_id)
+                .await?
+                .ok_or(Error::NotPaired)?;
+        let last_seq = standing.last_seq;
         let hello = ServerFrame::Hello {
             user_id: self.me.user_id,
             partner_id: self.me.partner_id,
             couple_id: self.me.couple_id,
             last_seq,
             partner_online: self.state.bus.is_online(self.me.partner_id).await,
-            partner_read_seq: membership.partner_read_seq,
+            partner_read_seq: standing.partner_read_seq,
         };
-        self.push_waiting(hello.to_text()).await?;
+        self.feed(sink, hello.to_text()).await?;
         match self.after {
             Some(after) => {
                 self.cursor = after.min(last_seq);
-                self.catch_up_to(last_seq).await?;
+                self.catch_up_to(sink, last_seq).await?;
             }
             None => {
                 let mut latest = chat::history(
@@ -158,56 +209,147 @@ impl Session {
                 .await?;
                 latest.reverse();
                 for view in latest {
-                    self.push_waiting(ServerFrame::Chat(view).to_text()).await?;
+                    if view.sender_id != self.me.user_id {
+                        self.readable = self.readable.max(view.seq);
+                    }
+                    self.feed(sink, ServerFrame::Chat(view).to_text()).await?;
                 }
             }
         }
         self.cursor = last_seq;
-        self.push_waiting(ServerFrame::Synced { last_seq }.to_text())
+        self.feed(sink, ServerFrame::Synced { last_seq }.to_text())
             .await?;
         // Every question still owed, even if the replay just showed it: the client needs them
-        // to know it is gated, whatever it remembered.
-        for question in question::owed(&self.state, &self.me, last_seq).await? {
-            self.push_waiting(ServerFrame::Question(question).to_text())
-                .await?;
+        // to know it is gated, whatever it remembered. None are open: nothing to read.
+        if standing.open_questions > 0 {
+            for question in question::owed(&self.state, &self.me, last_seq).await? {
+                self.feed(sink, ServerFrame::Question(question).to_text())
+                    .await?;
+            }
         }
-        Ok(())
+        self.flush(sink).await
     }
 
-    async fn serve(
-        &mut self,
-        stream: &mut SplitStream<WebSocket>,
-        subscription: &mut Subscription,
-    ) -> Ending {
+    async fn serve(&mut self, sink: &mut Sink, stream: &mut Stream) -> Ending {
         let shutdown = self.state.shutdown.clone();
-        let period = self.state.config.ping_interval();
-        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
-        let expiry = (self.expires_at - Utc::now()).to_std().unwrap_or_default();
-        let expired = tokio::time::sleep(expiry);
-        tokio::pin!(expired);
-        let Some(queue) = self.queue.clone() else {
-            return Ending::Gone;
-        };
-
+        let outbox = Arc::clone(&self.outbox);
+        let mut delivered = VecDeque::new();
+        let timer = tokio::time::sleep_until(self.next_deadline());
+        tokio::pin!(timer);
         loop {
             let step = tokio::select! {
-                message = stream.next() => self.on_message(message).await,
-                event = subscription.rx.recv() => self.on_event(event).await,
-                _ = ping.tick() => self.on_ping_tick(),
-                () = &mut expired => Err(Ending::Close(close::SESSION_ENDED, "session expired")),
+                biased;
                 () = shutdown.cancelled() => Err(Ending::Close(close::RESTART, "server restarting")),
-                () = queue.closed() => Err(Ending::Gone),
+                taken = outbox.take(&mut delivered) => match taken {
+                    Ok(()) => self.on_deliveries(sink, &mut delivered).await,
+                    Err(_) => Err(self.too_slow()),
+                },
+                message = stream.next() => self.on_message(sink, message).await,
+                () = &mut timer => self.on_timer(sink).await,
+            };
+            let step = match step {
+                Ok(()) => self.flush_if_needed(sink).await.map_err(|_| Ending::Gone),
+                Err(ending) => Err(ending),
             };
             if let Err(ending) = step {
                 return ending;
             }
+            let deadline = self.next_deadline();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
         }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut next = self.next_ping.min(self.expires_at);
+        if let Some(early) = self.early_deadline {
+            next = next.min(early);
+        }
+        next
+    }
+
+    async fn on_deliveries(&mut self, sink: &mut Sink, delivered: &mut VecDeque<Delivery>) -> Step {
+        while let Some(delivery) = delivered.pop_front() {
+            match delivery {
+                Delivery::Reply(json) => self.feed_live(sink, json).await?,
+                Delivery::Event(event) => self.on_event(sink, event).await?,
+            }
+        }
+        if delivered.capacity() > 16 {
+            delivered.shrink_to(16);
+        }
+        Ok(())
+    }
+
+    async fn on_event(&mut self, sink: &mut Sink, event: BusEvent) -> Step {
+        match event {
+            BusEvent::Frame {
+                seq: None, json, ..
+            } => self.feed_live(sink, json).await,
+            BusEvent::Frame {
+                seq: Some(seq),
+                from,
+                json,
+                ..
+            } => {
+                if seq <= self.cursor {
+                    return Ok(());
+                }
+                if seq > self.cursor + 1 {
+                    self.early.insert(seq, (from, json));
+                    if self.early.len() > REORDER_LIMIT {
+                        return self.catch_up(sink).await;
+                    }
+                    self.early_deadline
+                        .get_or_insert_with(|| Instant::now() + REORDER_WAIT);
+                    return Ok(());
+                }
+                self.give(sink, seq, from, json).await?;
+                // The event may have been what earlier arrivals were waiting for.
+                while let Some(entry) = self.early.first_entry() {
+                    if *entry.key() > self.cursor + 1 {
+                        break;
+                    }
+                    let (seq, (from, json)) = entry.remove_entry();
+                    if seq == self.cursor + 1 {
+                        self.give(sink, seq, from, json).await?;
+                    }
+                }
+                if self.early.is_empty() {
+                    self.early_deadline = None;
+                }
+                Ok(())
+            }
+            BusEvent::SessionEnded { session_id } if session_id == self.me.session_id => {
+                Err(Ending::Close(close::SESSION_ENDED, "signed out"))
+            }
+            BusEvent::SessionEnded { .. } | BusEvent::Presence { .. } => Ok(()),
+            BusEvent::Resync => self.catch_up(sink).await,
+            BusEvent::CoupleDeleted => Err(Ending::Close(close::COUPLE_DELETED, "couple deleted")),
+        }
+    }
+
+    /// Writes the next persisted event.
+    async fn give(
+        &mut self,
+        sink: &mut Sink,
+        seq: i64,
+        from: Option<uuid::Uuid>,
+        json: Utf8Bytes,
+    ) -> Step {
+        self.cursor = seq;
+        if from != Some(self.me.user_id) {
+            self.readable = seq;
+        }
+        self.feed_live(sink, json).await
     }
 
     async fn on_message(
         &mut self,
+        sink: &mut Sink,
         message: Option<std::result::Result<Message, axum::Error>>,
-    ) -> std::result::Result<(), Ending> {
+    ) -> Step {
         let message = match message {
             None | Some(Ok(Message::Close(_))) => return Err(Ending::Gone),
             Some(Err(e)) => {
@@ -221,38 +363,39 @@ impl Session {
         };
         self.last_heard = Instant::now();
         self.state.metrics.frames_received.inc();
-        match message {
+        let reply = match message {
             Message::Text(text) => self.on_text(&text).await,
             Message::Binary(_) => {
                 let err = Error::BadRequest("frames are JSON text messages".into());
-                self.push(ServerFrame::error(&err, None).to_text())
+                Some(ServerFrame::error(&err, None))
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(()),
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
+        };
+        match reply {
+            Some(frame) => self.feed_live(sink, frame.to_text()).await,
+            None => Ok(()),
         }
     }
 
-    async fn on_text(&mut self, text: &str) -> std::result::Result<(), Ending> {
+    /// Carries out one client frame; returns what answers it on this socket now, if anything.
+    async fn on_text(&mut self, text: &str) -> Option<ServerFrame> {
         let frame = match ClientFrame::parse(text) {
             Ok(frame) => frame,
-            Err((err, client_id)) => {
-                return self.push(ServerFrame::error(&err, client_id).to_text());
-            }
+            Err((err, client_id)) => return Some(ServerFrame::error(&err, client_id)),
         };
         let client_id = match &frame {
             ClientFrame::Send { client_id, .. } => Some(client_id.to_string()),
             _ => None,
         };
         if self.limiter.check().is_err() {
-            return self.push(ServerFrame::error(&Error::RateLimited, client_id).to_text());
+            return Some(ServerFrame::error(&Error::RateLimited, client_id));
         }
         match self.apply(frame).await {
-            Ok(Some(reply)) => self.push(reply.to_text()),
-            Ok(None) => Ok(()),
-            Err(err) => self.push(ServerFrame::error(&err, client_id).to_text()),
+            Ok(reply) => reply,
+            Err(err) => Some(ServerFrame::error(&err, client_id)),
         }
     }
 
-    /// Carries out one client frame; returns the reply meant for this socket only.
     async fn apply(&mut self, frame: ClientFrame) -> Result<Option<ServerFrame>> {
         let (state, me) = (&self.state, &self.me);
         match frame {
@@ -261,12 +404,16 @@ impl Session {
                 text,
                 file_id,
             } => {
-                let chat = chat::send(state, me, client_id, &text, file_id).await?;
-                Ok(Some(ServerFrame::Ack {
+                // Answered later, through the outbox, once committed.
+                chat::send(
+                    state,
+                    me,
                     client_id,
-                    id: chat.id,
-                    seq: chat.seq,
-                }))
+                    &text,
+                    file_id,
+                    Arc::clone(&self.outbox),
+                )?;
+                Ok(None)
             }
             ClientFrame::Answer { question_id, text } => {
                 question::answer(state, me, question_id, &text).await
@@ -276,82 +423,86 @@ impl Session {
                 Ok(None)
             }
             ClientFrame::Typing => {
-                chat::typing(state, me).await;
+                chat::typing(state, me);
                 Ok(None)
             }
             ClientFrame::Read { seq } => {
-                chat::read(state, me, seq).await?;
+                if seq < 0 || seq > self.cursor {
+                    return Err(Error::InvalidInput(format!(
+                        "read seq must be between 0 and {}",
+                        self.cursor
+                    )));
+                }
+                // Only events by the partner (and questions) need marking; one's own chats
+                // after them change nothing for anyone.
+                let seq = seq.min(self.readable);
+                if seq > self.read_sent {
+                    self.read_sent = seq;
+                    chat::read(state, me, seq);
+                }
                 Ok(None)
             }
         }
     }
 
-    async fn on_event(
-        &mut self,
-        event: std::result::Result<BusEvent, RecvError>,
-    ) -> std::result::Result<(), Ending> {
-        match event {
-            Ok(BusEvent::Frame {
-                seq,
-                skip_user,
-                json,
-            }) => {
-                if skip_user == Some(self.me.user_id) {
-                    return Ok(());
-                }
-                match seq {
-                    None => self.push(json),
-                    Some(seq) if seq <= self.cursor => Ok(()),
-                    Some(seq) if seq == self.cursor + 1 => {
-                        self.cursor = seq;
-                        self.push(json)
-                    }
-                    Some(_) => self.catch_up().await,
-                }
-            }
-            Ok(BusEvent::SessionEnded { session_id }) if session_id == self.me.session_id => {
-                Err(Ending::Close(close::SESSION_ENDED, "signed out"))
-            }
-            Ok(BusEvent::SessionEnded { .. } | BusEvent::Presence { .. }) => Ok(()),
-            Ok(BusEvent::Resync) => self.catch_up().await,
-            Ok(BusEvent::CoupleDeleted) => {
-                Err(Ending::Close(close::COUPLE_DELETED, "couple deleted"))
-            }
-            Err(RecvError::Lagged(_)) => self.catch_up().await,
-            Err(RecvError::Closed) => Err(Ending::Close(close::RESTART, "server restarting")),
+    async fn on_timer(&mut self, sink: &mut Sink) -> Step {
+        let now = Instant::now();
+        if now >= self.expires_at {
+            return Err(Ending::Close(close::SESSION_ENDED, "session expired"));
         }
+        if self.early_deadline.is_some_and(|d| now >= d) {
+            self.catch_up(sink).await?;
+        }
+        if now >= self.next_ping {
+            if self.last_heard.elapsed() > self.state.config.idle_timeout() {
+                return Err(Ending::Close(close::IDLE, "no answer to ping"));
+            }
+            self.next_ping = now + self.state.config.ping_interval();
+            sink.feed(Message::Ping(Default::default()))
+                .await
+                .map_err(|_| Ending::Gone)?;
+            self.unflushed += 2;
+        }
+        Ok(())
     }
 
-    fn on_ping_tick(&mut self) -> std::result::Result<(), Ending> {
-        if self.last_heard.elapsed() > self.state.config.idle_timeout() {
-            return Err(Ending::Close(close::IDLE, "no answer to ping"));
-        }
-        self.push_message(Message::Ping(Default::default()))
+    fn too_slow(&self) -> Ending {
+        self.state.metrics.slow_client_disconnects.inc();
+        tracing::info!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "slow client disconnected");
+        Ending::Close(close::SLOW, "too slow, reconnect")
     }
 
     /// Reads what this socket missed from the database, up to the couple's latest seq.
-    async fn catch_up(&mut self) -> std::result::Result<(), Ending> {
+    async fn catch_up(&mut self, sink: &mut Sink) -> Step {
         let result = async {
             let last = store::couples::last_seq(&self.state.db, self.me.couple_id).await?;
-            self.catch_up_to(last).await
+            self.catch_up_to(sink, last).await
         }
         .await;
+        // What waited for the gap is in the database too, and now at or below the cursor.
+        self.early.retain(|seq, _| *seq > self.cursor);
+        if self.early.is_empty() {
+            self.early_deadline = None;
+        }
         result.map_err(|e| {
             tracing::warn!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, error = %e, "catch-up failed");
             Ending::Close(close::RESTART, "please reconnect")
         })
     }
 
-    async fn catch_up_to(&mut self, upto: i64) -> Result<()> {
+    async fn catch_up_to(&mut self, sink: &mut Sink, upto: i64) -> Result<()> {
         while self.cursor < upto {
             let page =
                 chat::events_between(&self.state, self.me.couple_id, self.cursor, upto, PAGE)
                     .await?;
-            let Some(&(last, _)) = page.last() else {
+            let Some(last) = page.last().map(|e| e.seq) else {
                 break;
             };
-            for (_, frame) in page {
-                self.push_waiting(frame.to_text()).await?;
+            for event in page {
+                if event.from != Some(self.me.user_id) {
+                    self.readable = event.seq;
+                }
+                self.feed(sink, event.frame.to_text()).await?;
             }
             self.cursor = last;
         }
@@ -359,44 +510,43 @@ impl Session {
         Ok(())
     }
 
-    /// Queues a live frame. A full queue means the client does not keep up: close it.
-    fn push(&self, json: Utf8Bytes) -> std::result::Result<(), Ending> {
-        self.push_message(Message::Text(json))
+    /// Feeds a frame of the replay or a catch-up, writing out every `REPLAY_FLUSH_BYTES`.
+    async fn feed(&mut self, sink: &mut Sink, json: Utf8Bytes) -> Result<()> {
+        let len = json.len();
+        let fed = tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Text(json))).await;
+        if !matches!(fed, Ok(Ok(()))) {
+            return Err(Error::Unavailable("the client is gone or too slow".into()));
+        }
+        self.state.metrics.frames_sent.inc();
+        self.unflushed += len;
+        if self.unflushed >= REPLAY_FLUSH_BYTES {
+            self.flush(sink).await?;
+        }
+        Ok(())
     }
 
-    fn push_message(&self, message: Message) -> std::result::Result<(), Ending> {
-        let Some(queue) = &self.queue else {
-            return Err(Ending::Gone);
-        };
-        match queue.try_send(message) {
-            Ok(()) => {
-                self.state.metrics.frames_sent.inc();
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.state.metrics.slow_client_disconnects.inc();
-                tracing::info!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "slow client disconnected");
-                Err(Ending::Close(close::SLOW, "too slow, reconnect"))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Ending::Gone),
+    async fn feed_live(&mut self, sink: &mut Sink, json: Utf8Bytes) -> Step {
+        self.feed(sink, json).await.map_err(|_| Ending::Gone)
+    }
+
+    async fn flush(&mut self, sink: &mut Sink) -> Result<()> {
+        self.unflushed = 0;
+        match tokio::time::timeout(WRITE_TIMEOUT, sink.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Error::Unavailable("the client is gone or too slow".into())),
         }
     }
 
-    /// Queues a replayed frame, waiting for room: a replay may be longer than the queue.
-    async fn push_waiting(&self, json: Utf8Bytes) -> Result<()> {
-        let queue = self
-            .queue
-            .as_ref()
-            .ok_or(Error::Unavailable("socket closed".into()))?;
-        match tokio::time::timeout(QUEUE_WAIT, queue.send(Message::Text(json))).await {
-            Ok(Ok(())) => {
-                self.state.metrics.frames_sent.inc();
-                Ok(())
-            }
-            _ => Err(Error::Unavailable("client too slow for the replay".into())),
+    async fn flush_if_needed(&mut self, sink: &mut Sink) -> Result<()> {
+        if self.unflushed == 0 {
+            return Ok(());
         }
+        self.flush(sink).await
     }
 }
+
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
 
 /// tungstenite reports a message over the configured limit as a capacity error.
 fn is_too_big(err: axum::Error) -> bool {

@@ -178,7 +178,7 @@ async fn a_client_resuming_with_after_gets_exactly_what_it_missed(backend: Backe
 }
 
 async fn a_fresh_connect_replays_the_latest_fifty_chats_oldest_first(backend: Backend) {
-    let node = spawn_node(backend).await;
+    let node = spawn_node_with(backend, &["--frame-burst=200"]).await;
     let (mina, joon) = couple(&node).await;
     let mut mine = mina.socket().await;
     for i in 1..=55 {

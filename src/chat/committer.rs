@@ -1,0 +1,382 @@
+//! The group commit. Every socket of a node hands its sends (and read marks) to the node's
+//! committer and goes back to its client at once; the committer persists what has arrived
+//! together, many couples in one transaction, then answers each socket and tells each couple.
+//!
+//! - **Batches form by themselves.** A shard takes everything queued (up to
+//!   `commit_max_batch`), optionally waits `commit_window` for more, and commits; sends that
+//!   arrive meanwhile make the next batch. Under light load a batch is one send and costs
+//!   what a single commit would; under heavy load one commit carries hundreds.
+//! - **Shards keep each couple in order.** A couple always goes to the same shard, which
+//!   commits its batches one after another, so one socket's sends take seqs in the order they
+//!   were sent. Shards commit in parallel (different couples) and lock rows in id order.
+//! - **Plain chats take one statement** on Postgres (`store::sends::append_plain`); couples
+//!   with questions open, files, keywords or retries take a transaction that applies the full
+//!   rules (`plan`) to what it reads under the couples' locks. One send's refusal never fails
+//!   the others; an ack leaves only after the commit that holds its chat.
+//! - **After the commit**, in seq order per couple: the ack (or error) to the sending socket,
+//!   then every event to the couple's sockets here and to the bus, one encoded frame each.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::Utf8Bytes;
+use sea_orm::{DbBackend, TransactionTrait};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::plan::{self, Decision};
+use super::{ChatView, Member};
+use crate::bus::{BusEvent, Delivery, Outbox};
+use crate::error::{Error, Result};
+use crate::frame::ServerFrame;
+use crate::state::AppState;
+use crate::store;
+use crate::store::questions::Trigger;
+use crate::store::sends::PlainChat;
+
+/// A send waiting for its commit.
+pub struct PendingSend {
+    pub me: Member,
+    pub client_id: Uuid,
+    /// Trimmed, at most `MAX_TEXT_CHARS`.
+    pub text: String,
+    pub file_id: Option<Uuid>,
+    /// What the node's catalogue found in the text.
+    pub triggers: Vec<Trigger>,
+    /// The sending socket's outbox: the ack or error goes there.
+    pub reply: Arc<Outbox>,
+}
+
+enum Job {
+    Send(PendingSend),
+    /// A read mark: how far this member has read.
+    Read(Member, i64),
+}
+
+/// The node's committer: one queue per shard.
+pub struct Committer {
+    shards: Vec<mpsc::Sender<Job>>,
+}
+
+/// The receiving ends, handed to `spawn` once the node's state exists.
+pub struct Shards(Vec<mpsc::Receiver<Job>>);
+
+/// Jobs queued per shard before a send is refused with `unavailable` (the client retries).
+const QUEUE: usize = 16 * 1024;
+
+impl Committer {
+    pub fn new(shards: usize) -> (Self, Shards) {
+        let (senders, receivers) = (0..shards.max(1)).map(|_| mpsc::channel(QUEUE)).unzip();
+        (Committer { shards: senders }, Shards(receivers))
+    }
+
+    fn shard(&self, couple_id: Uuid) -> &mpsc::Sender<Job> {
+        let index = (couple_id.as_u128() % self.shards.len() as u128) as usize;
+        &self.shards[index]
+    }
+
+    /// Queues a send; its ack or error reaches `send.reply` after the commit.
+    pub fn send(&self, send: PendingSend) -> Result<()> {
+        self.shard(send.me.couple_id)
+            .try_send(Job::Send(send))
+            .map_err(|_| Error::Unavailable("the server is busy, send again".into()))
+    }
+
+    /// Queues a read mark. Marks are coalesced per user within a batch; a mark dropped
+    /// because the queue is full is overtaken by the next one anyway.
+    pub fn read(&self, me: Member, seq: i64) {
+        let _ = self.shard(me.couple_id).try_send(Job::Read(me, seq));
+    }
+}
+
+/// Starts one task per shard; they stop when the node does.
+pub fn spawn(state: AppState, shards: Shards) {
+    for queue in shards.0 {
+        let state = state.clone();
+        state.tasks.clone().spawn(run(state, queue));
+    }
+}
+
+async fn run(state: AppState, mut queue: mpsc::Receiver<Job>) {
+    let max = state.config.commit_max_batch.max(1);
+    let window = state.config.commit_window();
+    let mut jobs = Vec::with_capacity(max);
+    loop {
+        tokio::select! {
+            received = queue.recv_many(&mut jobs, max) => if received == 0 { return },
+            () = state.shutdown.cancelled() => return,
+        }
+        if !window.is_zero() {
+            let until = tokio::time::Instant::now() + window;
+            while jobs.len() < max {
+                let room = max - jobs.len();
+                tokio::select! {
+                    received = queue.recv_many(&mut jobs, room) => if received == 0 { break },
+                    () = tokio::time::sleep_until(until) => break,
+                }
+            }
+        }
+        commit(&state, std::mem::take(&mut jobs)).await;
+        if jobs.capacity() < max {
+            jobs.reserve(max);
+        }
+    }
+}
+
+async fn commit(state: &AppState, jobs: Vec<Job>) {
+    let mut sends = Vec::new();
+    let mut reads: HashMap<Uuid, (Member, i64)> = HashMap::new();
+    for job in jobs {
+        match job {
+            Job::Send(send) => sends.push(send),
+            Job::Read(me, seq) => {
+                let mark = reads.entry(me.user_id).or_insert((me, seq));
+                mark.1 = mark.1.max(seq);
+            }
+        }
+    }
+    if !sends.is_empty() {
+        let started = Instant::now();
+        let decisions = decide(state, &sends).await;
+        state
+            .metrics
+            .persist_seconds
+            .observe(started.elapsed().as_secs_f64());
+        state.metrics.commit_batch_size.observe(sends.len() as f64);
+        for (send, decision) in sends.iter().zip(decisions) {
+            announce(state, send, decision);
+        }
+    }
+    if !reads.is_empty() {
+        mark_read(state, reads.into_values().collect()).await;
+    }
+}
+
+/// Persists the batch; one decision per send, in order.
+async fn decide(state: &AppState, sends: &[PendingSend]) -> Vec<Result<Decision>> {
+    let mut decisions: Vec<Option<Result<Decision>>> = sends.iter().map(|_| None).collect();
+    let mut rest: Vec<usize> = (0..sends.len()).collect();
+    if state.db.get_database_backend() == DbBackend::Postgres {
+        rest = append_plain(state, sends, &mut decisions).await;
+    }
+    if !rest.is_empty() {
+        let batch: Vec<&PendingSend> = rest.iter().map(|&i| &sends[i]).collect();
+        match with_rules(state, &batch).await {
+            Ok(planned) => {
+                for (i, decision) in rest.iter().zip(planned) {
+                    decisions[*i] = Some(Ok(decision));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, sends = rest.len(), "committing a batch failed");
+                for i in &rest {
+                    decisions[*i] = Some(Err(unavailable(&e)));
+                }
+            }
+        }
+    }
+    decisions
+        .into_iter()
+        .map(|d| {
+            d.unwrap_or_else(|| Err(Error::Internal(anyhow::anyhow!("a send was not decided"))))
+        })
+        .collect()
+}
+
+/// The one-statement path for couples whose every send in the batch is a plain chat. Fills
+/// their decisions; returns the indices of the sends left for the full rules.
+async fn append_plain(
+    state: &AppState,
+    sends: &[PendingSend],
+    decisions: &mut [Option<Result<Decision>>],
+) -> Vec<usize> {
+    // A couple goes this way only if all its sends can: its order must not be split.
+    let mut involved: HashSet<Uuid> = HashSet::new();
+    let mut seen: HashSet<(Uuid, Uuid)> = HashSet::new();
+    for send in sends {
+        let plain = send.file_id.is_none()
+            && send.triggers.is_empty()
+            && seen.insert((send.me.user_id, send.client_id));
+        if !plain {
+            involved.insert(send.me.couple_id);
+        }
+    }
+    let fast: Vec<usize> = (0..sends.len())
+        .filter(|&i| !involved.contains(&sends[i].me.couple_id))
+        .collect();
+    if fast.is_empty() {
+        return (0..sends.len()).collect();
+    }
+    let now = store::chats::now_millis();
+    let chats: Vec<PlainChat<'_>> = fast
+        .iter()
+        .map(|&i| PlainChat {
+            id: Uuid::now_v7(),
+            couple_id: sends[i].me.couple_id,
+            sender_id: sends[i].me.user_id,
+            client_id: sends[i].client_id,
+            text: &sends[i].text,
+            sent_at: now,
+        })
+        .collect();
+    let advanced = match store::sends::append_plain(&state.db, &chats).await {
+        Ok(Some(advanced)) => advanced,
+        // A retry among them: the full rules will recognize it.
+        Ok(None) => return (0..sends.len()).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, sends = fast.len(), "committing a batch failed");
+            let error = Error::Db(e);
+            for &i in &fast {
+                decisions[i] = Some(Err(unavailable(&error)));
+            }
+            return (0..sends.len())
+                .filter(|&i| decisions[i].is_none())
+                .collect();
+        }
+    };
+    // Seqs run up to each couple's new last seq, in the order the chats were given.
+    let mut remaining: HashMap<Uuid, i64> = HashMap::new();
+    for chat in &chats {
+        *remaining.entry(chat.couple_id).or_default() += 1;
+    }
+    for (chat, &i) in chats.iter().zip(&fast) {
+        let Some(&last) = advanced.get(&chat.couple_id) else {
+            continue;
+        };
+        let Some(left) = remaining.get_mut(&chat.couple_id) else {
+            continue;
+        };
+        *left -= 1;
+        decisions[i] = Some(Ok(Decision::Sent {
+            chat: entity::chats::Model {
+                id: chat.id,
+                couple_id: chat.couple_id,
+                seq: last - *left,
+                sender_id: chat.sender_id,
+                client_id: chat.client_id,
+                text: chat.text.to_owned(),
+                sent_at: chat.sent_at,
+                deleted_at: None,
+            },
+            file: None,
+            asked: Vec::new(),
+        }));
+    }
+    (0..sends.len())
+        .filter(|&i| decisions[i].is_none())
+        .collect()
+}
+
+/// The full rules in one transaction: lock the couples, read what the rules need, decide,
+/// write.
+async fn with_rules(state: &AppState, sends: &[&PendingSend]) -> Result<Vec<Decision>> {
+    let couple_ids: Vec<Uuid> = sends.iter().map(|s| s.me.couple_id).collect();
+    let pairs: Vec<(Uuid, Uuid)> = sends.iter().map(|s| (s.me.user_id, s.client_id)).collect();
+    let question_ids: Vec<i64> = sends
+        .iter()
+        .flat_map(|s| s.triggers.iter().map(|t| t.question_id))
+        .collect();
+    let file_ids: Vec<Uuid> = sends.iter().filter_map(|s| s.file_id).collect();
+    let txn = state.db.begin().await?;
+    let couples = store::sends::lock_couples(&txn, couple_ids.clone()).await?;
+    let loaded = store::sends::load(&txn, &couple_ids, &pairs, question_ids, file_ids).await?;
+    let rules: Vec<plan::Send<'_>> = sends
+        .iter()
+        .map(|s| plan::Send {
+            couple_id: s.me.couple_id,
+            sender_id: s.me.user_id,
+            client_id: s.client_id,
+            text: &s.text,
+            file_id: s.file_id,
+            triggers: &s.triggers,
+        })
+        .collect();
+    let (decisions, writes) = plan::plan(&couples, loaded, &rules, store::chats::now_millis());
+    store::sends::write(&txn, writes).await?;
+    txn.commit().await?;
+    Ok(decisions)
+}
+
+/// A batch that could not be committed: the client may send again (same client_id).
+fn unavailable(e: &Error) -> Error {
+    match e.code() {
+        "unavailable" => Error::Unavailable("the database is unavailable, send again".into()),
+        _ => Error::Internal(anyhow::anyhow!("{e}")),
+    }
+}
+
+/// Answers the sending socket, then tells the couple.
+fn announce(state: &AppState, send: &PendingSend, decision: Result<Decision>) {
+    let me = &send.me;
+    let client_id = send.client_id;
+    match decision {
+        Ok(Decision::Sent { chat, file, asked }) => {
+            reply(
+                &send.reply,
+                &ServerFrame::Ack {
+                    client_id,
+                    id: chat.id,
+                    seq: chat.seq,
+                },
+            );
+            tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq = chat.seq, "chat sent");
+            let seq = chat.seq;
+            let view = ChatView::new(chat, file);
+            super::publish_persisted(
+                state,
+                me.couple_id,
+                seq,
+                Some(me.user_id),
+                &ServerFrame::Chat(view),
+            );
+            for asked in asked {
+                tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, question_id = asked.question_id, seq = asked.seq, "question asked");
+                let seq = asked.seq;
+                super::publish_persisted(
+                    state,
+                    me.couple_id,
+                    seq,
+                    None,
+                    &ServerFrame::Question(asked.into()),
+                );
+            }
+        }
+        Ok(Decision::Again { id, seq }) => {
+            reply(&send.reply, &ServerFrame::Ack { client_id, id, seq });
+        }
+        Ok(Decision::Refused(err)) | Err(err) => {
+            reply(
+                &send.reply,
+                &ServerFrame::error(&err, Some(client_id.to_string())),
+            );
+        }
+    }
+}
+
+fn reply(outbox: &Outbox, frame: &ServerFrame) {
+    // A socket that closed meanwhile needs no answer: its client resends with the same
+    // client_id and gets the ack then.
+    outbox.push(Delivery::Reply(frame.to_text()));
+}
+
+/// Stores read marks (the furthest per user in this batch) with one statement and tells the
+/// partners whose marks moved.
+async fn mark_read(state: &AppState, marks: Vec<(Member, i64)>) {
+    let pairs: Vec<(Uuid, i64)> = marks.iter().map(|(me, seq)| (me.user_id, *seq)).collect();
+    match store::sends::mark_read(&state.db, &pairs).await {
+        Ok(moved) => {
+            for (user_id, couple_id, seq) in moved {
+                let json: Utf8Bytes = ServerFrame::Read { user_id, seq }.to_text();
+                let event = BusEvent::Frame {
+                    seq: None,
+                    skip_user: Some(user_id),
+                    from: Some(user_id),
+                    json,
+                };
+                state.bus.publish(couple_id, event);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, marks = pairs.len(), "storing read marks"),
+    }
+}

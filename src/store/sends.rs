@@ -1,0 +1,318 @@
+//! The group commit's SQL: many sends of many couples persisted together (see
+//! `chat::committer` for the batching and `chat::plan` for the rules). Two ways in:
+//!
+//! - **One statement** (`append_plain`, Postgres only): plain text chats of couples that owe
+//!   no answer. It locks the couples' rows in id order, numbers the chats from each couple's
+//!   `last_seq`, inserts chats and events and advances `last_seq`, all in one round trip and
+//!   one implicit transaction. Whether a couple owes anything is read from the row it locks
+//!   (`open_questions`), which Postgres re-reads after waiting for the lock, so the answer is
+//!   never stale. A `(sender_id, client_id)` that exists already makes the whole statement
+//!   fail on the unique index: nothing is written and the batch takes the other way.
+//! - **A transaction** (`lock_couples`, `load`, `write`): everything else (questions, files,
+//!   retries, couples with open questions, and every batch on SQLite). The couples are locked
+//!   first, in id order so two nodes' batches never deadlock; everything the rules need is
+//!   read after the lock, so it is current; then the writes are a few multi-row statements.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{answers, chats, couple_members, couple_questions, couples, events, files};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+};
+use uuid::Uuid;
+
+pub use couples::Model as Couple;
+
+/// A text chat with no file and no question to ask, ready to take its couple's next seq.
+pub struct PlainChat<'a> {
+    pub id: Uuid,
+    pub couple_id: Uuid,
+    pub sender_id: Uuid,
+    pub client_id: Uuid,
+    pub text: &'a str,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// Postgres' unique_violation: a send that exists already.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Appends plain chats in one statement (Postgres only). Chats of one couple take consecutive
+/// seqs in the order given. Returns each couple's new `last_seq`; a couple missing from the
+/// answer (it owes an answer, or is gone) was not touched and none of its chats were written.
+/// `Ok(None)`: one of the sends exists already, and nothing at all was written.
+pub async fn append_plain(
+    db: &DatabaseConnection,
+    chats: &[PlainChat<'_>],
+) -> Result<Option<HashMap<Uuid, i64>>, DbErr> {
+    // `locked` takes the couples' row locks in id order; after waiting for another node's
+    // batch, Postgres re-reads the row, so `last_seq` and `open_questions` are current. The
+    // data-modifying CTEs then see only rows of couples that were locked.
+    const SQL: &str = r#"
+WITH batch AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[])
+        WITH ORDINALITY AS b(id, couple_id, sender_id, client_id, text, sent_at, ord)
+),
+locked AS (
+    SELECT id, last_seq FROM couples
+    WHERE id IN (SELECT couple_id FROM batch) AND open_questions = 0
+    ORDER BY id
+    FOR UPDATE
+),
+numbered AS (
+    SELECT b.id, b.couple_id, b.sender_id, b.client_id, b.text, b.sent_at,
+           l.last_seq + row_number() OVER (PARTITION BY b.couple_id ORDER BY b.ord) AS seq
+    FROM batch b JOIN locked l ON l.id = b.couple_id
+),
+new_chats AS (
+    INSERT INTO chats (id, couple_id, seq, sender_id, client_id, text, sent_at)
+    SELECT id, couple_id, seq, sender_id, client_id, text, sent_at FROM numbered
+),
+new_events AS (
+    INSERT INTO events (couple_id, seq, kind, chat_id, created_at)
+    SELECT couple_id, seq, 'chat', id, sent_at FROM numbered
+)
+UPDATE couples c SET last_seq = n.last
+FROM (SELECT couple_id, max(seq) AS last FROM numbered GROUP BY couple_id) n
+WHERE c.id = n.couple_id
+RETURNING c.id, c.last_seq
+"#;
+    let values: Vec<sea_orm::Value> = vec![
+        chats.iter().map(|c| c.id).collect::<Vec<_>>().into(),
+        chats.iter().map(|c| c.couple_id).collect::<Vec<_>>().into(),
+        chats.iter().map(|c| c.sender_id).collect::<Vec<_>>().into(),
+        chats.iter().map(|c| c.client_id).collect::<Vec<_>>().into(),
+        chats
+            .iter()
+            .map(|c| c.text.to_owned())
+            .collect::<Vec<_>>()
+            .into(),
+        chats.iter().map(|c| c.sent_at).collect::<Vec<_>>().into(),
+    ];
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, SQL, values);
+    match db.query_all_raw(statement).await {
+        Ok(rows) => {
+            let mut advanced = HashMap::with_capacity(rows.len());
+            for row in rows {
+                advanced.insert(row.try_get::<Uuid>("", "id")?, row.try_get("", "last_seq")?);
+            }
+            Ok(Some(advanced))
+        }
+        Err(e) if is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    ) || e.to_string().contains(UNIQUE_VIOLATION)
+}
+
+/// Locks the couples' rows for the transaction, in id order (the order every node uses, so
+/// batches never deadlock). On SQLite the one connection is the lock.
+pub async fn lock_couples(
+    txn: &DatabaseTransaction,
+    mut ids: Vec<Uuid>,
+) -> Result<Vec<Couple>, DbErr> {
+    ids.sort_unstable();
+    ids.dedup();
+    couples::Entity::find()
+        .filter(couples::Column::Id.is_in(ids))
+        .order_by_asc(couples::Column::Id)
+        .lock_exclusive()
+        .all(txn)
+        .await
+}
+
+/// A question a couple was asked, with who has answered it.
+pub struct AskedBefore {
+    pub couple_id: Uuid,
+    pub question_id: i64,
+    pub answered_by: Vec<Uuid>,
+}
+
+/// What the rules of a send need to know, read under the couples' locks.
+#[derive(Default)]
+pub struct Loaded {
+    /// Every question the couples were asked, oldest first: which are asked, who owes what.
+    pub asked: Vec<AskedBefore>,
+    /// Chats these senders sent with these client_ids before: the sends are retries.
+    pub earlier: Vec<chats::Model>,
+    /// The texts of the questions the sends would ask (a question removed from the
+    /// catalogue since the node loaded it is absent and is not asked).
+    pub questions: HashMap<i64, String>,
+    /// The files the sends would carry, locked until commit.
+    pub files: Vec<files::Model>,
+}
+
+pub async fn load(
+    txn: &DatabaseTransaction,
+    couple_ids: &[Uuid],
+    sends: &[(Uuid, Uuid)],
+    question_ids: Vec<i64>,
+    file_ids: Vec<Uuid>,
+) -> Result<Loaded, DbErr> {
+    let asked_rows = couple_questions::Entity::find()
+        .filter(couple_questions::Column::CoupleId.is_in(couple_ids.to_vec()))
+        .order_by_asc(couple_questions::Column::Seq)
+        .all(txn)
+        .await?;
+    let mut asked = Vec::with_capacity(asked_rows.len());
+    if !asked_rows.is_empty() {
+        let answers = answers::Entity::find()
+            .filter(answers::Column::CoupleId.is_in(couple_ids.to_vec()))
+            .all(txn)
+            .await?;
+        for row in asked_rows {
+            let answered_by = answers
+                .iter()
+                .filter(|a| a.couple_id == row.couple_id && a.question_id == row.question_id)
+                .map(|a| a.user_id)
+                .collect();
+            asked.push(AskedBefore {
+                couple_id: row.couple_id,
+                question_id: row.question_id,
+                answered_by,
+            });
+        }
+    }
+    let senders: Vec<Uuid> = sends.iter().map(|s| s.0).collect();
+    let client_ids: Vec<Uuid> = sends.iter().map(|s| s.1).collect();
+    let earlier = chats::Entity::find()
+        .filter(chats::Column::SenderId.is_in(senders))
+        .filter(chats::Column::ClientId.is_in(client_ids))
+        .all(txn)
+        .await?
+        .into_iter()
+        .filter(|c| sends.contains(&(c.sender_id, c.client_id)))
+        .collect();
+    let questions = if question_ids.is_empty() {
+        HashMap::new()
+    } else {
+        super::questions::texts(txn, question_ids).await?
+    };
+    let files = if file_ids.is_empty() {
+        Vec::new()
+    } else {
+        files::Entity::find()
+            .filter(files::Column::Id.is_in(file_ids))
+            .lock_exclusive()
+            .all(txn)
+            .await?
+    };
+    Ok(Loaded {
+        asked,
+        earlier,
+        questions,
+        files,
+    })
+}
+
+/// Everything a batch writes, decided under the locks.
+#[derive(Default)]
+pub struct Writes {
+    pub chats: Vec<chats::Model>,
+    pub events: Vec<events::Model>,
+    pub asked: Vec<couple_questions::Model>,
+    /// (file, chat): uploads attached to the chats carrying them.
+    pub attach: Vec<(Uuid, Uuid)>,
+    /// (couple, new last_seq, questions opened).
+    pub couples: Vec<(Uuid, i64, i32)>,
+}
+
+pub async fn write(txn: &DatabaseTransaction, writes: Writes) -> Result<(), DbErr> {
+    if !writes.chats.is_empty() {
+        chats::Entity::insert_many(writes.chats.into_iter().map(chats::ActiveModel::from))
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !writes.asked.is_empty() {
+        couple_questions::Entity::insert_many(
+            writes
+                .asked
+                .into_iter()
+                .map(couple_questions::ActiveModel::from),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+    if !writes.events.is_empty() {
+        events::Entity::insert_many(writes.events.into_iter().map(events::ActiveModel::from))
+            .exec_without_returning(txn)
+            .await?;
+    }
+    for (file_id, chat_id) in writes.attach {
+        // The row is locked and was checked in `load`; this cannot miss.
+        files::Entity::update_many()
+            .col_expr(files::Column::ChatId, Expr::value(Some(chat_id)))
+            .filter(files::Column::Id.eq(file_id))
+            .filter(files::Column::ChatId.is_null())
+            .exec(txn)
+            .await?;
+    }
+    for (couple_id, last_seq, opened) in writes.couples {
+        couples::Entity::update_many()
+            .col_expr(couples::Column::LastSeq, Expr::value(last_seq))
+            .col_expr(
+                couples::Column::OpenQuestions,
+                Expr::col(couples::Column::OpenQuestions).add(opened),
+            )
+            .filter(couples::Column::Id.eq(couple_id))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Moves read marks forward (never back), many users at once. Returns `(user, couple, seq)`
+/// for the marks that moved.
+pub async fn mark_read(
+    db: &DatabaseConnection,
+    marks: &[(Uuid, i64)],
+) -> Result<Vec<(Uuid, Uuid, i64)>, DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        const SQL: &str = r#"
+UPDATE couple_members m SET read_seq = v.seq
+FROM unnest($1::uuid[], $2::bigint[]) AS v(user_id, seq)
+WHERE m.user_id = v.user_id AND m.read_seq < v.seq
+RETURNING m.user_id, m.couple_id, m.read_seq
+"#;
+        let values: Vec<sea_orm::Value> = vec![
+            marks.iter().map(|m| m.0).collect::<Vec<_>>().into(),
+            marks.iter().map(|m| m.1).collect::<Vec<_>>().into(),
+        ];
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                SQL,
+                values,
+            ))
+            .await?;
+        return rows
+            .into_iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("", "user_id")?,
+                    row.try_get("", "couple_id")?,
+                    row.try_get("", "read_seq")?,
+                ))
+            })
+            .collect();
+    }
+    // SQLite: statements run in-process, one per mark costs no round trip.
+    let mut moved = Vec::new();
+    for &(user_id, seq) in marks {
+        let updated = couple_members::Entity::update_many()
+            .col_expr(couple_members::Column::ReadSeq, Expr::value(seq))
+            .filter(couple_members::Column::UserId.eq(user_id))
+            .filter(couple_members::Column::ReadSeq.lt(seq))
+            .exec_with_returning(db)
+            .await?;
+        moved.extend(updated.into_iter().map(|m| (m.user_id, m.couple_id, seq)));
+    }
+    Ok(moved)
+}
