@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn frames_parse_borrowed_and_bad_ones_are_none() {
-        let text = r#"{"type":"chat","seq":7,"id":"x","sender_id":"y","text":"a \"q\"","file":null,"client_id":null}"#;
+        let text = r#"{"type":"chat","seq":7,"id":"x","text":"a \"q\"","client_id":null}"#;
         let frame = Frame::parse(text);
         assert!(matches!(
             frame,

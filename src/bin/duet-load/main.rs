@@ -26,8 +26,9 @@
 //! run can be checked for the generator having been the bottleneck (also `send_lag_max_ms`).
 //!
 //! What each mode measures and how is documented at the top of its module: `setup.rs`,
-//! `rate.rs` (`rate` and `step`), `idle.rs`, `resume.rs`, `storm.rs`; the protocol is in
-//! `client.rs`, CPU/memory in `measure.rs`, output in `report.rs`, descriptor limits in
+//! `rate.rs` (`rate` and `step`; its send schedule and writers are in `schedule.rs`, what its
+//! readers count in `ledger.rs`), `idle.rs`, `resume.rs` and `storm.rs`. The protocol is in
+//! `client.rs`, CPU and memory in `measure.rs`, output in `report.rs`, descriptor limits in
 //! `limits.rs`. The node's own limits matter for every mode: Duet by default allows 20
 //! frames/s per socket (`DUET_FRAME_RATE`, `DUET_FRAME_BURST`), 8 sockets per user per node
 //! (`DUET_MAX_SOCKETS_PER_USER`) and 10,000 sockets per node (`DUET_MAX_SOCKETS`); a sizing
@@ -36,11 +37,13 @@
 
 mod client;
 mod idle;
+mod ledger;
 mod limits;
 mod measure;
 mod rate;
 mod report;
 mod resume;
+mod schedule;
 mod setup;
 mod storm;
 

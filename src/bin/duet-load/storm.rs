@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::client::{DialError, Dialer, Node, hold};
 use crate::report::{Latency, Table, histogram, line, note, round1, round3};
+use crate::schedule::Clock;
 use crate::setup::read_tokens;
 
 /// Kill a node holding many sockets and time their reconnects to another node.
@@ -63,16 +64,6 @@ pub struct Args {
     /// Read buffer of each of the generator's sockets, in bytes.
     #[arg(long, default_value_t = 4096)]
     read_buffer: usize,
-}
-
-/// Microseconds since the run began.
-#[derive(Clone, Copy)]
-struct Clock(Instant);
-
-impl Clock {
-    fn now_us(self) -> u64 {
-        self.0.elapsed().as_micros() as u64
-    }
 }
 
 /// What the sockets report back, shared with the coordinator.

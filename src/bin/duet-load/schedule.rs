@@ -1,0 +1,224 @@
+//! The open-loop schedule of a `rate` step and the writers that keep it. Slot n of a step is
+//! due at t0 + n/R, dealt round-robin to the M sockets (socket i owns slots i, i+M, i+2M, ...),
+//! so each socket sends every M/R seconds with phase i/R and the total is evenly spread. A
+//! writer sleeps until its next slot; when it wakes late (a busy machine, a blocked socket) it
+//! feeds everything already due and flushes once, and the lateness lands in the latencies,
+//! which are measured from the slots' times. The runtime's timer has 1 ms granularity, so a
+//! send leaves up to ~1 ms after its slot: that is part of every latency reported (and bounded
+//! by `send_lag_max_ms`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{Nonce, Ws, error_label, send_frame};
+use crate::ledger::Shared;
+
+/// Microseconds since the run began: the one time base of schedules and arrivals.
+#[derive(Clone, Copy)]
+pub struct Clock(pub Instant);
+
+impl Clock {
+    pub fn now_us(self) -> u64 {
+        self.0.elapsed().as_micros() as u64
+    }
+
+    pub async fn sleep_until(self, us: u64) {
+        tokio::time::sleep_until((self.0 + Duration::from_micros(us)).into()).await;
+    }
+}
+
+/// One step's schedule. Slot n (0, 1, 2, ...) is due at t0 + n/R; socket i sends slots
+/// i + k*M for k = 0, 1, ... (M sockets). Slots before `warm_slots` are the warm-up.
+pub struct Plan {
+    pub nonce: Nonce,
+    pub sockets: u64,
+    pub rate: f64,
+    pub t0_us: u64,
+    pub warm_slots: u64,
+    pub end_slots: u64,
+}
+
+impl Plan {
+    fn slot(&self, i: u32, k: u32) -> u64 {
+        u64::from(k) * self.sockets + u64::from(i)
+    }
+
+    fn slot_us(&self, slot: u64) -> u64 {
+        self.t0_us + (slot as f64 * 1e6 / self.rate) as u64
+    }
+
+    pub fn at_us(&self, i: u32, k: u32) -> u64 {
+        self.slot_us(self.slot(i, k))
+    }
+
+    /// How many sends socket i makes in this step (warm-up included).
+    pub fn sends_of(&self, i: u32) -> u32 {
+        self.end_slots
+            .saturating_sub(u64::from(i))
+            .div_ceil(self.sockets) as u32
+    }
+
+    /// Socket i's first k inside the measured window.
+    pub fn first_measured(&self, i: u32) -> u32 {
+        self.warm_slots
+            .saturating_sub(u64::from(i))
+            .div_ceil(self.sockets) as u32
+    }
+
+    pub fn measured(&self, i: u32, k: u32) -> bool {
+        self.slot(i, k) >= self.warm_slots
+    }
+
+    pub fn window_start_us(&self) -> u64 {
+        self.slot_us(self.warm_slots)
+    }
+
+    pub fn window_end_us(&self) -> u64 {
+        self.slot_us(self.end_slots)
+    }
+
+    pub fn window_sends(&self) -> u64 {
+        self.end_slots - self.warm_slots
+    }
+}
+
+/// A writer's account of one step.
+#[derive(Default)]
+pub struct Written {
+    /// Sends written (k reached).
+    pub sent: u32,
+    /// Of which in the measured window.
+    pub measured: u64,
+    /// When the last measured send was flushed.
+    pub last_flush_us: u64,
+    /// How late the writer was at worst, from a send's scheduled time to its feeding.
+    pub max_lag_us: u64,
+    /// Why the socket stopped taking writes.
+    pub error: Option<String>,
+}
+
+/// One step for one writer: the plan to follow, and where to report when done.
+pub struct Job {
+    pub plan: Arc<Plan>,
+    pub done: oneshot::Sender<Written>,
+}
+
+/// A socket's writer: follows each step's plan it is handed. Once its socket has failed it
+/// answers every later step at once with that failure, so a step never waits on a dead socket.
+pub async fn write_loop(
+    mut sink: SplitSink<Ws, Message>,
+    me: u32,
+    shared: Arc<Shared>,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    let mut broken: Option<String> = None;
+    while let Some(job) = jobs.recv().await {
+        let written = match &broken {
+            Some(why) => Written {
+                error: Some(why.clone()),
+                ..Written::default()
+            },
+            None => follow(&mut sink, me, &job.plan, &shared).await,
+        };
+        if broken.is_none() {
+            broken.clone_from(&written.error);
+        }
+        let _ = job.done.send(written);
+    }
+}
+
+/// Sends socket `me`'s part of the plan on time, or as soon as possible when late.
+async fn follow(
+    sink: &mut SplitSink<Ws, Message>,
+    me: u32,
+    plan: &Plan,
+    shared: &Shared,
+) -> Written {
+    let clock = shared.clock;
+    let sends = plan.sends_of(me);
+    let mut written = Written::default();
+    let mut k = 0u32;
+    while k < sends {
+        clock.sleep_until(plan.at_us(me, k)).await;
+        let now = clock.now_us();
+        written.max_lag_us = written
+            .max_lag_us
+            .max(now.saturating_sub(plan.at_us(me, k)));
+        let mut fed = 0u32;
+        let mut measured = 0u64;
+        // Everything due by now goes in one write.
+        while k < sends && plan.at_us(me, k) <= now {
+            let at = plan.at_us(me, k);
+            let frame = send_frame(plan.nonce.client_id(me, k), me, k, at);
+            if let Err(e) = sink.feed(frame).await {
+                written.error = Some(format!("write: {}", error_label(&e)));
+                return written;
+            }
+            measured += u64::from(plan.measured(me, k));
+            fed += 1;
+            k += 1;
+        }
+        if let Err(e) = sink.flush().await {
+            written.error = Some(format!("write: {}", error_label(&e)));
+            return written;
+        }
+        written.sent += fed;
+        written.measured += measured;
+        shared.written.fetch_add(u64::from(fed), Ordering::Relaxed);
+        if measured > 0 {
+            written.last_flush_us = clock.now_us();
+        }
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(sockets: u64, rate: f64, warm_slots: u64, end_slots: u64) -> Plan {
+        Plan {
+            nonce: Nonce::random(),
+            sockets,
+            rate,
+            t0_us: 1_000,
+            warm_slots,
+            end_slots,
+        }
+    }
+
+    #[test]
+    fn every_slot_is_sent_once_and_the_window_is_counted_exactly() {
+        let p = plan(6, 1000.0, 7, 50);
+        let mut slots: Vec<u64> = (0..6)
+            .flat_map(|i| (0..p.sends_of(i)).map(move |k| (i, k)))
+            .map(|(i, k)| p.slot(i, k))
+            .collect();
+        slots.sort_unstable();
+        assert_eq!(slots, (0..50).collect::<Vec<_>>());
+        let measured: u64 = (0..6)
+            .map(|i| u64::from(p.sends_of(i) - p.first_measured(i)))
+            .sum();
+        assert_eq!(measured, p.window_sends());
+        for i in 0..6 {
+            let first = p.first_measured(i);
+            assert!(first == 0 || !p.measured(i, first - 1));
+            assert!(first == p.sends_of(i) || p.measured(i, first));
+        }
+    }
+
+    #[test]
+    fn sends_are_spread_one_slot_apart() {
+        let p = plan(4, 2000.0, 0, 100);
+        assert_eq!(p.at_us(0, 0), 1_000);
+        assert_eq!(p.at_us(1, 0), 1_500);
+        assert_eq!(p.at_us(0, 1), 3_000);
+        assert_eq!(p.window_end_us(), 51_000);
+    }
+}
