@@ -556,6 +556,7 @@ function freshChat() {
     partnerOnline: false,
     partnerReadSeq: 0,
     readMarkSeq: null,
+    readableSeq: 0, // highest seq of an event not by me: marking my own chats read tells nobody anything
     readSent: 0,
     readTimer: null,
     questions: new Map(), // question_id -> { id, seq, text, keyword, asked_at, me, partner }
@@ -870,6 +871,7 @@ function resetTimeline() {
   chat.byId.clear();
   chat.questions.clear();
   chat.lastSeq = null;
+  chat.readableSeq = 0;
   chat.readSent = 0;
   chat.partnerReadSeq = 0;
   chat.readMarkSeq = null;
@@ -901,6 +903,7 @@ function onChat(f) {
   }
   const stick = nearBottom();
   const rec = { kind: 'chat', ...pickChat(f) };
+  if (!isMine(f.sender_id)) chat.readableSeq = Math.max(chat.readableSeq, f.seq);
   insertRecord(rec);
   afterInsert(stick, isMine(f.sender_id));
   if (chat.synced && !isMine(f.sender_id)) {
@@ -1469,9 +1472,10 @@ function scheduleRead() {
 }
 
 function sendRead() {
-  if (!chat.synced || document.visibilityState !== 'visible' || chat.lastSeq == null) return;
-  if (chat.lastSeq <= chat.readSent) return;
-  if (wsSend({ type: 'read', seq: chat.lastSeq })) chat.readSent = chat.lastSeq;
+  if (!chat.synced || document.visibilityState !== 'visible') return;
+  const seq = chat.readableSeq;
+  if (seq <= chat.readSent) return;
+  if (wsSend({ type: 'read', seq })) chat.readSent = seq;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1574,6 +1578,7 @@ function onMessagesScroll() {
 
 function onQuestion(f) {
   bumpSeq(f.seq);
+  if (typeof f.seq === 'number') chat.readableSeq = Math.max(chat.readableSeq, f.seq);
   let q = chat.questions.get(f.question_id);
   if (!q) {
     q = { id: f.question_id, me: false, partner: false };

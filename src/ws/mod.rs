@@ -64,14 +64,13 @@ pub async fn upgrade(
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| {
-            let tasks = state.tasks.clone();
-            async move {
-                tasks
-                    .track_future(async move {
-                        session.run(socket).await;
-                        drop(permit);
-                    })
-                    .await;
-            }
+            // Boxed once: the futures around it (axum's task, the tracker) hold a pointer
+            // rather than copies of the session's future, which would double what every
+            // open socket costs.
+            let run = Box::pin(session.run(socket));
+            state.tasks.track_future(async move {
+                run.await;
+                drop(permit);
+            })
         }))
 }

@@ -95,8 +95,12 @@ pub struct Session {
     /// Last time the client sent anything (a frame or a pong).
     last_heard: Instant,
     next_ping: Instant,
-    /// Bytes fed since the last flush.
+    /// Bytes fed since the last flush (replays and catch-ups write in chunks).
     unflushed: usize,
+    /// Live frames decided in this wake-up, written together at its end.
+    out: Vec<Message>,
+    /// Events were lost or are overdue: read them from the database before writing on.
+    behind: bool,
 }
 
 impl Session {
@@ -127,11 +131,19 @@ impl Session {
             read_sent: 0,
             last_heard: now,
             unflushed: 0,
+            out: Vec::new(),
+            behind: false,
         }
     }
 
-    pub async fn run(mut self, socket: WebSocket) {
-        let (mut sink, mut stream) = socket.split();
+    /// The socket's life. Split here, outside the future, so the future (which every open
+    /// socket holds until it closes) does not keep room for the unsplit socket.
+    pub fn run(self, socket: WebSocket) -> impl Future<Output = ()> + Send {
+        let (sink, stream) = socket.split();
+        self.live(sink, stream)
+    }
+
+    async fn live(mut self, mut sink: Sink, mut stream: Stream) {
         // Listen before reading where the couple stands, so nothing falls between the two.
         let subscription = self
             .state
@@ -139,18 +151,19 @@ impl Session {
             .subscribe(self.me.couple_id, self.me.user_id, Arc::clone(&self.outbox))
             .await;
         self.state.metrics.sockets_open.inc();
-        let first = self
-            .state
-            .bus
-            .socket_opened(self.me.user_id, self.me.couple_id, self.me.partner_id)
-            .await;
+        // Rare, large futures (Redis round trips, database reads) are boxed so that the
+        // future every idle socket holds for its whole life stays small.
+        let first = Box::pin(self.state.bus.socket_opened(
+            self.me.user_id,
+            self.me.couple_id,
+            self.me.partner_id,
+        ))
+        .await;
         if first {
             chat::presence(&self.state, &self.me, true);
         }
         tracing::debug!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "socket open");
 
-        // The handshake is long but runs once; boxing keeps it out of the future that every
-        // idle socket holds for its whole life.
         let handshake = Box::pin(self.handshake(&mut sink)).await;
         let ending = match handshake {
             Ok(()) => self.serve(&mut sink, &mut stream).await,
@@ -172,7 +185,7 @@ impl Session {
             }
         }
         self.state.metrics.sockets_open.dec();
-        if self.state.bus.socket_closed(self.me.user_id).await {
+        if Box::pin(self.state.bus.socket_closed(self.me.user_id)).await {
             chat::presence(&self.state, &self.me, false);
         }
         tracing::debug!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "socket closed");
@@ -237,18 +250,24 @@ impl Session {
         let timer = tokio::time::sleep_until(self.next_deadline());
         tokio::pin!(timer);
         loop {
+            // Handlers only decide what to write (into `self.out`); writing happens below,
+            // once per wake-up: every frame fed, then one flush.
             let step = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Err(Ending::Close(close::RESTART, "server restarting")),
                 taken = outbox.take(&mut delivered) => match taken {
-                    Ok(()) => self.on_deliveries(sink, &mut delivered).await,
+                    Ok(()) => self.on_deliveries(&mut delivered),
                     Err(_) => Err(self.too_slow()),
                 },
-                message = stream.next() => self.on_message(sink, message).await,
-                () = &mut timer => self.on_timer(sink).await,
+                message = stream.next() => self.on_message(message).await,
+                () = &mut timer => self.on_timer(),
             };
             let step = match step {
-                Ok(()) => self.flush_if_needed(sink).await.map_err(|_| Ending::Gone),
+                Ok(()) if self.behind => self.catch_up(sink).await,
+                step => step,
+            };
+            let step = match step {
+                Ok(()) => self.write_out(sink).await,
                 Err(ending) => Err(ending),
             };
             if let Err(ending) = step {
@@ -269,11 +288,11 @@ impl Session {
         next
     }
 
-    async fn on_deliveries(&mut self, sink: &mut Sink, delivered: &mut VecDeque<Delivery>) -> Step {
+    fn on_deliveries(&mut self, delivered: &mut VecDeque<Delivery>) -> Step {
         while let Some(delivery) = delivered.pop_front() {
             match delivery {
-                Delivery::Reply(json) => self.feed_live(sink, json).await?,
-                Delivery::Event(event) => self.on_event(sink, event).await?,
+                Delivery::Reply(json) => self.write(json),
+                Delivery::Event(event) => self.on_event(event)?,
             }
         }
         if delivered.capacity() > 16 {
@@ -282,11 +301,11 @@ impl Session {
         Ok(())
     }
 
-    async fn on_event(&mut self, sink: &mut Sink, event: BusEvent) -> Step {
+    fn on_event(&mut self, event: BusEvent) -> Step {
         match event {
             BusEvent::Frame {
                 seq: None, json, ..
-            } => self.feed_live(sink, json).await,
+            } => self.write(json),
             BusEvent::Frame {
                 seq: Some(seq),
                 from,
@@ -299,13 +318,13 @@ impl Session {
                 if seq > self.cursor + 1 {
                     self.early.insert(seq, (from, json));
                     if self.early.len() > REORDER_LIMIT {
-                        return self.catch_up(sink).await;
+                        self.behind = true;
                     }
                     self.early_deadline
                         .get_or_insert_with(|| Instant::now() + REORDER_WAIT);
                     return Ok(());
                 }
-                self.give(sink, seq, from, json).await?;
+                self.give(seq, from, json);
                 // The event may have been what earlier arrivals were waiting for.
                 while let Some(entry) = self.early.first_entry() {
                     if *entry.key() > self.cursor + 1 {
@@ -313,41 +332,36 @@ impl Session {
                     }
                     let (seq, (from, json)) = entry.remove_entry();
                     if seq == self.cursor + 1 {
-                        self.give(sink, seq, from, json).await?;
+                        self.give(seq, from, json);
                     }
                 }
                 if self.early.is_empty() {
                     self.early_deadline = None;
                 }
-                Ok(())
             }
             BusEvent::SessionEnded { session_id } if session_id == self.me.session_id => {
-                Err(Ending::Close(close::SESSION_ENDED, "signed out"))
+                return Err(Ending::Close(close::SESSION_ENDED, "signed out"));
             }
-            BusEvent::SessionEnded { .. } | BusEvent::Presence { .. } => Ok(()),
-            BusEvent::Resync => self.catch_up(sink).await,
-            BusEvent::CoupleDeleted => Err(Ending::Close(close::COUPLE_DELETED, "couple deleted")),
+            BusEvent::SessionEnded { .. } | BusEvent::Presence { .. } => {}
+            BusEvent::Resync => self.behind = true,
+            BusEvent::CoupleDeleted => {
+                return Err(Ending::Close(close::COUPLE_DELETED, "couple deleted"));
+            }
         }
+        Ok(())
     }
 
     /// Writes the next persisted event.
-    async fn give(
-        &mut self,
-        sink: &mut Sink,
-        seq: i64,
-        from: Option<uuid::Uuid>,
-        json: Utf8Bytes,
-    ) -> Step {
+    fn give(&mut self, seq: i64, from: Option<uuid::Uuid>, json: Utf8Bytes) {
         self.cursor = seq;
         if from != Some(self.me.user_id) {
             self.readable = seq;
         }
-        self.feed_live(sink, json).await
+        self.write(json);
     }
 
     async fn on_message(
         &mut self,
-        sink: &mut Sink,
         message: Option<std::result::Result<Message, axum::Error>>,
     ) -> Step {
         let message = match message {
@@ -371,10 +385,10 @@ impl Session {
             }
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
         };
-        match reply {
-            Some(frame) => self.feed_live(sink, frame.to_text()).await,
-            None => Ok(()),
+        if let Some(frame) = reply {
+            self.write(frame.to_text());
         }
+        Ok(())
     }
 
     /// Carries out one client frame; returns what answers it on this socket now, if anything.
@@ -415,11 +429,13 @@ impl Session {
                 )?;
                 Ok(None)
             }
+            // Rare, and their futures are large (a transaction): boxed, so that the future
+            // every idle socket holds for its whole life stays small.
             ClientFrame::Answer { question_id, text } => {
-                question::answer(state, me, question_id, &text).await
+                Box::pin(question::answer(state, me, question_id, &text)).await
             }
             ClientFrame::Delete { chat_id } => {
-                chat::delete(state, me, chat_id).await?;
+                Box::pin(chat::delete(state, me, chat_id)).await?;
                 Ok(None)
             }
             ClientFrame::Typing => {
@@ -438,30 +454,27 @@ impl Session {
                 let seq = seq.min(self.readable);
                 if seq > self.read_sent {
                     self.read_sent = seq;
-                    chat::read(state, me, seq);
+                    chat::read(&self.state, &self.me, seq);
                 }
                 Ok(None)
             }
         }
     }
 
-    async fn on_timer(&mut self, sink: &mut Sink) -> Step {
+    fn on_timer(&mut self) -> Step {
         let now = Instant::now();
         if now >= self.expires_at {
             return Err(Ending::Close(close::SESSION_ENDED, "session expired"));
         }
         if self.early_deadline.is_some_and(|d| now >= d) {
-            self.catch_up(sink).await?;
+            self.behind = true;
         }
         if now >= self.next_ping {
             if self.last_heard.elapsed() > self.state.config.idle_timeout() {
                 return Err(Ending::Close(close::IDLE, "no answer to ping"));
             }
             self.next_ping = now + self.state.config.ping_interval();
-            sink.feed(Message::Ping(Default::default()))
-                .await
-                .map_err(|_| Ending::Gone)?;
-            self.unflushed += 2;
+            self.out.push(Message::Ping(Default::default()));
         }
         Ok(())
     }
@@ -474,9 +487,17 @@ impl Session {
 
     /// Reads what this socket missed from the database, up to the couple's latest seq.
     async fn catch_up(&mut self, sink: &mut Sink) -> Step {
+        Box::pin(self.catch_up_now(sink)).await
+    }
+
+    async fn catch_up_now(&mut self, sink: &mut Sink) -> Step {
+        self.behind = false;
+        // What is already decided goes first: it is older than what the database adds.
+        self.write_out(sink).await?;
         let result = async {
             let last = store::couples::last_seq(&self.state.db, self.me.couple_id).await?;
-            self.catch_up_to(sink, last).await
+            self.catch_up_to(sink, last).await?;
+            self.flush(sink).await
         }
         .await;
         // What waited for the gap is in the database too, and now at or below the cursor.
@@ -525,10 +546,6 @@ impl Session {
         Ok(())
     }
 
-    async fn feed_live(&mut self, sink: &mut Sink, json: Utf8Bytes) -> Step {
-        self.feed(sink, json).await.map_err(|_| Ending::Gone)
-    }
-
     async fn flush(&mut self, sink: &mut Sink) -> Result<()> {
         self.unflushed = 0;
         match tokio::time::timeout(WRITE_TIMEOUT, sink.flush()).await {
@@ -537,11 +554,32 @@ impl Session {
         }
     }
 
-    async fn flush_if_needed(&mut self, sink: &mut Sink) -> Result<()> {
-        if self.unflushed == 0 {
+    /// Queues a live frame for this wake-up's write.
+    fn write(&mut self, json: Utf8Bytes) {
+        self.state.metrics.frames_sent.inc();
+        self.out.push(Message::Text(json));
+    }
+
+    /// Feeds what this wake-up decided to write, then flushes once.
+    async fn write_out(&mut self, sink: &mut Sink) -> Step {
+        if self.out.is_empty() {
             return Ok(());
         }
-        self.flush(sink).await
+        let out = &mut self.out;
+        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+            for message in out.drain(..) {
+                sink.feed(message).await?;
+            }
+            sink.flush().await
+        })
+        .await;
+        if self.out.capacity() > 8 {
+            self.out.shrink_to(8);
+        }
+        match written {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Ending::Gone),
+        }
     }
 }
 

@@ -100,6 +100,55 @@ async fn the_question_gate_and_the_single_question_hold_across_nodes() {
     }
 }
 
+/// Three couples, every partner on a different node from the other, everyone sending at
+/// once: the two nodes' batches lock the same couples' rows concurrently. Each couple's
+/// chats reach both partners gapless, in one order, and each sender's in the order sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partners_on_two_nodes_sending_at_once_see_one_gapless_order() {
+    const EACH: usize = 60;
+    let cluster = Cluster::start(2, &["--frame-burst=1000"]).await;
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        let (mina, joon) = couple_on(&cluster).await;
+        let mine = mina.on(cluster.addrs[0]).socket().await;
+        let theirs = joon.on(cluster.addrs[1]).socket().await;
+        pairs.push((mine, theirs));
+    }
+    let runs = pairs.into_iter().map(|(mut mine, mut theirs)| async move {
+        for i in 0..EACH {
+            mine.say(&format!("m{i}")).await;
+            theirs.say(&format!("j{i}")).await;
+        }
+        let seen_by_mina = chats(&mut mine, 2 * EACH).await;
+        let seen_by_joon = chats(&mut theirs, 2 * EACH).await;
+        let order = |chats: &[Value]| -> Vec<(i64, String)> {
+            chats
+                .iter()
+                .map(|c| {
+                    (
+                        c["seq"].as_i64().unwrap_or(-1),
+                        c["text"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let (mina_order, joon_order) = (order(&seen_by_mina), order(&seen_by_joon));
+        assert_eq!(mina_order, joon_order, "one order for both");
+        let seqs: Vec<i64> = mina_order.iter().map(|c| c.0).collect();
+        assert_eq!(seqs, (1..=(2 * EACH) as i64).collect::<Vec<_>>(), "gapless");
+        for prefix in ["m", "j"] {
+            let sent: Vec<&str> = mina_order
+                .iter()
+                .map(|c| c.1.as_str())
+                .filter(|t| t.starts_with(prefix))
+                .collect();
+            let wanted: Vec<String> = (0..EACH).map(|i| format!("{prefix}{i}")).collect();
+            assert_eq!(sent, wanted, "{prefix}'s chats in the order sent");
+        }
+    });
+    futures_util::future::join_all(runs).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_crosses_nodes_and_heals_when_a_node_dies_silently() {
     let cluster = Cluster::start(1, &[]).await;

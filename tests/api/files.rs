@@ -24,7 +24,7 @@ both_backends!(
 );
 
 /// A 3x2 PNG, the smallest real image a browser shows.
-const PNG: &[u8] = &[
+pub(crate) const PNG: &[u8] = &[
     0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
     0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0x12, 0x16, 0xF1,
     0x4D, 0x00, 0x00, 0x00, 0x12, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
@@ -32,7 +32,7 @@ const PNG: &[u8] = &[
     0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
 
-async fn upload(user: &User, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+pub(crate) async fn upload(user: &User, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
     let form = Form::new().part("file", Part::bytes(bytes).file_name(name.to_owned()));
     let res = reqwest::Client::new()
         .post(format!("{}/api/files", user.base))
@@ -68,7 +68,7 @@ async fn upload_raw(user: &User, filename_param: &str) -> Value {
     res.json::<Value>().await.unwrap_or(Value::Null)["file"].clone()
 }
 
-async fn uploaded(user: &User, name: &str, bytes: &[u8]) -> Value {
+pub(crate) async fn uploaded(user: &User, name: &str, bytes: &[u8]) -> Value {
     let (status, body) = upload(user, name, bytes.to_vec()).await;
     assert_eq!(status, StatusCode::CREATED, "upload of {name}: {body}");
     body["file"].clone()

@@ -10,6 +10,7 @@ mod accounts;
 mod breakup;
 mod chat;
 mod cluster;
+mod commit;
 mod files;
 mod pairing;
 mod question;

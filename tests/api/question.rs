@@ -14,6 +14,7 @@ both_backends!(
     the_gate_refuses_send_until_that_user_answers_while_the_partner_stays_gated,
     unanswered_questions_come_back_on_reconnect_oldest_first,
     both_partners_triggering_a_keyword_at_once_get_exactly_one_question,
+    a_chat_never_lands_after_a_question_its_sender_owes,
     korean_keywords_match_inside_words_and_english_only_whole_words,
     the_partners_answer_stays_hidden_until_i_answer,
     answering_an_unknown_or_another_couples_question_is_not_found,
@@ -21,6 +22,30 @@ both_backends!(
 );
 
 const TRAVEL: &str = "우리가 함께 꼭 가보고 싶은 곳은 어디야?";
+
+/// Keywords of twenty different questions of the default catalogue.
+const KEYWORDS: [&str; 20] = [
+    "여행",
+    "맛집",
+    "요리",
+    "저축",
+    "가족",
+    "명절",
+    "이사",
+    "미래",
+    "친구",
+    "회사",
+    "기념일",
+    "생일",
+    "선물",
+    "영화",
+    "노래",
+    "주말",
+    "커피",
+    "운동",
+    "강아지",
+    "결혼",
+];
 
 async fn answer(socket: &mut Socket, question_id: &Value, text: &str) {
     socket
@@ -137,29 +162,7 @@ async fn both_partners_triggering_a_keyword_at_once_get_exactly_one_question(bac
     let mut theirs = joon.socket().await;
     let mut watcher = joon.socket().await;
 
-    let keywords = [
-        "여행",
-        "맛집",
-        "요리",
-        "저축",
-        "가족",
-        "명절",
-        "이사",
-        "미래",
-        "친구",
-        "회사",
-        "기념일",
-        "생일",
-        "선물",
-        "영화",
-        "노래",
-        "주말",
-        "커피",
-        "운동",
-        "강아지",
-        "결혼",
-    ];
-    for keyword in keywords {
+    for keyword in KEYWORDS {
         let questions = both_say_at_once(&mut mine, &mut theirs, &mut watcher, keyword).await;
         assert_eq!(questions.len(), 1, "{keyword}: {questions:?}");
         assert_eq!(questions[0]["keyword"], keyword);
@@ -169,8 +172,47 @@ async fn both_partners_triggering_a_keyword_at_once_get_exactly_one_question(bac
     let (_, page) = mina.get("/api/answers").await;
     assert_eq!(
         page["answers"].as_array().map(Vec::len),
-        Some(keywords.len())
+        Some(KEYWORDS.len())
     );
+}
+
+/// The gate is decided in the transaction that commits the send, after the couple's row is
+/// locked: when Mina's chat asks a question at the very moment Joon sends, Joon's chat either
+/// lands before the question or is refused; it never lands after a question he owes.
+async fn a_chat_never_lands_after_a_question_its_sender_owes(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    let mut watcher = mina.socket().await;
+
+    let (mut before, mut refused) = (0, 0);
+    for keyword in KEYWORDS {
+        let asking = format!("{keyword} 얘기 좀 하자");
+        let (asked, plain) = tokio::join!(mine.outcome(&asking), theirs.outcome("응 좋아"));
+        assert_eq!(asked["type"], "ack", "{keyword}: {asked}");
+        let question = watcher.until("question").await;
+        assert_eq!(
+            question["seq"],
+            asked["seq"].as_i64().unwrap() + 1,
+            "{keyword}"
+        );
+        if plain["type"] == "ack" {
+            assert!(
+                plain["seq"].as_i64() < question["seq"].as_i64(),
+                "{keyword}: Joon's chat (seq {}) landed after the question he owed (seq {})",
+                plain["seq"],
+                question["seq"]
+            );
+            before += 1;
+        } else {
+            assert_eq!(plain["code"], "answer_required", "{keyword}: {plain}");
+            refused += 1;
+        }
+        let question_id = question["question_id"].clone();
+        both_answer(&mut mine, &mut theirs, &mut watcher, &question_id).await;
+    }
+    assert_eq!(before + refused, KEYWORDS.len());
 }
 
 async fn korean_keywords_match_inside_words_and_english_only_whole_words(backend: Backend) {

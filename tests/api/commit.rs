@@ -1,0 +1,167 @@
+//! The group commit: a node persists the sends that arrive together in one transaction, and
+//! nothing of the promise is traded for it. These tests hold a commit open for a moment
+//! (`--commit-window-us`) so that the sends they make land in one batch, and check through
+//! `/metrics` that they did.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::both_backends;
+use crate::files::uploaded;
+use crate::support::*;
+
+both_backends!(
+    one_refused_send_never_fails_the_others_in_its_batch,
+    a_chat_is_stored_by_the_time_its_ack_arrives,
+    the_same_send_twice_in_one_batch_creates_one_chat,
+    marking_ones_own_chats_read_tells_the_partner_nothing,
+);
+
+/// Long enough for a test's sends to meet in one batch, short enough not to slow it down.
+const WINDOW: &str = "--commit-window-us=300000";
+
+/// `(batches committed, sends in them)` so far, from the node's `/metrics`.
+async fn batches(node: &TestNode) -> (u64, u64) {
+    let text = reqwest::get(format!("{}/metrics", node.base()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_default() as u64
+    };
+    (
+        value("duet_commit_batch_size_count "),
+        value("duet_commit_batch_size_sum "),
+    )
+}
+
+async fn one_refused_send_never_fails_the_others_in_its_batch(backend: Backend) {
+    let node = spawn_node_with(backend, &[WINDOW]).await;
+    let (mina, joon) = couple(&node).await;
+    let joons_photo = uploaded(&joon, "joon.png", crate::files::PNG).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+
+    // Within one window: a fine chat, someone else's photo, a chat too long to take, a chat
+    // that asks a question, then (a moment later) Joon, who now owes its answer.
+    let fine = mine.say("first").await;
+    let stolen = Uuid::new_v4();
+    mine.send(
+        json!({ "type": "send", "client_id": stolen, "text": "", "file_id": joons_photo["id"] }),
+    )
+    .await;
+    let long = mine.say(&"가".repeat(4001)).await;
+    let asking = mine.say("이번 여행은 어디로 갈까?").await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let gated = theirs.say("hi").await;
+
+    let mut outcomes = std::collections::HashMap::new();
+    while outcomes.len() < 4 {
+        let frame = mine.until_any(&["ack", "error"]).await;
+        outcomes.insert(frame["client_id"].as_str().unwrap().to_owned(), frame);
+    }
+    let outcome = |id: Uuid| outcomes[&id.to_string()].clone();
+    assert_eq!(outcome(fine)["type"], "ack");
+    assert_eq!(outcome(fine)["seq"], 1);
+    assert_eq!(outcome(stolen)["code"], "not_found");
+    assert_eq!(outcome(long)["code"], "too_long");
+    assert_eq!(outcome(asking)["type"], "ack");
+    assert_eq!(outcome(asking)["seq"], 2);
+    // What Joon saw: the two chats and the question, seqs 1, 2, 3, then his refusal.
+    let mut seen = Vec::new();
+    let refused = loop {
+        let frame = theirs.until_any(&["chat", "question", "error"]).await;
+        if frame["type"] == "error" {
+            break frame;
+        }
+        seen.push((frame["type"].clone(), frame["seq"].clone()));
+    };
+    assert_eq!(refused["client_id"], gated.to_string());
+    assert_eq!(refused["code"], "answer_required");
+    assert_eq!(
+        seen,
+        [
+            (json!("chat"), json!(1)),
+            (json!("chat"), json!(2)),
+            (json!("question"), json!(3))
+        ]
+    );
+    // The four sends that reached the committer were decided in one batch.
+    assert_eq!(batches(&node).await, (1, 4));
+}
+
+async fn a_chat_is_stored_by_the_time_its_ack_arrives(backend: Backend) {
+    let node = spawn_node_with(backend, &[WINDOW]).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    for text in ["one", "two", "three"] {
+        mine.say(text).await;
+    }
+    for _ in 0..3 {
+        let ack = mine.until("ack").await;
+        let (_, history) = joon.get("/api/chats").await;
+        let ids: Vec<&Value> = history["chats"]
+            .as_array()
+            .map(|chats| chats.iter().map(|c| &c["id"]).collect())
+            .unwrap_or_default();
+        assert!(ids.contains(&&ack["id"]), "acked but not stored: {ack}");
+    }
+    assert_eq!(batches(&node).await, (1, 3));
+}
+
+async fn the_same_send_twice_in_one_batch_creates_one_chat(backend: Backend) {
+    let node = spawn_node_with(backend, &[WINDOW]).await;
+    let (mina, joon) = couple(&node).await;
+    let mut laptop = mina.socket().await;
+    let mut phone = mina.socket().await;
+    let mut partner = joon.socket().await;
+
+    let send = json!({ "type": "send", "client_id": Uuid::new_v4(), "text": "only once" });
+    laptop.send(send.clone()).await;
+    laptop.send(send.clone()).await;
+    phone.send(send).await;
+    let acks = [
+        laptop.until("ack").await,
+        laptop.until("ack").await,
+        phone.until("ack").await,
+    ];
+    assert!(acks.iter().all(|a| a == &acks[0]), "{acks:?}");
+    assert_eq!(acks[0]["seq"], 1);
+    partner.say("marker").await;
+    assert_eq!(partner.until("chat").await["text"], "only once");
+    assert_eq!(partner.until("chat").await["seq"], 2);
+    let (_, history) = joon.get("/api/chats").await;
+    assert_eq!(history["chats"].as_array().map(Vec::len), Some(2));
+}
+
+async fn marking_ones_own_chats_read_tells_the_partner_nothing(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+
+    mine.say("a").await;
+    mine.say("b").await;
+    mine.until("ack").await;
+    mine.until("ack").await;
+    mine.until_text("b").await;
+    // Both chats are Mina's own: marking them read moves nothing anyone sees.
+    mine.send(json!({ "type": "read", "seq": 2 })).await;
+    mine.send(json!({ "type": "typing" })).await;
+    theirs.until_text("b").await;
+    let next = theirs.until_any(&["read", "typing"]).await;
+    assert_eq!(next["type"], "typing", "{next}");
+
+    // Joon's chat is news to Mina; her mark on it reaches him.
+    theirs.say("c").await;
+    mine.until_text("c").await;
+    mine.send(json!({ "type": "read", "seq": 3 })).await;
+    let read = theirs.until("read").await;
+    assert_eq!(read["seq"], 3);
+    assert_eq!(read["user_id"], mina.id.to_string());
+}
