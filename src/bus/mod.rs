@@ -91,13 +91,22 @@ impl Bus {
         subscription
     }
 
-    /// Counts a socket; true when it is the user's first anywhere (came online).
-    pub async fn socket_opened(&self, user_id: Uuid, couple_id: Uuid, partner_id: Uuid) -> bool {
+    /// Counts a socket: `(the user's first anywhere, so they came online; the partner is
+    /// online)`, asked of Redis in one round trip.
+    pub async fn socket_opened(
+        &self,
+        user_id: Uuid,
+        couple_id: Uuid,
+        partner_id: Uuid,
+    ) -> (bool, bool) {
         let here = self.hub().socket_opened(user_id, couple_id, partner_id);
-        match self {
-            Bus::Local(_) => here == 1,
-            Bus::Redis(redis) => here == 1 && redis.came_online(user_id).await,
-        }
+        let (came_online, partner_online) = match self {
+            Bus::Local(hub) => (here == 1, hub.sockets_of(partner_id) > 0),
+            Bus::Redis(redis) if here == 1 => redis.came_online(user_id, partner_id).await,
+            Bus::Redis(redis) => (false, redis.is_online(partner_id).await),
+        };
+        self.hub().note_presence(partner_id, partner_online);
+        (came_online, partner_online)
     }
 
     /// Uncounts a socket; true when it was the user's last anywhere (went offline).
@@ -107,16 +116,6 @@ impl Bus {
             Bus::Local(_) => here == 0,
             Bus::Redis(redis) => here == 0 && redis.went_offline(user_id).await,
         }
-    }
-
-    /// Whether the user has a socket open on any node.
-    pub async fn is_online(&self, user_id: Uuid) -> bool {
-        let online = match self {
-            Bus::Local(hub) => hub.sockets_of(user_id) > 0,
-            Bus::Redis(redis) => redis.is_online(user_id).await,
-        };
-        self.hub().note_presence(user_id, online);
-        online
     }
 
     /// Sockets the user holds on this node, for the per-user limit.

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Utf8Bytes;
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -44,6 +45,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct RedisBus {
     hub: Arc<Hub>,
     pool: Pool,
+    /// The connection publishes and presence go through. A multiplexed connection carries
+    /// concurrent commands on one socket, so one is enough; it is kept while it works, since
+    /// the pool PINGs a connection every time it hands one out (a round trip per command).
+    shared: std::sync::Mutex<Option<MultiplexedConnection>>,
     prefix: String,
     node_id: String,
     presence_ttl: Duration,
@@ -87,6 +92,7 @@ impl RedisBus {
         let bus = Arc::new(RedisBus {
             hub: Hub::new(Some(watch_tx)),
             pool,
+            shared: std::sync::Mutex::new(None),
             prefix: settings.prefix,
             node_id: Uuid::new_v4().simple().to_string(),
             presence_ttl: settings.presence_ttl,
@@ -102,6 +108,28 @@ impl RedisBus {
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// The shared connection, from the pool the first time and after a failure.
+    async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        if let Some(conn) = lock(&self.shared).clone() {
+            return Ok(conn);
+        }
+        let conn = self.pool.get().await.map_err(pool_error)?;
+        let conn = deadpool_redis::Connection::take(conn);
+        *lock(&self.shared) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs a pipeline on the shared connection; a failure drops the connection, so the next
+    /// command starts on a fresh one.
+    async fn run<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> redis::RedisResult<T> {
+        let mut conn = self.connection().await?;
+        let result = pipe.query_async(&mut conn).await;
+        if result.is_err() {
+            lock(&self.shared).take();
+        }
+        result
     }
 
     pub fn is_connected(&self) -> bool {
@@ -175,10 +203,7 @@ impl RedisBus {
                     })
                     .ignore();
             }
-            let sent = match self.pool.get().await {
-                Ok(mut conn) => pipe.query_async::<()>(&mut conn).await.is_ok(),
-                Err(_) => false,
-            };
+            let sent = self.run::<()>(&pipe).await.is_ok();
             if sent {
                 let per_event = started.elapsed().as_secs_f64() / burst.len().max(1) as f64;
                 for _ in &burst {
@@ -305,8 +330,9 @@ impl RedisBus {
         chrono::Utc::now().timestamp_millis()
     }
 
-    /// Registers this node as holding a socket of the user; true if nobody held one before.
-    pub async fn came_online(&self, user_id: Uuid) -> bool {
+    /// Registers this node as holding a socket of the user and asks whether the partner is
+    /// online, in one round trip: `(nobody held one before, partner online)`.
+    pub async fn came_online(&self, user_id: Uuid, partner_id: Uuid) -> (bool, bool) {
         let key = self.presence_key(user_id);
         let mut pipe = redis::pipe();
         count_live(&mut pipe, &key);
@@ -319,10 +345,18 @@ impl RedisBus {
             .arg(&key)
             .arg(self.ttl_ms() * 2)
             .ignore();
-        // Unknown (Redis away) counts as a change: telling the partner twice is harmless.
-        self.query_count(user_id, &pipe)
-            .await
-            .is_none_or(|before| before == 0)
+        count_live(&mut pipe, &self.presence_key(partner_id));
+        match self.run::<(i64, i64)>(&pipe).await {
+            Ok((before, partner)) => (
+                before == 0,
+                partner > 0 || self.hub.sockets_of(partner_id) > 0,
+            ),
+            Err(e) => {
+                tracing::warn!(user_id = %user_id, error = %e, "presence: redis unavailable");
+                // Unknown counts as a change: telling the partner twice is harmless.
+                (true, self.hub.sockets_of(partner_id) > 0)
+            }
+        }
     }
 
     /// Removes this node from the user's presence; true if nobody holds a socket any more.
@@ -349,12 +383,7 @@ impl RedisBus {
 
     /// Runs a presence pipeline whose one unignored reply is a count; `None` if Redis is away.
     async fn query_count(&self, user_id: Uuid, pipe: &redis::Pipeline) -> Option<i64> {
-        let result: redis::RedisResult<(i64,)> = async {
-            let mut conn = self.pool.get().await.map_err(pool_error)?;
-            pipe.query_async(&mut conn).await
-        }
-        .await;
-        match result {
+        match self.run::<(i64,)>(pipe).await {
             Ok((count,)) => Some(count),
             Err(e) => {
                 tracing::warn!(user_id = %user_id, error = %e, "presence: redis unavailable");
@@ -384,7 +413,6 @@ impl RedisBus {
     }
 
     async fn beat(&self) -> redis::RedisResult<()> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
         let now = Self::now_ms();
         let users = self.hub.local_users();
         if !users.is_empty() {
@@ -406,7 +434,7 @@ impl RedisBus {
                     .arg(now)
                     .ignore();
             }
-            pipe.query_async::<()>(&mut conn).await?;
+            self.run::<()>(&pipe).await?;
         }
         let partners = self.hub.watched_partners();
         if !partners.is_empty() {
@@ -414,7 +442,7 @@ impl RedisBus {
             for (_, partner) in &partners {
                 count_live(&mut pipe, &self.presence_key(*partner));
             }
-            let counts: Vec<i64> = pipe.query_async(&mut conn).await?;
+            let counts: Vec<i64> = self.run(&pipe).await?;
             for ((couple, partner), count) in partners.into_iter().zip(counts) {
                 let online = count > 0 || self.hub.sockets_of(partner) > 0;
                 self.hub.deliver(
@@ -436,6 +464,10 @@ fn count_live(pipe: &mut redis::Pipeline, key: &str) {
         .arg(key)
         .arg(chrono::Utc::now().timestamp_millis())
         .arg("+inf");
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn pool_error(e: deadpool_redis::PoolError) -> redis::RedisError {

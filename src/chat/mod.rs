@@ -217,37 +217,20 @@ pub async fn events_between(
     limit: u64,
 ) -> Result<Vec<Replayed>> {
     let rows = store::chats::events_between(&state.db, couple_id, after, upto, limit).await?;
-    let chat_ids: Vec<Uuid> = rows
-        .iter()
-        .filter(|(event, _)| event.kind == KIND_CHAT)
-        .filter_map(|(_, chat)| chat.as_ref().map(|c| c.id))
-        .collect();
-    // Most chats carry no file: only ask when there may be one.
-    let mut files = if chat_ids.is_empty() {
-        Vec::new()
-    } else {
-        store::files::of_chats(&state.db, chat_ids).await?
-    };
     let question_seqs: Vec<i64> = rows
         .iter()
-        .filter(|(event, _)| event.kind == KIND_QUESTION)
-        .map(|(event, _)| event.seq)
+        .filter(|row| row.kind == KIND_QUESTION)
+        .map(|row| row.seq)
         .collect();
     let mut asked = store::questions::asked_at_seqs(&state.db, couple_id, question_seqs).await?;
     let mut replayed = Vec::with_capacity(rows.len());
-    for (event, chat) in rows {
-        let seq = event.seq;
-        let (from, frame) = match (event.kind.as_str(), event.chat_id, chat) {
-            (KIND_CHAT, _, Some(chat)) => {
-                let file = files
-                    .iter()
-                    .position(|f| f.chat_id == Some(chat.id))
-                    .map(|i| files.swap_remove(i));
-                (
-                    Some(chat.sender_id),
-                    ServerFrame::Chat(ChatView::new(chat, file)),
-                )
-            }
+    for row in rows {
+        let seq = row.seq;
+        let (from, frame) = match (row.kind.as_str(), row.chat_id, row.chat) {
+            (KIND_CHAT, _, Some(chat)) => (
+                Some(chat.sender_id),
+                ServerFrame::Chat(ChatView::new(chat, row.file)),
+            ),
             (KIND_DELETED, Some(chat_id), chat) => (
                 chat.map(|c| c.sender_id),
                 ServerFrame::Deleted { seq, chat_id },
@@ -259,7 +242,7 @@ pub async fn events_between(
                     ServerFrame::Question(QuestionView::from(asked.swap_remove(index))),
                 )
             }
-            (KIND_ANSWERED, ..) => match (event.question_id, event.user_id) {
+            (KIND_ANSWERED, ..) => match (row.question_id, row.user_id) {
                 (Some(question_id), Some(user_id)) => (
                     Some(user_id),
                     ServerFrame::Answered {

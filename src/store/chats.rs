@@ -4,16 +4,17 @@
 //! that order; replays read it, the rows it points at hold the content.
 
 use chrono::{DateTime, Utc};
-use entity::{chats, couples, events};
+use entity::{chats, couples, events, files};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
 pub use chats::Model as Chat;
 pub use events::Model as Event;
+pub use files::Model as File;
 
 pub const KIND_CHAT: &str = "chat";
 pub const KIND_DELETED: &str = "deleted";
@@ -112,24 +113,104 @@ pub async fn delete(
     Ok(Some((seq, file)))
 }
 
-/// Events with `after < seq <= upto`, oldest first, at most `limit`, each with the chat it
-/// is about (one query: a resume of a thousand events is one round trip, not two).
+/// An event read back for a replay, with the chat it is about and that chat's file.
+pub struct Replayed {
+    pub seq: i64,
+    pub kind: String,
+    pub chat_id: Option<Uuid>,
+    pub question_id: Option<i64>,
+    pub user_id: Option<Uuid>,
+    pub chat: Option<Chat>,
+    pub file: Option<File>,
+}
+
+/// Events with `after < seq <= upto`, oldest first, at most `limit`, each with its chat and
+/// the chat's file: one query, so a resume of a thousand events is one round trip. Columns
+/// are read by position (named lookups cost more than the query on a long replay).
 pub async fn events_between(
     db: &impl ConnectionTrait,
     couple_id: Uuid,
     after: i64,
     upto: i64,
     limit: u64,
-) -> Result<Vec<(Event, Option<Chat>)>, DbErr> {
-    events::Entity::find()
-        .filter(events::Column::CoupleId.eq(couple_id))
-        .filter(events::Column::Seq.gt(after))
-        .filter(events::Column::Seq.lte(upto))
-        .order_by_asc(events::Column::Seq)
-        .limit(limit)
-        .find_also_related(chats::Entity)
-        .all(db)
-        .await
+) -> Result<Vec<Replayed>, DbErr> {
+    use sea_orm::sea_query::{Alias, JoinType, Order, Query};
+    let (e, c, f) = (Alias::new("e"), Alias::new("c"), Alias::new("f"));
+    let mut select = Query::select();
+    select
+        .columns([
+            (e.clone(), events::Column::Seq),
+            (e.clone(), events::Column::Kind),
+            (e.clone(), events::Column::ChatId),
+            (e.clone(), events::Column::QuestionId),
+            (e.clone(), events::Column::UserId),
+        ])
+        .columns(chats::Column::iter().map(|col| (c.clone(), col)))
+        .columns(files::Column::iter().map(|col| (f.clone(), col)))
+        .from_as(events::Entity, e.clone())
+        .join_as(
+            JoinType::LeftJoin,
+            chats::Entity,
+            c.clone(),
+            Expr::col((c.clone(), chats::Column::Id)).equals((e.clone(), events::Column::ChatId)),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            files::Entity,
+            f.clone(),
+            Expr::col((f.clone(), files::Column::ChatId))
+                .equals((c.clone(), chats::Column::Id))
+                .and(Expr::col((f.clone(), files::Column::DeletedAt)).is_null()),
+        )
+        .and_where(Expr::col((e.clone(), events::Column::CoupleId)).eq(couple_id))
+        .and_where(Expr::col((e.clone(), events::Column::Seq)).gt(after))
+        .and_where(Expr::col((e.clone(), events::Column::Seq)).lte(upto))
+        .order_by((e, events::Column::Seq), Order::Asc)
+        .limit(limit);
+    let rows = db.query_all(&select).await?;
+    rows.iter().map(replayed).collect()
+}
+
+fn replayed(row: &sea_orm::QueryResult) -> Result<Replayed, DbErr> {
+    let chat = match row.try_get_by_index::<Option<Uuid>>(5)? {
+        None => None,
+        Some(id) => Some(Chat {
+            id,
+            couple_id: row.try_get_by_index(6)?,
+            seq: row.try_get_by_index(7)?,
+            sender_id: row.try_get_by_index(8)?,
+            client_id: row.try_get_by_index(9)?,
+            text: row.try_get_by_index(10)?,
+            sent_at: row.try_get_by_index(11)?,
+            deleted_at: row.try_get_by_index(12)?,
+        }),
+    };
+    let file = match row.try_get_by_index::<Option<Uuid>>(13)? {
+        None => None,
+        Some(id) => Some(File {
+            id,
+            couple_id: row.try_get_by_index(14)?,
+            owner_id: row.try_get_by_index(15)?,
+            name: row.try_get_by_index(16)?,
+            size: row.try_get_by_index(17)?,
+            content_type: row.try_get_by_index(18)?,
+            width: row.try_get_by_index(19)?,
+            height: row.try_get_by_index(20)?,
+            blob: row.try_get_by_index(21)?,
+            chat_id: row.try_get_by_index(22)?,
+            created_at: row.try_get_by_index(23)?,
+            deleted_at: row.try_get_by_index(24)?,
+        }),
+    };
+    Ok(Replayed {
+        seq: row.try_get_by_index(0)?,
+        kind: row.try_get_by_index(1)?,
+        chat_id: row.try_get_by_index(2)?,
+        question_id: row.try_get_by_index(3)?,
+        user_id: row.try_get_by_index(4)?,
+        chat,
+        file,
+    })
 }
 
 /// Chats that are not deleted with `seq < before` (or the newest), newest first.

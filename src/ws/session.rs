@@ -153,7 +153,7 @@ impl Session {
         self.state.metrics.sockets_open.inc();
         // Rare, large futures (Redis round trips, database reads) are boxed so that the
         // future every idle socket holds for its whole life stays small.
-        let first = Box::pin(self.state.bus.socket_opened(
+        let (first, partner_online) = Box::pin(self.state.bus.socket_opened(
             self.me.user_id,
             self.me.couple_id,
             self.me.partner_id,
@@ -164,7 +164,7 @@ impl Session {
         }
         tracing::debug!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "socket open");
 
-        let handshake = Box::pin(self.handshake(&mut sink)).await;
+        let handshake = Box::pin(self.handshake(&mut sink, partner_online)).await;
         let ending = match handshake {
             Ok(()) => self.serve(&mut sink, &mut stream).await,
             Err(e) => {
@@ -192,7 +192,7 @@ impl Session {
     }
 
     /// `hello`, the replay, `synced`, then every question still owed.
-    async fn handshake(&mut self, sink: &mut Sink) -> Result<()> {
+    async fn handshake(&mut self, sink: &mut Sink, partner_online: bool) -> Result<()> {
         let standing =
             store::couples::standing(&self.state.db, self.me.couple_id, self.me.partner_id)
                 .await?
@@ -203,7 +203,7 @@ impl Session {
             partner_id: self.me.partner_id,
             couple_id: self.me.couple_id,
             last_seq,
-            partner_online: self.state.bus.is_online(self.me.partner_id).await,
+            partner_online,
             partner_read_seq: standing.partner_read_seq,
         };
         self.feed(sink, hello.to_text()).await?;
