@@ -8,6 +8,7 @@ mod m20261124_000001_accounts_pairing_chat;
 mod m20261125_000002_questions;
 mod m20261125_000003_files;
 mod m20261126_000004_open_questions;
+mod m20261126_000005_files_by_couple;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_questions::Migration),
             Box::new(m20261125_000003_files::Migration),
             Box::new(m20261126_000004_open_questions::Migration),
+            Box::new(m20261126_000005_files_by_couple::Migration),
         ]
     }
 }

@@ -51,6 +51,8 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     } else {
         options
             .max_connections(config.db_max_connections)
+            // Opening a Postgres connection takes milliseconds; keep a few ready.
+            .min_connections(config.db_max_connections.min(4))
             // sqlx would ping the server at every checkout: a round trip per statement.
             // A broken connection fails its statement instead, and the pool replaces it.
             .test_before_acquire(false);
