@@ -187,11 +187,10 @@ pub async fn run(args: Args) -> Result<bool> {
                     .open_synced(&node, &tokens[user], after, |_| {})
                     .await
                 {
-                    Ok((ws, synced)) => {
+                    Ok((mut ws, synced)) => {
                         last_seq[user].fetch_max(synced.last_seq, Ordering::Relaxed);
                         tally.open.fetch_add(1, Ordering::Relaxed);
                         drop(permit);
-                        let mut ws = ws;
                         let why = hold(&mut ws, None).await;
                         tally.open.fetch_sub(1, Ordering::Relaxed);
                         tally.dropped(why);

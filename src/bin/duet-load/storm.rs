@@ -390,7 +390,7 @@ impl Life {
                 })
                 .await;
             match attempt {
-                Ok((ws, synced)) => {
+                Ok((mut ws, synced)) => {
                     let now = self.clock.now_us();
                     {
                         let mut times = lock(&tally.times);
@@ -403,7 +403,6 @@ impl Life {
                     }
                     // Stay connected like a real client until the run ends, so later sockets
                     // meet a node that holds the earlier ones.
-                    let mut ws = ws;
                     let mut seq = synced.last_seq;
                     tokio::select! {
                         _ = hold(&mut ws, Some(&mut seq)) => {}
