@@ -1,5 +1,6 @@
-//! The couple's ordered log: one row per persisted event, keyed by `(couple_id, seq)`.
-//! Replays read it; the rows it points at (a chat, a question, an answer) hold the content.
+//! The couple's ordered log of everything that is not a chat (a chat is its own entry, by its
+//! `seq`): one row per deletion, question asked and answer, keyed by `(couple_id, seq)`.
+//! Replays read it beside the chats; the rows it points at hold the content.
 
 use sea_orm::entity::prelude::*;
 
@@ -10,7 +11,7 @@ pub struct Model {
     pub couple_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
     pub seq: i64,
-    /// `chat`, `deleted`, `question` or `answered`.
+    /// `deleted`, `question` or `answered` (`chat` only in rows written by older versions).
     pub kind: String,
     pub chat_id: Option<Uuid>,
     pub question_id: Option<i64>,

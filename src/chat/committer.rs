@@ -217,10 +217,9 @@ async fn append_plain(
             sender_id: sends[i].me.user_id,
             client_id: sends[i].client_id,
             text: &sends[i].text,
-            sent_at: now,
         })
         .collect();
-    let advanced = match store::sends::append_plain(&state.db, &chats).await {
+    let advanced = match store::sends::append_plain(&state.db, &chats, now).await {
         Ok(Some(advanced)) => advanced,
         // A retry among them: the full rules will recognize it.
         Ok(None) => return (0..sends.len()).collect(),
@@ -256,7 +255,7 @@ async fn append_plain(
                 sender_id: chat.sender_id,
                 client_id: chat.client_id,
                 text: chat.text.to_owned(),
-                sent_at: chat.sent_at,
+                sent_at: now,
                 deleted_at: None,
             },
             file: None,

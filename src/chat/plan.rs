@@ -17,7 +17,7 @@ use entity::{chats, couple_questions, events, files};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::store::chats::{KIND_CHAT, KIND_QUESTION};
+use crate::store::chats::KIND_QUESTION;
 use crate::store::questions::{Asked, Trigger};
 use crate::store::sends::{Couple, Loaded, Writes};
 
@@ -109,14 +109,7 @@ pub fn plan(
                 deleted_at: None,
             };
             earlier.insert((send.sender_id, send.client_id), (chat.id, chat.seq));
-            writes.events.push(event(
-                send.couple_id,
-                chat.seq,
-                KIND_CHAT,
-                Some(chat.id),
-                None,
-                now,
-            ));
+            // A chat is its own entry in the couple's log (its seq); `events` holds the rest.
             writes.chats.push(chat.clone());
             let file = file.map(|mut file| {
                 writes.attach.push((file.id, chat.id));
@@ -141,12 +134,10 @@ pub fn plan(
                     seq: couple.last_seq,
                     asked_at: now,
                 });
-                writes.events.push(event(
+                writes.events.push(question_event(
                     send.couple_id,
                     couple.last_seq,
-                    KIND_QUESTION,
-                    None,
-                    Some(trigger.question_id),
+                    trigger.question_id,
                     now,
                 ));
                 asked.push(Asked {
@@ -206,20 +197,13 @@ fn sendable(file: &files::Model, send: &Send<'_>) -> bool {
         && file.deleted_at.is_none()
 }
 
-fn event(
-    couple_id: Uuid,
-    seq: i64,
-    kind: &str,
-    chat_id: Option<Uuid>,
-    question_id: Option<i64>,
-    now: DateTime<Utc>,
-) -> events::Model {
+fn question_event(couple_id: Uuid, seq: i64, question_id: i64, now: DateTime<Utc>) -> events::Model {
     events::Model {
         couple_id,
         seq,
-        kind: kind.to_owned(),
-        chat_id,
-        question_id,
+        kind: KIND_QUESTION.to_owned(),
+        chat_id: None,
+        question_id: Some(question_id),
         user_id: None,
         created_at: now,
     }
@@ -291,7 +275,8 @@ mod tests {
         let (decisions, writes) = plan(&[couple(4)], Loaded::default(), &sends, Utc::now());
         assert_eq!(seqs(&decisions), vec![Some(5), Some(6), Some(7)]);
         assert_eq!(writes.couples, vec![(COUPLE, 7, 0)]);
-        assert_eq!(writes.events.len(), 3);
+        assert_eq!(writes.chats.len(), 3);
+        assert!(writes.events.is_empty(), "chats are their own log entries");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Chats and the per-couple event log. Every persisted event takes the couple's next `seq`
-//! inside the transaction that writes it (`UPDATE couples SET last_seq = last_seq + 1
-//! RETURNING`), so seqs are gapless and both partners see one order. The `events` table is
-//! that order; replays read it, the rows it points at hold the content.
+//! inside the transaction that writes it (under the couple's row lock), so seqs are gapless
+//! and both partners see one order. A chat is its own entry in that log (`chats.seq`); the
+//! `events` table holds every other kind (deleted, question, answered) and points at the
+//! rows with their content. A replay reads both, merged by seq. (Chat rows in `events`
+//! written before this was so are skipped.)
 
 use chrono::{DateTime, Utc};
 use entity::{chats, couples, events, files};
