@@ -40,6 +40,11 @@ enum QuestionsCommand {
     },
 }
 
+/// mimalloc rather than the system allocator: measured on the load generator, a node spends
+/// about a tenth less CPU per chat, and an idle socket costs a little less memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -197,7 +197,12 @@ fn sendable(file: &files::Model, send: &Send<'_>) -> bool {
         && file.deleted_at.is_none()
 }
 
-fn question_event(couple_id: Uuid, seq: i64, question_id: i64, now: DateTime<Utc>) -> events::Model {
+fn question_event(
+    couple_id: Uuid,
+    seq: i64,
+    question_id: i64,
+    now: DateTime<Utc>,
+) -> events::Model {
     events::Model {
         couple_id,
         seq,

@@ -191,7 +191,11 @@ pub async fn events_between(
             (None, Some(_)) => false,
             (None, None) => break,
         };
-        let row = match (chat_first, chats.next_if(|_| chat_first), others.next_if(|_| !chat_first)) {
+        let row = match (
+            chat_first,
+            chats.next_if(|_| chat_first),
+            others.next_if(|_| !chat_first),
+        ) {
             (_, Some(chat), _) => {
                 let file = files
                     .iter()
