@@ -128,12 +128,17 @@ pub struct Config {
     #[arg(long, env = "DUET_COMMIT_MAX_BATCH", default_value_t = 512)]
     pub commit_max_batch: usize,
 
-    /// Microseconds a commit waits for more sends after the first of a batch (sends that
-    /// arrive during a commit make the next batch anyway). A millisecond more per chat buys
-    /// batches large enough to halve the database's work per chat at a few thousand chats/s
-    /// (README, Performance). 0: commit what has arrived at once.
+    /// Microseconds a commit waits for more sends after the first of a batch, when the last
+    /// batch held more than one (sends that arrive during a commit make the next batch
+    /// anyway; a lone send under light load never waits). It buys batches large enough to
+    /// halve the database's work per chat at a few thousand chats/s (README, Performance).
+    /// 0: never wait.
     #[arg(long, env = "DUET_COMMIT_WINDOW_US", default_value_t = 1000)]
     pub commit_window_us: u64,
+
+    /// The commit window opens after a batch of at least this many sends (1: always).
+    #[arg(long, env = "DUET_COMMIT_WINDOW_AFTER", default_value_t = 2)]
+    pub commit_window_after: usize,
 
     /// Batches committed in parallel on Postgres (a couple always goes to the same one, so
     /// its order holds). More means smaller batches, and measured slower here. SQLite has

@@ -3,9 +3,10 @@
 //! together, many couples in one transaction, then answers each socket and tells each couple.
 //!
 //! - **Batches form by themselves.** A shard takes everything queued (up to
-//!   `commit_max_batch`), optionally waits `commit_window` for more, and commits; sends that
-//!   arrive meanwhile make the next batch. Under light load a batch is one send and costs
-//!   what a single commit would; under heavy load one commit carries hundreds.
+//!   `commit_max_batch`) and commits; sends that arrive meanwhile make the next batch. When
+//!   the last batch held more than one send (`commit_window_after`: there is traffic), it
+//!   also waits up to `commit_window` for more first. Under light load a batch is one send, committed at once;
+//!   under heavy load one commit carries hundreds.
 //! - **Shards keep each couple in order.** A couple always goes to the same shard, which
 //!   commits its batches one after another, so one socket's sends take seqs in the order they
 //!   were sent. Shards commit in parallel (different couples) and lock rows in id order.
@@ -102,12 +103,16 @@ async fn run(state: AppState, mut queue: mpsc::Receiver<Job>) {
     let max = state.config.commit_max_batch.max(1);
     let window = state.config.commit_window();
     let mut jobs = Vec::with_capacity(max);
+    // Waiting for company only pays when sends arrive together: a lone send (light load)
+    // is committed at once, and the window opens once batches show there is traffic.
+    let window_after = state.config.commit_window_after.max(1);
+    let mut busy = window_after == 1;
     loop {
         tokio::select! {
             received = queue.recv_many(&mut jobs, max) => if received == 0 { return },
             () = state.shutdown.cancelled() => return,
         }
-        if !window.is_zero() {
+        if busy && !window.is_zero() {
             let until = tokio::time::Instant::now() + window;
             while jobs.len() < max {
                 let room = max - jobs.len();
@@ -117,6 +122,7 @@ async fn run(state: AppState, mut queue: mpsc::Receiver<Job>) {
                 }
             }
         }
+        busy = jobs.len() >= window_after;
         commit(&state, std::mem::take(&mut jobs)).await;
         if jobs.capacity() < max {
             jobs.reserve(max);

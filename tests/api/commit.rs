@@ -15,10 +15,13 @@ both_backends!(
     a_chat_is_stored_by_the_time_its_ack_arrives,
     the_same_send_twice_in_one_batch_creates_one_chat,
     marking_ones_own_chats_read_tells_the_partner_nothing,
+    a_lone_send_never_waits_for_company,
 );
 
-/// Long enough for a test's sends to meet in one batch, short enough not to slow it down.
+/// Long enough for a test's sends to meet in one batch, short enough not to slow it down;
+/// open from the first send.
 const WINDOW: &str = "--commit-window-us=300000";
+const ALWAYS: &str = "--commit-window-after=1";
 
 /// `(batches committed, sends in them)` so far, from the node's `/metrics`.
 async fn batches(node: &TestNode) -> (u64, u64) {
@@ -41,7 +44,7 @@ async fn batches(node: &TestNode) -> (u64, u64) {
 }
 
 async fn one_refused_send_never_fails_the_others_in_its_batch(backend: Backend) {
-    let node = spawn_node_with(backend, &[WINDOW]).await;
+    let node = spawn_node_with(backend, &[WINDOW, ALWAYS]).await;
     let (mina, joon) = couple(&node).await;
     let joons_photo = uploaded(&joon, "joon.png", crate::files::PNG).await;
     let mut mine = mina.socket().await;
@@ -96,7 +99,7 @@ async fn one_refused_send_never_fails_the_others_in_its_batch(backend: Backend) 
 }
 
 async fn a_chat_is_stored_by_the_time_its_ack_arrives(backend: Backend) {
-    let node = spawn_node_with(backend, &[WINDOW]).await;
+    let node = spawn_node_with(backend, &[WINDOW, ALWAYS]).await;
     let (mina, joon) = couple(&node).await;
     let mut mine = mina.socket().await;
     for text in ["one", "two", "three"] {
@@ -115,7 +118,7 @@ async fn a_chat_is_stored_by_the_time_its_ack_arrives(backend: Backend) {
 }
 
 async fn the_same_send_twice_in_one_batch_creates_one_chat(backend: Backend) {
-    let node = spawn_node_with(backend, &[WINDOW]).await;
+    let node = spawn_node_with(backend, &[WINDOW, ALWAYS]).await;
     let (mina, joon) = couple(&node).await;
     let mut laptop = mina.socket().await;
     let mut phone = mina.socket().await;
@@ -164,4 +167,19 @@ async fn marking_ones_own_chats_read_tells_the_partner_nothing(backend: Backend)
     let read = theirs.until("read").await;
     assert_eq!(read["seq"], 3);
     assert_eq!(read["user_id"], mina.id.to_string());
+}
+
+/// The commit window is for traffic: under light load a send is committed at once. With a
+/// window of a minute, a lone send still gets its ack straight away (the socket helper waits
+/// ten seconds at most).
+async fn a_lone_send_never_waits_for_company(backend: Backend) {
+    let node = spawn_node_with(backend, &["--commit-window-us=60000000"]).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    for text in ["one", "two"] {
+        assert_eq!(mine.outcome(text).await["type"], "ack");
+        assert_eq!(theirs.until("chat").await["text"], text);
+    }
+    assert_eq!(batches(&node).await, (2, 2));
 }

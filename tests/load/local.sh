@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Measures Duet on this machine with its own load generator (src/bin/duet-load), the way the
+# README's performance section was measured: two release nodes on a fresh Postgres database
+# and a Redis prefix of their own, 200 couples with the two partners on different nodes.
+#
+#   cargo build --release && bash tests/load/local.sh            # everything, ~10 minutes
+#   MODES="step rate" bash tests/load/local.sh                     # a subset
+#
+# Settings (env): DUET_BIN, LOAD_BIN (default target/release/duet and duet-load), PG_URL
+# (postgres://postgres@127.0.0.1:5432), REDIS_URL (redis://127.0.0.1:6379), COUPLES (200),
+# RATES (step rates), SECS (seconds per step, 10), RATE (the fixed-rate run, 1000), REPS (3),
+# IDLE_COUNTS (2000,10000,18000: this machine allows 20,000 open files per process),
+# STORM_SOCKETS (10000), MODES ("step rate idle resume storm"), DUET_EXTRA_ENV (added to both
+# nodes, e.g. "DUET_COMMIT_WINDOW_US=0"). Results: JSON lines in tests/load/results/<time>/.
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+DUET_BIN="${DUET_BIN:-$repo/target/release/duet}"
+LOAD_BIN="${LOAD_BIN:-$repo/target/release/duet-load}"
+PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432}"
+REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+COUPLES="${COUPLES:-200}"
+RATES="${RATES:-1000,2000,3000,4000,5000,6000,7000,8000,10000,12000}"
+SECS="${SECS:-10}"
+RATE="${RATE:-1000}"
+REPS="${REPS:-3}"
+IDLE_COUNTS="${IDLE_COUNTS:-2000,10000,18000}"
+STORM_SOCKETS="${STORM_SOCKETS:-10000}"
+MODES="${MODES:-step rate idle resume storm}"
+DB=duet_load_local
+PREFIX="duet-load-local:"
+NODE1=127.0.0.1:19181
+NODE2=127.0.0.1:19182
+out="$repo/tests/load/results/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+
+for bin in "$DUET_BIN" "$LOAD_BIN"; do
+  [[ -x "$bin" ]] || { echo "no binary at $bin: run cargo build --release" >&2; exit 1; }
+done
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+declare -A PID=()
+stop() { # name
+  local pid="${PID[$1]:-}"
+  [[ -n "$pid" ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "PID[$1]"
+}
+cleanup() { for name in "${!PID[@]}"; do stop "$name"; done; }
+trap cleanup EXIT
+
+# The limits a sizing run raises: the defaults protect a node from one abusive client.
+start_node() { # name addr
+  (exec env DUET_BIND="$2" DATABASE_URL="$PG_URL/$DB" REDIS_URL="$REDIS_URL" DUET_REDIS_PREFIX="$PREFIX" \
+    DUET_DATA_DIR="$out/data-$1" DUET_ASSETS_DIR="$repo/assets" DUET_LOG=warn \
+    DUET_FRAME_RATE=100000 DUET_FRAME_BURST=100000 DUET_MAX_SOCKETS=30000 DUET_MAX_SOCKETS_PER_USER=30000 \
+    ${DUET_EXTRA_ENV:-} "$DUET_BIN") >>"$out/$1.log" 2>&1 &
+  PID[$1]=$!
+  for _ in $(seq 1 300); do curl -fs -o /dev/null "http://$2/readyz" && return 0; sleep 0.1; done
+  echo "$1 did not become ready; see $out/$1.log" >&2
+  exit 1
+}
+fresh() {
+  cleanup
+  psql "$PG_URL/postgres" -qX -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+  redis-cli -u "$REDIS_URL" --scan --pattern "$PREFIX*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
+  start_node node1 "$NODE1"
+  start_node node2 "$NODE2"
+  "$LOAD_BIN" setup --addr "$NODE1" --couples "$COUPLES" --out "$out/tokens.txt" >>"$out/setup.jsonl"
+  # A fresh process for what is measured: setting up (Argon2 hashing) leaves memory behind.
+  stop node1
+  start_node node1 "$NODE1"
+}
+pids() { echo "node1=${PID[node1]},node2=${PID[node2]}"; }
+run() { # file, command...
+  local file=$1; shift
+  echo "# $*" >>"$out/commands.txt"
+  "$@" >>"$out/$file" || true
+}
+load_opts=(--nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --couples "$COUPLES" --pg-db "$DB" --redis --pg-url "$PG_URL/postgres")
+
+{
+  echo "duet: $DUET_BIN ($(sha256sum "$DUET_BIN" | cut -c1-12)) extra env: ${DUET_EXTRA_ENV:-none}"
+  echo "postgres: $(psql "$PG_URL/postgres" -AtXc 'show server_version') synchronous_commit=$(psql "$PG_URL/postgres" -AtXc 'show synchronous_commit')"
+  echo "redis: $(redis-cli -u "$REDIS_URL" info server | grep redis_version | tr -d '\r')"
+  echo "cpus: $(nproc)"
+} >"$out/env.txt"
+
+for rep in $(seq 1 "$REPS"); do
+  if [[ " $MODES " == *" step "* ]]; then
+    log "rep $rep: step $RATES"
+    fresh
+    run step.jsonl "$LOAD_BIN" step "${load_opts[@]}" --rates "$RATES" --secs "$SECS" --pids "$(pids)"
+  fi
+  if [[ " $MODES " == *" rate "* ]]; then
+    log "rep $rep: $RATE chats/s for 30 s"
+    fresh
+    run rate.jsonl "$LOAD_BIN" rate "${load_opts[@]}" --rate "$RATE" --secs 30 --pids "$(pids)"
+  fi
+  if [[ " $MODES " == *" idle "* ]]; then
+    log "rep $rep: idle sockets $IDLE_COUNTS"
+    fresh
+    run idle.jsonl "$LOAD_BIN" idle --node "$NODE1" --tokens "$out/tokens.txt" --users 20 --counts "$IDLE_COUNTS" --pid "${PID[node1]}" --hold 10
+  fi
+  if [[ " $MODES " == *" resume "* ]]; then
+    log "rep $rep: resume after 1000 missed"
+    fresh
+    run resume.jsonl "$LOAD_BIN" resume --nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --couple 0 --count 1000 --reps 5
+  fi
+  if [[ " $MODES " == *" storm "* ]]; then
+    log "rep $rep: $STORM_SOCKETS sockets reconnect when node 1 dies"
+    fresh
+    run storm.jsonl "$LOAD_BIN" storm --nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --sockets "$STORM_SOCKETS" --kill-pid "${PID[node1]}"
+    unset "PID[node1]"
+  fi
+done
+cleanup
+psql "$PG_URL/postgres" -qX -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+log "results in $out"
