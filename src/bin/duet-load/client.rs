@@ -132,6 +132,27 @@ impl fmt::Display for DialError {
 
 impl std::error::Error for DialError {}
 
+/// How a mode opens many sockets (`idle`, `storm`).
+#[derive(clap::Args, Debug)]
+pub struct Opening {
+    /// Sockets being opened at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Loopback source addresses to rotate over (127.0.0.2 ...); 0 lets the kernel choose.
+    #[arg(long, default_value_t = 200)]
+    pub sources: u32,
+    /// Read buffer of each of the generator's sockets, in bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub read_buffer: usize,
+}
+
+impl Opening {
+    /// A dialer for idle sockets: every message written at once.
+    pub fn dialer(&self, timeout: Duration) -> Dialer {
+        Dialer::new(self.read_buffer, 0, timeout, self.sources)
+    }
+}
+
 /// Opens sockets. Holds what every socket of a run shares: the buffer sizes, the timeout and
 /// the source-address rotation.
 pub struct Dialer {

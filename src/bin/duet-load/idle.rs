@@ -22,7 +22,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::client::{Dialer, Node, hold};
+use crate::client::{Node, Opening, hold};
 use crate::measure::rss_kib;
 use crate::report::{Table, line, note, round1};
 use crate::setup::read_tokens;
@@ -49,15 +49,8 @@ pub struct Args {
     /// Seconds to wait after each batch before reading memory.
     #[arg(long, default_value_t = 10.0)]
     hold: f64,
-    /// Sockets being opened at once.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Loopback source addresses to rotate over (127.0.0.2 ...); 0 lets the kernel choose.
-    #[arg(long, default_value_t = 200)]
-    sources: u32,
-    /// Read buffer of each of the generator's sockets, in bytes.
-    #[arg(long, default_value_t = 4096)]
-    read_buffer: usize,
+    #[command(flatten)]
+    opening: Opening,
     /// Connect every socket without `?after=` (each gets the latest 50 chats).
     #[arg(long)]
     full_replay: bool,
@@ -135,14 +128,9 @@ pub async fn run(args: Args) -> Result<bool> {
 
     let tokens: Arc<Vec<String>> = Arc::new(tokens);
     let last_seq: Arc<Vec<AtomicI64>> = Arc::new((0..users).map(|_| AtomicI64::new(-1)).collect());
-    let dialer = Arc::new(Dialer::new(
-        args.read_buffer,
-        0,
-        Duration::from_secs_f64(args.timeout),
-        args.sources,
-    ));
+    let dialer = Arc::new(args.opening.dialer(Duration::from_secs_f64(args.timeout)));
     let tally = Arc::new(Tally::default());
-    let concurrency = args.concurrency.max(1);
+    let concurrency = args.opening.concurrency.max(1);
     let gate = Arc::new(Semaphore::new(concurrency));
 
     let base_rss = args.pid.and_then(rss_kib);

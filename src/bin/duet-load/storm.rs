@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 
-use crate::client::{DialError, Dialer, Node, hold};
+use crate::client::{DialError, Dialer, Node, Opening, hold};
 use crate::report::{Latency, Table, histogram, line, note, round1, round3};
 use crate::schedule::Clock;
 use crate::setup::read_tokens;
@@ -55,15 +55,8 @@ pub struct Args {
     /// Seconds one connection attempt may take (connect, upgrade, replay, synced).
     #[arg(long, default_value_t = 10.0)]
     attempt_timeout: f64,
-    /// Sockets being opened at once before the storm.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Loopback source addresses to rotate over (127.0.0.2 ...); 0 lets the kernel choose.
-    #[arg(long, default_value_t = 200)]
-    sources: u32,
-    /// Read buffer of each of the generator's sockets, in bytes.
-    #[arg(long, default_value_t = 4096)]
-    read_buffer: usize,
+    #[command(flatten)]
+    opening: Opening,
 }
 
 /// What the sockets report back, shared with the coordinator.
@@ -138,18 +131,16 @@ pub async fn run(args: Args) -> Result<bool> {
 
     let clock = Clock(Instant::now());
     let tokens = Arc::new(tokens);
-    let dialer = Arc::new(Dialer::new(
-        args.read_buffer,
-        0,
-        Duration::from_secs_f64(args.attempt_timeout),
-        args.sources,
-    ));
+    let dialer = Arc::new(
+        args.opening
+            .dialer(Duration::from_secs_f64(args.attempt_timeout)),
+    );
     let tally = Arc::new(Tally {
         first_drop_us: AtomicU64::new(u64::MAX),
         ..Tally::default()
     });
     let (stop, stopped) = watch::channel(false);
-    let concurrency = args.concurrency.max(1);
+    let concurrency = args.opening.concurrency.max(1);
     let gate = Arc::new(Semaphore::new(concurrency));
     let life = Arc::new(Life {
         first,
