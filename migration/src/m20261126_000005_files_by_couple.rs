@@ -28,7 +28,12 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_index(Index::drop().name("idx_files_couple").table(Files::Table).to_owned())
+            .drop_index(
+                Index::drop()
+                    .name("idx_files_couple")
+                    .table(Files::Table)
+                    .to_owned(),
+            )
             .await
     }
 }
