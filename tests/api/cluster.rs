@@ -318,3 +318,24 @@ async fn while_redis_is_down_sends_still_ack_and_partners_get_them_when_it_retur
     mine.say("after the outage").await;
     assert_eq!(theirs.until("chat").await["text"], "after the outage");
 }
+
+/// A Redis that hangs (stopped, not gone) must not hold a node up: sockets still open (the
+/// presence question gives up after redis-rs's response timeout), sends are still acked and
+/// reach the partner on the same node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_redis_holds_up_neither_sockets_nor_sends() {
+    let mut redis = PrivateRedis::start().await;
+    let cluster = Cluster::start_with_redis(1, &[], &redis.url()).await;
+    let (mina, joon) = couple_on(&cluster).await;
+    let mut mine = mina.on(cluster.addrs[0]).socket().await;
+    mine.say("before").await;
+    mine.until("ack").await;
+
+    redis.freeze(true).await;
+    // Opening a socket asks Redis who is online; it gives up and opens all the same.
+    let mut theirs = joon.on(cluster.addrs[0]).socket().await;
+    mine.say("while Redis hangs").await;
+    assert_eq!(mine.until("ack").await["seq"], 2);
+    assert_eq!(theirs.until("chat").await["text"], "while Redis hangs");
+    redis.freeze(false).await;
+}

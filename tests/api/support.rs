@@ -713,6 +713,22 @@ impl PrivateRedis {
         panic!("redis-server did not start on port {}", self.port);
     }
 
+    /// Stops (`true`) or continues (`false`) the server: connections stay open, nothing is
+    /// answered, as with a Redis that hangs.
+    pub async fn freeze(&mut self, frozen: bool) {
+        let Some(pid) = self.child.as_ref().and_then(|c| c.id()) else {
+            return;
+        };
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = tokio::process::Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Kills the server: every connection drops, as in a crash or a restart.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
