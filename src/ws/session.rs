@@ -43,6 +43,8 @@ const PAGE: u64 = 1000;
 const REORDER_WAIT: Duration = Duration::from_millis(100);
 /// Events held back waiting for a gap to fill; beyond, the session catches up at once.
 const REORDER_LIMIT: usize = 256;
+/// A flood of frames other than sends is told `rate_limited` at most this often.
+const RATE_NOTICE_EVERY: Duration = Duration::from_secs(1);
 /// A client that takes longer than this to accept what we write is gone or hopelessly slow.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// During a long replay, written out every this many bytes (bounds the write buffer).
@@ -52,10 +54,11 @@ const REPLAY_FLUSH_BYTES: usize = 16 * 1024;
 /// hold the socket this long so the client reads the 1009 first.
 const LINGER_AFTER_TOO_BIG: Duration = Duration::from_millis(500);
 
-/// Close codes: 1009 too big, 1012 service restart, 1013 try again later (slow client),
+/// Close codes: 1007 a text frame that is not UTF-8, 1009 too big, 1012 service restart, 1013 try again later (slow client),
 /// 1001 no answer to pings, 4001 the session ended (logged out or expired: sign in again),
 /// 4002 the couple was deleted (its break-up fell due: pair again).
 pub mod close {
+    pub const NOT_UTF8: u16 = 1007;
     pub const TOO_BIG: u16 = 1009;
     pub const RESTART: u16 = 1012;
     pub const SLOW: u16 = 1013;
@@ -92,6 +95,8 @@ pub struct Session {
     read_sent: i64,
     outbox: Arc<Outbox>,
     limiter: DefaultDirectRateLimiter,
+    /// When this socket was last told `rate_limited` for a frame that is not a send.
+    told_rate_limited: Option<Instant>,
     /// Last time the client sent anything (a frame or a pong).
     last_heard: Instant,
     next_ping: Instant,
@@ -118,6 +123,7 @@ impl Session {
             .unwrap_or_default();
         Session {
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            told_rate_limited: None,
             outbox: Arc::new(Outbox::new(state.config.socket_queue)),
             next_ping: now + state.config.ping_interval(),
             state,
@@ -366,13 +372,7 @@ impl Session {
     ) -> Step {
         let message = match message {
             None | Some(Ok(Message::Close(_))) => return Err(Ending::Gone),
-            Some(Err(e)) => {
-                return Err(if is_too_big(e) {
-                    Ending::Close(close::TOO_BIG, "frame too large")
-                } else {
-                    Ending::Gone
-                });
-            }
+            Some(Err(e)) => return Err(read_failed(e)),
             Some(Ok(message)) => message,
         };
         self.last_heard = Instant::now();
@@ -393,21 +393,41 @@ impl Session {
 
     /// Carries out one client frame; returns what answers it on this socket now, if anything.
     async fn on_text(&mut self, text: &str) -> Option<ServerFrame> {
-        let frame = match ClientFrame::parse(text) {
+        let parsed = ClientFrame::parse(text);
+        let client_id = match &parsed {
+            Ok(ClientFrame::Send { client_id, .. }) => Some(client_id.to_string()),
+            Ok(_) => None,
+            Err((_, client_id)) => client_id.clone(),
+        };
+        // Bad frames count too: answering each of a flood of them costs as much as a good one.
+        if self.limiter.check().is_err() {
+            return self.rate_limited(client_id);
+        }
+        let frame = match parsed {
             Ok(frame) => frame,
             Err((err, client_id)) => return Some(ServerFrame::error(&err, client_id)),
         };
-        let client_id = match &frame {
-            ClientFrame::Send { client_id, .. } => Some(client_id.to_string()),
-            _ => None,
-        };
-        if self.limiter.check().is_err() {
-            return Some(ServerFrame::error(&Error::RateLimited, client_id));
-        }
         match self.apply(frame).await {
             Ok(reply) => reply,
             Err(err) => Some(ServerFrame::error(&err, client_id)),
         }
+    }
+
+    /// A refused `send` is always answered, with its client_id: its client must learn to send
+    /// it again. Anything else is told once per `RATE_NOTICE_EVERY`, so a flood is not
+    /// answered by a flood.
+    fn rate_limited(&mut self, client_id: Option<String>) -> Option<ServerFrame> {
+        if client_id.is_none() {
+            let now = Instant::now();
+            if self
+                .told_rate_limited
+                .is_some_and(|t| now < t + RATE_NOTICE_EVERY)
+            {
+                return None;
+            }
+            self.told_rate_limited = Some(now);
+        }
+        Some(ServerFrame::error(&Error::RateLimited, client_id))
     }
 
     async fn apply(&mut self, frame: ClientFrame) -> Result<Option<ServerFrame>> {
@@ -586,9 +606,13 @@ impl Session {
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
 
-/// tungstenite reports a message over the configured limit as a capacity error.
-fn is_too_big(err: axum::Error) -> bool {
-    err.into_inner()
-        .downcast::<tokio_tungstenite::tungstenite::Error>()
-        .is_ok_and(|e| matches!(*e, tokio_tungstenite::tungstenite::Error::Capacity(_)))
+/// How a failed read ends the socket: the client broke a rule we can name (a message over the
+/// limit, a text frame that is not UTF-8) and gets its close code, or the connection is gone.
+fn read_failed(err: axum::Error) -> Ending {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match err.into_inner().downcast::<WsError>().map(|e| *e) {
+        Ok(WsError::Capacity(_)) => Ending::Close(close::TOO_BIG, "frame too large"),
+        Ok(WsError::Utf8(_)) => Ending::Close(close::NOT_UTF8, "text frames must be UTF-8"),
+        _ => Ending::Gone,
+    }
 }

@@ -13,6 +13,9 @@ both_backends!(
     malformed_and_unknown_frames_get_error_frames_and_the_socket_stays_open,
     a_frame_over_64_kib_closes_with_1009_and_the_node_keeps_serving,
     too_many_frames_are_rate_limited,
+    a_flood_of_sends_gets_an_answer_for_each_and_the_socket_stays_open,
+    a_flood_of_typing_gets_one_rate_limited_per_window_and_the_socket_stays_open,
+    invalid_utf8_in_a_text_frame_closes_with_1007,
     sockets_per_user_are_limited,
 );
 
@@ -163,6 +166,97 @@ async fn too_many_frames_are_rate_limited(backend: Backend) {
     }
     assert_eq!(codes.iter().filter(|c| *c == "ack").count(), 3, "{codes:?}");
     assert!(codes.contains(&"rate_limited".to_owned()), "{codes:?}");
+}
+
+/// A fast client is told to slow down, frame by frame, never disconnected as "slow" for the
+/// answers to its own frames.
+async fn a_flood_of_sends_gets_an_answer_for_each_and_the_socket_stays_open(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut theirs = joon.socket().await;
+    let mut mine = mina.socket().await;
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        let client_id = uuid::Uuid::new_v4();
+        mine.feed(json!({ "type": "send", "client_id": client_id, "text": format!("flood {i}") }))
+            .await;
+        ids.push(client_id.to_string());
+    }
+    mine.flush().await;
+    let (mut acks, mut limited) = (0, 0);
+    let mut answered = std::collections::HashSet::new();
+    while answered.len() < ids.len() {
+        let frame = mine.until_any(&["ack", "error"]).await;
+        let client_id = frame["client_id"]
+            .as_str()
+            .expect("the answer names its send");
+        assert!(
+            answered.insert(client_id.to_owned()),
+            "answered twice: {frame}"
+        );
+        match frame["type"].as_str() {
+            Some("ack") => acks += 1,
+            _ => {
+                assert_eq!(frame["code"], "rate_limited", "{frame}");
+                limited += 1;
+            }
+        }
+    }
+    assert!(
+        acks > 0 && limited > 0,
+        "acks {acks}, rate_limited {limited}"
+    );
+    // Still open, and still chatting once the client slows down.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(mine.outcome("after the flood").await["type"], "ack");
+    assert_eq!(
+        theirs.until_text("after the flood").await["text"],
+        "after the flood"
+    );
+}
+
+async fn a_flood_of_typing_gets_one_rate_limited_per_window_and_the_socket_stays_open(
+    backend: Backend,
+) {
+    let node = spawn_node(backend).await;
+    let (mina, _joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    for _ in 0..1000 {
+        mine.feed(json!({ "type": "typing" })).await;
+    }
+    mine.flush().await;
+    let first = mine.until("error").await;
+    assert_eq!(first["code"], "rate_limited", "{first}");
+    // The ack of a later send comes after every error the flood caused: count them.
+    let client_id = mine.say("still here").await.to_string();
+    let mut errors = 1;
+    loop {
+        let frame = mine.until_any(&["ack", "error"]).await;
+        if frame["client_id"] == client_id.as_str() {
+            break;
+        }
+        errors += 1;
+    }
+    assert!(errors <= 3, "{errors} rate_limited errors for one flood");
+}
+
+async fn invalid_utf8_in_a_text_frame_closes_with_1007(backend: Backend) {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let node = spawn_node(backend).await;
+    let (mina, _joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let payload = vec![b'"', 0xff, 0xfe, b'"'];
+    mine.send_raw(Message::Frame(Frame::message(
+        payload,
+        OpCode::Data(Data::Text),
+        true,
+    )))
+    .await;
+    let close = mine.closed().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1007, "{close:?}");
+    // The node serves on.
+    assert_eq!(mina.socket().await.hello["type"], "hello");
 }
 
 async fn sockets_per_user_are_limited(backend: Backend) {

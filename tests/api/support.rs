@@ -440,6 +440,18 @@ impl Socket {
             .expect("sending a frame");
     }
 
+    /// Queues a frame without flushing, so many leave back to back.
+    pub async fn feed(&mut self, frame: Value) {
+        self.ws
+            .feed(Message::text(frame.to_string()))
+            .await
+            .expect("feeding a frame");
+    }
+
+    pub async fn flush(&mut self) {
+        self.ws.flush().await.expect("flushing frames");
+    }
+
     pub async fn send_raw(&mut self, message: Message) {
         self.ws.send(message).await.expect("sending a message");
     }
