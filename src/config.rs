@@ -78,6 +78,12 @@ pub struct Config {
     #[arg(long, env = "DUET_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
 
+    /// Seconds a stopping node keeps serving with `/readyz` answering 503 before it closes
+    /// its port and drains, so a load balancer notices and sends no new clients. Unset: 5
+    /// with REDIS_URL (a cluster behind a load balancer), 0 without.
+    #[arg(long, env = "DUET_DRAIN_DELAY_SECS")]
+    pub drain_delay_secs: Option<u64>,
+
     /// Redis connections in the publishing pool (the subscriber has its own).
     #[arg(long, env = "DUET_REDIS_POOL_SIZE", default_value_t = 16)]
     pub redis_pool_size: usize,
@@ -123,6 +129,13 @@ pub struct Config {
     /// DATABASE_URL wins over both.
     #[arg(long, env = "DUET_DB_TLS")]
     pub db_tls: Option<String>,
+
+    /// Milliseconds the database may take to hand out a connection or to commit a batch of
+    /// sends, and `/readyz` to answer. Past it a send is answered `unavailable` (the client
+    /// sends it again with the same client_id) and `/readyz` says 503: an outage is reported
+    /// within this bound rather than waited out.
+    #[arg(long, env = "DUET_DB_TIMEOUT_MS", default_value_t = 2000)]
+    pub db_timeout_ms: u64,
 
     /// Sends committed together at most (one transaction carries them all).
     #[arg(long, env = "DUET_COMMIT_MAX_BATCH", default_value_t = 512)]
@@ -201,6 +214,15 @@ impl Config {
 
     pub fn commit_window(&self) -> Duration {
         Duration::from_micros(self.commit_window_us)
+    }
+
+    pub fn db_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_timeout_ms.max(1))
+    }
+
+    pub fn drain_delay(&self) -> Duration {
+        let default = if self.redis_url.is_some() { 5 } else { 0 };
+        Duration::from_secs(self.drain_delay_secs.unwrap_or(default))
     }
 
     pub fn drain_time(&self) -> Duration {

@@ -39,9 +39,6 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
     let db = store::connect(&config).await?;
     store::migrate(&db).await?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new());
-    // Stops the bus's background tasks; the node's shutdown token is created with the state,
-    // after the bus, so the bus gets its own and `stop` cancels both.
-    let bus_stop = tokio_util::sync::CancellationToken::new();
     let bus = match &config.redis_url {
         None => Bus::local(),
         Some(url) => {
@@ -51,7 +48,7 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
                 pool_size: config.redis_pool_size,
                 presence_ttl: config.presence_ttl(),
             };
-            let redis = bus::RedisBus::start(settings, metrics.clone(), bus_stop.clone())
+            let redis = bus::RedisBus::start(settings, metrics.clone())
                 .await
                 .context("connecting to Redis (REDIS_URL); start it with `redis-server` or unset REDIS_URL for one node")?;
             Bus::Redis(redis)
@@ -96,13 +93,6 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
     );
     let app = http::router(state.clone());
     let shutdown = state.shutdown.clone();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown.cancelled().await;
-            bus_stop.cancel();
-        }
-    });
     let server = tokio::spawn(async move {
         // Frames are small and already batched per burst: Nagle would only hold them back.
         let listener = listener.tap_io(|tcp| {
@@ -128,10 +118,20 @@ impl Node {
         self.addr
     }
 
-    /// Drains: fails `/readyz`, refuses upgrades, closes sockets with 1012, and waits for
-    /// requests and sockets to finish, at most the configured drain time.
+    /// Drains: fails `/readyz` and refuses upgrades while still serving for the drain delay
+    /// (the load balancer's turn to notice), then closes the port, closes sockets with 1012,
+    /// waits for requests, sockets and commits to finish (at most the configured drain
+    /// time), and only then stops the bus, so the other nodes hear this one's last events.
     pub async fn stop(self) {
         self.state.start_draining();
+        let delay = self.state.config.drain_delay();
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "draining: /readyz fails; closing the port after the delay"
+            );
+            tokio::time::sleep(delay).await;
+        }
         self.state.shutdown.cancel();
         self.state.tasks.close();
         let drain = self.state.config.drain_time();
@@ -144,6 +144,7 @@ impl Node {
         if finished.is_err() {
             tracing::warn!(?drain, "drain time ran out; exiting anyway");
         }
+        self.state.bus.stop().await;
         self.state.db.clone().close().await.ok();
     }
 }

@@ -60,8 +60,11 @@ async fn main() -> anyhow::Result<()> {
             let node = duet::start(cli.config).await?;
             println!("Duet is running: open http://{}", node.addr());
             stop_signal().await;
-            tracing::info!("stopping: draining sockets");
-            node.stop().await;
+            tracing::info!("stopping: draining sockets (a second signal quits at once)");
+            tokio::select! {
+                () = node.stop() => {}
+                () = stop_signal() => tracing::warn!("quitting without finishing the drain"),
+            }
         }
     }
     Ok(())

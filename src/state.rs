@@ -40,6 +40,8 @@ pub struct Inner {
     draining: AtomicBool,
     /// One permit per open socket: the node-wide socket limit.
     pub sockets: Arc<Semaphore>,
+    /// Each user's sockets on this node: the per-user limit.
+    pub seats: Arc<crate::ws::Seats>,
     /// Socket sessions and the committer's shards, so a stopping node can wait for them.
     pub tasks: TaskTracker,
 }
@@ -70,6 +72,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             draining: AtomicBool::new(false),
             sockets,
+            seats: Arc::default(),
             tasks: TaskTracker::new(),
         }))
     }

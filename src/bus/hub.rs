@@ -21,6 +21,10 @@ pub enum Watch {
     Forget(Uuid),
 }
 
+/// How long telling every local session to catch up may take, and in how many steps.
+const RESYNC_SPREAD: std::time::Duration = std::time::Duration::from_millis(500);
+const RESYNC_SLICES: usize = 20;
+
 struct Local {
     sockets: usize,
     couple_id: Uuid,
@@ -115,13 +119,30 @@ impl Hub {
     }
 
     /// Tells every local session to catch up from the database: the channel may have lost
-    /// events (the Redis subscriber reconnected).
-    pub fn resync_all(&self) {
-        for listeners in lock(&self.couples).values() {
-            for listener in listeners {
-                listener.outbox.push(Delivery::Event(BusEvent::Resync));
-            }
+    /// events (the Redis subscriber reconnected). Couples are told in a random order spread
+    /// over `RESYNC_SPREAD`, so a node with thousands of sessions does not send the database
+    /// thousands of reads in the same millisecond.
+    pub fn resync_all(self: &Arc<Self>) {
+        use rand::seq::SliceRandom;
+        let mut couples = self.couples();
+        if couples.is_empty() {
+            return;
         }
+        couples.shuffle(&mut rand::rng());
+        let hub = Arc::clone(self);
+        tokio::spawn(async move {
+            let slices = RESYNC_SLICES.min(couples.len());
+            let per_slice = couples.len().div_ceil(slices);
+            let pause = RESYNC_SPREAD / slices as u32;
+            for (i, slice) in couples.chunks(per_slice).enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(pause).await;
+                }
+                for couple in slice {
+                    hub.deliver(*couple, BusEvent::Resync);
+                }
+            }
+        });
     }
 
     /// Couples with at least one local session.

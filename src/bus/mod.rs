@@ -44,8 +44,23 @@ pub enum BusEvent {
     SessionEnded { session_id: Uuid },
     /// The couple no longer exists (its break-up fell due): its sockets close.
     CoupleDeleted,
-    /// Local only: events may have been lost; sessions catch up from the database.
+    /// Events of the couple may have been lost on their way (a queue was full, Redis was
+    /// away): its sessions catch up from the database.
     Resync,
+}
+
+impl BusEvent {
+    /// Whether losing it matters: a persisted event, or one that ends sockets. Typing and
+    /// presence are stale by the time they could be sent again.
+    pub fn must_arrive(&self) -> bool {
+        matches!(
+            self,
+            BusEvent::Frame { seq: Some(_), .. }
+                | BusEvent::SessionEnded { .. }
+                | BusEvent::CoupleDeleted
+                | BusEvent::Resync
+        )
+    }
 }
 
 #[derive(Clone)]
@@ -118,9 +133,11 @@ impl Bus {
         }
     }
 
-    /// Sockets the user holds on this node, for the per-user limit.
-    pub fn local_sockets_of(&self, user_id: Uuid) -> usize {
-        self.hub().sockets_of(user_id)
+    /// Stops the bus's background work, publishing what is still queued first.
+    pub async fn stop(&self) {
+        if let Bus::Redis(redis) = self {
+            redis.stop().await;
+        }
     }
 
     /// Whether the bus can deliver right now (`/readyz`).

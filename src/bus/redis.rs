@@ -15,7 +15,7 @@
 //!   by a heartbeat. A node that dies without a goodbye drops out when its entries expire, and
 //!   each node's heartbeat notices a partner's change and tells its own sockets.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -25,7 +25,9 @@ use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::BusEvent;
@@ -41,6 +43,14 @@ const MAX_BURST: usize = 256;
 const RETRY_LIMIT: usize = 64 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a command may take before Redis counts as away (a frozen Redis accepts bytes
+/// and never answers; only a deadline notices).
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The subscriber connection only receives, so it asks Redis for a sign of life this often.
+/// How long stopping waits for the last publishes.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+const SUBSCRIBER_PING_EVERY: Duration = Duration::from_secs(1);
 
 pub struct RedisBus {
     hub: Arc<Hub>,
@@ -53,7 +63,12 @@ pub struct RedisBus {
     node_id: String,
     presence_ttl: Duration,
     outbox: mpsc::Sender<(Uuid, BusEvent)>,
+    /// Couples with an event that could not be queued for Redis; see `lose`.
+    lost: std::sync::Mutex<HashSet<Uuid>>,
     connected: Arc<AtomicBool>,
+    stop: CancellationToken,
+    /// The subscriber, publisher and heartbeat, so stopping can wait for them.
+    tasks: TaskTracker,
     metrics: Arc<Metrics>,
 }
 
@@ -66,23 +81,29 @@ pub struct RedisSettings {
 
 impl RedisBus {
     /// Connects (failing if Redis does not answer now) and starts the subscriber, the
-    /// publisher and the presence heartbeat, all stopping with `stop`.
+    /// publisher and the presence heartbeat, which run until `stop`.
     pub async fn start(
         settings: RedisSettings,
         metrics: Arc<Metrics>,
-        stop: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
-        let client = redis::Client::open(settings.url.as_str())?;
-        let mut config = deadpool_redis::Config::from_url(settings.url.as_str());
+        let stop = CancellationToken::new();
+        let info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())?
+            .set_tcp_settings(tcp_settings());
+        let client = redis::Client::open(info.clone())?;
+        let commands = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
         let mut pool_config = PoolConfig::new(settings.pool_size.max(2));
         // A Redis that is down must not stall sends: give up quickly, the database has it.
         pool_config.timeouts = Timeouts {
-            wait: Some(Duration::from_secs(1)),
-            create: Some(Duration::from_secs(1)),
-            recycle: Some(Duration::from_secs(1)),
+            wait: Some(CONNECT_TIMEOUT),
+            create: Some(CONNECT_TIMEOUT),
+            recycle: Some(CONNECT_TIMEOUT),
         };
-        config.pool = Some(pool_config);
-        let pool = config.create_pool(Some(Runtime::Tokio1))?;
+        let pool = Pool::builder(deadpool_redis::Manager::new_with_config(info, commands)?)
+            .config(pool_config)
+            .runtime(Runtime::Tokio1)
+            .build()?;
         let mut conn = pool.get().await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         drop(conn);
@@ -97,13 +118,28 @@ impl RedisBus {
             node_id: Uuid::new_v4().simple().to_string(),
             presence_ttl: settings.presence_ttl,
             outbox,
+            lost: std::sync::Mutex::new(HashSet::new()),
             connected: Arc::new(AtomicBool::new(false)),
+            stop: stop.clone(),
+            tasks: TaskTracker::new(),
             metrics,
         });
-        tokio::spawn(Arc::clone(&bus).subscriber(client, watch_rx, stop.clone()));
-        tokio::spawn(Arc::clone(&bus).publisher(outbox_rx, stop.clone()));
-        tokio::spawn(Arc::clone(&bus).heartbeat(stop));
+        bus.tasks
+            .spawn(Arc::clone(&bus).subscriber(client, watch_rx, stop.clone()));
+        bus.tasks
+            .spawn(Arc::clone(&bus).publisher(outbox_rx, stop.clone()));
+        bus.tasks.spawn(Arc::clone(&bus).heartbeat(stop));
+        bus.tasks.close();
         Ok(bus)
+    }
+
+    /// Stops the subscriber, the heartbeat and the publisher (which publishes what is still
+    /// queued first), waiting for them a bounded time.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        if timeout(STOP_WAIT, self.tasks.wait()).await.is_err() {
+            tracing::warn!("the redis bus did not stop in time");
+        }
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -147,13 +183,14 @@ impl RedisBus {
     /// Delivers to this node's sockets and queues the event for the other nodes, without
     /// waiting for Redis.
     pub fn publish(&self, couple_id: Uuid, event: BusEvent) {
-        if matches!(event, BusEvent::Resync) {
-            return self.hub.deliver(couple_id, event);
-        }
         self.hub.deliver(couple_id, event.clone());
-        if self.outbox.try_send((couple_id, event)).is_err() {
-            // The other nodes' sessions heal from the database on their next event.
-            self.metrics.publish_failures.inc();
+        if let Err(full) = self.outbox.try_send((couple_id, event)) {
+            let (_, event) = full.into_inner();
+            if event.must_arrive() {
+                self.lose(couple_id);
+            } else {
+                self.metrics.publish_failures.inc();
+            }
         }
     }
 
@@ -165,50 +202,30 @@ impl RedisBus {
         let mut retry: VecDeque<(Uuid, BusEvent)> = VecDeque::new();
         let mut backoff = BACKOFF_MIN;
         loop {
-            let mut burst: Vec<(Uuid, BusEvent, bool)> = Vec::new();
+            let mut burst: Vec<(Uuid, BusEvent)> = Vec::new();
             if retry.is_empty() {
                 tokio::select! {
                     next = outbox.recv() => match next {
-                        Some((couple, event)) => burst.push((couple, event, false)),
+                        Some(item) => burst.push(item),
                         None => return,
                     },
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => return self.publish_rest(outbox).await,
                 }
             } else {
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => return self.publish_rest(outbox).await,
                 }
-                while burst.len() < MAX_BURST {
-                    let Some((couple, event)) = retry.pop_front() else {
-                        break;
-                    };
-                    burst.push((couple, event, true));
-                }
+                let n = retry.len().min(MAX_BURST);
+                burst.extend(retry.drain(..n));
             }
             while burst.len() < MAX_BURST {
                 match outbox.try_recv() {
-                    Ok((couple, event)) => burst.push((couple, event, false)),
+                    Ok(item) => burst.push(item),
                     Err(_) => break,
                 }
             }
-            let started = Instant::now();
-            let mut pipe = redis::pipe();
-            for (couple, event, _) in &burst {
-                pipe.cmd("PUBLISH")
-                    .arg(self.channel(*couple))
-                    .arg(Wire {
-                        origin: &self.node_id,
-                        event,
-                    })
-                    .ignore();
-            }
-            let sent = self.run::<()>(&pipe).await.is_ok();
-            if sent {
-                let per_event = started.elapsed().as_secs_f64() / burst.len().max(1) as f64;
-                for _ in &burst {
-                    self.metrics.publish_seconds.observe(per_event);
-                }
+            if self.send_burst(&burst).await {
                 backoff = BACKOFF_MIN;
                 continue;
             }
@@ -216,19 +233,73 @@ impl RedisBus {
             // or ends a session is kept to publish when Redis is back. Typing and presence
             // are not worth keeping.
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            for (couple, event, _) in burst {
+            for (couple, event) in burst {
                 self.metrics.publish_failures.inc();
-                let keep = matches!(
-                    event,
-                    BusEvent::Frame { seq: Some(_), .. }
-                        | BusEvent::SessionEnded { .. }
-                        | BusEvent::CoupleDeleted
-                );
-                if keep && retry.len() < RETRY_LIMIT {
+                if !event.must_arrive() {
+                    continue;
+                }
+                if retry.len() < RETRY_LIMIT {
                     retry.push_back((couple, event));
+                } else {
+                    // The other nodes' sessions of this couple will catch up instead.
+                    self.lose(couple);
                 }
             }
         }
+    }
+
+    /// Publishes one pipeline: the burst, then a resync for every couple whose events could
+    /// not be queued. False if Redis did not take it (the resyncs are kept for next time).
+    async fn send_burst(&self, burst: &[(Uuid, BusEvent)]) -> bool {
+        let lost: Vec<Uuid> = lock(&self.lost).drain().collect();
+        let started = Instant::now();
+        let mut pipe = redis::pipe();
+        let resync = BusEvent::Resync;
+        let all = burst
+            .iter()
+            .map(|(couple, event)| (*couple, event))
+            .chain(lost.iter().map(|couple| (*couple, &resync)));
+        for (couple, event) in all {
+            pipe.cmd("PUBLISH")
+                .arg(self.channel(couple))
+                .arg(Wire {
+                    origin: &self.node_id,
+                    event,
+                })
+                .ignore();
+        }
+        if self.run::<()>(&pipe).await.is_err() {
+            lock(&self.lost).extend(lost);
+            return false;
+        }
+        let per_event = started.elapsed().as_secs_f64() / burst.len().max(1) as f64;
+        for _ in burst {
+            self.metrics.publish_seconds.observe(per_event);
+        }
+        true
+    }
+
+    /// On stop (after the node's sessions and commits are done): one attempt to publish what
+    /// is still queued, so the other nodes hear this node's last events.
+    async fn publish_rest(&self, mut outbox: mpsc::Receiver<(Uuid, BusEvent)>) {
+        outbox.close();
+        let mut burst = Vec::new();
+        while let Ok(item) = outbox.try_recv() {
+            burst.push(item);
+            if burst.len() == MAX_BURST {
+                self.send_burst(&std::mem::take(&mut burst)).await;
+            }
+        }
+        if !burst.is_empty() || !lock(&self.lost).is_empty() {
+            self.send_burst(&burst).await;
+        }
+    }
+
+    /// Remembers that a couple's event never reached Redis: its sessions on other nodes are
+    /// told to catch up from the database as soon as Redis takes a publish again.
+    fn lose(&self, couple_id: Uuid) {
+        self.metrics.publish_failures.inc();
+        lock(&self.lost).insert(couple_id);
     }
 
     async fn subscriber(
@@ -238,58 +309,21 @@ impl RedisBus {
         stop: CancellationToken,
     ) {
         let mut backoff = BACKOFF_MIN;
+        // Sessions may open while no subscription exists (the first attempt failed, or Redis
+        // went away): every connection after the first one tells them all to catch up.
         let mut first = true;
         loop {
-            if let Ok(pubsub) = client.get_async_pubsub().await {
-                let (mut sink, mut stream) = pubsub.split();
-                let channels: Vec<String> = self
-                    .hub
-                    .couples()
-                    .into_iter()
-                    .map(|c| self.channel(c))
-                    .collect();
-                let subscribed = channels.is_empty() || sink.subscribe(&channels).await.is_ok();
-                if subscribed {
-                    self.connected.store(true, Ordering::Relaxed);
-                    backoff = BACKOFF_MIN;
-                    if !first {
-                        self.metrics.redis_reconnects.inc();
-                        tracing::info!(
-                            couples = channels.len(),
-                            "redis subscriber reconnected; sessions catch up"
-                        );
-                        self.hub.resync_all();
-                    }
-                    first = false;
-                    loop {
-                        tokio::select! {
-                            message = stream.next() => match message {
-                                Some(message) => self.on_message(&message),
-                                None => break,
-                            },
-                            command = watch.recv() => match command {
-                                Some(Watch::Listen(couple, done)) => {
-                                    let ok = sink.subscribe(self.channel(couple)).await.is_ok();
-                                    let _ = done.send(());
-                                    if !ok { break; }
-                                }
-                                Some(Watch::Forget(couple)) => {
-                                    // It may have been wanted again since; its Listen is queued.
-                                    if !self.hub.has_couple(couple)
-                                        && sink.unsubscribe(self.channel(couple)).await.is_err()
-                                    {
-                                        break;
-                                    }
-                                }
-                                None => return,
-                            },
-                            () = stop.cancelled() => return,
-                        }
-                    }
-                }
-            }
+            let reason = match self.listen(&client, &mut watch, &stop, first).await {
+                Listening::Stopped => return,
+                Listening::Failed(reason) => reason,
+            };
+            first = false;
             self.connected.store(false, Ordering::Relaxed);
-            tracing::warn!(?backoff, "redis subscriber disconnected; reconnecting");
+            tracing::warn!(
+                ?backoff,
+                reason,
+                "redis subscriber disconnected; reconnecting"
+            );
             // While away, answer waiting sessions at once: they are resubscribed and caught
             // up on reconnect anyway.
             let pause = tokio::time::sleep(jitter(backoff));
@@ -306,6 +340,81 @@ impl RedisBus {
                 }
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One subscriber connection's life: subscribe every local couple, then pass on messages
+    /// and follow the hub's couples, PINGing on a period so that a Redis that stopped
+    /// answering (frozen, or cut off without a reset) is noticed within seconds.
+    async fn listen(
+        &self,
+        client: &redis::Client,
+        watch: &mut mpsc::UnboundedReceiver<Watch>,
+        stop: &CancellationToken,
+        first: bool,
+    ) -> Listening {
+        let pubsub = match timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => pubsub,
+            _ => return Listening::Failed("connect"),
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let channels: Vec<String> = self
+            .hub
+            .couples()
+            .into_iter()
+            .map(|c| self.channel(c))
+            .collect();
+        if !channels.is_empty() && !ok(timeout(COMMAND_TIMEOUT, sink.subscribe(&channels)).await) {
+            return Listening::Failed("subscribe");
+        }
+        self.connected.store(true, Ordering::Relaxed);
+        if !first {
+            self.metrics.redis_reconnects.inc();
+            tracing::info!(
+                couples = channels.len(),
+                "redis subscriber reconnected; sessions catch up"
+            );
+            self.hub.resync_all();
+        }
+        let mut ping = tokio::time::interval(SUBSCRIBER_PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    Some(message) => self.on_message(&message),
+                    None => return Listening::Failed("connection closed"),
+                },
+                command = watch.recv() => match command {
+                    Some(Watch::Listen(couple, done)) => {
+                        let subscribed = timeout(COMMAND_TIMEOUT, sink.subscribe(self.channel(couple))).await;
+                        if !ok(subscribed) {
+                            return Listening::Failed("subscribe");
+                        }
+                        if done.send(()).is_err() {
+                            // The session stopped waiting and read the couple's state before
+                            // this subscription began: what came in between, it must read.
+                            self.hub.deliver(couple, BusEvent::Resync);
+                        }
+                    }
+                    Some(Watch::Forget(couple)) => {
+                        // It may have been wanted again since; its Listen is queued.
+                        if !self.hub.has_couple(couple) {
+                            let unsubscribed = timeout(COMMAND_TIMEOUT, sink.unsubscribe(self.channel(couple))).await;
+                            if !ok(unsubscribed) {
+                                return Listening::Failed("unsubscribe");
+                            }
+                        }
+                    }
+                    None => return Listening::Stopped,
+                },
+                _ = ping.tick() => {
+                    let pong = timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>()).await;
+                    if !ok(pong) {
+                        return Listening::Failed("no answer to ping");
+                    }
+                }
+                () = stop.cancelled() => return Listening::Stopped,
+            }
         }
     }
 
@@ -336,15 +445,7 @@ impl RedisBus {
         let key = self.presence_key(user_id);
         let mut pipe = redis::pipe();
         count_live(&mut pipe, &key);
-        pipe.cmd("ZADD")
-            .arg(&key)
-            .arg(Self::now_ms() + self.ttl_ms())
-            .arg(&self.node_id)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(self.ttl_ms() * 2)
-            .ignore();
+        self.renew(&mut pipe, &key, Self::now_ms());
         count_live(&mut pipe, &self.presence_key(partner_id));
         match self.run::<(i64, i64)>(&pipe).await {
             Ok((before, partner)) => (
@@ -365,9 +466,32 @@ impl RedisBus {
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM").arg(&key).arg(&self.node_id).ignore();
         count_live(&mut pipe, &key);
-        self.query_count(user_id, &pipe)
-            .await
-            .is_none_or(|left| left == 0)
+        let left = self.query_count(user_id, &pipe).await;
+        // A socket of the user may have opened here while the ZREM was on its way (a tab
+        // closed as another opened): its entry was just removed, so put it back. Both go
+        // over the one shared connection, in the order they were issued.
+        if self.hub.sockets_of(user_id) > 0 {
+            let mut pipe = redis::pipe();
+            self.renew(&mut pipe, &key, Self::now_ms());
+            if let Err(e) = self.run::<()>(&pipe).await {
+                tracing::warn!(user_id = %user_id, error = %e, "presence: redis unavailable");
+            }
+            return false;
+        }
+        left.is_none_or(|left| left == 0)
+    }
+
+    /// Appends "this node holds a socket of the user until the presence TTL from `now`".
+    fn renew(&self, pipe: &mut redis::Pipeline, key: &str, now: i64) {
+        pipe.cmd("ZADD")
+            .arg(key)
+            .arg(now + self.ttl_ms())
+            .arg(&self.node_id)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(self.ttl_ms() * 2)
+            .ignore();
     }
 
     pub async fn is_online(&self, user_id: Uuid) -> bool {
@@ -419,16 +543,8 @@ impl RedisBus {
             let mut pipe = redis::pipe();
             for user in &users {
                 let key = self.presence_key(*user);
-                pipe.cmd("ZADD")
-                    .arg(&key)
-                    .arg(now + self.ttl_ms())
-                    .arg(&self.node_id)
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&key)
-                    .arg(self.ttl_ms() * 2)
-                    .ignore()
-                    .cmd("ZREMRANGEBYSCORE")
+                self.renew(&mut pipe, &key, now);
+                pipe.cmd("ZREMRANGEBYSCORE")
                     .arg(&key)
                     .arg("-inf")
                     .arg(now)
@@ -472,6 +588,30 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn pool_error(e: deadpool_redis::PoolError) -> redis::RedisError {
     redis::RedisError::from(std::io::Error::other(e.to_string()))
+}
+
+/// Keepalive probes find a Redis that vanished without a reset (a network partition, a
+/// host that died) in about half a minute even on a connection that is only listening.
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    use redis::io::tcp::socket2::TcpKeepalive;
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    redis::io::tcp::TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
+}
+
+/// How a subscriber connection ended.
+enum Listening {
+    Stopped,
+    Failed(&'static str),
+}
+
+/// A command that finished in time and succeeded.
+fn ok<T>(result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> bool {
+    matches!(result, Ok(Ok(_)))
 }
 
 fn jitter(d: Duration) -> Duration {
@@ -568,6 +708,7 @@ fn decode(payload: &[u8]) -> Option<(&[u8], BusEvent)> {
             session_id: Uuid::parse_str(parts.next()?).ok()?,
         },
         "D" => BusEvent::CoupleDeleted,
+        "R" => BusEvent::Resync,
         _ => return None,
     };
     Some((&payload[..origin.len()], event))

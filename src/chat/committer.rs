@@ -144,7 +144,24 @@ async fn commit(state: &AppState, jobs: Vec<Job>) {
     }
     if !sends.is_empty() {
         let started = Instant::now();
-        let decisions = decide(state, &sends).await;
+        // A database that does not answer must not hold the sends: past the timeout they
+        // are answered `unavailable` and sent again with the same client_id, which finds
+        // the chat if this commit did land after all (never a false ack).
+        let decisions =
+            match tokio::time::timeout(state.config.db_timeout(), decide(state, &sends)).await {
+                Ok(decisions) => decisions,
+                Err(_) => {
+                    tracing::warn!(sends = sends.len(), "committing a batch timed out");
+                    sends
+                        .iter()
+                        .map(|_| {
+                            Err(Error::Unavailable(
+                                "the database did not answer in time, send again".into(),
+                            ))
+                        })
+                        .collect()
+                }
+            };
         state
             .metrics
             .persist_seconds
@@ -369,8 +386,14 @@ fn reply(outbox: &Outbox, frame: &ServerFrame) {
 /// partners whose marks moved.
 async fn mark_read(state: &AppState, marks: Vec<(Member, i64)>) {
     let pairs: Vec<(Uuid, i64)> = marks.iter().map(|(me, seq)| (me.user_id, *seq)).collect();
-    match store::sends::mark_read(&state.db, &pairs).await {
-        Ok(moved) => {
+    let marked = tokio::time::timeout(
+        state.config.db_timeout(),
+        store::sends::mark_read(&state.db, &pairs),
+    );
+    match marked.await {
+        Err(_) => tracing::warn!(marks = pairs.len(), "storing read marks timed out"),
+        Ok(Err(e)) => tracing::warn!(error = %e, marks = pairs.len(), "storing read marks"),
+        Ok(Ok(moved)) => {
             for (user_id, couple_id, seq) in moved {
                 let json: Utf8Bytes = ServerFrame::Read { user_id, seq }.to_text();
                 let event = BusEvent::Frame {
@@ -382,6 +405,5 @@ async fn mark_read(state: &AppState, marks: Vec<(Member, i64)>) {
                 state.bus.publish(couple_id, event);
             }
         }
-        Err(e) => tracing::warn!(error = %e, marks = pairs.len(), "storing read marks"),
     }
 }

@@ -33,12 +33,15 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Worth sending traffic to: not draining, and the database and the bus answer.
+/// Worth sending traffic to: not draining, the database answers a ping within
+/// `DUET_DB_TIMEOUT_MS`, and the bus is connected (its subscriber is listening). Answers within
+/// that bound whatever is down; the error message says which part failed.
 async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse> {
     if state.is_draining() {
         return Err(Error::Unavailable("this node is shutting down".into()));
     }
-    if state.db.ping().await.is_err() {
+    let ping = tokio::time::timeout(state.config.db_timeout(), state.db.ping()).await;
+    if !matches!(ping, Ok(Ok(()))) {
         return Err(Error::Unavailable("the database does not answer".into()));
     }
     if !state.bus.is_ready().await {

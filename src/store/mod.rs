@@ -34,8 +34,8 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     let sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.clone());
     options
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(config.db_timeout())
+        .connect_timeout(config.db_timeout())
         .sqlx_logging(false);
     if sqlite {
         // SQLite allows one writer at a time; a single connection turns what would be

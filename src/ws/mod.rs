@@ -3,6 +3,7 @@
 //! session, 403 for a foreign Origin (middleware), 409 when not in a couple, 429 past the
 //! per-user socket limit, 503 when the node is full or draining.
 
+mod seats;
 mod session;
 
 use axum::extract::State;
@@ -17,6 +18,7 @@ use crate::http::{CurrentUser, Query};
 use crate::state::AppState;
 use crate::store;
 
+pub use seats::Seats;
 pub use session::Session;
 
 #[derive(Deserialize)]
@@ -41,9 +43,10 @@ pub async fn upgrade(
     let (couple_id, partner_id) = store::couples::partner_of(&state.db, user.user.id)
         .await?
         .ok_or(Error::NotPaired)?;
-    if state.bus.local_sockets_of(user.user.id) >= state.config.max_sockets_per_user {
-        return Err(Error::RateLimited);
-    }
+    let seat = state
+        .seats
+        .take(user.user.id, state.config.max_sockets_per_user)
+        .ok_or(Error::RateLimited)?;
     let permit = state
         .sockets
         .clone()
@@ -70,7 +73,7 @@ pub async fn upgrade(
             let run = Box::pin(session.run(socket));
             state.tasks.track_future(async move {
                 run.await;
-                drop(permit);
+                drop((permit, seat));
             })
         }))
 }

@@ -13,7 +13,9 @@
 //! this socket has been given. A live event at or below it is a duplicate and dropped. One
 //! above `cursor + 1` waits briefly for the events before it (two nodes' events can cross on
 //! their way here); if the gap does not fill within `REORDER_WAIT`, the session reads what it
-//! missed from the database. So the client sees every seq exactly once, in order, whatever
+//! missed from the database. The bus says `Resync` when it knows it lost something, and on
+//! every ping tick the session compares its cursor with the couple's last seq, in case the
+//! lost event was the last one. So the client sees every seq exactly once, in order, whatever
 //! the bus did.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -495,6 +497,10 @@ impl Session {
             }
             self.next_ping = now + self.state.config.ping_interval();
             self.out.push(Message::Ping(Default::default()));
+            // The backstop for a lost doorbell: a gap shows only when a later event arrives,
+            // so the last event of a conversation could wait forever. Comparing with the
+            // couple's last seq now and then costs one primary-key read.
+            self.behind = true;
         }
         Ok(())
     }

@@ -319,6 +319,104 @@ async fn while_redis_is_down_sends_still_ack_and_partners_get_them_when_it_retur
     assert_eq!(theirs.until("chat").await["text"], "after the outage");
 }
 
+/// A frozen Redis takes bytes and answers nothing. The node notices within seconds (its
+/// subscriber PINGs), says so on `/readyz`, keeps acking and delivering on its own sockets,
+/// and once Redis answers again the partner on the other node gets everything, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_is_noticed_and_nothing_acked_meanwhile_is_lost() {
+    let mut redis = PrivateRedis::start().await;
+    let cluster = Cluster::start_with_redis(2, &[], &redis.url()).await;
+    let (mina, joon) = couple_on(&cluster).await;
+    let mut mine = mina.on(cluster.addrs[0]).socket().await;
+    let mut my_tab = mina.on(cluster.addrs[0]).socket().await;
+    let mut theirs = joon.on(cluster.addrs[1]).socket().await;
+    mine.say("before").await;
+    mine.until("ack").await;
+    assert_eq!(theirs.until("chat").await["text"], "before");
+
+    redis.freeze(true).await;
+    let mut acked = Vec::new();
+    for i in 0..3 {
+        let text = format!("while Redis is frozen {i}");
+        let ack = mine.outcome(&text).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        acked.push(ack["seq"].as_i64().unwrap_or_default());
+        // The sender's other tab on the same node does not wait for Redis.
+        assert_eq!(my_tab.until_text(&text).await["text"], text.as_str());
+    }
+    let mut tries = 0;
+    loop {
+        let (status, _) = mina.on(cluster.addrs[0]).get("/readyz").await;
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 100, "/readyz still says ready with Redis frozen");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    redis.freeze(false).await;
+    let received: Vec<i64> = chats(&mut theirs, acked.len())
+        .await
+        .iter()
+        .filter_map(|c| c["seq"].as_i64())
+        .collect();
+    assert_eq!(
+        received, acked,
+        "every chat acked while frozen, once, in order"
+    );
+}
+
+/// The backstop for a lost doorbell: even when no event of the couple ever crosses between
+/// the nodes (here they listen on different Redis prefixes), the partner gets the last chat
+/// at the next ping tick, not whenever the next chat happens to arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_whose_node_never_hears_the_doorbell_still_gets_the_last_chat() {
+    let cluster = Cluster::start(1, &["--ping-secs=1"]).await;
+    let deaf = duet::start(config(
+        &cluster.db.url,
+        cluster.db.data_dir(),
+        &[
+            &format!("--redis-url={}", redis_url()),
+            &format!("--redis-prefix=deaf-{}:", Uuid::new_v4().simple()),
+            "--ping-secs=1",
+            "--drain-delay-secs=0",
+        ],
+    ))
+    .await
+    .expect("the node starts");
+    let (mina, joon) = couple_on(&cluster).await;
+    let mut mine = mina.on(cluster.addrs[0]).socket().await;
+    let mut theirs = joon.on(deaf.addr()).socket().await;
+    mine.say("the last word").await;
+    mine.until("ack").await;
+    // Pings keep the socket busy, so bound the whole wait: a few ping ticks.
+    let chat = tokio::time::timeout(std::time::Duration::from_secs(5), theirs.until("chat"))
+        .await
+        .expect("the last chat arrives within a few ping ticks");
+    assert_eq!(chat["text"], "the last word");
+    deaf.stop().await;
+}
+
+/// The per-user limit holds when sockets open at once (with Redis, a session subscribes to
+/// its couple's channel before it starts, which is when a late count would happen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_opened_at_once_are_limited_all_the_same() {
+    let cluster = Cluster::start(1, &["--max-sockets-per-user=2"]).await;
+    let (mina, _joon) = couple_on(&cluster).await;
+    let mina = mina.on(cluster.addrs[0]);
+    let attempts = (0..20).map(|_| mina.try_socket("/ws", None));
+    let results = futures_util::future::join_all(attempts).await;
+    let opened = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(opened, 2, "sockets opened at once with a limit of 2");
+    for (status, body) in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(
+            (*status, body["error"]["code"].as_str()),
+            (429, Some("rate_limited"))
+        );
+    }
+}
+
 /// A Redis that hangs (stopped, not gone) must not hold a node up: sockets still open (the
 /// presence question gives up after redis-rs's response timeout), sends are still acked and
 /// reach the partner on the same node.

@@ -17,6 +17,7 @@ both_backends!(
     a_flood_of_typing_gets_one_rate_limited_per_window_and_the_socket_stays_open,
     invalid_utf8_in_a_text_frame_closes_with_1007,
     sockets_per_user_are_limited,
+    a_stopping_node_says_not_ready_and_serves_on_for_the_drain_delay,
 );
 
 async fn the_upgrade_is_refused_without_session_from_foreign_origin_or_unpaired(backend: Backend) {
@@ -280,4 +281,36 @@ async fn sockets_per_user_are_limited(backend: Backend) {
         assert!(tries < 50, "the closed socket's place was never freed");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// A load balancer polls `/readyz`: a stopping node fails it at once but keeps serving (and
+/// its sockets open) for the drain delay, so the balancer stops sending before the port closes.
+async fn a_stopping_node_says_not_ready_and_serves_on_for_the_drain_delay(backend: Backend) {
+    let mut node = spawn_node_with(backend, &["--drain-delay-secs=2"]).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let stopping = node.begin_stop();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let (status, body) = mina.get("/readyz").await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (503, Some("unavailable"))
+    );
+    let (status, _) = mina.get("/healthz").await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(mine.outcome("still here").await["type"], "ack");
+    let (status, body) = joon
+        .try_socket("/ws", None)
+        .await
+        .err()
+        .expect("refused while draining");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("unavailable"))
+    );
+
+    let closed = mine.closed().await;
+    assert_eq!(closed.map(|f| u16::from(f.code)), Some(1012));
+    stopping.await.expect("the node stops");
 }

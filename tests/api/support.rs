@@ -145,6 +145,16 @@ impl TestNode {
         }
     }
 
+    /// Starts stopping the node; the handle finishes when it has.
+    pub fn begin_stop(&mut self) -> tokio::task::JoinHandle<()> {
+        let node = self.node.take();
+        tokio::spawn(async move {
+            if let Some(node) = node {
+                node.stop().await;
+            }
+        })
+    }
+
     /// Stops the node and starts a new one on the same database; returns its address.
     pub async fn restart(&mut self, extra: &[&str]) -> SocketAddr {
         self.stop().await;
@@ -548,7 +558,7 @@ impl Socket {
     }
 }
 
-fn redis_url() -> String {
+pub fn redis_url() -> String {
     std::env::var("DUET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
@@ -610,6 +620,14 @@ impl Cluster {
             format!("--redis-prefix={}", self.prefix),
             "--presence-ttl-secs=3".to_owned(),
         ];
+        // Tests stop nodes often; the drain delay is for load balancers, not for them.
+        if !self
+            .extra
+            .iter()
+            .any(|a| a.starts_with("--drain-delay-secs"))
+        {
+            args.push("--drain-delay-secs=0".to_owned());
+        }
         args.extend(self.extra.iter().cloned());
         args
     }
