@@ -36,7 +36,12 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
     store::files::release_orphans(&state.db, Utc::now() - age).await?;
     let mut removed = 0;
     for file in store::files::released(&state.db, BATCH).await? {
-        state.files.delete(&file.blob).await?;
+        // One blob that cannot be removed (a permission, a disk error) is logged and tried
+        // again next round; it must not keep every other file from being removed.
+        if let Err(e) = state.files.delete(&file.blob).await {
+            tracing::warn!(file_id = %file.id, couple_id = %file.couple_id, error = %e, "removing a file's blob failed; trying again next round");
+            continue;
+        }
         store::files::forget(&state.db, file.id).await?;
         removed += 1;
     }

@@ -21,6 +21,7 @@ both_backends!(
     a_file_chat_carries_the_file_and_only_its_owner_may_send_it_once,
     deleting_a_file_chat_removes_the_blob,
     the_sweeper_removes_only_orphans,
+    a_blob_that_cannot_be_removed_does_not_stop_the_sweeper,
 );
 
 /// A 3x2 PNG, the smallest real image a browser shows.
@@ -398,4 +399,31 @@ async fn the_sweeper_removes_only_orphans(backend: Backend) {
     assert_eq!(download(&joon, &sent, None).await.status(), StatusCode::OK);
     // A swept upload cannot be sent any more.
     assert_eq!(send_file(&mut mine, &orphan, "").await["code"], "not_found");
+}
+
+async fn a_blob_that_cannot_be_removed_does_not_stop_the_sweeper(backend: Backend) {
+    let node = spawn_node_with(backend, &["--orphan-age-secs=1", "--sweep-secs=1"]).await;
+    let (mina, joon) = couple(&node).await;
+    // The first orphan's blob turns into a directory with something in it: removing it fails
+    // every round.
+    uploaded(&mina, "stuck.png", PNG).await;
+    let stuck = blobs(&node).pop().expect("the stuck blob");
+    std::fs::remove_file(&stuck).expect("removing the blob");
+    std::fs::create_dir(&stuck).expect("a directory in its place");
+    std::fs::write(stuck.join("keep"), b"x").expect("something in it");
+    let orphan = uploaded(&mina, "orphan.png", PNG).await;
+
+    let mut gone = false;
+    for _ in 0..40 {
+        if download(&joon, &orphan, None).await.status() == StatusCode::NOT_FOUND {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(gone, "the orphan after the stuck one was never swept");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // The stuck file is kept (and retried); the other is gone, row and blob.
+    assert_eq!(file_rows(&node).await, 1);
+    assert_eq!(blobs(&node), vec![stuck.join("keep")]);
 }
