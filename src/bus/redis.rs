@@ -3,9 +3,14 @@
 //!
 //! - One dedicated subscriber connection per node. A couple's channel is subscribed when its
 //!   first local socket opens and unsubscribed when the last one closes. The connection is
-//!   supervised: when its stream ends it reconnects with backoff, resubscribes every local
-//!   couple, and tells every local session to catch up from the database, so nothing acked is
-//!   lost while Redis was away.
+//!   supervised: it PINGs every second, and when a PING or a (UN)SUBSCRIBE misses its deadline
+//!   or the stream ends, it reconnects with backoff, resubscribes every local couple, and
+//!   tells every local session to catch up from the database, so nothing acked is lost while
+//!   Redis was away, dead or frozen.
+//! - Every command has a deadline (`COMMAND_TIMEOUT`) and every connection TCP keepalive: a
+//!   Redis that stops answering costs half a second, never a hung node.
+//! - A publish that cannot be queued or kept for retry is not dropped silently: its couple is
+//!   remembered and the next pipeline Redis takes carries a resync for it (`lose`).
 //! - An event reaches this node's own sockets at once (through the hub), never waiting for
 //!   Redis, and goes through a queue to one publisher task that sends each burst as a single
 //!   pipeline over a `deadpool-redis` connection. Every message names the node that published
