@@ -250,7 +250,8 @@ async fn postgres_restarted_loses_no_acked_chat_and_sends_are_answered_promptly(
 
 /// A socket whose client stops reading while its partner sends a lot is closed with a close
 /// frame (1013: it resumes with `after=`), and it holds up nobody: the partner's and everyone
-/// else's chats flow on.
+/// else's chats flow on. The client reads nothing at all until the node has given up on it,
+/// as a phone app put in the background does, and only then looks at what it got.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_closed_with_a_close_frame_and_slows_nobody() {
     let node = spawn_node_with(
@@ -263,16 +264,28 @@ async fn a_client_that_stops_reading_is_closed_with_a_close_frame_and_slows_nobo
     let mut silent = silent_socket(silent_user, node.addr).await;
 
     let mut cast = people(&couples, &[node.addr], Pace::steady());
-    // The partner of the silent socket sends big chats, fast: megabytes it never reads.
+    // The partner of the silent socket sends big chats, fast: some 10 MB it never reads,
+    // more than the socket's buffers and its queue hold.
     cast[0].pace = Pace {
         every: Duration::from_millis(1),
         burst: 1,
         padding: 3900,
         give_up_when_limited: false,
+        max_sends: Some(2_500),
     };
+    let started = Instant::now();
     let traffic = Traffic::start(&couples, cast);
     traffic.flowing().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The node has given up on it when only the traffic's own sockets are left open.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while sockets_open(node.addr).await > 2 * COUPLES as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the node never gave up on a client that reads nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fault_end = Instant::now();
 
     // Only now does the silent client look at what it was sent, up to how it was closed.
     let mut seen = Seen {
@@ -281,7 +294,12 @@ async fn a_client_that_stops_reading_is_closed_with_a_close_frame_and_slows_nobo
         ..Seen::default()
     };
     let closed = read_to_close(&mut silent, &mut seen).await;
-    let fault_end = Instant::now();
+    eprintln!(
+        "fault slow consumer: the node ended the silent socket {:.1} s into the stream, \
+         close code {closed:?}, after {} chats it had taken",
+        (fault_end - started).as_secs_f64(),
+        seen.chats.len()
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let mut stopped = traffic.stop().await;
@@ -343,6 +361,21 @@ async fn a_flooding_client_is_rate_limited_and_never_disconnected() {
         "the flooding client's socket was never closed, yet it was: {:?}; {tally}",
         flooder.closes
     );
+}
+
+/// The node's open sockets, from `/metrics`.
+async fn sockets_open(addr: SocketAddr) -> u64 {
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("duet_sockets_open "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no duet_sockets_open in {metrics}"))
 }
 
 /// A socket opened with a receive buffer of a few kilobytes, so what its client does not

@@ -61,6 +61,8 @@ pub struct Pace {
     pub padding: usize,
     /// Sends refused with `rate_limited` are dropped rather than sent again: a flood.
     pub give_up_when_limited: bool,
+    /// New chats at most; after them the client only reads (and retries).
+    pub max_sends: Option<u64>,
 }
 
 impl Pace {
@@ -72,6 +74,7 @@ impl Pace {
             burst: 1,
             padding: 0,
             give_up_when_limited: false,
+            max_sends: None,
         }
     }
 
@@ -84,6 +87,7 @@ impl Pace {
             burst: 1,
             padding: 0,
             give_up_when_limited: true,
+            max_sends: None,
         }
     }
 }
@@ -307,8 +311,8 @@ pub struct Tally {
     /// The longest any client went without an ack, or without hearing its partner, while
     /// both were sending: how long the fault held things up.
     pub longest_stall: Duration,
-    /// From the fault's end until every client was acked and heard its partner again
-    /// (`None`: some client never was).
+    /// From the fault's end until every client still sending was acked again and every
+    /// client whose partner still sent heard it again (`None`: nothing happened after it).
     pub recovery: Option<Duration>,
     pub clients: Vec<ClientTally>,
     /// What each lost chat looked like, for the failure message.
@@ -331,7 +335,7 @@ pub fn tally(scenario: &str, couples: &[CoupleRecord], fault_end: Instant) -> Ta
         scenario: scenario.to_owned(),
         ..Tally::default()
     };
-    let mut recovery = Some(Duration::ZERO);
+    let mut recovery = None;
     for couple in couples {
         // The history: every seq from 1 to the last, once, in order, each client_id once.
         let mut in_history: HashMap<Uuid, i64> = HashMap::new();
@@ -390,25 +394,15 @@ pub fn tally(scenario: &str, couples: &[CoupleRecord], fault_end: Instant) -> Ta
                     t.longest_stall = t.longest_stall.max(pair[1] - pair[0]);
                 }
             }
-            // Back when it is acked again and hears its partner again (whichever it did at
-            // all): on a node of its own, acks alone would not show the bus healing.
-            let first_after = |times: &mut dyn Iterator<Item = Instant>, any: bool| {
-                if any {
-                    times.filter(|at| *at >= fault_end).min()
-                } else {
-                    Some(fault_end)
+            // Back when it is acked again and hears its partner again: on a node of its own,
+            // acks alone would not show the bus healing. A kind of event a client no longer
+            // had after the fault (it had stopped sending, or its partner had) tells nothing.
+            for times in [&acked_at, &client.heard] {
+                if let Some(at) = times.iter().filter(|at| **at >= fault_end).min() {
+                    let took = *at - fault_end;
+                    recovery = Some(recovery.map_or(took, |r: Duration| r.max(took)));
                 }
-            };
-            let acked_again = first_after(
-                &mut client.acks.values().map(|a| a.1),
-                !client.acks.is_empty(),
-            );
-            let heard_again =
-                first_after(&mut client.heard.iter().copied(), !client.heard.is_empty());
-            recovery = match (recovery, acked_again, heard_again) {
-                (Some(r), Some(a), Some(h)) => Some(r.max(a.max(h) - fault_end)),
-                _ => None,
-            };
+            }
             t.clients.push(ClientTally {
                 label: client.label.clone(),
                 closes: client.closes.clone(),
@@ -628,7 +622,8 @@ impl Client {
                 () = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
                     for _ in 0..pace.burst {
-                        if !self.shared.sending.load(Ordering::Relaxed) || now < next_send {
+                        let done = pace.max_sends.is_some_and(|max| seen.sends >= max);
+                        if done || !self.shared.sending.load(Ordering::Relaxed) || now < next_send {
                             break;
                         }
                         let n = seen.sends;
