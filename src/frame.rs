@@ -159,3 +159,244 @@ fn brief(e: &serde_json::Error) -> String {
     let text = e.to_string();
     text.split(" at line ").next().unwrap_or(&text).to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    //! Properties of the parser: whatever a client sends (any text, any JSON, frames with
+    //! fields of the wrong shape) is parsed or refused with `invalid_input`, never a panic;
+    //! and every well-formed frame of the contract parses back to exactly what was sent.
+
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+
+    /// The contract's client frames, as a test can build and compare them.
+    #[derive(Clone, Debug, PartialEq)]
+    enum Model {
+        Send {
+            client_id: Uuid,
+            text: String,
+            file_id: Option<Uuid>,
+        },
+        Answer {
+            question_id: i64,
+            text: String,
+        },
+        Delete {
+            chat_id: Uuid,
+        },
+        Typing,
+        Read {
+            seq: i64,
+        },
+    }
+
+    impl From<ClientFrame> for Model {
+        fn from(frame: ClientFrame) -> Self {
+            match frame {
+                ClientFrame::Send {
+                    client_id,
+                    text,
+                    file_id,
+                } => Model::Send {
+                    client_id,
+                    text,
+                    file_id,
+                },
+                ClientFrame::Answer { question_id, text } => Model::Answer { question_id, text },
+                ClientFrame::Delete { chat_id } => Model::Delete { chat_id },
+                ClientFrame::Typing => Model::Typing,
+                ClientFrame::Read { seq } => Model::Read { seq },
+            }
+        }
+    }
+
+    /// The frame as a client writes it: optional fields left out when empty, and sometimes
+    /// a field this server does not know (a newer client's), which it must ignore.
+    fn wire(model: &Model, extra: Option<(String, Value)>) -> Value {
+        let mut frame = match model {
+            Model::Send {
+                client_id,
+                text,
+                file_id,
+            } => {
+                let mut f = json!({ "type": "send", "client_id": client_id });
+                if !text.is_empty() {
+                    f["text"] = json!(text);
+                }
+                if let Some(file_id) = file_id {
+                    f["file_id"] = json!(file_id);
+                }
+                f
+            }
+            Model::Answer { question_id, text } => {
+                json!({ "type": "answer", "question_id": question_id, "text": text })
+            }
+            Model::Delete { chat_id } => json!({ "type": "delete", "chat_id": chat_id }),
+            Model::Typing => json!({ "type": "typing" }),
+            Model::Read { seq } => json!({ "type": "read", "seq": seq }),
+        };
+        if let (Some((key, value)), Some(object)) = (extra, frame.as_object_mut())
+            && !object.contains_key(&key)
+        {
+            object.insert(key, value);
+        }
+        frame
+    }
+
+    fn uuid() -> impl Strategy<Value = Uuid> {
+        any::<u128>().prop_map(Uuid::from_u128)
+    }
+
+    fn model() -> impl Strategy<Value = Model> {
+        prop_oneof![
+            (uuid(), any::<String>(), proptest::option::of(uuid())).prop_map(
+                |(client_id, text, file_id)| Model::Send {
+                    client_id,
+                    text,
+                    file_id
+                }
+            ),
+            (any::<i64>(), any::<String>())
+                .prop_map(|(question_id, text)| Model::Answer { question_id, text }),
+            uuid().prop_map(|chat_id| Model::Delete { chat_id }),
+            Just(Model::Typing),
+            any::<i64>().prop_map(|seq| Model::Read { seq }),
+        ]
+    }
+
+    /// Any JSON value, nested a few levels.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            uuid().prop_map(|u| Value::String(u.to_string())),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((any::<String>(), inner), 0..6)
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Objects that nearly are frames: a known type (or not), the known field names with
+    /// values of any shape, and other fields.
+    fn frame_like() -> impl Strategy<Value = Value> {
+        let kind = prop_oneof![
+            4 => prop_oneof![
+                Just("send"),
+                Just("answer"),
+                Just("delete"),
+                Just("typing"),
+                Just("read")
+            ]
+            .prop_map(Value::from),
+            1 => json_value(),
+        ];
+        let key = prop_oneof![
+            4 => prop_oneof![
+                Just("client_id"),
+                Just("text"),
+                Just("file_id"),
+                Just("question_id"),
+                Just("chat_id"),
+                Just("seq"),
+            ]
+            .prop_map(str::to_owned),
+            1 => any::<String>(),
+        ];
+        (
+            proptest::option::weighted(0.9, kind),
+            proptest::collection::vec((key, json_value()), 0..5),
+        )
+            .prop_map(|(kind, fields)| {
+                let mut object: Map<String, Value> = fields.into_iter().collect();
+                if let Some(kind) = kind {
+                    object.insert("type".to_owned(), kind);
+                }
+                Value::Object(object)
+            })
+    }
+
+    /// A refusal is `invalid_input`, names the send by a short client_id at most, and
+    /// becomes an `error` frame that is valid JSON.
+    fn refused_well(
+        err: &Error,
+        client_id: &Option<String>,
+    ) -> std::result::Result<(), TestCaseError> {
+        prop_assert_eq!(err.code(), "invalid_input");
+        if let Some(client_id) = client_id {
+            prop_assert!(client_id.chars().count() <= 64);
+        }
+        let text = ServerFrame::error(err, client_id.clone()).to_text();
+        let frame: Value = serde_json::from_str(text.as_str()).expect("an error frame is JSON");
+        prop_assert_eq!(&frame["type"], "error");
+        Ok(())
+    }
+
+    proptest! {
+        // No regressions file (the repository's layout is fixed): a failure prints its
+        // minimal input, to be kept as a plain test.
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_text_is_parsed_or_refused_never_a_panic(text in any::<String>()) {
+            if let Err((err, client_id)) = ClientFrame::parse(&text) {
+                refused_well(&err, &client_id)?;
+            }
+        }
+
+        #[test]
+        fn any_json_is_parsed_or_refused_never_a_panic(value in json_value()) {
+            if let Err((err, client_id)) = ClientFrame::parse(&value.to_string()) {
+                refused_well(&err, &client_id)?;
+            }
+        }
+
+        #[test]
+        fn frames_with_fields_of_any_shape_are_parsed_or_refused(value in frame_like()) {
+            if let Err((err, client_id)) = ClientFrame::parse(&value.to_string()) {
+                refused_well(&err, &client_id)?;
+            }
+        }
+
+        #[test]
+        fn well_formed_frames_parse_back_to_what_was_sent(
+            sent in model(),
+            extra in proptest::option::of(("x_[a-z_]{0,10}", json_value())),
+        ) {
+            let text = wire(&sent, extra).to_string();
+            let parsed = ClientFrame::parse(&text).map_err(|(e, _)| {
+                TestCaseError::fail(format!("{text} was refused: {}", e.public_message()))
+            })?;
+            prop_assert_eq!(Model::from(parsed), sent);
+        }
+
+        #[test]
+        fn a_broken_send_is_refused_naming_its_client_id(
+            client_id in uuid(),
+            text in json_value().prop_filter("not a string", |v| !v.is_string() && !v.is_null()),
+        ) {
+            let frame = json!({ "type": "send", "client_id": client_id.to_string(), "text": text });
+            let refused = ClientFrame::parse(&frame.to_string());
+            let Err((err, named)) = refused else {
+                return Err(TestCaseError::fail(format!("{frame} was accepted")));
+            };
+            refused_well(&err, &named)?;
+            prop_assert_eq!(named, Some(client_id.to_string()));
+        }
+    }
+}

@@ -285,4 +285,165 @@ mod tests {
         assert_eq!(sniff(b"hello").0, "text/plain; charset=utf-8");
         assert_eq!(sniff(&[0, 159, 146, 150]).0, "application/octet-stream");
     }
+
+    /// Names a hostile or careless client may send: traversal, separators of both kinds,
+    /// NUL and other controls, reserved characters and names, bidi overrides, emoji, Hangul,
+    /// and long runs of them.
+    fn hostile_name() -> impl proptest::strategy::Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("../"),
+            Just("..\\"),
+            Just("/"),
+            Just("\\"),
+            Just("\0"),
+            Just("."),
+            Just(" "),
+            Just("\t"),
+            Just("\n"),
+            Just("\r"),
+            Just("\u{7f}"),
+            Just("\u{85}"),
+            Just("\u{202e}"),
+            Just("\u{feff}"),
+            Just(":"),
+            Just("*"),
+            Just("?"),
+            Just("\""),
+            Just("<>|"),
+            Just("%2e%2e%2f"),
+            Just("CON"),
+            Just("nul.txt"),
+            Just("사진"),
+            Just("😀"),
+            Just("e\u{301}"),
+            Just("a"),
+            Just("report.pdf"),
+        ];
+        prop_oneof![
+            any::<String>(),
+            proptest::collection::vec(piece, 0..200).prop_map(|p| p.concat()),
+            "\\PC{100,400}",
+            // Names about as long as the limit, with dots and spaces where it cuts.
+            "[a-z]{110,125}[. ]{1,3}[a-z]{0,5}",
+        ]
+    }
+
+    /// Names Windows keeps for devices, with or without an extension: a download saved
+    /// under one is not a file.
+    fn is_reserved_on_windows(name: &str) -> bool {
+        let stem = name
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .trim_end()
+            .to_ascii_uppercase();
+        matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+            || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+                && stem.len() == 4
+                && stem.ends_with(|c: char| c.is_ascii_digit()))
+    }
+
+    fn file_named(name: String, content_type: &str) -> File {
+        File {
+            id: Uuid::nil(),
+            couple_id: Uuid::nil(),
+            owner_id: Uuid::nil(),
+            name,
+            size: 1,
+            content_type: content_type.to_owned(),
+            width: None,
+            height: None,
+            blob: "0".repeat(32),
+            chat_id: None,
+            created_at: chrono::Utc::now(),
+            deleted_at: None,
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest::proptest! {
+        // No regressions file: the layout of the repository is fixed; a failure prints its
+        // minimal input, which belongs in `names_lose_paths_control_characters_and_length`.
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Whatever the client calls its file, what is kept is one plain, short, printable
+        /// name: never a path, never empty.
+        #[test]
+        fn any_name_is_cleaned_to_one_plain_name(raw in hostile_name()) {
+            let name = clean_name(&raw);
+            proptest::prop_assert!(!name.is_empty());
+            proptest::prop_assert!(name.chars().count() <= MAX_NAME_CHARS, "{name:?}");
+            proptest::prop_assert!(
+                !name.chars().any(|c| c == '/' || c == '\\' || c.is_control()),
+                "{name:?}"
+            );
+            let components: Vec<_> = std::path::Path::new(&name).components().collect();
+            proptest::prop_assert!(
+                matches!(components.as_slice(), [std::path::Component::Normal(n)] if *n == name.as_str()),
+                "{name:?} is not one plain path component: {components:?}"
+            );
+        }
+
+        /// Dots and spaces are trimmed from both ends, also where the length limit cuts.
+        #[test]
+        fn a_cleaned_name_neither_starts_nor_ends_with_a_dot_or_a_space(raw in hostile_name()) {
+            let name = clean_name(&raw);
+            proptest::prop_assert!(
+                !name.starts_with(['.', ' ']) && !name.ends_with(['.', ' ']),
+                "{name:?} (from {raw:?}) starts or ends with a dot or a space"
+            );
+        }
+
+        /// Windows' device names are removed (what `sanitize_filename`'s `windows` option is
+        /// for), also when a control character hid them from it.
+        #[test]
+        fn no_name_is_cleaned_into_a_windows_device_name(
+            raw in prop_oneof![
+                hostile_name(),
+                "[\\x00-\\x1f\\x7f ]{0,2}(CON|con|PRN|AUX|NUL|COM1|LPT9)[\\x00-\\x1f\\x7f .]{0,2}(\\.txt)?",
+            ],
+        ) {
+            let name = clean_name(&raw);
+            proptest::prop_assert!(
+                !is_reserved_on_windows(&name),
+                "{name:?} (from {raw:?}) is a device name on Windows"
+            );
+        }
+
+        /// The download's `Content-Disposition` is a valid header for any stored name (even
+        /// one that never went through `clean_name`), its quoted form cannot be broken out
+        /// of, and its UTF-8 form gives back the name exactly.
+        #[test]
+        fn any_name_gives_a_safe_content_disposition(
+            raw in hostile_name(),
+            cleaned in proptest::bool::ANY,
+            content_type in proptest::sample::select(vec!["image/png", "image/svg+xml", "text/html", "application/pdf"]),
+        ) {
+            let name = if cleaned { clean_name(&raw) } else { raw };
+            let value = disposition(&file_named(name.clone(), content_type));
+            proptest::prop_assert!(HeaderValue::from_str(&value).is_ok(), "{value:?}");
+            let inline = value.starts_with("inline;");
+            proptest::prop_assert!(inline || value.starts_with("attachment;"));
+            proptest::prop_assert!(!inline || content_type == "image/png", "{content_type} shown inline");
+            let quoted = value
+                .split_once("filename=\"")
+                .and_then(|(_, rest)| rest.split_once("\"; filename*=UTF-8''"))
+                .map(|(quoted, _)| quoted);
+            let Some(quoted) = quoted else {
+                return Err(proptest::test_runner::TestCaseError::fail(format!("{value:?}")));
+            };
+            proptest::prop_assert!(!quoted.contains(['"', '\\']), "{value:?}");
+            let encoded = value.rsplit_once("UTF-8''").map(|(_, e)| e).unwrap_or_default();
+            let decoded = percent_encoding::percent_decode_str(encoded)
+                .decode_utf8()
+                .map(|d| d.into_owned())
+                .ok();
+            proptest::prop_assert_eq!(decoded.as_deref(), Some(name.as_str()));
+        }
+    }
 }

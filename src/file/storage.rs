@@ -121,3 +121,71 @@ impl BlobWriter for LocalWriter {
         let _ = tokio::fs::remove_file(&self.temp).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The blob store turns names into paths only for names it generated itself: whatever
+    //! name reaches it, it answers a path inside its directory or refuses.
+
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::path::Component;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn dir() -> (tempfile::TempDir, LocalDir) {
+        let temp = tempfile::tempdir().expect("a temporary directory");
+        let store = LocalDir::new(temp.path()).expect("a blob store");
+        (temp, store)
+    }
+
+    /// Names aimed at escaping the directory, and ones that nearly look generated.
+    fn blob_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[0-9a-fA-F./\\\\]{30,34}",
+            "(\\.\\./|\\.\\.\\\\|/|[0-9a-f]){1,40}",
+            any::<u128>().prop_map(|n| format!("{n:032x}")),
+        ]
+    }
+
+    proptest! {
+        // No regressions file (the repository's layout is fixed): a failure prints its
+        // minimal input, to be kept as a plain test.
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn no_blob_name_leads_outside_the_directory(blob in blob_name()) {
+            let (temp, store) = dir();
+            if let Ok(path) = store.path(&blob) {
+                let inside = path.strip_prefix(temp.path());
+                prop_assert!(inside.is_ok(), "{blob:?} -> {}", path.display());
+                let parts: Vec<Component> = inside.map(|p| p.components().collect()).unwrap_or_default();
+                prop_assert_eq!(parts.len(), 2, "{:?} -> {}", blob, path.display());
+                prop_assert!(parts.iter().all(|c| matches!(c, Component::Normal(_))), "{blob:?} -> {}", path.display());
+            }
+        }
+    }
+
+    #[test]
+    fn generated_names_have_paths_and_traversal_has_none() {
+        let (temp, store) = dir();
+        let name = Uuid::new_v4().simple().to_string();
+        assert!(store.path(&name).unwrap().starts_with(temp.path()));
+        for bad in [
+            "../../../../etc/passwd",
+            "..",
+            "",
+            "00/../../../../../etc/pass",
+            "0123456789abcdef0123456789abcde/",
+        ] {
+            assert!(store.path(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -4,6 +4,8 @@
 // A test that meets something unexpected should stop right there, loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod private_pg;
+mod stream;
 mod support;
 
 mod accounts;
@@ -11,6 +13,7 @@ mod breakup;
 mod chat;
 mod cluster;
 mod commit;
+mod faults;
 mod files;
 mod pairing;
 mod question;

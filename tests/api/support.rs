@@ -100,6 +100,16 @@ impl TestDb {
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()
     }
+
+    /// A database that lives on a server of the test's own (e.g. a private Postgres it will
+    /// restart); it goes away with that server, so nothing is dropped here.
+    pub fn existing(url: &str) -> TestDb {
+        TestDb {
+            url: url.to_owned(),
+            postgres_name: None,
+            _dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
 }
 
 impl Drop for TestDb {
@@ -558,6 +568,7 @@ impl Socket {
     }
 }
 
+/// The machine's Redis, which every test shares (each under a prefix of its own).
 pub fn redis_url() -> String {
     std::env::var("DUET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
@@ -595,10 +606,15 @@ impl Cluster {
 
     /// A cluster on a Redis of the test's choosing (e.g. a private one it will restart).
     pub async fn start_with_redis(nodes: usize, extra: &[&str], redis_url: &str) -> Cluster {
+        let db = TestDb::new(Backend::Postgres).await;
+        Cluster::start_on(db, nodes, extra, redis_url).await
+    }
+
+    /// A cluster on a database and a Redis of the test's choosing.
+    pub async fn start_on(db: TestDb, nodes: usize, extra: &[&str], redis_url: &str) -> Cluster {
         if redis_url == self::redis_url() {
             redis().await;
         }
-        let db = TestDb::new(Backend::Postgres).await;
         let mut cluster = Cluster {
             db,
             prefix: format!("duet-test-{}:", Uuid::new_v4().simple()),
@@ -690,6 +706,23 @@ impl ProcessNode {
     /// SIGKILL: no drain, no close frames, no presence cleanup.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// SIGTERM, as an orchestrator stops a node: it drains (sockets close with 1012) and
+    /// exits. Returns how it exited.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("the node is running");
+        let status = tokio::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM {pid}");
+        self.child
+            .wait()
+            .await
+            .expect("waiting for the node to exit")
     }
 }
 
