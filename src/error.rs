@@ -118,9 +118,27 @@ impl Error {
     }
 }
 
-/// The pool could not hand out a connection or the server went away: a retry may work.
+/// The pool could not hand out a connection, the connection broke, or the server is shutting
+/// down or starting up: a retry may work, so the client is told `unavailable`, not `internal`.
 fn is_unavailable(e: &DbErr) -> bool {
-    matches!(e, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let sqlx = match e {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        DbErr::Conn(_) => return true,
+        _ => return false,
+    };
+    match sqlx.as_ref() {
+        Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01-57P03: the server is going down or starting.
+        Sqlx::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
 }
 
 impl IntoResponse for Error {

@@ -47,6 +47,8 @@ pub struct PendingSend {
     pub triggers: Vec<Trigger>,
     /// The sending socket's outbox: the ack or error goes there.
     pub reply: Arc<Outbox>,
+    /// When the socket handed it over: it is answered within `DUET_DB_TIMEOUT_MS` of this.
+    pub queued_at: tokio::time::Instant,
 }
 
 enum Job {
@@ -144,24 +146,26 @@ async fn commit(state: &AppState, jobs: Vec<Job>) {
     }
     if !sends.is_empty() {
         let started = Instant::now();
-        // A database that does not answer must not hold the sends: past the timeout they
-        // are answered `unavailable` and sent again with the same client_id, which finds
-        // the chat if this commit did land after all (never a false ack).
-        let decisions =
-            match tokio::time::timeout(state.config.db_timeout(), decide(state, &sends)).await {
-                Ok(decisions) => decisions,
-                Err(_) => {
-                    tracing::warn!(sends = sends.len(), "committing a batch timed out");
-                    sends
-                        .iter()
-                        .map(|_| {
-                            Err(Error::Unavailable(
-                                "the database did not answer in time, send again".into(),
-                            ))
-                        })
-                        .collect()
-                }
-            };
+        // A database that does not answer must not hold the sends: each is answered within
+        // the timeout of its arrival (queued behind a stuck batch or not). Past it they are
+        // answered `unavailable` and sent again with the same client_id, which finds the
+        // chat if this commit did land after all (never a false ack).
+        let oldest = sends.iter().map(|s| s.queued_at).min();
+        let deadline = oldest.unwrap_or_else(tokio::time::Instant::now) + state.config.db_timeout();
+        let decisions = match tokio::time::timeout_at(deadline, decide(state, &sends)).await {
+            Ok(decisions) => decisions,
+            Err(_) => {
+                tracing::warn!(sends = sends.len(), "committing a batch timed out");
+                sends
+                    .iter()
+                    .map(|_| {
+                        Err(Error::Unavailable(
+                            "the database did not answer in time, send again".into(),
+                        ))
+                    })
+                    .collect()
+            }
+        };
         state
             .metrics
             .persist_seconds

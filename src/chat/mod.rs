@@ -115,6 +115,7 @@ pub fn send(
         file_id,
         triggers,
         reply,
+        queued_at: tokio::time::Instant::now(),
     })
 }
 

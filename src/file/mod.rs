@@ -163,26 +163,47 @@ fn looks_like_text(head: &[u8]) -> bool {
 /// length-capped; never used as a path.
 pub fn clean_name(raw: &str) -> String {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned = sanitize_filename::sanitize_with_options(
-        base,
-        sanitize_filename::Options {
-            windows: true,
-            truncate: false,
-            replacement: "",
-        },
-    );
-    let cleaned: String = cleaned
+    // Control characters (DEL too, which the sanitizer's pattern misses) go first, and the
+    // length is cut before the last trim, so the result never ends in a dot or a space.
+    let mut name: String = base
         .chars()
         .filter(|c| !c.is_control())
-        .collect::<String>()
-        .trim_matches(|c: char| c == '.' || c.is_whitespace())
-        .chars()
         .take(MAX_NAME_CHARS)
         .collect();
-    if cleaned.is_empty() {
-        "file".to_owned()
+    // The sanitizer checks reserved names ("CON") before it trims trailing dots and spaces,
+    // so "CON " would come out as "CON": clean until nothing changes (two rounds at most).
+    loop {
+        let cleaned = sanitize_filename::sanitize_with_options(
+            &name,
+            sanitize_filename::Options {
+                windows: true,
+                truncate: false,
+                replacement: "",
+            },
+        );
+        let cleaned = cleaned
+            .trim_matches(|c: char| c == '.' || c.is_whitespace())
+            .to_owned();
+        if cleaned == name {
+            break;
+        }
+        name = cleaned;
+    }
+    if name.is_empty() {
+        return "file".to_owned();
+    }
+    // Windows also reads "CON .txt" as the device: the stem counts without trailing spaces.
+    let stem = name.split('.').next().unwrap_or_default().trim_end();
+    if sanitize_filename::is_sanitized_with_options(
+        stem,
+        sanitize_filename::OptionsForCheck {
+            windows: true,
+            truncate: false,
+        },
+    ) {
+        name
     } else {
-        cleaned
+        format!("_{name}")
     }
 }
 
