@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::account;
 use crate::bus::Bus;
 use crate::chat::Committer;
 use crate::config::Config;
@@ -42,6 +43,8 @@ pub struct Inner {
     pub sockets: Arc<Semaphore>,
     /// Socket sessions and the committer's shards, so a stopping node can wait for them.
     pub tasks: TaskTracker,
+    /// Rate limits and the hashing bound every login and sign-up passes.
+    pub logins: account::Guard,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
         origins: Vec<String>,
     ) -> Self {
         let sockets = Arc::new(Semaphore::new(config.max_sockets));
+        let logins = account::Guard::new(&config);
         AppState(Arc::new(Inner {
             config,
             db,
@@ -71,6 +75,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             sockets,
             tasks: TaskTracker::new(),
+            logins,
         }))
     }
 

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
+mod support_process;
 
 mod accounts;
 mod breakup;
@@ -12,6 +13,7 @@ mod chat;
 mod cluster;
 mod commit;
 mod files;
+mod logins;
 mod pairing;
 mod question;
 mod socket;
