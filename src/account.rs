@@ -2,14 +2,15 @@
 //! (Argon2id: about 19 MiB and tens of milliseconds each) runs a bounded number at a time, and
 //! a request that cannot have its turn soon is told to come back (429 with `Retry-After`)
 //! instead of queueing memory: unbounded, 64 wrong passwords at once took a node from 17 MB to
-//! 1.3 GB. Attempts are rate-limited per client address and per username; a task that every
-//! node runs forgets limiter entries that have gone quiet.
+//! 1.3 GB. Attempts are rate-limited per client address and per username. A sweeper that every
+//! node runs purges expired sessions and forgets limiter entries that have gone quiet.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
@@ -136,13 +137,25 @@ fn addr_key(addr: IpAddr) -> IpAddr {
 pub fn spawn_sweeper(state: AppState, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut trim = tokio::time::interval(TRIM_PERIOD);
+        let mut purge = tokio::time::interval(state.config.sweep_period());
         loop {
             tokio::select! {
                 _ = trim.tick() => state.logins.trim(),
+                _ = purge.tick() => match sweep(&state).await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "expired sessions purged"),
+                    Err(e) => tracing::warn!(error = %e, "purging expired sessions"),
+                },
                 () = stop.cancelled() => return,
             }
         }
     });
+}
+
+/// Deletes every expired session (they already count as none; this only frees the rows).
+/// Returns how many went.
+pub async fn sweep(state: &AppState) -> anyhow::Result<u64> {
+    Ok(store::users::purge_expired_sessions(&state.db, Utc::now()).await?)
 }
 
 #[cfg(test)]
