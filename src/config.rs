@@ -178,6 +178,11 @@ pub struct Config {
     #[arg(long, env = "DUET_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<IpNet>,
 
+    /// Total bytes of files one couple may keep (sent or not yet); an upload past it is 413
+    /// `too_large`. 0: no quota.
+    #[arg(long, env = "DUET_COUPLE_QUOTA_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub couple_quota_bytes: u64,
+
     /// `tracing` filter, e.g. `info` or `duet=debug,info`.
     #[arg(long, env = "DUET_LOG", default_value = "info")]
     pub log: String,
