@@ -1,11 +1,12 @@
 //! Every knob of a node in one struct: each field is a flag and an environment variable,
 //! and its doc comment is the `--help` text. The names match `PROTOCOL.md` ("Operating a node").
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use ipnet::IpNet;
 
 #[derive(Args, Clone, Debug)]
 pub struct Config {
@@ -164,6 +165,37 @@ pub struct Config {
     #[arg(long, env = "DUET_SOCKET_READ_BUFFER", default_value_t = 1024)]
     pub socket_read_buffer: usize,
 
+    /// Password hashes (Argon2id, about 19 MiB of memory each) computed at once. Unset: one
+    /// per core, which is as fast as hashing gets; more only adds memory.
+    #[arg(long, env = "DUET_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+
+    /// Milliseconds a login or sign-up waits for its turn to hash before it is refused with
+    /// 429 `rate_limited` and `Retry-After`, rather than queueing without end.
+    #[arg(long, env = "DUET_HASH_WAIT_MS", default_value_t = 1000)]
+    pub hash_wait_ms: u64,
+
+    /// Logins and sign-ups per minute from one client address (also the burst); beyond,
+    /// 429 `rate_limited`. 0: no limit.
+    #[arg(long, env = "DUET_LOGIN_RATE_PER_ADDR", default_value_t = 30)]
+    pub login_rate_per_addr: u32,
+
+    /// Logins and sign-ups per minute for one username, from anywhere (also the burst);
+    /// beyond, 429 `rate_limited`. 0: no limit.
+    #[arg(long, env = "DUET_LOGIN_RATE_PER_USER", default_value_t = 10)]
+    pub login_rate_per_user: u32,
+
+    /// Comma-separated addresses or CIDR ranges of the proxies in front of this node. A
+    /// request from one of them is counted against the address its `X-Forwarded-For` names
+    /// (the last one not itself a trusted proxy); from anywhere else, against the peer.
+    #[arg(long, env = "DUET_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Total bytes of files one couple may keep (sent or not yet); an upload past it is 413
+    /// `too_large`. 0: no quota.
+    #[arg(long, env = "DUET_COUPLE_QUOTA_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub couple_quota_bytes: u64,
+
     /// `tracing` filter, e.g. `info` or `duet=debug,info`.
     #[arg(long, env = "DUET_LOG", default_value = "info")]
     pub log: String,
@@ -229,6 +261,16 @@ impl Config {
         Duration::from_secs(self.drain_secs)
     }
 
+    pub fn hash_concurrency(&self) -> usize {
+        self.hash_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+
+    pub fn hash_wait(&self) -> Duration {
+        Duration::from_millis(self.hash_wait_ms)
+    }
+
     /// The configured origins, or the defaults derived from the address actually bound
     /// (which matters when `bind` asked for port 0).
     pub fn allowed_origins(&self, bound: SocketAddr) -> Vec<String> {
@@ -247,4 +289,12 @@ impl Config {
             format!("http://127.0.0.1:{port}"),
         ]
     }
+}
+
+/// A trusted proxy: a CIDR range (`10.0.0.0/8`) or one address (`127.0.0.1`).
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is neither an IP address nor a CIDR range"))
 }

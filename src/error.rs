@@ -3,8 +3,10 @@
 //! the socket session turns it into an `error` frame with the same code. Internal causes are
 //! logged here and never shown to the client.
 
+use std::time::Duration;
+
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sea_orm::DbErr;
 use serde_json::json;
@@ -47,6 +49,13 @@ pub enum Error {
     AnswerRequired(i64),
     #[error("slow down")]
     RateLimited,
+    /// Too many attempts, or too much work already waiting: `rate_limited` with a
+    /// `Retry-After` header saying when another try can succeed.
+    #[error("{message}")]
+    TryLater {
+        message: &'static str,
+        retry_after: Duration,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error("database: {0}")]
@@ -71,7 +80,7 @@ impl Error {
             Error::TooLarge(_) => "too_large",
             Error::TooLong => "too_long",
             Error::AnswerRequired(_) => "answer_required",
-            Error::RateLimited => "rate_limited",
+            Error::RateLimited | Error::TryLater { .. } => "rate_limited",
             Error::Unavailable(_) => "unavailable",
             Error::Db(e) if is_unavailable(e) => "unavailable",
             Error::Db(_) | Error::Internal(_) => "internal",
@@ -91,7 +100,7 @@ impl Error {
             | Error::DuplicateRequest
             | Error::AnswerRequired(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Error::RateLimited | Error::TryLater { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Db(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Db(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -145,7 +154,16 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         self.log();
         let body = json!({ "error": { "code": self.code(), "message": self.public_message() } });
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Error::TryLater { retry_after, .. } = &self {
+            // Whole seconds, rounded up: a client that waits what it is told is not refused
+            // again for having come back a fraction too early.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
     }
 }
 

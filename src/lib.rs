@@ -2,6 +2,7 @@
 //! database holds the truth, the bus rings the partner's node. `start` builds a node from a
 //! `Config`; `main` and the integration tests both use it.
 
+pub mod account;
 pub mod bus;
 pub mod chat;
 pub mod config;
@@ -81,6 +82,7 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
     );
     chat::committer::spawn(state.clone(), shards);
     couple::spawn_sweeper(state.clone(), state.shutdown.clone());
+    account::spawn_sweeper(state.clone(), state.shutdown.clone());
     file::sweeper::spawn(
         state.clone(),
         state.config.sweep_period(),
@@ -100,6 +102,7 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
                 tracing::debug!(error = %e, "TCP_NODELAY");
             }
         });
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "server stopped");

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::account;
 use crate::bus::Bus;
 use crate::chat::Committer;
 use crate::config::Config;
@@ -44,6 +45,8 @@ pub struct Inner {
     pub seats: Arc<crate::ws::Seats>,
     /// Socket sessions and the committer's shards, so a stopping node can wait for them.
     pub tasks: TaskTracker,
+    /// Rate limits and the hashing bound every login and sign-up passes.
+    pub logins: account::Guard,
 }
 
 impl AppState {
@@ -60,6 +63,7 @@ impl AppState {
         origins: Vec<String>,
     ) -> Self {
         let sockets = Arc::new(Semaphore::new(config.max_sockets));
+        let logins = account::Guard::new(&config);
         AppState(Arc::new(Inner {
             config,
             db,
@@ -74,6 +78,7 @@ impl AppState {
             sockets,
             seats: Arc::default(),
             tasks: TaskTracker::new(),
+            logins,
         }))
     }
 

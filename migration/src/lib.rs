@@ -9,6 +9,7 @@ mod m20261125_000002_questions;
 mod m20261125_000003_files;
 mod m20261126_000004_open_questions;
 mod m20261126_000005_files_by_couple;
+mod m20261127_000006_sessions_by_expiry;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_files::Migration),
             Box::new(m20261126_000004_open_questions::Migration),
             Box::new(m20261126_000005_files_by_couple::Migration),
+            Box::new(m20261127_000006_sessions_by_expiry::Migration),
         ]
     }
 }

@@ -1,7 +1,8 @@
 //! Photos and files: uploaded over HTTP first (streamed to the blob store, never held whole
 //! in memory), then sent as a chat that carries them. The client's file name is shown to
 //! people and nothing else; the bytes decide the content type; only the two members of the
-//! couple can read a file; deleting its chat deletes it.
+//! couple can read a file; a couple's files together stay within its quota; deleting its chat
+//! deletes it.
 
 pub mod storage;
 pub mod sweeper;
@@ -50,11 +51,21 @@ impl From<File> for FileView {
     }
 }
 
-/// Streams one multipart field into a new blob, enforcing the size limit as bytes arrive.
-/// Over the limit, or on any failure, the partial blob is removed: nothing is kept.
+/// Streams one multipart field into a new blob, enforcing the size limit and the couple's
+/// quota as bytes arrive. Over either, or on any failure, the partial blob is removed:
+/// nothing is kept.
 pub async fn upload(state: &AppState, me: &Member, mut field: Field<'_>) -> Result<FileView> {
     let name = clean_name(field.file_name().unwrap_or_default());
     let limit = state.config.max_upload_bytes;
+    let quota = state.config.couple_quota_bytes;
+    // Room left under the quota now; checked again, under the couple's lock, when the
+    // upload is recorded, since the partner may be uploading too.
+    let room = if quota == 0 {
+        u64::MAX
+    } else {
+        let used = store::files::bytes_of_couple(&state.db, me.couple_id).await?;
+        quota.saturating_sub(u64::try_from(used).unwrap_or(0))
+    };
     let mut writer = state
         .files
         .create()
@@ -69,6 +80,9 @@ pub async fn upload(state: &AppState, me: &Member, mut field: Field<'_>) -> Resu
                 return Err(Error::TooLarge(format!(
                     "a file may have at most {limit} bytes"
                 )));
+            }
+            if size > room {
+                return Err(over_quota(quota));
             }
             if head.len() < SNIFF_BYTES {
                 let take = (SNIFF_BYTES - head.len()).min(chunk.len());
@@ -104,16 +118,33 @@ pub async fn upload(state: &AppState, me: &Member, mut field: Field<'_>) -> Resu
         height: dimensions.map(|d| d.1),
         blob: blob.clone(),
     };
-    match store::files::insert(&state.db, new).await {
-        Ok(file) => {
+    let inserted = if quota == 0 {
+        store::files::insert(&state.db, new).await.map(Some)
+    } else {
+        let quota = i64::try_from(quota).unwrap_or(i64::MAX);
+        store::files::insert_within_quota(&state.db, new, quota).await
+    };
+    match inserted {
+        Ok(Some(file)) => {
             tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, file_id = %file.id, size, "file uploaded");
             Ok(file.into())
+        }
+        Ok(None) => {
+            let _ = state.files.delete(&blob).await;
+            tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, size, "upload over the couple's quota");
+            Err(over_quota(quota))
         }
         Err(e) => {
             let _ = state.files.delete(&blob).await;
             Err(e.into())
         }
     }
+}
+
+fn over_quota(quota: u64) -> Error {
+    Error::TooLarge(format!(
+        "your files together may take at most {quota} bytes: delete some file chats to make room"
+    ))
 }
 
 fn upload_error(e: axum::extract::multipart::MultipartError) -> Error {

@@ -1,6 +1,8 @@
 //! Accounts and sessions: sign up, log in, log out, who am I. The session token lives in the
 //! `duet_session` cookie (or `Authorization: Bearer` for non-browser clients); the server
 //! keeps only its SHA-256, so logging out deletes one row and ends the session everywhere.
+//! Sign-ups and logins pass the account guard first (`crate::account`): rate limits per client
+//! address and username, and a bounded number of password hashes at a time.
 
 use std::sync::LazyLock;
 
@@ -20,6 +22,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::Json;
+use super::client_addr::ClientAddr;
 use crate::bus::BusEvent;
 use crate::chat::Member;
 use crate::error::{Error, Result, ResultExt};
@@ -95,17 +98,19 @@ fn validate_password(password: &str) -> Result<()> {
 
 async fn signup(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Json(body): Json<Credentials>,
 ) -> Result<impl IntoResponse> {
     validate_username(&body.username)?;
     validate_password(&body.password)?;
+    state.logins.admit(client, &body.username)?;
     let password = body.password;
-    // Argon2id is deliberately slow: keep it off the async workers.
-    let hash = tokio::task::spawn_blocking(move || password_auth::generate_hash(password))
-        .await
-        .map_err(anyhow::Error::from)?;
+    let hash = state
+        .logins
+        .hash(move || password_auth::generate_hash(password))
+        .await?;
     let user = store::users::create(&state.db, &body.username, hash)
         .await
         .on_unique_violation(|| Error::UsernameTaken)?;
@@ -125,19 +130,22 @@ static DUMMY_HASH: LazyLock<String> =
 
 async fn login(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Json(body): Json<Credentials>,
 ) -> Result<impl IntoResponse> {
+    state.logins.admit(client, &body.username)?;
     let user = store::users::by_username(&state.db, &body.username).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let password = body.password;
-    let verified = tokio::task::spawn_blocking(move || {
-        let hash = hash.as_deref().unwrap_or(&DUMMY_HASH);
-        password_auth::verify_password(password, hash).is_ok()
-    })
-    .await
-    .map_err(anyhow::Error::from)?;
+    let verified = state
+        .logins
+        .hash(move || {
+            let hash = hash.as_deref().unwrap_or(&DUMMY_HASH);
+            password_auth::verify_password(password, hash).is_ok()
+        })
+        .await?;
     let Some(user) = user.filter(|_| verified) else {
         return Err(Error::InvalidCredentials);
     };

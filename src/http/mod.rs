@@ -6,6 +6,7 @@
 mod answers;
 mod auth;
 mod chats;
+mod client_addr;
 mod files;
 mod health;
 mod pairing;

@@ -1,6 +1,7 @@
 //! Becoming a couple: a request sent to a username, accepted or declined by its receiver,
 //! or withdrawn by its sender. Races (two accepts, two requests at once) are settled by the
-//! database's unique constraints and translated here.
+//! database's unique constraints and translated here; accepts that share a person queue on
+//! their two people's rows, taken in one order (`store::couples::accept_request`).
 
 use axum::Router;
 use axum::extract::State;

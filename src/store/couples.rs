@@ -1,10 +1,12 @@
 //! Couples and the requests that make them. A user is in at most one couple because
 //! `couple_members.user_id` is a primary key: two accepts racing for the same person cannot
-//! both commit. One pending request per pair is likewise a unique `pair_key`.
+//! both commit. One pending request per pair is likewise a unique `pair_key`. An accept locks
+//! its two people (lower id first) before writing, so accepts never wait on each other in a
+//! circle.
 
 use chrono::{DateTime, Utc};
 use entity::{couple_members, couples, pair_requests, users};
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{Expr, LockType, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -173,19 +175,34 @@ pub async fn requests_of(
 }
 
 /// Turns a request addressed to `receiver` into a couple and clears every other pending
-/// request of both people. `None` when there is no such request for this receiver. A unique
-/// violation means one of them was paired meanwhile (the caller says `already_paired`).
+/// request of both people. `None` when there is no such request for this receiver (or no
+/// longer: an accept that got there first cleared it). A unique violation means one of them
+/// was paired meanwhile (the caller says `already_paired`).
 pub async fn accept_request(
     db: &DatabaseConnection,
     request_id: Uuid,
     receiver: Uuid,
 ) -> Result<Option<Couple>, DbErr> {
     let txn = db.begin().await?;
-    let Some(request) = pair_requests::Entity::find_by_id(request_id)
-        .filter(pair_requests::Column::ToUserId.eq(receiver))
-        .one(&txn)
-        .await?
-    else {
+    let Some(request) = pending_request(&txn, request_id, receiver).await? else {
+        return Ok(None);
+    };
+    // Both people are locked before anything is written, the lower id first, so accepts that
+    // share a person queue here in one order. Without it each accept took its two people in
+    // its own order (the request's sender, then its receiver) through the members' primary
+    // key, and crossing requests accepted at once (A->B, B->C, C->A) waited on each other in
+    // a circle until Postgres killed one as a deadlock. NO KEY UPDATE: rows that merely point
+    // at a user (a new session, a chat) are not held up. SQLite has one writer: no locks.
+    let mut people = [request.from_user_id, request.to_user_id];
+    people.sort();
+    for user_id in people {
+        users::Entity::find_by_id(user_id)
+            .lock(LockType::NoKeyUpdate)
+            .one(&txn)
+            .await?;
+    }
+    // Read again after the wait: another accept or a withdrawal may have cleared it.
+    let Some(request) = pending_request(&txn, request_id, receiver).await? else {
         return Ok(None);
     };
     let couple = couples::ActiveModel {
@@ -217,6 +234,17 @@ pub async fn accept_request(
         .await?;
     txn.commit().await?;
     Ok(Some(couple))
+}
+
+async fn pending_request(
+    db: &impl ConnectionTrait,
+    request_id: Uuid,
+    receiver: Uuid,
+) -> Result<Option<PairRequest>, DbErr> {
+    pair_requests::Entity::find_by_id(request_id)
+        .filter(pair_requests::Column::ToUserId.eq(receiver))
+        .one(db)
+        .await
 }
 
 /// Withdraws (by the sender) or declines (by the receiver) a request. False when this user

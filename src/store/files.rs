@@ -2,11 +2,11 @@
 //! UPDATEs, so a send, a delete and the sweepers of every node can race without harm.
 
 use chrono::{DateTime, Utc};
-use entity::files;
-use sea_orm::sea_query::Expr;
+use entity::{couples, files};
+use sea_orm::sea_query::{Alias, Expr, Func, LockType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -40,6 +40,49 @@ pub async fn insert(db: &impl ConnectionTrait, new: NewFile) -> Result<File, DbE
     }
     .insert(db)
     .await
+}
+
+/// Bytes the couple's files take: sent or not yet, but not those on their way out.
+pub async fn bytes_of_couple(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<i64, DbErr> {
+    // SUM of a bigint is a numeric on Postgres: cast it back so both backends give an i64.
+    let total = Expr::from(Func::cast_as(
+        Func::coalesce([
+            Expr::from(Func::sum(Expr::col(files::Column::Size))),
+            Expr::val(0i64),
+        ]),
+        Alias::new("BIGINT"),
+    ));
+    let total: Option<i64> = files::Entity::find()
+        .select_only()
+        .column_as(total, "total")
+        .filter(files::Column::CoupleId.eq(couple_id))
+        .filter(files::Column::DeletedAt.is_null())
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(total.unwrap_or(0))
+}
+
+/// Inserts the file unless the couple's files would then take more than `quota` bytes
+/// (`None`). The couple's row is locked first, so two uploads finishing at once cannot both
+/// squeeze under the quota (SQLite's one writer does the same by itself).
+pub async fn insert_within_quota(
+    db: &DatabaseConnection,
+    new: NewFile,
+    quota: i64,
+) -> Result<Option<File>, DbErr> {
+    let txn = db.begin().await?;
+    couples::Entity::find_by_id(new.couple_id)
+        .lock(LockType::NoKeyUpdate)
+        .one(&txn)
+        .await?;
+    let used = bytes_of_couple(&txn, new.couple_id).await?;
+    if used.saturating_add(new.size) > quota {
+        return Ok(None);
+    }
+    let file = insert(&txn, new).await?;
+    txn.commit().await?;
+    Ok(Some(file))
 }
 
 /// A live file of this couple; another couple's file is as absent as a missing one.

@@ -92,3 +92,15 @@ pub async fn delete_session(db: &impl ConnectionTrait, id: Uuid) -> Result<(), s
     sessions::Entity::delete_by_id(id).exec(db).await?;
     Ok(())
 }
+
+/// Deletes the sessions expired by `now`; they already count as none, this frees their rows.
+pub async fn purge_expired_sessions(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+) -> Result<u64, sea_orm::DbErr> {
+    let purged = sessions::Entity::delete_many()
+        .filter(sessions::Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await?;
+    Ok(purged.rows_affected)
+}

@@ -1,7 +1,13 @@
 //! Sign up, log in, log out, and what a session can and cannot do.
 
+use chrono::Utc;
+use entity::sessions;
 use reqwest::{Method, StatusCode};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Database, EntityTrait, PaginatorTrait, QueryFilter, Set,
+};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::both_backends;
 use crate::support::*;
@@ -14,6 +20,7 @@ both_backends!(
     logging_out_closes_every_socket_of_that_session,
     a_foreign_origin_cannot_change_anything,
     malformed_bodies_get_the_contracts_error_shape,
+    expired_sessions_are_purged_and_live_ones_kept,
 );
 
 async fn signing_up_logs_in_and_logging_out_ends_the_session(backend: Backend) {
@@ -199,4 +206,42 @@ async fn malformed_bodies_get_the_contracts_error_shape(backend: Backend) {
     let (status, value, _) =
         request(Method::GET, &format!("{}/readyz", node.base()), None, None).await;
     assert_eq!(status, StatusCode::OK, "{value}");
+}
+
+async fn expired_sessions_are_purged_and_live_ones_kept(backend: Backend) {
+    let node = spawn_node_with(backend, &["--sweep-secs=1"]).await;
+    let laptop = User::signup(&node, "mina").await;
+    let phone = User::login_at(node.addr, "mina").await;
+    let db = Database::connect(&node.db.url)
+        .await
+        .expect("the test database");
+    // A session's row, found the way the server finds it: by the SHA-256 of its token.
+    let session = |user: &User| {
+        let token_hash = format!("{:x}", Sha256::digest(user.token.as_bytes()));
+        sessions::Entity::find().filter(sessions::Column::TokenHash.eq(token_hash))
+    };
+    let rows = |user: &User| session(user).count(&db);
+
+    // The laptop's login ran out an hour ago.
+    let mut expired: sessions::ActiveModel = session(&laptop)
+        .one(&db)
+        .await
+        .expect("reading a session")
+        .expect("the laptop's session")
+        .into();
+    expired.expires_at = Set(Utc::now() - chrono::Duration::hours(1));
+    expired.update(&db).await.expect("expiring a session");
+    assert_eq!(laptop.get("/api/me").await.0, StatusCode::UNAUTHORIZED);
+
+    let mut purged = false;
+    for _ in 0..40 {
+        if rows(&laptop).await.expect("counting") == 0 {
+            purged = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(purged, "the expired session's row is still there");
+    assert_eq!(rows(&phone).await.expect("counting"), 1);
+    assert_eq!(phone.get("/api/me").await.0, StatusCode::OK);
 }

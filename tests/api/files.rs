@@ -22,6 +22,7 @@ both_backends!(
     deleting_a_file_chat_removes_the_blob,
     the_sweeper_removes_only_orphans,
     a_blob_that_cannot_be_removed_does_not_stop_the_sweeper,
+    a_couples_files_stay_within_its_quota,
 );
 
 /// A 3x2 PNG, the smallest real image a browser shows.
@@ -426,4 +427,41 @@ async fn a_blob_that_cannot_be_removed_does_not_stop_the_sweeper(backend: Backen
     // The stuck file is kept (and retried); the other is gone, row and blob.
     assert_eq!(file_rows(&node).await, 1);
     assert_eq!(blobs(&node), vec![stuck.join("keep")]);
+async fn a_couples_files_stay_within_its_quota(backend: Backend) {
+    let node = spawn_node_with(backend, &["--couple-quota-bytes=1000"]).await;
+    let (mina, joon) = couple(&node).await;
+    let photo = uploaded(&mina, "a.bin", &[1; 600]).await;
+
+    // The quota is the couple's, not each partner's: joon has 400 bytes left, not 1000.
+    let (status, body) = upload(&joon, "b.bin", vec![2; 401]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "too_large");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("1000"),
+        "the message names the quota: {message}"
+    );
+    assert_eq!(
+        blobs(&node).len(),
+        1,
+        "nothing of the refused upload is kept"
+    );
+    assert_eq!(file_rows(&node).await, 1);
+    uploaded(&joon, "b.bin", &[2; 400]).await;
+    let (status, _) = upload(&mina, "c.bin", vec![3; 1]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "the quota is full");
+
+    // Deleting a file chat gives its room back.
+    let mut mine = mina.socket().await;
+    let ack = send_file(&mut mine, &photo, "").await;
+    mine.send(json!({ "type": "delete", "chat_id": ack["id"] }))
+        .await;
+    mine.until("deleted").await;
+    uploaded(&mina, "c.bin", &[3; 600]).await;
+
+    // Another couple has a quota of its own.
+    let sora = User::signup(&node, "sora").await;
+    let hana = User::signup(&node, "hana").await;
+    pair(&sora, &hana).await;
+    uploaded(&sora, "d.bin", &[4; 1000]).await;
 }

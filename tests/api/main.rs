@@ -7,6 +7,7 @@
 mod private_pg;
 mod stream;
 mod support;
+mod support_process;
 
 mod accounts;
 mod breakup;
@@ -15,6 +16,7 @@ mod cluster;
 mod commit;
 mod faults;
 mod files;
+mod logins;
 mod pairing;
 mod question;
 mod socket;

@@ -11,6 +11,7 @@ both_backends!(
     every_pairing_refusal_has_its_code,
     the_receiver_declines_and_the_sender_cancels,
     accepting_clears_every_other_pending_request_of_both,
+    crossing_requests_accepted_at_once_make_one_couple_and_no_error,
 );
 
 async fn a_request_accepted_makes_a_couple_both_can_see(backend: Backend) {
@@ -192,6 +193,61 @@ async fn accepting_clears_every_other_pending_request_of_both(backend: Backend) 
             Some(0),
             "{}",
             user.username
+        );
+    }
+}
+
+/// Rounds of the race below. The circle closes when all three accepts sit between their two
+/// member inserts at once; without the fix it happened within the first two rounds here.
+const CROSSING_ROUNDS: usize = 30;
+
+async fn crossing_requests_accepted_at_once_make_one_couple_and_no_error(backend: Backend) {
+    // Ninety sign-ups from one address: more than the login limit allows in a minute.
+    let node = spawn_node_with(backend, &["--login-rate-per-addr=0"]).await;
+    for round in 0..CROSSING_ROUNDS {
+        let mut people = Vec::new();
+        for name in ["a", "b", "c"] {
+            people.push(User::signup(&node, &format!("r{round}{name}")).await);
+        }
+        // a -> b, b -> c, c -> a: each has sent one request and received one.
+        let mut received = Vec::new();
+        for (from, to) in [(0, 1), (1, 2), (2, 0)] {
+            let (status, sent) = people[from]
+                .post("/api/requests", json!({ "username": people[to].username }))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{sent}");
+            let id = sent["request"]["id"].as_str().expect("an id").to_owned();
+            received.push((to, id));
+        }
+        // Everyone accepts theirs at the same moment.
+        let accept = |(to, id): &(usize, String)| {
+            let path = format!("/api/requests/{id}/accept");
+            let user = people[*to].clone();
+            async move { user.post(&path, json!({})).await }
+        };
+        let (one, two, three) = tokio::join!(
+            accept(&received[0]),
+            accept(&received[1]),
+            accept(&received[2])
+        );
+        let mut couples = 0;
+        for (status, body) in [one, two, three] {
+            match status {
+                StatusCode::CREATED => couples += 1,
+                // The winner paired one of this request's two people and cleared it.
+                StatusCode::NOT_FOUND | StatusCode::CONFLICT => {
+                    assert!(
+                        ["not_found", "already_paired"]
+                            .contains(&body["error"]["code"].as_str().unwrap_or_default()),
+                        "round {round}: {body}"
+                    );
+                }
+                _ => panic!("round {round}: an accept failed with {status}: {body}"),
+            }
+        }
+        assert_eq!(
+            couples, 1,
+            "round {round}: every two of them share a person"
         );
     }
 }

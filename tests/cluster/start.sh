@@ -56,6 +56,7 @@ for i in $(seq 1 "$nodes"); do
   DUET_REDIS_PREFIX=duet-cluster: \
   DUET_FILES_DIR=$dir/files \
   DUET_ORIGINS=$origins \
+  DUET_TRUSTED_PROXIES=127.0.0.1 \
   DUET_LOG_FORMAT=json \
     ./target/release/duet >"$dir/node-$i.log" 2>&1 &
   echo $! >"$dir/node-$i.pid"

@@ -14,6 +14,10 @@ use tokio::task::JoinSet;
 
 use crate::report::{Table, line, note, round1};
 
+/// Times one sign-up is tried while the node answers 429 with `Retry-After` (raise
+/// `DUET_LOGIN_RATE_PER_ADDR` on the node for big setups, or they crawl at its rate).
+const SIGNUP_TRIES: u32 = 30;
+
 /// Sign up and pair couples; write their tokens to a file.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -183,12 +187,29 @@ async fn signup(
     username: &str,
     password: &str,
 ) -> Result<String> {
-    let response = http
-        .post(format!("{base}/api/signup"))
-        .json(&json!({ "username": username, "password": password }))
-        .send()
-        .await
-        .map_err(|e| http_error(base, e))?;
+    // A node hashes a bounded number of passwords at a time and limits sign-ups per address;
+    // it says when to come back, and waiting that long beats failing the whole setup.
+    let mut tries = 0;
+    let response = loop {
+        let response = http
+            .post(format!("{base}/api/signup"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .map_err(|e| http_error(base, e))?;
+        tries += 1;
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match retry_after {
+            Some(secs) if response.status().as_u16() == 429 && tries < SIGNUP_TRIES => {
+                tokio::time::sleep(Duration::from_secs(secs.clamp(1, 60))).await;
+            }
+            _ => break response,
+        }
+    };
     let status = response.status();
     let token = response
         .headers()
