@@ -427,6 +427,8 @@ async fn a_blob_that_cannot_be_removed_does_not_stop_the_sweeper(backend: Backen
     // The stuck file is kept (and retried); the other is gone, row and blob.
     assert_eq!(file_rows(&node).await, 1);
     assert_eq!(blobs(&node), vec![stuck.join("keep")]);
+}
+
 async fn a_couples_files_stay_within_its_quota(backend: Backend) {
     let node = spawn_node_with(backend, &["--couple-quota-bytes=1000"]).await;
     let (mina, joon) = couple(&node).await;
