@@ -668,6 +668,40 @@ impl Cluster {
     }
 }
 
+/// The `duet` binary on a free port with the tests' origin, quiet, killed when dropped; the
+/// caller adds its database and settings.
+pub fn duet_process() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_duet"));
+    command
+        .arg("--bind=127.0.0.1:0")
+        .arg("--origins=http://duet.test")
+        .env("DUET_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts the process and waits until it prints the address it listens on.
+pub async fn start_process(
+    mut command: tokio::process::Command,
+) -> (tokio::process::Child, SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command.spawn().expect("starting a duet process");
+    let stdout = child.stdout.take().expect("the node's stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the node starts in time")
+        .expect("reading the node's stdout")
+        .expect("the node prints its address");
+    let addr = line
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr)
+}
+
 /// A node in a process of its own, which a test can kill without any goodbye.
 pub struct ProcessNode {
     pub addr: SocketAddr,
@@ -676,30 +710,12 @@ pub struct ProcessNode {
 
 impl ProcessNode {
     pub async fn start(cluster: &Cluster) -> ProcessNode {
-        use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_duet"))
-            .arg("--bind=127.0.0.1:0")
+        let mut command = duet_process();
+        command
             .arg(format!("--database-url={}", cluster.db.url))
             .arg(format!("--data-dir={}", cluster.db.data_dir().display()))
-            .arg("--origins=http://duet.test")
-            .args(cluster.args())
-            .env("DUET_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting a duet process");
-        let stdout = child.stdout.take().expect("the node's stdout");
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the node starts in time")
-            .expect("reading the node's stdout")
-            .expect("the node prints its address");
-        let addr = line
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+            .args(cluster.args());
+        let (child, addr) = start_process(command).await;
         ProcessNode { addr, child }
     }
 

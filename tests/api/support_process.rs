@@ -5,9 +5,8 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use tokio::io::AsyncBufReadExt;
+use crate::support::{duet_process, start_process};
 
 pub struct StandaloneNode {
     pub addr: SocketAddr,
@@ -37,32 +36,15 @@ impl StandaloneNode {
     /// accepts) and waits until it prints its address.
     pub async fn start(env: &[(&str, &str)]) -> StandaloneNode {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_duet"))
-            .arg("--bind=127.0.0.1:0")
+        let mut command = duet_process();
+        command
             .arg(format!("--data-dir={}", dir.path().display()))
             .arg(format!(
                 "--assets-dir={}/assets",
                 env!("CARGO_MANIFEST_DIR")
             ))
-            .arg("--origins=http://duet.test")
-            .env("DUET_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting a duet process");
-        let stdout = child.stdout.take().expect("the node's stdout");
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the node starts in time")
-            .expect("reading the node's stdout")
-            .expect("the node prints its address");
-        let addr = line
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+            .envs(env.iter().copied());
+        let (child, addr) = start_process(command).await;
         StandaloneNode {
             addr,
             child,
