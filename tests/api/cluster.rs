@@ -398,6 +398,34 @@ async fn a_partner_whose_node_never_hears_the_doorbell_still_gets_the_last_chat(
     deaf.stop().await;
 }
 
+/// Closing a tab while opening another (a reload) must not leave the user offline in Redis:
+/// the closing socket's removal may reach Redis after the opening one's entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_reloads_again_and_again_stays_online_for_the_partner_elsewhere() {
+    let mut cluster = Cluster::start(2, &[]).await;
+    let (mina, joon) = couple_on(&cluster).await;
+    let mina = mina.on(cluster.addrs[0]);
+    let mut current = mina.socket().await;
+    for _ in 0..40 {
+        let (next, ()) = tokio::join!(mina.socket(), async {
+            current
+                .send_raw(tokio_tungstenite::tungstenite::Message::Close(None))
+                .await;
+        });
+        current = next;
+    }
+    // Shorter than a heartbeat (a third of the 3 s presence TTL), which would hide a wrong
+    // removal by renewing the entry.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let theirs = joon.on(cluster.addrs[1]).socket().await;
+    assert_eq!(
+        theirs.hello["partner_online"], true,
+        "Mina has a socket open, yet shows offline on the other node"
+    );
+    drop(current);
+    cluster.stop(0).await;
+}
+
 /// The per-user limit holds when sockets open at once (with Redis, a session subscribes to
 /// its couple's channel before it starts, which is when a late count would happen).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
