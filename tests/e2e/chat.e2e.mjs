@@ -32,7 +32,7 @@ const GLOBAL_TIMEOUT_MS = 150_000;
 const WAIT_MS = 10_000;
 
 // Every node gets these: plain logs, a one-line error instead of a backtrace, a quick drain.
-const QUIET = { NO_COLOR: '1', RUST_BACKTRACE: '0', RUST_LIB_BACKTRACE: '0', DUET_DRAIN_SECS: '2' };
+const QUIET = { NO_COLOR: '1', RUST_BACKTRACE: '0', RUST_LIB_BACKTRACE: '0', DUET_DRAIN_SECS: '2', DUET_DRAIN_DELAY_SECS: '0' };
 
 const QUESTION_KO = '우리가 함께 꼭 가보고 싶은 곳은 어디야?';
 const QUESTION_EN = 'Where is the one place we must travel to together?';
