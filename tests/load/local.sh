@@ -57,7 +57,7 @@ start_node() { # name addr
   (exec env DUET_BIND="$2" DATABASE_URL="$PG_URL/$DB" REDIS_URL="$REDIS_URL" DUET_REDIS_PREFIX="$PREFIX" \
     DUET_DATA_DIR="$out/data-$1" DUET_ASSETS_DIR="$repo/assets" DUET_LOG=warn \
     DUET_FRAME_RATE=100000 DUET_FRAME_BURST=100000 DUET_MAX_SOCKETS=30000 DUET_MAX_SOCKETS_PER_USER=30000 \
-    DUET_LOGIN_RATE_PER_ADDR=0 DUET_HASH_WAIT_MS=60000 \
+    DUET_LOGIN_RATE_PER_ADDR=0 DUET_HASH_WAIT_MS=60000 DUET_DRAIN_DELAY_SECS=0 \
     ${DUET_EXTRA_ENV:-} "$DUET_BIN") >>"$out/$1.log" 2>&1 &
   PID[$1]=$!
   for _ in $(seq 1 300); do curl -fs -o /dev/null "http://$2/readyz" && return 0; sleep 0.1; done
