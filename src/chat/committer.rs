@@ -156,6 +156,12 @@ async fn commit(state: &AppState, jobs: Vec<Job>) {
             Ok(decisions) => decisions,
             Err(_) => {
                 tracing::warn!(sends = sends.len(), "committing a batch timed out");
+                // The commit may still land, and then nobody was told of its chats (a retry
+                // is only acked): the couples' sessions read what they missed.
+                let couples: HashSet<Uuid> = sends.iter().map(|s| s.me.couple_id).collect();
+                for couple_id in couples {
+                    state.bus.publish(couple_id, BusEvent::Resync);
+                }
                 sends
                     .iter()
                     .map(|_| {
@@ -370,6 +376,9 @@ fn announce(state: &AppState, send: &PendingSend, decision: Result<Decision>) {
         }
         Ok(Decision::Again { id, seq }) => {
             reply(&send.reply, &ServerFrame::Ack { client_id, id, seq });
+            // A retry: the first attempt's commit may never have been announced (it timed
+            // out, or its node died right after committing). The couple's sessions check.
+            state.bus.publish(me.couple_id, BusEvent::Resync);
         }
         Ok(Decision::Refused(err)) | Err(err) => {
             reply(

@@ -183,3 +183,47 @@ async fn a_lone_send_never_waits_for_company(backend: Backend) {
     }
     assert_eq!(batches(&node).await, (2, 2));
 }
+
+/// A commit that outlives the database timeout is answered `unavailable`, yet may land later.
+/// The client sends again, gets the first chat's ack, and the partner must hear of the chat
+/// then, not whenever a later event happens to reveal the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_whose_commit_timed_out_but_landed_reaches_the_partner_on_the_retry() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let node = spawn_node_with(Backend::Postgres, &["--db-timeout-ms=500"]).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    let couple_id = mine.hello["couple_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    // Someone else holds the couple's row: the send's commit waits past the timeout.
+    let db = sea_orm::Database::connect(node.db.url.as_str())
+        .await
+        .expect("a connection of the test's own");
+    let blocker = db.begin().await.expect("a transaction");
+    blocker
+        .execute_unprepared(&format!(
+            "SELECT 1 FROM couples WHERE id = '{couple_id}' FOR UPDATE"
+        ))
+        .await
+        .expect("locking the couple");
+    let client_id = Uuid::new_v4();
+    let send = json!({ "type": "send", "client_id": client_id, "text": "stalled" });
+    mine.send(send.clone()).await;
+    let answer = mine.until_any(&["ack", "error"]).await;
+    assert_eq!(answer["code"], "unavailable", "{answer}");
+
+    // The lock goes; the statement that waited for it commits after all.
+    blocker.commit().await.expect("releasing the couple");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    mine.send(send).await;
+    let ack = mine.until("ack").await;
+    assert_eq!(ack["client_id"], client_id.to_string());
+    let chat = tokio::time::timeout(std::time::Duration::from_secs(5), theirs.until("chat"))
+        .await
+        .expect("the partner hears of the chat right after the retry");
+    assert_eq!(chat["text"], "stalled");
+}
