@@ -75,11 +75,8 @@ async fn a_node_killed_without_warning_loses_no_acked_chat() {
     tokio::time::sleep(AFTER).await;
 
     let tally = traffic
-        .stop()
-        .await
-        .check("kill -9 of a node", fault_end, cluster.addrs[0])
+        .finish("kill -9 of a node", fault_end, cluster.addrs[0])
         .await;
-    tally.assert_clean();
     assert!(
         tally.reconnects >= COUPLES,
         "every client of the killed node came back on the other: {tally}"
@@ -101,11 +98,8 @@ async fn a_node_drained_by_sigterm_hands_its_clients_over_without_loss() {
     tokio::time::sleep(AFTER).await;
 
     let tally = traffic
-        .stop()
-        .await
-        .check("SIGTERM drain", fault_end, cluster.addrs[0])
+        .finish("SIGTERM drain", fault_end, cluster.addrs[0])
         .await;
-    tally.assert_clean();
     let restarts = tally.closes().iter().filter(|c| **c == Some(1012)).count();
     assert!(
         restarts >= COUPLES,
@@ -136,12 +130,9 @@ async fn redis_killed_and_restarted_loses_no_acked_chat() {
     let fault_end = Instant::now();
     tokio::time::sleep(AFTER).await;
 
-    let tally = traffic
-        .stop()
-        .await
-        .check("Redis killed and restarted", fault_end, cluster.addrs[0])
+    traffic
+        .finish("Redis killed and restarted", fault_end, cluster.addrs[0])
         .await;
-    tally.assert_clean();
 }
 
 /// A Redis that hangs (stopped, not gone) holds up neither sockets nor sends, also for a
@@ -164,11 +155,8 @@ async fn a_frozen_redis_loses_no_acked_chat_and_holds_up_no_send() {
     tokio::time::sleep(AFTER).await;
 
     let tally = traffic
-        .stop()
-        .await
-        .check("Redis frozen", fault_end, cluster.addrs[0])
+        .finish("Redis frozen", fault_end, cluster.addrs[0])
         .await;
-    tally.assert_clean();
     assert!(
         tally.slowest_answer <= PROMPT,
         "a send waited {:.1} s for its answer while Redis hung (at most {PROMPT:?}): {tally}",
@@ -209,12 +197,9 @@ async fn subscribers_cut_by_client_kill_lose_no_acked_chat() {
     assert!(cut >= 2, "both nodes' subscribers were cut ({cut})");
     tokio::time::sleep(AFTER).await;
 
-    let tally = traffic
-        .stop()
-        .await
-        .check("CLIENT KILL TYPE pubsub", fault_end, cluster.addrs[0])
+    traffic
+        .finish("CLIENT KILL TYPE pubsub", fault_end, cluster.addrs[0])
         .await;
-    tally.assert_clean();
 }
 
 /// While the database is down a send cannot be stored, and the client must hear so promptly
@@ -238,11 +223,8 @@ async fn postgres_restarted_loses_no_acked_chat_and_sends_are_answered_promptly(
     tokio::time::sleep(AFTER).await;
 
     let tally = traffic
-        .stop()
-        .await
-        .check("Postgres restarted", fault_end, cluster.addrs[0])
+        .finish("Postgres restarted", fault_end, cluster.addrs[0])
         .await;
-    tally.assert_clean();
     assert!(
         tally.slowest_answer <= PROMPT,
         "a send waited {:.1} s for its answer while Postgres was down (at most {PROMPT:?}): {tally}",
@@ -349,12 +331,7 @@ async fn a_flooding_client_is_rate_limited_and_never_disconnected() {
     let fault_end = Instant::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let tally = traffic
-        .stop()
-        .await
-        .check("flood", fault_end, node.addr)
-        .await;
-    tally.assert_clean();
+    let tally = traffic.finish("flood", fault_end, node.addr).await;
     let flooder = tally.client("c0a");
     assert!(
         flooder.errors.get("rate_limited").is_some_and(|n| *n > 0),

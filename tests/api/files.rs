@@ -76,6 +76,17 @@ pub(crate) async fn uploaded(user: &User, name: &str, bytes: &[u8]) -> Value {
     body["file"].clone()
 }
 
+/// Waits up to ten seconds for the sweeper to remove the file; false if it never does.
+async fn swept(user: &User, file: &Value) -> bool {
+    for _ in 0..40 {
+        if download(user, file, None).await.status() == StatusCode::NOT_FOUND {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    false
+}
+
 async fn download(user: &User, file: &Value, range: Option<&str>) -> reqwest::Response {
     let id = file["id"].as_str().unwrap_or_default();
     let mut req = reqwest::Client::new()
@@ -384,15 +395,7 @@ async fn the_sweeper_removes_only_orphans(backend: Backend) {
     let orphan = uploaded(&mina, "orphan.png", PNG).await;
     assert_eq!(blobs(&node).len(), 2);
 
-    let mut gone = false;
-    for _ in 0..40 {
-        if download(&joon, &orphan, None).await.status() == StatusCode::NOT_FOUND {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    assert!(gone, "the orphan was never swept");
+    assert!(swept(&joon, &orphan).await, "the orphan was never swept");
     // Give the round that removed it time to finish, then look at what is left.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(blobs(&node).len(), 1);
@@ -414,15 +417,10 @@ async fn a_blob_that_cannot_be_removed_does_not_stop_the_sweeper(backend: Backen
     std::fs::write(stuck.join("keep"), b"x").expect("something in it");
     let orphan = uploaded(&mina, "orphan.png", PNG).await;
 
-    let mut gone = false;
-    for _ in 0..40 {
-        if download(&joon, &orphan, None).await.status() == StatusCode::NOT_FOUND {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    assert!(gone, "the orphan after the stuck one was never swept");
+    assert!(
+        swept(&joon, &orphan).await,
+        "the orphan after the stuck one was never swept"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     // The stuck file is kept (and retried); the other is gone, row and blob.
     assert_eq!(file_rows(&node).await, 1);

@@ -219,6 +219,16 @@ impl Traffic {
     }
 }
 
+impl Traffic {
+    /// Stops, reads every couple's history through `reader`, and asserts the rules every
+    /// scenario keeps; the tally is returned for the scenario's own checks.
+    pub async fn finish(self, scenario: &str, fault_end: Instant, reader: SocketAddr) -> Tally {
+        let tally = self.stop().await.check(scenario, fault_end, reader).await;
+        tally.assert_clean();
+        tally
+    }
+}
+
 /// The traffic after it stopped: what its clients saw, before the history is read.
 pub struct Stopped {
     couples: Vec<(User, User)>,
