@@ -26,6 +26,17 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Comma-separated nodes of a Redis Cluster (`redis://host:port,...`; a few are enough,
+    /// the rest are discovered). Enables the bus on the cluster with sharded pub/sub, instead
+    /// of REDIS_URL (set one or the other).
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER_URLS",
+        value_delimiter = ',',
+        conflicts_with = "redis_url"
+    )]
+    pub redis_cluster_urls: Vec<String>,
+
     /// Prefix of every Redis key and channel, so deployments (and tests) can share one Redis.
     #[arg(long, env = "DUET_REDIS_PREFIX", default_value = "duet:")]
     pub redis_prefix: String,
@@ -252,8 +263,18 @@ impl Config {
         Duration::from_millis(self.db_timeout_ms.max(1))
     }
 
+    /// The Redis the bus runs on; `None` for one process with the in-process bus.
+    pub fn redis_target(&self) -> Option<crate::bus::RedisTarget> {
+        use crate::bus::RedisTarget;
+        match (&self.redis_url, self.redis_cluster_urls.is_empty()) {
+            (Some(url), _) => Some(RedisTarget::Single(url.clone())),
+            (None, false) => Some(RedisTarget::Cluster(self.redis_cluster_urls.clone())),
+            (None, true) => None,
+        }
+    }
+
     pub fn drain_delay(&self) -> Duration {
-        let default = if self.redis_url.is_some() { 5 } else { 0 };
+        let default = if self.redis_target().is_some() { 5 } else { 0 };
         Duration::from_secs(self.drain_delay_secs.unwrap_or(default))
     }
 

@@ -40,18 +40,18 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
     let db = store::connect(&config).await?;
     store::migrate(&db).await?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new());
-    let bus = match &config.redis_url {
+    let bus = match config.redis_target() {
         None => Bus::local(),
-        Some(url) => {
+        Some(target) => {
             let settings = bus::RedisSettings {
-                url: url.clone(),
+                target,
                 prefix: config.redis_prefix.clone(),
                 pool_size: config.redis_pool_size,
                 presence_ttl: config.presence_ttl(),
             };
             let redis = bus::RedisBus::start(settings, metrics.clone())
                 .await
-                .context("connecting to Redis (REDIS_URL); start it with `redis-server` or unset REDIS_URL for one node")?;
+                .context("connecting to Redis (REDIS_URL or REDIS_CLUSTER_URLS); start it with `redis-server` (or tests/cluster/start.sh --redis-cluster), or unset both for one node")?;
             Bus::Redis(redis)
         }
     };

@@ -123,8 +123,12 @@ impl Hub {
     /// over `RESYNC_SPREAD`, so a node with thousands of sessions does not send the database
     /// thousands of reads in the same millisecond.
     pub fn resync_all(self: &Arc<Self>) {
+        self.resync(self.couples());
+    }
+
+    /// Tells the local sessions of these couples to catch up, spread like `resync_all`.
+    pub fn resync(self: &Arc<Self>, mut couples: Vec<Uuid>) {
         use rand::seq::SliceRandom;
-        let mut couples = self.couples();
         if couples.is_empty() {
             return;
         }
@@ -184,16 +188,12 @@ impl Hub {
         lock(&self.users).get(&user_id).map_or(0, |l| l.sockets)
     }
 
-    /// Users with a socket here.
-    pub fn local_users(&self) -> Vec<Uuid> {
-        lock(&self.users).keys().copied().collect()
-    }
-
-    /// `(couple, partner)` for every local user: whose presence this node's sockets care about.
-    pub fn watched_partners(&self) -> Vec<(Uuid, Uuid)> {
+    /// `(couple, (user, partner))` for every user with a socket here: whose presence this
+    /// node renews, and whose partner's presence its sockets care about.
+    pub fn local_users(&self) -> Vec<(Uuid, (Uuid, Uuid))> {
         lock(&self.users)
-            .values()
-            .map(|l| (l.couple_id, l.partner_id))
+            .iter()
+            .map(|(user, l)| (l.couple_id, (*user, l.partner_id)))
             .collect()
     }
 

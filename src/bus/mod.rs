@@ -10,6 +10,8 @@
 mod hub;
 mod outbox;
 mod redis;
+mod shards;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use uuid::Uuid;
 
-pub use self::redis::{RedisBus, RedisSettings};
+pub use self::redis::{RedisBus, RedisSettings, RedisTarget};
 pub use hub::{Hub, Subscription};
 pub use outbox::{Delivery, Outbox, Overflowed};
 
@@ -117,19 +119,21 @@ impl Bus {
         let here = self.hub().socket_opened(user_id, couple_id, partner_id);
         let (came_online, partner_online) = match self {
             Bus::Local(hub) => (here == 1, hub.sockets_of(partner_id) > 0),
-            Bus::Redis(redis) if here == 1 => redis.came_online(user_id, partner_id).await,
-            Bus::Redis(redis) => (false, redis.is_online(partner_id).await),
+            Bus::Redis(redis) if here == 1 => {
+                redis.came_online(couple_id, user_id, partner_id).await
+            }
+            Bus::Redis(redis) => (false, redis.is_online(couple_id, partner_id).await),
         };
         self.hub().note_presence(partner_id, partner_online);
         (came_online, partner_online)
     }
 
     /// Uncounts a socket; true when it was the user's last anywhere (went offline).
-    pub async fn socket_closed(&self, user_id: Uuid) -> bool {
+    pub async fn socket_closed(&self, user_id: Uuid, couple_id: Uuid) -> bool {
         let here = self.hub().socket_closed(user_id);
         match self {
             Bus::Local(_) => here == 0,
-            Bus::Redis(redis) => here == 0 && redis.went_offline(user_id).await,
+            Bus::Redis(redis) => here == 0 && redis.went_offline(couple_id, user_id).await,
         }
     }
 

@@ -1,34 +1,41 @@
 //! The Redis bus: Redis pub/sub carries each couple's events between nodes, Redis sorted sets
-//! hold who is online where. Postgres is the truth; Redis is the doorbell.
+//! hold who is online where. Postgres is the truth; Redis is the doorbell. It runs on one
+//! Redis (`REDIS_URL`) or on a Redis Cluster (`REDIS_CLUSTER_URLS`); the differences are
+//! where a couple's channel and keys live and who listens (see `shards` for the cluster).
 //!
-//! - One dedicated subscriber connection per node. A couple's channel is subscribed when its
-//!   first local socket opens and unsubscribed when the last one closes. The connection is
-//!   supervised: it PINGs every second, and when a PING or a (UN)SUBSCRIBE misses its deadline
-//!   or the stream ends, it reconnects with backoff, resubscribes every local couple, and
-//!   tells every local session to catch up from the database, so nothing acked is lost while
-//!   Redis was away, dead or frozen.
+//! - One Redis: one dedicated subscriber connection per node. A couple's channel is
+//!   subscribed when its first local socket opens and unsubscribed when the last one closes.
+//!   The connection is supervised: it PINGs every second, and when a PING or a
+//!   (UN)SUBSCRIBE misses its deadline or the stream ends, it reconnects with backoff,
+//!   resubscribes every local couple, and tells every local session to catch up from the
+//!   database, so nothing acked is lost while Redis was away, dead or frozen.
+//! - A cluster: every key and the channel of a couple carry the couple id as hash tag
+//!   (`couple:{<id>}`, `presence:{<id>}:<user>`), so they live on one shard; events go out
+//!   with SPUBLISH (classic PUBLISH would be broadcast to every node of the cluster), and
+//!   commands are pipelined per slot over redis-rs's cluster connection, which follows MOVED.
 //! - Every command has a deadline (`COMMAND_TIMEOUT`) and every connection TCP keepalive: a
 //!   Redis that stops answering costs half a second, never a hung node.
 //! - A publish that cannot be queued or kept for retry is not dropped silently: its couple is
 //!   remembered and the next pipeline Redis takes carries a resync for it (`lose`).
 //! - An event reaches this node's own sockets at once (through the hub), never waiting for
-//!   Redis, and goes through a queue to one publisher task that sends each burst as a single
-//!   pipeline over a `deadpool-redis` connection. Every message names the node that published
-//!   it, and a node drops its own when they come back. While Redis is down, persisted events
-//!   are kept and published again when it returns.
+//!   Redis, and goes through a queue to one publisher task that sends each burst as one
+//!   pipeline (per slot on a cluster). Every message names the node that published it, and
+//!   a node drops its own when they come back. While a Redis (or a shard) is down, persisted
+//!   events of its couples are kept and published again when it returns, in order; the
+//!   other couples' events do not wait for them.
 //! - Presence: `presence:<user>` is a sorted set of node ids scored by an expiry time, renewed
 //!   by a heartbeat. A node that dies without a goodbye drops out when its entries expire, and
 //!   each node's heartbeat notices a partner's change and tells its own sockets.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +44,8 @@ use uuid::Uuid;
 
 use super::BusEvent;
 use super::hub::{Hub, Watch};
+use super::shards::{self, Shards};
+use super::wire::{Wire, decode};
 use crate::metrics::Metrics;
 
 /// Events waiting for the publisher; beyond, an event reaches local sockets only (remote
@@ -46,24 +55,52 @@ const PUBLISH_QUEUE: usize = 16 * 1024;
 const MAX_BURST: usize = 256;
 /// Persisted events kept for retry while Redis is down.
 const RETRY_LIMIT: usize = 64 * 1024;
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// On a cluster a failover takes a few seconds and trying a shard again is cheap (the other
+/// shards are not held up meanwhile): a short backoff makes delivery resume soon after the
+/// replica takes over.
+pub(super) const SHARD_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long a command may take before Redis counts as away (a frozen Redis accepts bytes
 /// and never answers; only a deadline notices).
-const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// The subscriber connection only receives, so it asks Redis for a sign of life this often.
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long stopping waits for the last publishes.
 const STOP_WAIT: Duration = Duration::from_secs(2);
+/// The subscriber connection only receives, so it asks Redis for a sign of life this often.
 const SUBSCRIBER_PING_EVERY: Duration = Duration::from_secs(1);
+
+/// Which Redis the bus talks to.
+pub enum RedisTarget {
+    /// One server (`REDIS_URL`).
+    Single(String),
+    /// A Redis Cluster, by some of its nodes (`REDIS_CLUSTER_URLS`).
+    Cluster(Vec<String>),
+}
+
+pub struct RedisSettings {
+    pub target: RedisTarget,
+    pub prefix: String,
+    pub pool_size: usize,
+    pub presence_ttl: Duration,
+}
+
+/// Where publishes and presence commands go.
+enum Commands {
+    /// A multiplexed connection carries concurrent commands on one socket, so one is enough;
+    /// it is kept while it works, since the pool PINGs a connection every time it hands one
+    /// out (a round trip per command).
+    Single {
+        pool: Pool,
+        shared: std::sync::Mutex<Option<MultiplexedConnection>>,
+    },
+    /// redis-rs routes each pipeline to the master of its (one) slot and follows MOVED.
+    Cluster(ClusterConnection),
+}
 
 pub struct RedisBus {
     hub: Arc<Hub>,
-    pool: Pool,
-    /// The connection publishes and presence go through. A multiplexed connection carries
-    /// concurrent commands on one socket, so one is enough; it is kept while it works, since
-    /// the pool PINGs a connection every time it hands one out (a round trip per command).
-    shared: std::sync::Mutex<Option<MultiplexedConnection>>,
+    commands: Commands,
     prefix: String,
     node_id: String,
     presence_ttl: Duration,
@@ -77,13 +114,6 @@ pub struct RedisBus {
     metrics: Arc<Metrics>,
 }
 
-pub struct RedisSettings {
-    pub url: String,
-    pub prefix: String,
-    pub pool_size: usize,
-    pub presence_ttl: Duration,
-}
-
 impl RedisBus {
     /// Connects (failing if Redis does not answer now) and starts the subscriber, the
     /// publisher and the presence heartbeat, which run until `stop`.
@@ -92,33 +122,23 @@ impl RedisBus {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Self>> {
         let stop = CancellationToken::new();
-        let info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())?
-            .set_tcp_settings(tcp_settings());
-        let client = redis::Client::open(info.clone())?;
-        let commands = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT));
-        let mut pool_config = PoolConfig::new(settings.pool_size.max(2));
-        // A Redis that is down must not stall sends: give up quickly, the database has it.
-        pool_config.timeouts = Timeouts {
-            wait: Some(CONNECT_TIMEOUT),
-            create: Some(CONNECT_TIMEOUT),
-            recycle: Some(CONNECT_TIMEOUT),
+        if matches!(settings.target, RedisTarget::Cluster(_)) {
+            // The couple id in braces is the hash tag; a brace in the prefix would be taken
+            // for it, and every couple would land on one shard.
+            anyhow::ensure!(
+                !settings.prefix.contains(['{', '}']),
+                "DUET_REDIS_PREFIX must not contain braces on a Redis Cluster"
+            );
+        }
+        let (commands, listener) = match &settings.target {
+            RedisTarget::Single(url) => single(url, settings.pool_size).await?,
+            RedisTarget::Cluster(urls) => cluster(urls).await?,
         };
-        let pool = Pool::builder(deadpool_redis::Manager::new_with_config(info, commands)?)
-            .config(pool_config)
-            .runtime(Runtime::Tokio1)
-            .build()?;
-        let mut conn = pool.get().await?;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        drop(conn);
-
         let (watch_tx, watch_rx) = mpsc::unbounded_channel();
         let (outbox, outbox_rx) = mpsc::channel(PUBLISH_QUEUE);
         let bus = Arc::new(RedisBus {
             hub: Hub::new(Some(watch_tx)),
-            pool,
-            shared: std::sync::Mutex::new(None),
+            commands,
             prefix: settings.prefix,
             node_id: Uuid::new_v4().simple().to_string(),
             presence_ttl: settings.presence_ttl,
@@ -129,8 +149,16 @@ impl RedisBus {
             tasks: TaskTracker::new(),
             metrics,
         });
-        bus.tasks
-            .spawn(Arc::clone(&bus).subscriber(client, watch_rx, stop.clone()));
+        match listener {
+            Listener::Single(client) => {
+                bus.tasks
+                    .spawn(Arc::clone(&bus).subscriber(client, watch_rx, stop.clone()))
+            }
+            Listener::Cluster(seeds) => {
+                bus.tasks
+                    .spawn(Shards::run(Arc::clone(&bus), seeds, watch_rx, stop.clone()))
+            }
+        };
         bus.tasks
             .spawn(Arc::clone(&bus).publisher(outbox_rx, stop.clone()));
         bus.tasks.spawn(Arc::clone(&bus).heartbeat(stop));
@@ -151,38 +179,94 @@ impl RedisBus {
         &self.hub
     }
 
-    /// The shared connection, from the pool the first time and after a failure.
-    async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
-        if let Some(conn) = lock(&self.shared).clone() {
-            return Ok(conn);
-        }
-        let conn = self.pool.get().await.map_err(pool_error)?;
-        let conn = deadpool_redis::Connection::take(conn);
-        *lock(&self.shared) = Some(conn.clone());
-        Ok(conn)
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
-    /// Runs a pipeline on the shared connection; a failure drops the connection, so the next
-    /// command starts on a fresh one.
+    fn sharded(&self) -> bool {
+        matches!(self.commands, Commands::Cluster(_))
+    }
+
+    /// Runs a pipeline (on a cluster, all its keys in one slot). On one Redis a failure drops
+    /// the shared connection, so the next command starts on a fresh one.
     async fn run<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> redis::RedisResult<T> {
-        let mut conn = self.connection().await?;
-        let result = pipe.query_async(&mut conn).await;
-        if result.is_err() {
-            lock(&self.shared).take();
+        match &self.commands {
+            Commands::Cluster(conn) => pipe.query_async(&mut conn.clone()).await,
+            Commands::Single { pool, shared } => {
+                let conn = lock(shared).clone();
+                let mut conn = match conn {
+                    Some(conn) => conn,
+                    None => {
+                        let conn = pool.get().await.map_err(pool_error)?;
+                        let conn = deadpool_redis::Connection::take(conn);
+                        *lock(shared) = Some(conn.clone());
+                        conn
+                    }
+                };
+                let result = pipe.query_async(&mut conn).await;
+                if result.is_err() {
+                    lock(shared).take();
+                }
+                result
+            }
         }
-        result
+    }
+
+    /// Splits work by the slot of its couple on a cluster (a pipeline must stay in one
+    /// slot); on one Redis it all goes in one pipeline.
+    fn by_slot<T>(&self, items: impl IntoIterator<Item = (Uuid, T)>) -> Vec<Vec<(Uuid, T)>> {
+        if !self.sharded() {
+            return vec![items.into_iter().collect()];
+        }
+        let mut groups: HashMap<u16, Vec<(Uuid, T)>> = HashMap::new();
+        for (couple, item) in items {
+            groups
+                .entry(shards::slot(couple))
+                .or_default()
+                .push((couple, item));
+        }
+        groups.into_values().collect()
     }
 
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
 
-    fn channel(&self, couple_id: Uuid) -> String {
-        format!("{}couple:{}", self.prefix, couple_id.simple())
+    pub(super) fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
     }
 
-    fn presence_key(&self, user_id: Uuid) -> String {
-        format!("{}presence:{}", self.prefix, user_id.simple())
+    pub(super) fn channel(&self, couple_id: Uuid) -> String {
+        if self.sharded() {
+            format!("{}couple:{{{}}}", self.prefix, couple_id.simple())
+        } else {
+            format!("{}couple:{}", self.prefix, couple_id.simple())
+        }
+    }
+
+    /// The couple a channel belongs to, from its name.
+    pub(super) fn couple_of(&self, channel: &[u8]) -> Option<Uuid> {
+        let id = channel
+            .strip_prefix(self.prefix.as_bytes())?
+            .strip_prefix(b"couple:")?;
+        let id = id
+            .strip_prefix(b"{")
+            .and_then(|id| id.strip_suffix(b"}"))
+            .unwrap_or(id);
+        Uuid::try_parse_ascii(id).ok()
+    }
+
+    fn presence_key(&self, couple_id: Uuid, user_id: Uuid) -> String {
+        if self.sharded() {
+            format!(
+                "{}presence:{{{}}}:{}",
+                self.prefix,
+                couple_id.simple(),
+                user_id.simple()
+            )
+        } else {
+            format!("{}presence:{}", self.prefix, user_id.simple())
+        }
     }
 
     /// Delivers to this node's sockets and queues the event for the other nodes, without
@@ -199,104 +283,135 @@ impl RedisBus {
         }
     }
 
+    /// Sends what the queue holds, burst by burst. Events Redis did not take wait in `retry`
+    /// (oldest first) with backoff; later events of the same couples queue behind them, so a
+    /// couple's events go out in order, while other couples' events go out at once: one
+    /// shard that is down does not hold up the others.
     async fn publisher(
         self: Arc<Self>,
         mut outbox: mpsc::Receiver<(Uuid, BusEvent)>,
         stop: CancellationToken,
     ) {
         let mut retry: VecDeque<(Uuid, BusEvent)> = VecDeque::new();
+        let mut held: HashSet<Uuid> = HashSet::new();
         let mut backoff = BACKOFF_MIN;
         loop {
-            let mut burst: Vec<(Uuid, BusEvent)> = Vec::new();
-            if retry.is_empty() {
-                tokio::select! {
-                    next = outbox.recv() => match next {
-                        Some(item) => burst.push(item),
-                        None => return,
-                    },
-                    () = stop.cancelled() => return self.publish_rest(outbox).await,
+            tokio::select! {
+                next = outbox.recv() => match next {
+                    Some(item) => {
+                        let mut burst = vec![item];
+                        while burst.len() < MAX_BURST {
+                            match outbox.try_recv() {
+                                Ok(item) => burst.push(item),
+                                Err(_) => break,
+                            }
+                        }
+                        let (wait, now): (Vec<_>, Vec<_>) =
+                            burst.into_iter().partition(|(couple, _)| held.contains(couple));
+                        for item in wait {
+                            keep(&mut retry, item, &self);
+                        }
+                        let failed = self.send_burst(now).await;
+                        if !failed.is_empty() && retry.is_empty() {
+                            backoff = BACKOFF_MIN;
+                        }
+                        for item in failed {
+                            self.metrics.publish_failures.inc();
+                            keep(&mut retry, item, &self);
+                        }
+                    }
+                    None => return,
+                },
+                () = tokio::time::sleep(backoff), if !retry.is_empty() => {
+                    let n = retry.len().min(MAX_BURST);
+                    let burst: Vec<_> = retry.drain(..n).collect();
+                    let failed = self.send_burst(burst).await;
+                    backoff = if failed.is_empty() {
+                        BACKOFF_MIN
+                    } else if self.sharded() {
+                        (backoff * 2).min(SHARD_BACKOFF_MAX)
+                    } else {
+                        (backoff * 2).min(BACKOFF_MAX)
+                    };
+                    // Back to the front, in their order: they are older than what is left.
+                    for item in failed.into_iter().rev() {
+                        self.metrics.publish_failures.inc();
+                        retry.push_front(item);
+                    }
                 }
-            } else {
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = stop.cancelled() => return self.publish_rest(outbox).await,
+                () = stop.cancelled() => {
+                    outbox.close();
+                    retry.extend(std::iter::from_fn(|| outbox.try_recv().ok()));
+                    return self.publish_rest(retry).await;
                 }
-                let n = retry.len().min(MAX_BURST);
-                burst.extend(retry.drain(..n));
             }
-            while burst.len() < MAX_BURST {
-                match outbox.try_recv() {
-                    Ok(item) => burst.push(item),
-                    Err(_) => break,
-                }
-            }
-            if self.send_burst(&burst).await {
-                backoff = BACKOFF_MIN;
-                continue;
-            }
-            // Redis is away. This node's sockets have the events already; what is persisted
-            // or ends a session is kept to publish when Redis is back. Typing and presence
-            // are not worth keeping.
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-            for (couple, event) in burst {
-                self.metrics.publish_failures.inc();
-                if !event.must_arrive() {
-                    continue;
-                }
-                if retry.len() < RETRY_LIMIT {
-                    retry.push_back((couple, event));
-                } else {
-                    // The other nodes' sessions of this couple will catch up instead.
-                    self.lose(couple);
-                }
+            if !retry.is_empty() || !held.is_empty() {
+                held = retry.iter().map(|(couple, _)| *couple).collect();
             }
         }
     }
 
-    /// Publishes one pipeline: the burst, then a resync for every couple whose events could
-    /// not be queued. False if Redis did not take it (the resyncs are kept for next time).
-    async fn send_burst(&self, burst: &[(Uuid, BusEvent)]) -> bool {
+    /// Publishes a burst, then a resync for every couple whose events could not be queued,
+    /// one pipeline per slot (on one Redis, one pipeline). Returns what Redis did not take
+    /// and is worth another try.
+    async fn send_burst(&self, burst: Vec<(Uuid, BusEvent)>) -> Vec<(Uuid, BusEvent)> {
         let lost: Vec<Uuid> = lock(&self.lost).drain().collect();
+        if burst.is_empty() && lost.is_empty() {
+            return Vec::new();
+        }
         let started = Instant::now();
-        let mut pipe = redis::pipe();
-        let resync = BusEvent::Resync;
+        let published = burst.len();
         let all = burst
-            .iter()
-            .map(|(couple, event)| (*couple, event))
-            .chain(lost.iter().map(|couple| (*couple, &resync)));
-        for (couple, event) in all {
-            pipe.cmd("PUBLISH")
-                .arg(self.channel(couple))
-                .arg(Wire {
-                    origin: &self.node_id,
-                    event,
-                })
-                .ignore();
+            .into_iter()
+            .chain(lost.into_iter().map(|couple| (couple, BusEvent::Resync)));
+        let verb = if self.sharded() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        let sends = self.by_slot(all).into_iter().map(|group| async move {
+            let mut pipe = redis::pipe();
+            for (couple, event) in &group {
+                pipe.cmd(verb)
+                    .arg(self.channel(*couple))
+                    .arg(Wire {
+                        origin: &self.node_id,
+                        event,
+                    })
+                    .ignore();
+            }
+            match self.run::<()>(&pipe).await {
+                Ok(()) => Vec::new(),
+                Err(e) => {
+                    tracing::debug!(events = group.len(), error = %e, "publish failed");
+                    group
+                }
+            }
+        });
+        let failed: Vec<_> = futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .flatten()
+            .filter(|(_, event)| event.must_arrive())
+            .collect();
+        if failed.is_empty() {
+            let per_event = started.elapsed().as_secs_f64() / published.max(1) as f64;
+            for _ in 0..published {
+                self.metrics.publish_seconds.observe(per_event);
+            }
         }
-        if self.run::<()>(&pipe).await.is_err() {
-            lock(&self.lost).extend(lost);
-            return false;
-        }
-        let per_event = started.elapsed().as_secs_f64() / burst.len().max(1) as f64;
-        for _ in burst {
-            self.metrics.publish_seconds.observe(per_event);
-        }
-        true
+        failed
     }
 
     /// On stop (after the node's sessions and commits are done): one attempt to publish what
     /// is still queued, so the other nodes hear this node's last events.
-    async fn publish_rest(&self, mut outbox: mpsc::Receiver<(Uuid, BusEvent)>) {
-        outbox.close();
-        let mut burst = Vec::new();
-        while let Ok(item) = outbox.try_recv() {
-            burst.push(item);
-            if burst.len() == MAX_BURST {
-                self.send_burst(&std::mem::take(&mut burst)).await;
+    async fn publish_rest(&self, mut rest: VecDeque<(Uuid, BusEvent)>) {
+        while !rest.is_empty() || !lock(&self.lost).is_empty() {
+            let n = rest.len().min(MAX_BURST);
+            let failed = self.send_burst(rest.drain(..n).collect()).await;
+            if !failed.is_empty() {
+                return;
             }
-        }
-        if !burst.is_empty() || !lock(&self.lost).is_empty() {
-            self.send_burst(&burst).await;
         }
     }
 
@@ -386,7 +501,7 @@ impl RedisBus {
         loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    Some(message) => self.on_message(&message),
+                    Some(message) => self.on_payload(message.get_channel_name().as_bytes(), message.get_payload_bytes()),
                     None => return Listening::Failed("connection closed"),
                 },
                 command = watch.recv() => match command {
@@ -423,16 +538,13 @@ impl RedisBus {
         }
     }
 
-    fn on_message(&self, message: &redis::Msg) {
-        let Some(couple) = message
-            .get_channel_name()
-            .strip_prefix(&self.prefix)
-            .and_then(|c| c.strip_prefix("couple:"))
-            .and_then(|c| Uuid::parse_str(c).ok())
-        else {
+    /// A message from a couple's channel: delivered to this node's sockets of the couple,
+    /// unless this node published it.
+    pub(super) fn on_payload(&self, channel: &[u8], payload: &[u8]) {
+        let Some(couple) = self.couple_of(channel) else {
             return;
         };
-        match decode(message.get_payload_bytes()) {
+        match decode(payload) {
             // Our own publish, delivered here when it was made.
             Some((origin, _)) if origin == self.node_id.as_bytes() => {}
             Some((_, event)) => self.hub.deliver(couple, event),
@@ -446,19 +558,24 @@ impl RedisBus {
 
     /// Registers this node as holding a socket of the user and asks whether the partner is
     /// online, in one round trip: `(nobody held one before, partner online)`.
-    pub async fn came_online(&self, user_id: Uuid, partner_id: Uuid) -> (bool, bool) {
-        let key = self.presence_key(user_id);
+    pub async fn came_online(
+        &self,
+        couple_id: Uuid,
+        user_id: Uuid,
+        partner_id: Uuid,
+    ) -> (bool, bool) {
+        let key = self.presence_key(couple_id, user_id);
         let mut pipe = redis::pipe();
         count_live(&mut pipe, &key);
         self.renew(&mut pipe, &key, Self::now_ms());
-        count_live(&mut pipe, &self.presence_key(partner_id));
+        count_live(&mut pipe, &self.presence_key(couple_id, partner_id));
         match self.run::<(i64, i64)>(&pipe).await {
             Ok((before, partner)) => (
                 before == 0,
                 partner > 0 || self.hub.sockets_of(partner_id) > 0,
             ),
             Err(e) => {
-                tracing::warn!(user_id = %user_id, error = %e, "presence: redis unavailable");
+                tracing::warn!(couple_id = %couple_id, user_id = %user_id, error = %e, "presence: redis unavailable");
                 // Unknown counts as a change: telling the partner twice is harmless.
                 (true, self.hub.sockets_of(partner_id) > 0)
             }
@@ -466,20 +583,20 @@ impl RedisBus {
     }
 
     /// Removes this node from the user's presence; true if nobody holds a socket any more.
-    pub async fn went_offline(&self, user_id: Uuid) -> bool {
-        let key = self.presence_key(user_id);
+    pub async fn went_offline(&self, couple_id: Uuid, user_id: Uuid) -> bool {
+        let key = self.presence_key(couple_id, user_id);
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM").arg(&key).arg(&self.node_id).ignore();
         count_live(&mut pipe, &key);
-        let left = self.query_count(user_id, &pipe).await;
+        let left = self.query_count(couple_id, user_id, &pipe).await;
         // A socket of the user may have opened here while the ZREM was on its way (a tab
         // closed as another opened): its entry was just removed, so put it back. Both go
-        // over the one shared connection, in the order they were issued.
+        // over one connection (on a cluster, to the one master of the key), in order.
         if self.hub.sockets_of(user_id) > 0 {
             let mut pipe = redis::pipe();
             self.renew(&mut pipe, &key, Self::now_ms());
             if let Err(e) = self.run::<()>(&pipe).await {
-                tracing::warn!(user_id = %user_id, error = %e, "presence: redis unavailable");
+                tracing::warn!(couple_id = %couple_id, user_id = %user_id, error = %e, "presence: redis unavailable");
             }
             return false;
         }
@@ -499,23 +616,28 @@ impl RedisBus {
             .ignore();
     }
 
-    pub async fn is_online(&self, user_id: Uuid) -> bool {
+    pub async fn is_online(&self, couple_id: Uuid, user_id: Uuid) -> bool {
         if self.hub.sockets_of(user_id) > 0 {
             return true;
         }
         let mut pipe = redis::pipe();
-        count_live(&mut pipe, &self.presence_key(user_id));
-        self.query_count(user_id, &pipe)
+        count_live(&mut pipe, &self.presence_key(couple_id, user_id));
+        self.query_count(couple_id, user_id, &pipe)
             .await
             .is_some_and(|n| n > 0)
     }
 
     /// Runs a presence pipeline whose one unignored reply is a count; `None` if Redis is away.
-    async fn query_count(&self, user_id: Uuid, pipe: &redis::Pipeline) -> Option<i64> {
+    async fn query_count(
+        &self,
+        couple_id: Uuid,
+        user_id: Uuid,
+        pipe: &redis::Pipeline,
+    ) -> Option<i64> {
         match self.run::<(i64,)>(pipe).await {
             Ok((count,)) => Some(count),
             Err(e) => {
-                tracing::warn!(user_id = %user_id, error = %e, "presence: redis unavailable");
+                tracing::warn!(couple_id = %couple_id, user_id = %user_id, error = %e, "presence: redis unavailable");
                 None
             }
         }
@@ -535,48 +657,126 @@ impl RedisBus {
                 _ = tick.tick() => {}
                 () = stop.cancelled() => return,
             }
-            if let Err(e) = self.beat().await {
-                tracing::debug!(error = %e, "presence heartbeat failed");
-            }
+            self.beat().await;
         }
     }
 
-    async fn beat(&self) -> redis::RedisResult<()> {
+    /// One heartbeat: per local user, renew its entry, drop expired ones and count the
+    /// partner's live entries, one pipeline per slot.
+    async fn beat(&self) {
         let now = Self::now_ms();
         let users = self.hub.local_users();
-        if !users.is_empty() {
+        let beats = self.by_slot(users).into_iter().map(|group| async move {
             let mut pipe = redis::pipe();
-            for user in &users {
-                let key = self.presence_key(*user);
+            for (couple, (user, partner)) in &group {
+                let key = self.presence_key(*couple, *user);
                 self.renew(&mut pipe, &key, now);
                 pipe.cmd("ZREMRANGEBYSCORE")
                     .arg(&key)
                     .arg("-inf")
                     .arg(now)
                     .ignore();
+                count_live(&mut pipe, &self.presence_key(*couple, *partner));
             }
-            self.run::<()>(&pipe).await?;
-        }
-        let partners = self.hub.watched_partners();
-        if !partners.is_empty() {
-            let mut pipe = redis::pipe();
-            for (_, partner) in &partners {
-                count_live(&mut pipe, &self.presence_key(*partner));
+            match self.run::<Vec<i64>>(&pipe).await {
+                Ok(counts) => {
+                    for ((couple, (_, partner)), count) in group.into_iter().zip(counts) {
+                        let online = count > 0 || self.hub.sockets_of(partner) > 0;
+                        self.hub.deliver(
+                            couple,
+                            BusEvent::Presence {
+                                user_id: partner,
+                                online,
+                            },
+                        );
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "presence heartbeat failed"),
             }
-            let counts: Vec<i64> = self.run(&pipe).await?;
-            for ((couple, partner), count) in partners.into_iter().zip(counts) {
-                let online = count > 0 || self.hub.sockets_of(partner) > 0;
-                self.hub.deliver(
-                    couple,
-                    BusEvent::Presence {
-                        user_id: partner,
-                        online,
-                    },
-                );
-            }
-        }
-        Ok(())
+        });
+        futures_util::future::join_all(beats).await;
     }
+}
+
+/// Keeps an event for another try; beyond the limit (or for an event not worth keeping) the
+/// couple's other sessions are told to catch up instead.
+fn keep(retry: &mut VecDeque<(Uuid, BusEvent)>, item: (Uuid, BusEvent), bus: &RedisBus) {
+    if !item.1.must_arrive() {
+        return;
+    }
+    if retry.len() < RETRY_LIMIT {
+        retry.push_back(item);
+    } else {
+        bus.lose(item.0);
+    }
+}
+
+/// Connections to one Redis: the publishing pool and the subscriber's client.
+async fn single(url: &str, pool_size: usize) -> anyhow::Result<(Commands, Listener)> {
+    let info =
+        redis::IntoConnectionInfo::into_connection_info(url)?.set_tcp_settings(tcp_settings());
+    let client = redis::Client::open(info.clone())?;
+    let commands = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(COMMAND_TIMEOUT));
+    let mut pool_config = PoolConfig::new(pool_size.max(2));
+    // A Redis that is down must not stall sends: give up quickly, the database has it.
+    pool_config.timeouts = Timeouts {
+        wait: Some(CONNECT_TIMEOUT),
+        create: Some(CONNECT_TIMEOUT),
+        recycle: Some(CONNECT_TIMEOUT),
+    };
+    let pool = Pool::builder(deadpool_redis::Manager::new_with_config(info, commands)?)
+        .config(pool_config)
+        .runtime(Runtime::Tokio1)
+        .build()?;
+    let mut conn = pool.get().await?;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    drop(conn);
+    let commands = Commands::Single {
+        pool,
+        shared: std::sync::Mutex::new(None),
+    };
+    Ok((commands, Listener::Single(client)))
+}
+
+/// Connections to a Redis Cluster: redis-rs's cluster connection for commands, and the seeds
+/// (in RESP3, which sharded pub/sub needs) for the shard subscribers.
+async fn cluster(urls: &[String]) -> anyhow::Result<(Commands, Listener)> {
+    let seeds = urls
+        .iter()
+        .map(|url| {
+            redis::IntoConnectionInfo::into_connection_info(url.as_str()).map(|info| {
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(redis::ProtocolVersion::RESP3);
+                info.set_tcp_settings(tcp_settings())
+                    .set_redis_settings(settings)
+            })
+        })
+        .collect::<redis::RedisResult<Vec<_>>>()?;
+    anyhow::ensure!(!seeds.is_empty(), "REDIS_CLUSTER_URLS names no node");
+    // Few, quick retries: a failed publish is kept and tried again by the publisher, which
+    // does not make other couples wait; redis-rs's default would hold a command for seconds.
+    let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
+        .retries(2)
+        .min_retry_wait(20)
+        .max_retry_wait(200)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(COMMAND_TIMEOUT)
+        .overall_response_timeout(Some(COMMAND_TIMEOUT * 2))
+        .tcp_settings(tcp_settings())
+        .build()?;
+    let mut conn = client.get_async_connection().await?;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    Ok((Commands::Cluster(conn), Listener::Cluster(seeds)))
+}
+
+/// Who listens to the couples' channels.
+enum Listener {
+    Single(redis::Client),
+    Cluster(Vec<redis::ConnectionInfo>),
 }
 
 /// Appends "how many nodes hold a live entry in this presence set".
@@ -621,153 +821,4 @@ fn ok<T>(result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> 
 
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::random_range(0.5..1.0))
-}
-
-/// The wire form of an event on a channel: a header line naming the publishing node and the
-/// event, then the frame's JSON as is. It is written straight into the pipeline's buffer, so
-/// a frame is serialized once and copied once on its way to Redis.
-struct Wire<'a> {
-    origin: &'a str,
-    event: &'a BusEvent,
-}
-
-impl redis::ToRedisArgs for Wire<'_> {
-    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
-        use std::io::Write;
-        let mut w = out.writer_for_next_arg();
-        // Writing into a Vec cannot fail.
-        let _ = match self.event {
-            BusEvent::Frame {
-                seq,
-                skip_user,
-                from,
-                json,
-            } => {
-                let _ = write!(w, "{} F ", self.origin);
-                let _ = write_opt(&mut w, seq.map(|s| s.to_string()));
-                let _ = write_opt(&mut w, skip_user.map(|u| u.simple().to_string()));
-                let _ = write_opt(&mut w, from.map(|u| u.simple().to_string()));
-                w.write_all(b"\n")
-                    .and_then(|()| w.write_all(json.as_bytes()))
-            }
-            BusEvent::Presence { user_id, online } => {
-                write!(
-                    w,
-                    "{} P {} {}",
-                    self.origin,
-                    user_id.simple(),
-                    u8::from(*online)
-                )
-            }
-            BusEvent::SessionEnded { session_id } => {
-                write!(w, "{} E {}", self.origin, session_id.simple())
-            }
-            BusEvent::CoupleDeleted => write!(w, "{} D", self.origin),
-            BusEvent::Resync => write!(w, "{} R", self.origin),
-        };
-    }
-
-    fn num_of_args(&self) -> usize {
-        1
-    }
-}
-
-/// Writes a header field and its separator; `-` stands for none.
-fn write_opt(w: &mut impl std::io::Write, value: Option<String>) -> std::io::Result<()> {
-    match value {
-        Some(v) => write!(w, "{v} "),
-        None => w.write_all(b"- "),
-    }
-}
-
-/// Reads a message: `(origin node, event)`.
-fn decode(payload: &[u8]) -> Option<(&[u8], BusEvent)> {
-    let (header, body) = match payload.iter().position(|&b| b == b'\n') {
-        Some(i) => (&payload[..i], &payload[i + 1..]),
-        None => (payload, &payload[payload.len()..]),
-    };
-    let header = std::str::from_utf8(header).ok()?;
-    let mut parts = header.split_ascii_whitespace();
-    let origin = parts.next()?;
-    let event = match parts.next()? {
-        "F" => {
-            let seq = match parts.next()? {
-                "-" => None,
-                s => Some(s.parse().ok()?),
-            };
-            let skip_user = uuid_field(parts.next()?)?;
-            let from = uuid_field(parts.next()?)?;
-            let json = String::from_utf8(body.to_vec()).ok()?;
-            BusEvent::Frame {
-                seq,
-                skip_user,
-                from,
-                json: Utf8Bytes::from(json),
-            }
-        }
-        "P" => BusEvent::Presence {
-            user_id: Uuid::parse_str(parts.next()?).ok()?,
-            online: parts.next()? == "1",
-        },
-        "E" => BusEvent::SessionEnded {
-            session_id: Uuid::parse_str(parts.next()?).ok()?,
-        },
-        "D" => BusEvent::CoupleDeleted,
-        "R" => BusEvent::Resync,
-        _ => return None,
-    };
-    Some((&payload[..origin.len()], event))
-}
-
-/// `-` or a uuid; `None` when it is neither.
-fn uuid_field(field: &str) -> Option<Option<Uuid>> {
-    match field {
-        "-" => Some(None),
-        u => Uuid::parse_str(u).ok().map(Some),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-
-    fn wire(event: &BusEvent) -> Vec<u8> {
-        let mut out: Vec<Vec<u8>> = Vec::new();
-        redis::ToRedisArgs::write_redis_args(
-            &Wire {
-                origin: "node1",
-                event,
-            },
-            &mut out,
-        );
-        out.concat()
-    }
-
-    #[test]
-    fn events_survive_the_wire_with_their_origin() {
-        let user = Uuid::new_v4();
-        let frame = BusEvent::Frame {
-            seq: Some(7),
-            skip_user: Some(user),
-            from: None,
-            json: Utf8Bytes::from_static("{\"type\":\"chat\",\"text\":\"a\\nb\"}"),
-        };
-        let bytes = wire(&frame);
-        let (origin, back) = decode(&bytes).unwrap();
-        assert_eq!(origin, b"node1");
-        assert!(
-            matches!(back, BusEvent::Frame { seq: Some(7), skip_user: Some(u), from: None, json } if u == user && json.as_str() == "{\"type\":\"chat\",\"text\":\"a\\nb\"}")
-        );
-        let presence = wire(&BusEvent::Presence {
-            user_id: user,
-            online: true,
-        });
-        assert!(
-            matches!(decode(&presence), Some((_, BusEvent::Presence { user_id, online: true })) if user_id == user)
-        );
-        assert!(decode(b"node X junk").is_none());
-        assert!(decode(b"node F notanumber - -\n{}").is_none());
-    }
 }

@@ -193,7 +193,13 @@ impl Session {
             }
         }
         self.state.metrics.sockets_open.dec();
-        if Box::pin(self.state.bus.socket_closed(self.me.user_id)).await {
+        if Box::pin(
+            self.state
+                .bus
+                .socket_closed(self.me.user_id, self.me.couple_id),
+        )
+        .await
+        {
             chat::presence(&self.state, &self.me, false);
         }
         tracing::debug!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "socket closed");

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod private_pg;
+mod private_redis_cluster;
 mod stream;
 mod support;
 mod support_process;
@@ -19,4 +20,5 @@ mod files;
 mod logins;
 mod pairing;
 mod question;
+mod sharded;
 mod socket;

@@ -596,7 +596,8 @@ pub struct Cluster {
     pub addrs: Vec<SocketAddr>,
     nodes: Vec<Option<duet::Node>>,
     extra: Vec<String>,
-    redis_url: String,
+    /// `--redis-url=...` or `--redis-cluster-urls=...`.
+    redis_flag: String,
 }
 
 impl Cluster {
@@ -615,13 +616,28 @@ impl Cluster {
         if redis_url == self::redis_url() {
             redis().await;
         }
+        Cluster::start_with_flag(db, nodes, extra, format!("--redis-url={redis_url}")).await
+    }
+
+    /// Nodes on a Redis Cluster (sharded pub/sub), given by some of its nodes.
+    pub async fn start_on_redis_cluster(nodes: usize, extra: &[&str], urls: &str) -> Cluster {
+        let db = TestDb::new(Backend::Postgres).await;
+        Cluster::start_with_flag(db, nodes, extra, format!("--redis-cluster-urls={urls}")).await
+    }
+
+    async fn start_with_flag(
+        db: TestDb,
+        nodes: usize,
+        extra: &[&str],
+        redis_flag: String,
+    ) -> Cluster {
         let mut cluster = Cluster {
             db,
             prefix: format!("duet-test-{}:", Uuid::new_v4().simple()),
             addrs: Vec::new(),
             nodes: Vec::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            redis_url: redis_url.to_owned(),
+            redis_flag,
         };
         for _ in 0..nodes {
             cluster.add_node().await;
@@ -632,7 +648,7 @@ impl Cluster {
     /// Flags a node of this cluster runs with.
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
-            format!("--redis-url={}", self.redis_url),
+            self.redis_flag.clone(),
             format!("--redis-prefix={}", self.prefix),
             "--presence-ttl-secs=3".to_owned(),
         ];

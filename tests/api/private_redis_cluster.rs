@@ -1,0 +1,231 @@
+//! A Redis Cluster of the test's own: six `redis-server` processes (three masters, three
+//! replicas) on free ports, in a temporary directory, created with `redis-cli --cluster
+//! create`. The machine's Redis on 6379 is never touched. Dropping it kills every process.
+
+use std::time::Duration;
+
+use redis::Value;
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+pub struct RedisCluster {
+    pub nodes: Vec<ClusterNode>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct ClusterNode {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+/// Two free ports: the client port and the cluster bus port.
+fn free_ports() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = |l: &std::net::TcpListener| l.local_addr().expect("its address").port();
+    (port(&a), port(&b))
+}
+
+impl RedisCluster {
+    pub async fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let (port, bus) = free_ports();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string()])
+                .args(["--cluster-port", &bus.to_string()])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                // A dead master is noticed and its replica promoted within a few seconds.
+                .args(["--cluster-node-timeout", "2000"])
+                // The other shards keep serving while one has no master.
+                .args(["--cluster-require-full-coverage", "no"])
+                // Replicas are in sync a moment after the cluster is created (the default
+                // waits 5 s before a first sync), and one that lost its master takes over
+                // however long the link was down.
+                .args(["--repl-diskless-sync-delay", "0"])
+                .args(["--cluster-replica-validity-factor", "0"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--dir", &dir.path().display().to_string()])
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "starting redis-server ({e}); install it with `apt-get install -y redis-server` (7.0 or newer, for sharded pub/sub)"
+                    )
+                });
+            nodes.push(ClusterNode {
+                port,
+                child: Some(child),
+            });
+        }
+        let cluster = RedisCluster { nodes, _dir: dir };
+        for node in &cluster.nodes {
+            cluster.wait_until(node.port, |_| true, "answers").await;
+        }
+        let addrs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .await
+            .expect("running redis-cli --cluster create");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        for node in &cluster.nodes {
+            cluster
+                .wait_until(
+                    node.port,
+                    |info| {
+                        info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:6")
+                    },
+                    "the cluster is formed",
+                )
+                .await;
+        }
+        for node in &cluster.nodes {
+            for _ in 0..200 {
+                if let Ok(mut conn) = connect(node.port).await
+                    && let Ok(info) = redis::cmd("INFO")
+                        .arg("replication")
+                        .query_async::<String>(&mut conn)
+                        .await
+                    && (info.contains("role:master") || info.contains("master_link_status:up"))
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        cluster
+    }
+
+    /// Seeds for `--redis-cluster-urls`: two of the masters are enough.
+    pub fn urls(&self) -> String {
+        self.nodes[..2]
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    async fn wait_until(&self, port: u16, ok: impl Fn(&str) -> bool, what: &str) {
+        for _ in 0..200 {
+            if let Ok(info) = cluster_info(port).await
+                && ok(&info)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis node {port}: {what} did not happen in 10 s");
+    }
+
+    /// The port of the master that serves the slot of this couple's channel and keys, as the
+    /// cluster says now.
+    pub async fn master_of(&self, couple_id: Uuid) -> u16 {
+        let key = format!("{{{}}}", couple_id.simple());
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let Ok(mut conn) = connect(node.port).await else {
+                continue;
+            };
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("CLUSTER KEYSLOT");
+            let slots: Value = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async(&mut conn)
+                .await
+                .expect("CLUSTER SLOTS");
+            let Value::Array(ranges) = slots else {
+                continue;
+            };
+            for range in ranges {
+                if let Value::Array(f) = range
+                    && let [Value::Int(start), Value::Int(end), Value::Array(master), ..] =
+                        f.as_slice()
+                    && (*start..=*end).contains(&slot)
+                    && let Some(Value::Int(port)) = master.get(1)
+                {
+                    return u16::try_from(*port).expect("a port");
+                }
+            }
+        }
+        panic!("no node knows who serves {key}");
+    }
+
+    /// How many subscribers the sharded channel has on the node at `port`.
+    pub async fn subscribers(&self, port: u16, channel: &str) -> i64 {
+        let mut conn = connect(port).await.expect("connecting to a cluster node");
+        let reply: Vec<Value> = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(channel)
+            .query_async(&mut conn)
+            .await
+            .expect("PUBSUB SHARDNUMSUB");
+        match reply.get(1) {
+            Some(Value::Int(n)) => *n,
+            _ => 0,
+        }
+    }
+
+    /// SIGKILLs the node at `port`: no goodbye, its replica has to take over.
+    pub async fn kill(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node of this cluster");
+        if let Some(mut child) = node.child.take() {
+            child.kill().await.expect("killing redis-server");
+        }
+    }
+
+    /// Waits until a node other than the dead one serves the couple's slot.
+    pub async fn failed_over(&self, couple_id: Uuid, dead: u16) -> u16 {
+        for _ in 0..300 {
+            let master = self.master_of(couple_id).await;
+            if master != dead
+                && let Ok(info) = cluster_info(master).await
+                && info.contains("cluster_state:ok")
+            {
+                return master;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no replica took over from {dead} in 15 s");
+    }
+}
+
+async fn connect(port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+async fn cluster_info(port: u16) -> redis::RedisResult<String> {
+    let mut conn = connect(port).await?;
+    redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query_async(&mut conn)
+        .await
+}

@@ -1,0 +1,168 @@
+//! Nodes on a Redis Cluster (`--redis-cluster-urls`): each couple's channel lives on the shard
+//! that owns its slot (sharded pub/sub), and partners on different nodes talk as on one Redis,
+//! also while a master dies and its replica takes over. Each test starts its own six-process
+//! cluster on free ports, its own database and nodes.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::private_redis_cluster::RedisCluster;
+use crate::stream::{Pace, Traffic, people};
+use crate::support::*;
+
+async fn couple_on(addr: std::net::SocketAddr) -> (User, User) {
+    let tag = &Uuid::new_v4().simple().to_string()[..8];
+    let mina = User::signup_at(addr, &format!("sm{tag}")).await;
+    let joon = User::signup_at(addr, &format!("sj{tag}")).await;
+    pair(&mina, &joon).await;
+    (mina, joon)
+}
+
+fn couple_id(socket: &Socket) -> Uuid {
+    socket.hello["couple_id"]
+        .as_str()
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .expect("hello names the couple")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_on_another_node_receives_the_chat_through_the_couples_shard() {
+    let redis = RedisCluster::start().await;
+    let cluster = Cluster::start_on_redis_cluster(2, &[], &redis.urls()).await;
+    let (mina, joon) = couple_on(cluster.addrs[0]).await;
+    let mut theirs = joon.on(cluster.addrs[1]).socket().await;
+    assert_eq!(theirs.hello["partner_online"], false);
+    let mut mine = mina.on(cluster.addrs[0]).socket().await;
+    assert_eq!(
+        mine.hello["partner_online"], true,
+        "Mina, on node A, sees Joon online on node B"
+    );
+    let online = theirs.until("presence").await;
+    assert_eq!(online["online"], true, "Joon is told Mina came online");
+
+    // The couple's channel has both nodes as subscribers on the master of its slot, and
+    // none anywhere else: the channel is sharded, not broadcast.
+    let couple = couple_id(&mine);
+    let channel = format!("{}couple:{{{}}}", cluster.prefix, couple.simple());
+    let owner = redis.master_of(couple).await;
+    assert_eq!(redis.subscribers(owner, &channel).await, 2);
+    for node in redis.nodes.iter().filter(|n| n.port != owner) {
+        assert_eq!(redis.subscribers(node.port, &channel).await, 0);
+    }
+
+    mine.say("hello through the shard").await;
+    let chat = theirs.until("chat").await;
+    assert_eq!(
+        (chat["text"].as_str(), chat["seq"].as_i64()),
+        (Some("hello through the shard"), Some(1))
+    );
+    theirs.say("and back").await;
+    mine.until_text("and back").await;
+
+    drop(mine);
+    let offline = theirs.until("presence").await;
+    assert_eq!(offline["online"], false, "Joon is told Mina left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_question_gate_holds_across_nodes_on_a_redis_cluster() {
+    let redis = RedisCluster::start().await;
+    let cluster = Cluster::start_on_redis_cluster(2, &[], &redis.urls()).await;
+    let (mina, joon) = couple_on(cluster.addrs[0]).await;
+    let mut mine = mina.on(cluster.addrs[0]).socket().await;
+    let mut theirs = joon.on(cluster.addrs[1]).socket().await;
+    let mut watcher = joon.on(cluster.addrs[1]).socket().await;
+
+    for keyword in ["여행", "맛집", "요리"] {
+        let questions = both_say_at_once(&mut mine, &mut theirs, &mut watcher, keyword).await;
+        assert_eq!(questions.len(), 1, "{keyword}: {questions:?}");
+        let question_id = questions[0]["question_id"].clone();
+        let refused = theirs.outcome("may I?").await;
+        assert_eq!(
+            (refused["code"].as_str(), &refused["question_id"]),
+            (Some("answer_required"), &question_id)
+        );
+        // Reconnecting on the other node does not lift the gate.
+        let mut elsewhere = joon.on(cluster.addrs[0]).socket().await;
+        let refused = elsewhere.outcome("and now?").await;
+        assert_eq!(refused["code"], "answer_required");
+        drop(elsewhere);
+        both_answer(&mut mine, &mut theirs, &mut watcher, &question_id).await;
+    }
+}
+
+/// A steady stream between couples whose partners sit on different nodes; the master that
+/// serves the first couple is SIGKILLed mid-stream. Its replica takes over, both nodes follow
+/// the slot map to it, and every session of that shard's couples catches up: nothing acked
+/// is lost, doubled or out of order. While the shard has no master, /readyz says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_mid_stream_loses_no_acked_chat() {
+    let mut redis = RedisCluster::start().await;
+    let cluster = Cluster::start_on_redis_cluster(
+        2,
+        &["--drain-secs=2", "--db-timeout-ms=1000"],
+        &redis.urls(),
+    )
+    .await;
+    let mut couples = Vec::new();
+    for _ in 0..4 {
+        couples.push(couple_on(cluster.addrs[0]).await);
+    }
+    // One partner of each couple only listens (after three chats), on the other node: what
+    // it hears comes over the bus (one who sends would also catch up from its acks' seqs).
+    let mut cast = people(&couples, &cluster.addrs, Pace::steady());
+    for listener in cast.iter_mut().filter(|p| p.label.ends_with('b')) {
+        listener.pace.max_sends = Some(3);
+    }
+    let traffic = Traffic::start(&couples, cast);
+    traffic.flowing().await;
+    let first = couple_id_of(&couples[0].0, &cluster).await;
+    let victim = redis.master_of(first).await;
+
+    redis.kill(victim).await;
+    let killed = Instant::now();
+    let mut saw_unready = false;
+    while killed.elapsed() < Duration::from_secs(1) {
+        let (status, _) = couples[0].0.on(cluster.addrs[1]).get("/readyz").await;
+        saw_unready |= status == 503;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let successor = redis.failed_over(first, victim).await;
+    let promoted = killed.elapsed();
+    let mut ready_again = None;
+    for _ in 0..100 {
+        let (status, _) = couples[0].0.on(cluster.addrs[1]).get("/readyz").await;
+        if status == 200 {
+            ready_again = Some(killed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "master {victim} killed: replica {successor} promoted after {promoted:?}, node ready again after {ready_again:?}"
+    );
+    assert!(
+        saw_unready,
+        "a node says it is not ready while a shard is unreachable"
+    );
+    assert!(
+        ready_again.is_some(),
+        "the node is ready again after the failover"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Recovery and the longest stall are counted from the kill: how long delivery stopped.
+    traffic
+        .finish("Redis Cluster master SIGKILLed", killed, cluster.addrs[0])
+        .await;
+}
+
+async fn couple_id_of(user: &User, cluster: &Cluster) -> Uuid {
+    let (_, me): (_, Value) = user.on(cluster.addrs[0]).get("/api/me").await;
+    me["couple"]["id"]
+        .as_str()
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .expect("the user is in a couple")
+}
