@@ -212,6 +212,100 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// Moves the slot of the couple's keys and channel to another master, the way
+    /// `redis-cli --cluster reshard` does: IMPORTING/MIGRATING, MIGRATE of its keys, then
+    /// SETSLOT NODE everywhere. Returns the new master's port.
+    pub async fn move_slot_of(&self, couple_id: Uuid) -> u16 {
+        let from = self.master_of(couple_id).await;
+        let masters = self.masters().await;
+        let to = *masters
+            .iter()
+            .find(|p| **p != from)
+            .expect("another master");
+        let mut src = connect(from).await.expect("the slot's master");
+        let mut dst = connect(to).await.expect("the new master");
+        let id = |port: u16| async move {
+            let mut conn = connect(port).await.expect("a master");
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query_async::<String>(&mut conn)
+                .await
+                .expect("CLUSTER MYID")
+        };
+        let (from_id, to_id) = (id(from).await, id(to).await);
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(format!("{{{}}}", couple_id.simple()))
+            .query_async(&mut src)
+            .await
+            .expect("CLUSTER KEYSLOT");
+        let setslot = |state: &str, node: &str| {
+            let mut cmd = redis::cmd("CLUSTER");
+            cmd.arg("SETSLOT").arg(slot).arg(state).arg(node);
+            cmd
+        };
+        setslot("IMPORTING", &from_id)
+            .exec_async(&mut dst)
+            .await
+            .expect("IMPORTING");
+        setslot("MIGRATING", &to_id)
+            .exec_async(&mut src)
+            .await
+            .expect("MIGRATING");
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query_async(&mut src)
+                .await
+                .expect("GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(to)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .exec_async(&mut src)
+                .await
+                .expect("MIGRATE");
+        }
+        for port in std::iter::once(to).chain(masters.iter().copied().filter(|p| *p != to)) {
+            let mut conn = connect(port).await.expect("a master");
+            setslot("NODE", &to_id)
+                .exec_async(&mut conn)
+                .await
+                .expect("SETSLOT NODE");
+        }
+        to
+    }
+
+    /// The ports of the live masters.
+    async fn masters(&self) -> Vec<u16> {
+        let mut masters = Vec::new();
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let Ok(mut conn) = connect(node.port).await else {
+                continue;
+            };
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .expect("INFO replication");
+            if info.contains("role:master") {
+                masters.push(node.port);
+            }
+        }
+        masters
+    }
+}
+
 async fn connect(port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
     let config = redis::AsyncConnectionConfig::new()

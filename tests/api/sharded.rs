@@ -94,6 +94,39 @@ async fn the_question_gate_holds_across_nodes_on_a_redis_cluster() {
     }
 }
 
+/// An operator moves the couple's slot to another master (resharding): the old master drops
+/// the channel's subscribers, the nodes subscribe where the slot lives now, and the partners
+/// go on talking with nothing missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_couple_whose_slot_moves_to_another_master_keeps_talking() {
+    let redis = RedisCluster::start().await;
+    let cluster = Cluster::start_on_redis_cluster(2, &[], &redis.urls()).await;
+    let (mina, joon) = couple_on(cluster.addrs[0]).await;
+    let mut mine = mina.on(cluster.addrs[0]).socket().await;
+    let mut theirs = joon.on(cluster.addrs[1]).socket().await;
+    mine.say("before the move").await;
+    theirs.until_text("before the move").await;
+
+    let couple = couple_id(&mine);
+    let channel = format!("{}couple:{{{}}}", cluster.prefix, couple.simple());
+    let to = redis.move_slot_of(couple).await;
+    let mut moved = false;
+    for _ in 0..100 {
+        if redis.subscribers(to, &channel).await == 2 {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(moved, "both nodes subscribe where the slot lives now");
+
+    mine.say("after the move").await;
+    let chat = theirs.until_text("after the move").await;
+    assert_eq!(chat["seq"], 2, "nothing in between went missing");
+    theirs.say("heard you").await;
+    mine.until_text("heard you").await;
+}
+
 /// A steady stream between couples whose partners sit on different nodes; the master that
 /// serves the first couple is SIGKILLed mid-stream. Its replica takes over, both nodes follow
 /// the slot map to it, and every session of that shard's couples catches up: nothing acked
