@@ -37,6 +37,16 @@ use super::redis::{BACKOFF_MIN, COMMAND_TIMEOUT, CONNECT_TIMEOUT, RedisBus, SHAR
 const TOPOLOGY_EVERY: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(1);
 const SLOTS: u16 = 16384;
+/// SSUBSCRIBEs in flight at once while a repair resubscribes couples.
+const RESUBSCRIBE_CHUNK: usize = 512;
+
+/// Why a subscription was not made.
+enum Failed {
+    /// MOVED, CLUSTERDOWN: the slot map is stale, the connection is fine.
+    Refused,
+    /// The connection failed or did not answer in time.
+    Broken,
+}
 
 /// The slot a couple's keys and channel hash to: Redis Cluster's CRC16 of the hash tag, which
 /// is the couple id (`{<id>}` in every key of the couple).
@@ -388,14 +398,54 @@ impl Shards {
                 }
             }
         }
-        let homeless: Vec<Uuid> = self.homeless.drain().collect();
+        let homeless: Vec<Uuid> = self
+            .homeless
+            .drain()
+            .filter(|couple| self.bus.hub().has_couple(*couple))
+            .collect();
         let mut placed = Vec::with_capacity(homeless.len());
-        for couple in homeless {
-            if !self.bus.hub().has_couple(couple) {
-                continue;
-            }
-            if self.subscribe(couple).await {
-                placed.push(couple);
+        // Many couples may have lost their shard at once: their SSUBSCRIBEs go out together
+        // (pipelined on each master's connection), a chunk at a time.
+        for chunk in homeless.chunks(RESUBSCRIBE_CHUNK) {
+            let attempts = chunk.iter().map(|couple| {
+                let couple = *couple;
+                let target = self
+                    .topology
+                    .owner(slot(couple))
+                    .and_then(|addr| Some((addr.to_string(), self.links.get(addr)?.conn.clone())));
+                let channel = self.bus.channel(couple);
+                async move {
+                    let Some((addr, mut conn)) = target else {
+                        return (couple, None, Err(Failed::Refused));
+                    };
+                    let reply = timeout(
+                        COMMAND_TIMEOUT,
+                        redis::cmd("SSUBSCRIBE").arg(&channel).exec_async(&mut conn),
+                    )
+                    .await;
+                    let outcome = match reply {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) if !e.is_io_error() && !e.is_timeout() => Err(Failed::Refused),
+                        _ => Err(Failed::Broken),
+                    };
+                    (couple, Some(addr), outcome)
+                }
+            });
+            for (couple, addr, outcome) in futures_util::future::join_all(attempts).await {
+                match (addr, outcome) {
+                    (Some(addr), Ok(())) => match self.links.get_mut(&addr) {
+                        Some(link) => {
+                            link.couples.insert(couple);
+                            placed.push(couple);
+                        }
+                        None => self.make_homeless([couple]),
+                    },
+                    (Some(addr), Err(Failed::Broken)) => {
+                        self.make_homeless([couple]);
+                        self.break_link(&addr, "subscribe failed");
+                    }
+                    _ => self.make_homeless([couple]),
+                }
             }
         }
         if !placed.is_empty() {

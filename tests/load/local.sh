@@ -11,7 +11,11 @@
 # RATES (step rates), SECS (seconds per step, 10), RATE (the fixed-rate run, 1000), REPS (3),
 # IDLE_COUNTS (2000,10000,18000: this machine allows 20,000 open files per process),
 # STORM_SOCKETS (10000), MODES ("step rate idle resume storm"), DUET_EXTRA_ENV (added to both
-# nodes, e.g. "DUET_COMMIT_WINDOW_US=0"). Results: JSON lines in tests/load/results/<time>/.
+# nodes, e.g. "DUET_COMMIT_WINDOW_US=0"), REDIS_MODES ("single": the Redis at REDIS_URL;
+# "single cluster" also runs every measurement against a Redis Cluster of three masters and
+# three replicas that tests/cluster/redis-cluster.sh starts on ports CLUSTER_PORT..+5 (7400 by default),
+# rep by rep in the same run). Results: JSON lines in tests/load/results/<time>/, one file
+# per mode and Redis (e.g. rate-cluster.jsonl).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -27,6 +31,9 @@ REPS="${REPS:-3}"
 IDLE_COUNTS="${IDLE_COUNTS:-2000,10000,18000}"
 STORM_SOCKETS="${STORM_SOCKETS:-10000}"
 MODES="${MODES:-step rate idle resume storm}"
+REDIS_MODES="${REDIS_MODES:-single}"
+CLUSTER_PORT="${CLUSTER_PORT:-7400}"
+redis_mode=single
 DB=duet_load_local
 PREFIX="duet-load-local:"
 NODE1=127.0.0.1:19181
@@ -49,12 +56,21 @@ stop() { # name
   wait "$pid" 2>/dev/null || true
   unset "PID[$1]"
 }
-cleanup() { for name in "${!PID[@]}"; do stop "$name"; done; }
+cluster() { # start|stop
+  DUET_REDIS_CLUSTER_PORT=$CLUSTER_PORT DUET_REDIS_CLUSTER_DIR="$out/redis-cluster" \
+    bash "$repo/tests/cluster/redis-cluster.sh" "$1" | sed -n 's/^REDIS_CLUSTER_URLS=//p'
+}
+cleanup() {
+  for name in "${!PID[@]}"; do stop "$name"; done
+  if [[ " $REDIS_MODES " == *" cluster "* ]]; then cluster stop >/dev/null; fi
+}
 trap cleanup EXIT
 
 # The limits a sizing run raises: the defaults protect a node from one abusive client.
 start_node() { # name addr
-  (exec env DUET_BIND="$2" DATABASE_URL="$PG_URL/$DB" REDIS_URL="$REDIS_URL" DUET_REDIS_PREFIX="$PREFIX" \
+  local redis_env="REDIS_URL=$REDIS_URL"
+  [[ "$redis_mode" == cluster ]] && redis_env="REDIS_CLUSTER_URLS=$CLUSTER_URLS"
+  (exec env DUET_BIND="$2" DATABASE_URL="$PG_URL/$DB" "$redis_env" DUET_REDIS_PREFIX="$PREFIX" \
     DUET_DATA_DIR="$out/data-$1" DUET_ASSETS_DIR="$repo/assets" DUET_LOG=warn \
     DUET_FRAME_RATE=100000 DUET_FRAME_BURST=100000 DUET_MAX_SOCKETS=30000 DUET_MAX_SOCKETS_PER_USER=30000 \
     DUET_LOGIN_RATE_PER_ADDR=0 DUET_HASH_WAIT_MS=60000 DUET_DRAIN_DELAY_SECS=0 \
@@ -68,6 +84,9 @@ fresh() {
   cleanup
   psql "$PG_URL/postgres" -qX -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
   redis-cli -u "$REDIS_URL" --scan --pattern "$PREFIX*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
+  # A cluster of its own for each measurement on one, none otherwise (its idle processes
+  # would count as Redis CPU).
+  if [[ "$redis_mode" == cluster ]]; then CLUSTER_URLS=$(cluster start); fi
   start_node node1 "$NODE1"
   start_node node2 "$NODE2"
   "$LOAD_BIN" setup --addr "$NODE1" --couples "$COUPLES" --out "$out/tokens.txt" >>"$out/setup.jsonl"
@@ -91,32 +110,35 @@ load_opts=(--nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --couples "$COUPLE
 } >"$out/env.txt"
 
 for rep in $(seq 1 "$REPS"); do
+for redis_mode in $REDIS_MODES; do
+  log "rep $rep on redis: $redis_mode"
   if [[ " $MODES " == *" step "* ]]; then
     log "rep $rep: step $RATES"
     fresh
-    run step.jsonl "$LOAD_BIN" step "${load_opts[@]}" --rates "$RATES" --secs "$SECS" --pids "$(pids)"
+    run step-$redis_mode.jsonl "$LOAD_BIN" step "${load_opts[@]}" --rates "$RATES" --secs "$SECS" --pids "$(pids)"
   fi
   if [[ " $MODES " == *" rate "* ]]; then
     log "rep $rep: $RATE chats/s for 30 s"
     fresh
-    run rate.jsonl "$LOAD_BIN" rate "${load_opts[@]}" --rate "$RATE" --secs 30 --pids "$(pids)"
+    run rate-$redis_mode.jsonl "$LOAD_BIN" rate "${load_opts[@]}" --rate "$RATE" --secs 30 --pids "$(pids)"
   fi
   if [[ " $MODES " == *" idle "* ]]; then
     log "rep $rep: idle sockets $IDLE_COUNTS"
     fresh
-    run idle.jsonl "$LOAD_BIN" idle --node "$NODE1" --tokens "$out/tokens.txt" --users 20 --counts "$IDLE_COUNTS" --pid "${PID[node1]}" --hold 10
+    run idle-$redis_mode.jsonl "$LOAD_BIN" idle --node "$NODE1" --tokens "$out/tokens.txt" --users 20 --counts "$IDLE_COUNTS" --pid "${PID[node1]}" --hold 10
   fi
   if [[ " $MODES " == *" resume "* ]]; then
     log "rep $rep: resume after 1000 missed"
     fresh
-    run resume.jsonl "$LOAD_BIN" resume --nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --couple 0 --count 1000 --reps 5
+    run resume-$redis_mode.jsonl "$LOAD_BIN" resume --nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --couple 0 --count 1000 --reps 5
   fi
   if [[ " $MODES " == *" storm "* ]]; then
     log "rep $rep: $STORM_SOCKETS sockets reconnect when node 1 dies"
     fresh
-    run storm.jsonl "$LOAD_BIN" storm --nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --sockets "$STORM_SOCKETS" --kill-pid "${PID[node1]}"
+    run storm-$redis_mode.jsonl "$LOAD_BIN" storm --nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --sockets "$STORM_SOCKETS" --kill-pid "${PID[node1]}"
     unset "PID[node1]"
   fi
+done
 done
 cleanup
 psql "$PG_URL/postgres" -qX -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
