@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
@@ -44,7 +45,7 @@ use uuid::Uuid;
 
 use super::BusEvent;
 use super::hub::{Hub, Watch};
-use super::shards::{self, Shards};
+use super::shards::{self, Shards, Topology};
 use super::wire::{Wire, decode};
 use crate::metrics::Metrics;
 
@@ -94,8 +95,13 @@ enum Commands {
         pool: Pool,
         shared: std::sync::Mutex<Option<MultiplexedConnection>>,
     },
-    /// redis-rs routes each pipeline to the master of its (one) slot and follows MOVED.
-    Cluster(ClusterConnection),
+    /// redis-rs routes each pipeline to the master of a slot and follows MOVED.
+    Cluster {
+        conn: ClusterConnection,
+        /// The slot map as the shard subscriber last read it: publishes are grouped by the
+        /// master that owns their slot, one pipeline per master.
+        topology: ArcSwap<Topology>,
+    },
 }
 
 pub struct RedisBus {
@@ -184,14 +190,23 @@ impl RedisBus {
     }
 
     fn sharded(&self) -> bool {
-        matches!(self.commands, Commands::Cluster(_))
+        matches!(self.commands, Commands::Cluster { .. })
+    }
+
+    pub(super) fn set_topology(&self, topology: &Topology) {
+        if let Commands::Cluster {
+            topology: current, ..
+        } = &self.commands
+        {
+            current.store(Arc::new(topology.clone()));
+        }
     }
 
     /// Runs a pipeline (on a cluster, all its keys in one slot). On one Redis a failure drops
     /// the shared connection, so the next command starts on a fresh one.
     async fn run<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> redis::RedisResult<T> {
         match &self.commands {
-            Commands::Cluster(conn) => pipe.query_async(&mut conn.clone()).await,
+            Commands::Cluster { conn, .. } => pipe.query_async(&mut conn.clone()).await,
             Commands::Single { pool, shared } => {
                 let conn = lock(shared).clone();
                 let mut conn = match conn {
@@ -226,6 +241,55 @@ impl RedisBus {
                 .push((couple, item));
         }
         groups.into_values().collect()
+    }
+
+    /// Splits publishes by the master that owns their slot (as far as this node knows; a
+    /// slot of unknown owner goes alone), each group with a slot of it to route by.
+    fn by_master<T>(
+        &self,
+        items: impl IntoIterator<Item = (Uuid, T)>,
+    ) -> Vec<(u16, Vec<(Uuid, T)>)> {
+        let Commands::Cluster { topology, .. } = &self.commands else {
+            return vec![(0, items.into_iter().collect())];
+        };
+        let topology = topology.load();
+        // Keyed by the owner, or by the slot itself when the owner is unknown.
+        type Group<T> = (u16, Vec<(Uuid, T)>);
+        let mut groups: HashMap<Result<&str, u16>, Group<T>> = HashMap::new();
+        for (couple, item) in items {
+            let slot = shards::slot(couple);
+            let owner = topology.owner(slot).ok_or(slot);
+            groups
+                .entry(owner)
+                .or_insert_with(|| (slot, Vec::new()))
+                .1
+                .push((couple, item));
+        }
+        groups.into_values().collect()
+    }
+
+    /// Runs a pipeline of publishes on the master of `slot` (on one Redis, on the one
+    /// connection) and says which of them Redis did not take: all when the pipeline failed,
+    /// on a cluster also those refused one by one (MOVED, when a slot changed hands).
+    async fn run_publishes(&self, slot: u16, pipe: redis::Pipeline) -> Vec<bool> {
+        use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+        let n = pipe.len();
+        match &self.commands {
+            Commands::Single { .. } => {
+                let failed = self.run::<()>(&pipe).await.is_err();
+                vec![failed; n]
+            }
+            Commands::Cluster { conn, .. } => {
+                let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+                match conn.clone().route_pipeline(pipe, 0, n, route).await {
+                    Ok(replies) if replies.len() == n => replies
+                        .iter()
+                        .map(|r| matches!(r, redis::Value::ServerError(_)))
+                        .collect(),
+                    _ => vec![true; n],
+                }
+            }
+        }
     }
 
     pub fn is_connected(&self) -> bool {
@@ -369,25 +433,27 @@ impl RedisBus {
         } else {
             "PUBLISH"
         };
-        let sends = self.by_slot(all).into_iter().map(|group| async move {
-            let mut pipe = redis::pipe();
-            for (couple, event) in &group {
-                pipe.cmd(verb)
-                    .arg(self.channel(*couple))
-                    .arg(Wire {
+        let sends = self
+            .by_master(all)
+            .into_iter()
+            .map(|(slot, group)| async move {
+                let mut pipe = redis::pipe();
+                for (couple, event) in &group {
+                    pipe.cmd(verb).arg(self.channel(*couple)).arg(Wire {
                         origin: &self.node_id,
                         event,
-                    })
-                    .ignore();
-            }
-            match self.run::<()>(&pipe).await {
-                Ok(()) => Vec::new(),
-                Err(e) => {
-                    tracing::debug!(events = group.len(), error = %e, "publish failed");
-                    group
+                    });
                 }
-            }
-        });
+                let refused = self.run_publishes(slot, pipe).await;
+                if refused.iter().any(|r| *r) {
+                    tracing::debug!(events = group.len(), "publish failed");
+                }
+                group
+                    .into_iter()
+                    .zip(refused)
+                    .filter_map(|(item, refused)| refused.then_some(item))
+                    .collect::<Vec<_>>()
+            });
         let failed: Vec<_> = futures_util::future::join_all(sends)
             .await
             .into_iter()
@@ -770,7 +836,11 @@ async fn cluster(urls: &[String]) -> anyhow::Result<(Commands, Listener)> {
         .build()?;
     let mut conn = client.get_async_connection().await?;
     let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-    Ok((Commands::Cluster(conn), Listener::Cluster(seeds)))
+    let commands = Commands::Cluster {
+        conn,
+        topology: ArcSwap::from_pointee(Topology::default()),
+    };
+    Ok((commands, Listener::Cluster(seeds)))
 }
 
 /// Who listens to the couples' channels.

@@ -57,13 +57,13 @@ pub(super) fn slot(couple_id: Uuid) -> u16 {
 }
 
 /// Which master serves which slots, as `CLUSTER SLOTS` said last.
-#[derive(Default, PartialEq, Eq, Debug)]
-struct Topology {
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub(super) struct Topology {
     ranges: Vec<(u16, u16, String)>,
 }
 
 impl Topology {
-    fn owner(&self, slot: u16) -> Option<&str> {
+    pub(super) fn owner(&self, slot: u16) -> Option<&str> {
         self.ranges
             .iter()
             .find(|(start, end, _)| (*start..=*end).contains(&slot))
@@ -349,6 +349,7 @@ impl Shards {
     /// couples whose slot now lives elsewhere become homeless until repaired.
     fn adopt(&mut self, topology: Topology) {
         self.topology = topology;
+        self.bus.set_topology(&self.topology);
         let masters = self.topology.masters();
         let gone: Vec<String> = self
             .links
