@@ -61,7 +61,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// On a cluster a failover takes a few seconds and trying a shard again is cheap (the other
 /// shards are not held up meanwhile): a short backoff makes delivery resume soon after the
 /// replica takes over.
-pub(super) const SHARD_BACKOFF_MAX: Duration = Duration::from_secs(1);
+pub(super) const SHARD_BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// How long a command may take before Redis counts as away (a frozen Redis accepts bytes
 /// and never answers; only a deadline notices).
 pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
