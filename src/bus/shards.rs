@@ -4,14 +4,14 @@
 //! subscribed there.
 //!
 //! The cluster changes under us: a master dies and its replica takes over, a slot moves, a
-//! shard is added. Whatever the cause, the cure is the same as after a reconnect to a single
-//! Redis: the couples of the affected connection become homeless, the slot map is read
-//! again (`CLUSTER SLOTS`), each homeless couple is subscribed where its slot now lives, and
-//! only then are its sessions told to catch up from the database. Other shards' couples are
-//! not disturbed. A connection counts as broken when its PING misses the deadline, when it
-//! closes, when a command on it fails, or when the server unsubscribes a channel we did not
-//! give up (the slot left that master; redis-rs would also take that push for the reply to
-//! the next command, so the connection is not trusted after it).
+//! shard is added. When a connection fails (its PING misses the deadline, it closes, a command
+//! on it fails) the cure is the same as after a reconnect to a single Redis: its couples
+//! become homeless, the slot map is read again (`CLUSTER SLOTS`), each homeless couple is
+//! subscribed where its slot now lives, and only then are its sessions told to catch up from
+//! the database. Other shards' couples are not disturbed. When a slot moves, the old master
+//! unsubscribes its channels: only those couples move (and catch up), and the connection is
+//! replaced make-before-break, because redis-rs may have taken that unasked push for the
+//! reply to a command in flight.
 //!
 //! redis-rs's own cluster pub/sub is not used: it resubscribes with one multi-channel command
 //! per node (refused as CROSSSLOT), and a master that dies without a MOVED never makes it
@@ -137,6 +137,8 @@ pub(super) struct Shards {
     /// Couples with local sessions that are not subscribed anywhere right now; each is
     /// subscribed and caught up by the next repair.
     homeless: HashSet<Uuid>,
+    /// Connections to replace at the next repair (see `replace_suspects`).
+    suspect: HashSet<String>,
     needs_repair: bool,
     generation: u64,
     troubles: mpsc::UnboundedSender<(u64, Trouble)>,
@@ -158,6 +160,7 @@ impl Shards {
             topology: Topology::default(),
             links: HashMap::new(),
             homeless: HashSet::new(),
+            suspect: HashSet::new(),
             needs_repair: true,
             generation: 0,
             troubles,
@@ -297,12 +300,17 @@ impl Shards {
         match trouble {
             Trouble::Closed => self.break_link(&addr, "connection closed"),
             Trouble::Unsubscribed(couple) => {
-                let asked = self
+                // Not asked for: the couple's slot left that master. The couple is subscribed
+                // again where it lives now; the connection is replaced, since redis-rs may
+                // have taken the push for the reply to a command in flight.
+                let unasked = self
                     .links
-                    .get(&addr)
-                    .is_none_or(|link| !link.couples.contains(&couple));
-                if !asked {
-                    self.break_link(&addr, "the server unsubscribed a channel (slot moved)");
+                    .get_mut(&addr)
+                    .is_some_and(|link| link.couples.remove(&couple));
+                if unasked {
+                    tracing::info!(couple_id = %couple, master = %addr, "the server unsubscribed a channel (its slot moved)");
+                    self.make_homeless([couple]);
+                    self.suspect.insert(addr);
                 }
             }
         }
@@ -399,54 +407,44 @@ impl Shards {
                 }
             }
         }
+        self.replace_suspects().await;
         let homeless: Vec<Uuid> = self
             .homeless
             .drain()
             .filter(|couple| self.bus.hub().has_couple(*couple))
             .collect();
-        let mut placed = Vec::with_capacity(homeless.len());
-        // Many couples may have lost their shard at once: their SSUBSCRIBEs go out together
-        // (pipelined on each master's connection), a chunk at a time.
-        for chunk in homeless.chunks(RESUBSCRIBE_CHUNK) {
-            let attempts = chunk.iter().map(|couple| {
-                let couple = *couple;
-                let target = self
-                    .topology
-                    .owner(slot(couple))
-                    .and_then(|addr| Some((addr.to_string(), self.links.get(addr)?.conn.clone())));
-                let channel = self.bus.channel(couple);
-                async move {
-                    let Some((addr, mut conn)) = target else {
-                        return (couple, None, Err(Failed::Refused));
-                    };
-                    let reply = timeout(
-                        COMMAND_TIMEOUT,
-                        redis::cmd("SSUBSCRIBE").arg(&channel).exec_async(&mut conn),
-                    )
-                    .await;
-                    let outcome = match reply {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(e)) if !e.is_io_error() && !e.is_timeout() => Err(Failed::Refused),
-                        _ => Err(Failed::Broken),
-                    };
-                    (couple, Some(addr), outcome)
+        let mut by_owner: HashMap<String, Vec<Uuid>> = HashMap::new();
+        for couple in homeless {
+            match self.topology.owner(slot(couple)) {
+                Some(addr) if self.links.contains_key(addr) => {
+                    by_owner.entry(addr.to_string()).or_default().push(couple);
                 }
-            });
-            for (couple, addr, outcome) in futures_util::future::join_all(attempts).await {
-                match (addr, outcome) {
-                    (Some(addr), Ok(())) => match self.links.get_mut(&addr) {
-                        Some(link) => {
+                _ => self.make_homeless([couple]),
+            }
+        }
+        let mut placed = Vec::new();
+        for (addr, couples) in by_owner {
+            let Some(conn) = self.links.get(&addr).map(|l| l.conn.clone()) else {
+                self.make_homeless(couples);
+                continue;
+            };
+            let mut broken = false;
+            for (couple, outcome) in self.ssubscribe_many(&conn, &couples).await {
+                match outcome {
+                    Ok(()) => {
+                        if let Some(link) = self.links.get_mut(&addr) {
                             link.couples.insert(couple);
                             placed.push(couple);
                         }
-                        None => self.make_homeless([couple]),
-                    },
-                    (Some(addr), Err(Failed::Broken)) => {
-                        self.make_homeless([couple]);
-                        self.break_link(&addr, "subscribe failed");
                     }
-                    _ => self.make_homeless([couple]),
+                    Err(failed) => {
+                        broken |= matches!(failed, Failed::Broken);
+                        self.make_homeless([couple]);
+                    }
                 }
+            }
+            if broken {
+                self.break_link(&addr, "subscribe failed");
             }
         }
         if !placed.is_empty() {
@@ -459,6 +457,67 @@ impl Shards {
         }
         if !self.homeless.is_empty() {
             self.needs_repair = true;
+        }
+    }
+
+    /// SSUBSCRIBEs many couples on one connection: they go out together (pipelined on the
+    /// connection), a chunk at a time.
+    async fn ssubscribe_many(
+        &self,
+        conn: &MultiplexedConnection,
+        couples: &[Uuid],
+    ) -> Vec<(Uuid, Result<(), Failed>)> {
+        let mut outcomes = Vec::with_capacity(couples.len());
+        for chunk in couples.chunks(RESUBSCRIBE_CHUNK) {
+            let attempts = chunk.iter().map(|couple| {
+                let mut conn = conn.clone();
+                let channel = self.bus.channel(*couple);
+                async move {
+                    let reply = timeout(
+                        COMMAND_TIMEOUT,
+                        redis::cmd("SSUBSCRIBE").arg(&channel).exec_async(&mut conn),
+                    )
+                    .await;
+                    let outcome = match reply {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) if !e.is_io_error() && !e.is_timeout() => Err(Failed::Refused),
+                        _ => Err(Failed::Broken),
+                    };
+                    (*couple, outcome)
+                }
+            });
+            outcomes.extend(futures_util::future::join_all(attempts).await);
+        }
+        outcomes
+    }
+
+    /// Replaces each suspect connection by a fresh one, make before break: the fresh one
+    /// subscribes every couple of the old one while the old one still delivers, so those
+    /// couples lose nothing and need no catch-up. If that fails, the old one is broken the
+    /// usual way (its couples are caught up once resubscribed).
+    async fn replace_suspects(&mut self) {
+        for addr in std::mem::take(&mut self.suspect) {
+            let Some(couples) = self
+                .links
+                .get(&addr)
+                .map(|l| l.couples.iter().copied().collect::<Vec<_>>())
+            else {
+                continue;
+            };
+            let mut fresh = match self.connect(&addr).await {
+                Ok(fresh) => fresh,
+                Err(_) => {
+                    self.break_link(&addr, "cannot replace a suspect connection");
+                    continue;
+                }
+            };
+            let outcomes = self.ssubscribe_many(&fresh.conn, &couples).await;
+            if outcomes.iter().all(|(_, outcome)| outcome.is_ok()) {
+                fresh.couples = couples.into_iter().collect();
+                self.links.insert(addr, fresh);
+            } else {
+                self.break_link(&addr, "cannot replace a suspect connection");
+            }
         }
     }
 

@@ -96,7 +96,8 @@ async fn the_question_gate_holds_across_nodes_on_a_redis_cluster() {
 
 /// An operator moves the couple's slot to another master (resharding): the old master drops
 /// the channel's subscribers, the nodes subscribe where the slot lives now, and the partners
-/// go on talking with nothing missing.
+/// go on talking with nothing missing; so does a couple that stayed on the old master (the
+/// nodes replace their connection to it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_couple_whose_slot_moves_to_another_master_keeps_talking() {
     let redis = RedisCluster::start().await;
@@ -104,10 +105,19 @@ async fn a_couple_whose_slot_moves_to_another_master_keeps_talking() {
     let (mina, joon) = couple_on(cluster.addrs[0]).await;
     let mut mine = mina.on(cluster.addrs[0]).socket().await;
     let mut theirs = joon.on(cluster.addrs[1]).socket().await;
+    let couple = couple_id(&mine);
+    let from = redis.master_of(couple).await;
+    // A neighbour: another couple whose slot is on the same master and stays there.
+    let (mut near_a, mut near_b) = loop {
+        let (a, b) = couple_on(cluster.addrs[0]).await;
+        let near_a = a.on(cluster.addrs[0]).socket().await;
+        if redis.master_of(couple_id(&near_a)).await == from {
+            break (near_a, b.on(cluster.addrs[1]).socket().await);
+        }
+    };
     mine.say("before the move").await;
     theirs.until_text("before the move").await;
 
-    let couple = couple_id(&mine);
     let channel = format!("{}couple:{{{}}}", cluster.prefix, couple.simple());
     let to = redis.move_slot_of(couple).await;
     let mut moved = false;
@@ -125,6 +135,8 @@ async fn a_couple_whose_slot_moves_to_another_master_keeps_talking() {
     assert_eq!(chat["seq"], 2, "nothing in between went missing");
     theirs.say("heard you").await;
     mine.until_text("heard you").await;
+    near_a.say("we stayed").await;
+    assert_eq!(near_b.until_text("we stayed").await["seq"], 1);
 }
 
 /// A steady stream between couples whose partners sit on different nodes; the master that
