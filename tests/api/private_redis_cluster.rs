@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 pub struct RedisCluster {
     pub nodes: Vec<ClusterNode>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 pub struct ClusterNode {
@@ -26,42 +26,47 @@ fn free_ports() -> (u16, u16) {
     (port(&a), port(&b))
 }
 
+/// One `redis-server` in cluster mode on free ports.
+fn spawn_node(dir: &std::path::Path) -> ClusterNode {
+    let (port, bus) = free_ports();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string()])
+        .args(["--cluster-port", &bus.to_string()])
+        .args(["--cluster-enabled", "yes"])
+        .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+        // A dead master is noticed and its replica promoted within a few seconds.
+        .args(["--cluster-node-timeout", "2000"])
+        // The other shards keep serving while one has no master.
+        .args(["--cluster-require-full-coverage", "no"])
+        // Replicas are in sync a moment after the cluster is created (the default waits 5 s
+        // before a first sync), and one that lost its master takes over however long the
+        // link was down.
+        .args(["--repl-diskless-sync-delay", "0"])
+        .args(["--cluster-replica-validity-factor", "0"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(["--dir", &dir.display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "starting redis-server ({e}); install it with `apt-get install -y redis-server` (7.0 or newer, for sharded pub/sub)"
+            )
+        });
+    ClusterNode {
+        port,
+        child: Some(child),
+    }
+}
+
 impl RedisCluster {
     pub async fn start() -> RedisCluster {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            let (port, bus) = free_ports();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string()])
-                .args(["--cluster-port", &bus.to_string()])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-                // A dead master is noticed and its replica promoted within a few seconds.
-                .args(["--cluster-node-timeout", "2000"])
-                // The other shards keep serving while one has no master.
-                .args(["--cluster-require-full-coverage", "no"])
-                // Replicas are in sync a moment after the cluster is created (the default
-                // waits 5 s before a first sync), and one that lost its master takes over
-                // however long the link was down.
-                .args(["--repl-diskless-sync-delay", "0"])
-                .args(["--cluster-replica-validity-factor", "0"])
-                .args(["--save", "", "--appendonly", "no"])
-                .args(["--dir", &dir.path().display().to_string()])
-                .stdout(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "starting redis-server ({e}); install it with `apt-get install -y redis-server` (7.0 or newer, for sharded pub/sub)"
-                    )
-                });
-            nodes.push(ClusterNode {
-                port,
-                child: Some(child),
-            });
+            nodes.push(spawn_node(dir.path()));
         }
-        let cluster = RedisCluster { nodes, _dir: dir };
+        let cluster = RedisCluster { nodes, dir };
         for node in &cluster.nodes {
             cluster.wait_until(node.port, |_| true, "answers").await;
         }
@@ -213,16 +218,56 @@ impl RedisCluster {
 }
 
 impl RedisCluster {
-    /// Moves the slot of the couple's keys and channel to another master, the way
-    /// `redis-cli --cluster reshard` does: IMPORTING/MIGRATING, MIGRATE of its keys, then
-    /// SETSLOT NODE everywhere. Returns the new master's port.
-    pub async fn move_slot_of(&self, couple_id: Uuid) -> u16 {
+    /// Adds a master without slots, the way an operator grows the cluster (`redis-cli
+    /// --cluster add-node`); returns its port once every node knows it.
+    pub async fn add_master(&mut self) -> u16 {
+        let node = spawn_node(self.dir.path());
+        let port = node.port;
+        self.nodes.push(node);
+        self.wait_until(port, |_| true, "answers").await;
+        let added = Command::new("redis-cli")
+            .args(["--cluster", "add-node"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("127.0.0.1:{}", self.nodes[0].port))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .await
+            .expect("running redis-cli --cluster add-node");
+        assert!(
+            added.status.success(),
+            "redis-cli --cluster add-node failed: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
+        for node in &self.nodes {
+            self.wait_until(
+                node.port,
+                |info| info.contains(&known),
+                "the new node is known",
+            )
+            .await;
+        }
+        port
+    }
+
+    /// Moves the slot of the couple's keys and channel to another master (`to`, or any
+    /// other), the way `redis-cli --cluster reshard` does: IMPORTING/MIGRATING, MIGRATE of
+    /// its keys, then SETSLOT NODE everywhere. Returns the new master's port.
+    pub async fn move_slot_of(&self, couple_id: Uuid, to: Option<u16>) -> u16 {
         let from = self.master_of(couple_id).await;
-        let masters = self.masters().await;
-        let to = *masters
-            .iter()
-            .find(|p| **p != from)
-            .expect("another master");
+        let mut masters = self.masters().await;
+        if let Some(to) = to
+            && !masters.contains(&to)
+        {
+            masters.push(to);
+        }
+        let to = to.unwrap_or_else(|| {
+            *masters
+                .iter()
+                .find(|p| **p != from)
+                .expect("another master")
+        });
         let mut src = connect(from).await.expect("the slot's master");
         let mut dst = connect(to).await.expect("the new master");
         let id = |port: u16| async move {
@@ -264,17 +309,25 @@ impl RedisCluster {
             if keys.is_empty() {
                 break;
             }
-            redis::cmd("MIGRATE")
+            let mut migrate = redis::cmd("MIGRATE");
+            migrate
                 .arg("127.0.0.1")
                 .arg(to)
                 .arg("")
                 .arg(0)
                 .arg(5000)
                 .arg("KEYS")
-                .arg(&keys)
-                .exec_async(&mut src)
-                .await
-                .expect("MIGRATE");
+                .arg(&keys);
+            // A master that just joined answers CLUSTERDOWN for its first seconds.
+            for attempt in 0.. {
+                match migrate.exec_async(&mut src).await {
+                    Ok(()) => break,
+                    Err(e) if attempt < 100 && e.to_string().contains("CLUSTERDOWN") => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("MIGRATE: {e}"),
+                }
+            }
         }
         for port in std::iter::once(to).chain(masters.iter().copied().filter(|p| *p != to)) {
             let mut conn = connect(port).await.expect("a master");

@@ -119,7 +119,7 @@ async fn a_couple_whose_slot_moves_to_another_master_keeps_talking() {
     theirs.until_text("before the move").await;
 
     let channel = format!("{}couple:{{{}}}", cluster.prefix, couple.simple());
-    let to = redis.move_slot_of(couple).await;
+    let to = redis.move_slot_of(couple, None).await;
     let mut moved = false;
     for _ in 0..100 {
         if redis.subscribers(to, &channel).await == 2 {
@@ -137,6 +137,40 @@ async fn a_couple_whose_slot_moves_to_another_master_keeps_talking() {
     mine.until_text("heard you").await;
     near_a.say("we stayed").await;
     assert_eq!(near_b.until_text("we stayed").await["seq"], 1);
+}
+
+/// The cluster grows: a new master joins and the couple's slot is moved to it. The nodes
+/// learn of the new master from the slot map, subscribe there, and the partners go on
+/// talking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_added_to_the_cluster_takes_over_a_couple() {
+    let mut redis = RedisCluster::start().await;
+    let cluster = Cluster::start_on_redis_cluster(2, &[], &redis.urls()).await;
+    let (mina, joon) = couple_on(cluster.addrs[0]).await;
+    let mut mine = mina.on(cluster.addrs[0]).socket().await;
+    let mut theirs = joon.on(cluster.addrs[1]).socket().await;
+    mine.say("on three shards").await;
+    theirs.until_text("on three shards").await;
+
+    let new_master = redis.add_master().await;
+    let couple = couple_id(&mine);
+    redis.move_slot_of(couple, Some(new_master)).await;
+    let channel = format!("{}couple:{{{}}}", cluster.prefix, couple.simple());
+    let mut moved = false;
+    for _ in 0..200 {
+        if redis.subscribers(new_master, &channel).await == 2 {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(moved, "both nodes subscribe on the new master");
+    mine.say("on four").await;
+    assert_eq!(theirs.until_text("on four").await["seq"], 2);
+    for node in &cluster.addrs {
+        let (status, _) = mina.on(*node).get("/readyz").await;
+        assert_eq!(status, 200, "a node connected to the new master is ready");
+    }
 }
 
 /// A steady stream between couples whose partners sit on different nodes; the master that
