@@ -71,6 +71,15 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 /// The subscriber connection only receives, so it asks Redis for a sign of life this often.
 const SUBSCRIBER_PING_EVERY: Duration = Duration::from_secs(1);
 
+/// Publishes bound for one master (on one Redis, all of them).
+struct ShardGroup<T> {
+    /// A slot of the master, to route by.
+    slot: u16,
+    items: Vec<(Uuid, T)>,
+    /// The subscriber cannot reach that master now: keep them for retry without a try.
+    down: bool,
+}
+
 /// Which Redis the bus talks to.
 pub enum RedisTarget {
     /// One server (`REDIS_URL`).
@@ -101,6 +110,9 @@ enum Commands {
         /// The slot map as the shard subscriber last read it: publishes are grouped by the
         /// master that owns their slot, one pipeline per master.
         topology: ArcSwap<Topology>,
+        /// Masters the subscriber cannot reach: publishes for them are kept for retry without
+        /// a try, so a master that hangs costs no timeout per burst.
+        down: ArcSwap<HashSet<String>>,
     },
 }
 
@@ -193,6 +205,14 @@ impl RedisBus {
         matches!(self.commands, Commands::Cluster { .. })
     }
 
+    pub(super) fn set_down(&self, masters: HashSet<String>) {
+        if let Commands::Cluster { down, .. } = &self.commands
+            && **down.load() != masters
+        {
+            down.store(Arc::new(masters));
+        }
+    }
+
     pub(super) fn set_topology(&self, topology: &Topology) {
         if let Commands::Cluster {
             topology: current, ..
@@ -245,24 +265,29 @@ impl RedisBus {
 
     /// Splits publishes by the master that owns their slot (as far as this node knows; a
     /// slot of unknown owner goes alone), each group with a slot of it to route by.
-    fn by_master<T>(
-        &self,
-        items: impl IntoIterator<Item = (Uuid, T)>,
-    ) -> Vec<(u16, Vec<(Uuid, T)>)> {
-        let Commands::Cluster { topology, .. } = &self.commands else {
-            return vec![(0, items.into_iter().collect())];
+    fn by_master<T>(&self, items: impl IntoIterator<Item = (Uuid, T)>) -> Vec<ShardGroup<T>> {
+        let Commands::Cluster { topology, down, .. } = &self.commands else {
+            return vec![ShardGroup {
+                slot: 0,
+                items: items.into_iter().collect(),
+                down: false,
+            }];
         };
         let topology = topology.load();
+        let down = down.load();
         // Keyed by the owner, or by the slot itself when the owner is unknown.
-        type Group<T> = (u16, Vec<(Uuid, T)>);
-        let mut groups: HashMap<Result<&str, u16>, Group<T>> = HashMap::new();
+        let mut groups: HashMap<Result<&str, u16>, ShardGroup<T>> = HashMap::new();
         for (couple, item) in items {
             let slot = shards::slot(couple);
             let owner = topology.owner(slot).ok_or(slot);
             groups
                 .entry(owner)
-                .or_insert_with(|| (slot, Vec::new()))
-                .1
+                .or_insert_with(|| ShardGroup {
+                    slot,
+                    items: Vec::new(),
+                    down: owner.is_ok_and(|addr| down.contains(addr)),
+                })
+                .items
                 .push((couple, item));
         }
         groups.into_values().collect()
@@ -433,10 +458,15 @@ impl RedisBus {
         } else {
             "PUBLISH"
         };
-        let sends = self
-            .by_master(all)
-            .into_iter()
-            .map(|(slot, group)| async move {
+        let sends = self.by_master(all).into_iter().map(
+            |ShardGroup {
+                 slot,
+                 items: group,
+                 down,
+             }| async move {
+                if down {
+                    return group;
+                }
                 let mut pipe = redis::pipe();
                 for (couple, event) in &group {
                     pipe.cmd(verb).arg(self.channel(*couple)).arg(Wire {
@@ -453,7 +483,8 @@ impl RedisBus {
                     .zip(refused)
                     .filter_map(|(item, refused)| refused.then_some(item))
                     .collect::<Vec<_>>()
-            });
+            },
+        );
         let failed: Vec<_> = futures_util::future::join_all(sends)
             .await
             .into_iter()
@@ -839,6 +870,7 @@ async fn cluster(urls: &[String]) -> anyhow::Result<(Commands, Listener)> {
     let commands = Commands::Cluster {
         conn,
         topology: ArcSwap::from_pointee(Topology::default()),
+        down: ArcSwap::from_pointee(HashSet::new()),
     };
     Ok((commands, Listener::Cluster(seeds)))
 }

@@ -195,6 +195,14 @@ impl Shards {
                 () = stop.cancelled() => return,
             }
             shards.bus.set_connected(shards.healthy());
+            shards.bus.set_down(
+                shards
+                    .topology
+                    .masters()
+                    .into_iter()
+                    .filter(|m| !shards.links.contains_key(m))
+                    .collect(),
+            );
         }
     }
 

@@ -143,21 +143,23 @@ impl RedisCluster {
     pub async fn master_of(&self, couple_id: Uuid) -> u16 {
         let key = format!("{{{}}}", couple_id.simple());
         for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            // A frozen node does not answer; the others know.
             let Ok(mut conn) = connect(node.port).await else {
                 continue;
             };
-            let slot: i64 = redis::cmd("CLUSTER")
+            let Ok(slot) = redis::cmd("CLUSTER")
                 .arg("KEYSLOT")
                 .arg(&key)
-                .query_async(&mut conn)
+                .query_async::<i64>(&mut conn)
                 .await
-                .expect("CLUSTER KEYSLOT");
-            let slots: Value = redis::cmd("CLUSTER")
+            else {
+                continue;
+            };
+            let Ok(Value::Array(ranges)) = redis::cmd("CLUSTER")
                 .arg("SLOTS")
-                .query_async(&mut conn)
+                .query_async::<Value>(&mut conn)
                 .await
-                .expect("CLUSTER SLOTS");
-            let Value::Array(ranges) = slots else {
+            else {
                 continue;
             };
             for range in ranges {
@@ -199,6 +201,25 @@ impl RedisCluster {
         if let Some(mut child) = node.child.take() {
             child.kill().await.expect("killing redis-server");
         }
+    }
+
+    /// Stops (`true`) or continues (`false`) the node at `port`: its connections stay open and
+    /// nothing is answered, as with a host that hangs.
+    pub async fn freeze(&self, port: u16, frozen: bool) {
+        let pid = self
+            .nodes
+            .iter()
+            .find(|n| n.port == port)
+            .and_then(|n| n.child.as_ref())
+            .and_then(|c| c.id())
+            .expect("a running node of this cluster");
+        let status = Command::new("kill")
+            .arg(if frozen { "-STOP" } else { "-CONT" })
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("running kill");
+        assert!(status.success(), "kill -STOP/-CONT {pid}");
     }
 
     /// Waits until a node other than the dead one serves the couple's slot.

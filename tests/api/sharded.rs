@@ -245,3 +245,60 @@ async fn couple_id_of(user: &User, cluster: &Cluster) -> Uuid {
         .and_then(|id| Uuid::parse_str(id).ok())
         .expect("the user is in a couple")
 }
+
+/// A master that hangs (SIGSTOP: connections open, nothing answered) in a steady stream: the
+/// nodes notice by their PINGs, hold that shard's publishes without waiting on it, follow
+/// the replica that takes over, and lose nothing; when the old master wakes up it is a
+/// replica and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_master_loses_no_acked_chat() {
+    let redis = RedisCluster::start().await;
+    let cluster = Cluster::start_on_redis_cluster(
+        2,
+        &["--drain-secs=2", "--db-timeout-ms=1000"],
+        &redis.urls(),
+    )
+    .await;
+    let mut couples = Vec::new();
+    for _ in 0..4 {
+        couples.push(couple_on(cluster.addrs[0]).await);
+    }
+    let mut cast = people(&couples, &cluster.addrs, Pace::steady());
+    for listener in cast.iter_mut().filter(|p| p.label.ends_with('b')) {
+        listener.pace.max_sends = Some(3);
+    }
+    let traffic = Traffic::start(&couples, cast);
+    traffic.flowing().await;
+    let first = couple_id_of(&couples[0].0, &cluster).await;
+    let victim = redis.master_of(first).await;
+
+    redis.freeze(victim, true).await;
+    let frozen = Instant::now();
+    let successor = redis.failed_over(first, victim).await;
+    let promoted = frozen.elapsed();
+    redis.freeze(victim, false).await;
+    let mut ready_again = None;
+    for _ in 0..100 {
+        let (status, _) = couples[0].0.on(cluster.addrs[1]).get("/readyz").await;
+        if status == 200 {
+            ready_again = Some(frozen.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "master {victim} frozen: replica {successor} promoted after {promoted:?}, node ready again after {ready_again:?}"
+    );
+    assert!(
+        ready_again.is_some(),
+        "the node is ready again after the failover"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    traffic
+        .finish(
+            "Redis Cluster master frozen (SIGSTOP)",
+            frozen,
+            cluster.addrs[0],
+        )
+        .await;
+}
