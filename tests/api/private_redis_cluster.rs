@@ -26,37 +26,50 @@ fn free_ports() -> (u16, u16) {
     (port(&a), port(&b))
 }
 
-/// One `redis-server` in cluster mode on free ports.
-fn spawn_node(dir: &std::path::Path) -> ClusterNode {
-    let (port, bus) = free_ports();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string()])
-        .args(["--cluster-port", &bus.to_string()])
-        .args(["--cluster-enabled", "yes"])
-        .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-        // A dead master is noticed and its replica promoted within a few seconds.
-        .args(["--cluster-node-timeout", "2000"])
-        // The other shards keep serving while one has no master.
-        .args(["--cluster-require-full-coverage", "no"])
-        // Replicas are in sync a moment after the cluster is created (the default waits 5 s
-        // before a first sync), and one that lost its master takes over however long the
-        // link was down.
-        .args(["--repl-diskless-sync-delay", "0"])
-        .args(["--cluster-replica-validity-factor", "0"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--dir", &dir.display().to_string()])
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "starting redis-server ({e}); install it with `apt-get install -y redis-server` (7.0 or newer, for sharded pub/sub)"
-            )
-        });
-    ClusterNode {
-        port,
-        child: Some(child),
+/// One `redis-server` in cluster mode on free ports, answering. A port found free may be
+/// taken by a parallel test before the server binds it; the server then exits, and another
+/// pair of ports is tried.
+async fn spawn_node(dir: &std::path::Path) -> ClusterNode {
+    for _ in 0..5 {
+        let (port, bus) = free_ports();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--cluster-port", &bus.to_string()])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+            // A dead master is noticed and its replica promoted within a few seconds.
+            .args(["--cluster-node-timeout", "2000"])
+            // The other shards keep serving while one has no master.
+            .args(["--cluster-require-full-coverage", "no"])
+            // Replicas are in sync a moment after the cluster is created (the default waits
+            // 5 s before a first sync), and one that lost its master takes over however long
+            // the link was down.
+            .args(["--repl-diskless-sync-delay", "0"])
+            .args(["--cluster-replica-validity-factor", "0"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--dir", &dir.display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting redis-server ({e}); install it with `apt-get install -y redis-server` (7.0 or newer, for sharded pub/sub)"
+                )
+            });
+        for _ in 0..200 {
+            if cluster_info(port).await.is_ok() {
+                return ClusterNode {
+                    port,
+                    child: Some(child),
+                };
+            }
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
+    panic!("redis-server did not start on free ports five times in a row");
 }
 
 impl RedisCluster {
@@ -64,12 +77,9 @@ impl RedisCluster {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            nodes.push(spawn_node(dir.path()));
+            nodes.push(spawn_node(dir.path()).await);
         }
         let cluster = RedisCluster { nodes, dir };
-        for node in &cluster.nodes {
-            cluster.wait_until(node.port, |_| true, "answers").await;
-        }
         let addrs: Vec<String> = cluster
             .nodes
             .iter()
@@ -242,10 +252,9 @@ impl RedisCluster {
     /// Adds a master without slots, the way an operator grows the cluster (`redis-cli
     /// --cluster add-node`); returns its port once every node knows it.
     pub async fn add_master(&mut self) -> u16 {
-        let node = spawn_node(self.dir.path());
+        let node = spawn_node(self.dir.path()).await;
         let port = node.port;
         self.nodes.push(node);
-        self.wait_until(port, |_| true, "answers").await;
         let added = Command::new("redis-cli")
             .args(["--cluster", "add-node"])
             .arg(format!("127.0.0.1:{port}"))
