@@ -55,6 +55,8 @@ function h(tag, attrs, ...children) {
       if (value == null || value === false) continue;
       if (key === 'class') el.className = value;
       else if (key === 'text') el.textContent = value;
+      // Through the CSSOM: a style attribute would be refused by the Content-Security-Policy.
+      else if (key === 'style') el.style.cssText = String(value);
       else if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
       else el.setAttribute(key, value === true ? '' : String(value));
     }

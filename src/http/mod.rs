@@ -8,6 +8,7 @@ mod auth;
 mod chats;
 mod client_addr;
 mod files;
+mod headers;
 mod health;
 mod pairing;
 
@@ -33,7 +34,7 @@ const JSON_BODY_LIMIT: usize = 64 * 1024;
 pub fn router(state: AppState) -> Router {
     let assets = ServeDir::new(&state.config.assets_dir)
         .not_found_service(axum::routing::any(not_found).with_state(()));
-    Router::new()
+    let app = Router::new()
         .merge(auth::router())
         .merge(pairing::router())
         .merge(chats::router())
@@ -46,7 +47,8 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .fallback_service(assets)
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    headers::secure(app)
 }
 
 async fn not_found() -> Error {

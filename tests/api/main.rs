@@ -17,6 +17,7 @@ mod cluster;
 mod commit;
 mod faults;
 mod files;
+mod headers;
 mod logins;
 mod pairing;
 mod question;

@@ -388,7 +388,12 @@ async function person(label, name, base, opts = {}) {
 async function openPage(p) {
   const page = await p.ctx.newPage();
   page.on('pageerror', (e) => pageErrors.push(`${p.label}: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`${p.label}: ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    consoleErrors.push(`${p.label}: ${m.text()}`);
+    // The server's Content-Security-Policy must never block a part of the app.
+    if (m.text().includes('Content Security Policy')) pageErrors.push(`${p.label}: ${m.text()}`);
+  });
   if (!p.cuttable) page.on('websocket', (ws) => p.sockets.push(ws.url()));
   p.page = page;
   pages.set(p.label, page);
