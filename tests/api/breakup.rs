@@ -62,10 +62,15 @@ async fn a_break_up_is_only_scheduled_and_can_be_taken_back(backend: Backend) {
 async fn a_scheduled_break_up_survives_a_restart(backend: Backend) {
     let mut node = spawn_node(backend).await;
     let (mina, _joon) = couple(&node).await;
-    let (_, body) = mina.delete("/api/couple").await;
+    let (status, body) = mina.delete("/api/couple").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let delete_at = body["delete_at"]
+        .as_str()
+        .expect("a deletion date")
+        .to_owned();
     let addr = node.restart(&[]).await;
     let (_, me) = mina.on(addr).get("/api/me").await;
-    assert_eq!(me["couple"]["delete_at"], body["delete_at"]);
+    assert_eq!(me["couple"]["delete_at"], delete_at.as_str());
 }
 
 async fn when_the_grace_period_ends_everything_goes_and_both_can_pair_again(backend: Backend) {

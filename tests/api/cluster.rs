@@ -181,28 +181,38 @@ async fn presence_crosses_nodes_and_heals_when_a_node_dies_silently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acked_chat_arrives_in_order_across_a_redis_disconnect() {
-    let cluster = Cluster::start(2, &[]).await;
+    // A Redis of its own: cutting every subscriber of the shared one would cut other tests'.
+    let private = PrivateRedis::start().await;
+    let cluster = Cluster::start_with_redis(2, &[], &private.url()).await;
     let (mina, joon) = couple_on(&cluster).await;
     let mut mine = mina.on(cluster.addrs[0]).socket().await;
     let mut theirs = joon.on(cluster.addrs[1]).socket().await;
 
     let mut acked = Vec::new();
+    let mut cut = 0;
     for round in 0..3 {
         for i in 0..10 {
             mine.say(&format!("round {round} chat {i}")).await;
             acked.push(mine.until("ack").await["seq"].as_i64().unwrap_or_default());
             if i == 4 {
                 // Cut every subscriber connection, as a Redis restart would.
-                let mut redis = redis().await;
-                let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
+                let mut redis = redis::Client::open(private.url())
+                    .expect("the private Redis's URL")
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("the private Redis");
+                let killed: i64 = redis::cmd("CLIENT")
                     .arg("KILL")
                     .arg("TYPE")
                     .arg("pubsub")
                     .query_async(&mut redis)
-                    .await;
+                    .await
+                    .expect("CLIENT KILL");
+                cut += killed;
             }
         }
     }
+    assert!(cut >= 2, "subscriber connections were really cut ({cut})");
     let received: Vec<i64> = chats(&mut theirs, acked.len())
         .await
         .iter()

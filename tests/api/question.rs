@@ -1,7 +1,7 @@
 //! Questions: a keyword the couple was never asked brings its question to both, and each must
 //! answer before chatting on, decided by the server from the database.
 
-use std::process::Command;
+use tokio::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -326,12 +326,16 @@ async fn importing_the_catalogue_twice_changes_nothing_and_running_nodes_pick_it
          [[question]]\nkey = \"en-art\"\ntext = \"Which painting would you hang at home?\"\nkeywords = [\"art\", \"painting\"]\n",
     )
     .expect("writing the catalogue file");
-    let import = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_duet"))
+    // The CLI runs as a child process without blocking the runtime the node serves on.
+    let import = async || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_duet"));
+        without_node_env(&mut command);
+        let output = command
             .args(db_args(&node))
             .args(["questions", "import"])
             .arg(&file)
             .output()
+            .await
             .expect("running duet questions import");
         assert!(
             output.status.success(),
@@ -340,13 +344,24 @@ async fn importing_the_catalogue_twice_changes_nothing_and_running_nodes_pick_it
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    assert!(import().starts_with("1 added, 1 updated, 0 unchanged"));
-    assert!(import().starts_with("0 added, 0 updated, 2 unchanged"));
+    assert!(
+        import()
+            .await
+            .starts_with("1 added, 1 updated, 0 unchanged")
+    );
+    assert!(
+        import()
+            .await
+            .starts_with("0 added, 0 updated, 2 unchanged")
+    );
 
-    let list = Command::new(env!("CARGO_BIN_EXE_duet"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_duet"));
+    without_node_env(&mut command);
+    let list = command
         .args(db_args(&node))
         .args(["questions", "list"])
         .output()
+        .await
         .expect("running duet questions list");
     let list = String::from_utf8_lossy(&list.stdout);
     assert_eq!(list.lines().filter(|l| l.contains("zoo-day")).count(), 1);

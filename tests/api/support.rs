@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use duet::config::Config;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
@@ -193,7 +193,27 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, extra: &[&str]) -> Confi
         "--origins=http://duet.test".to_owned(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    Args::parse_from(args).config
+    // Only the flags count: a developer's own DUET_* (or DATABASE_URL, REDIS_URL) in the
+    // environment must not change what a test runs.
+    let command = Args::command().mut_args(|arg| arg.env(None::<&'static str>));
+    let matches = command
+        .try_get_matches_from(args)
+        .unwrap_or_else(|e| panic!("a test's flags: {e}"));
+    Args::from_arg_matches(&matches)
+        .unwrap_or_else(|e| panic!("a test's flags: {e}"))
+        .config
+}
+
+/// Removes the node's settings from a child's environment (see `config`).
+pub fn without_node_env(command: &mut tokio::process::Command) {
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("DUET_")
+            || matches!(name, "DATABASE_URL" | "REDIS_URL" | "REDIS_CLUSTER_URLS")
+        {
+            command.env_remove(name);
+        }
+    }
 }
 
 pub async fn spawn_node(backend: Backend) -> TestNode {
@@ -688,6 +708,7 @@ impl Cluster {
 /// caller adds its database and settings.
 pub fn duet_process() -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_duet"));
+    without_node_env(&mut command);
     command
         .arg("--bind=127.0.0.1:0")
         .arg("--origins=http://duet.test")
