@@ -145,7 +145,7 @@ impl Bus {
     }
 
     /// Whether the bus can deliver right now (`/readyz`).
-    pub async fn is_ready(&self) -> bool {
+    pub fn is_ready(&self) -> bool {
         match self {
             Bus::Local(_) => true,
             Bus::Redis(redis) => redis.is_connected(),

@@ -44,7 +44,7 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse> {
     if !matches!(ping, Ok(Ok(()))) {
         return Err(Error::Unavailable("the database does not answer".into()));
     }
-    if !state.bus.is_ready().await {
+    if !state.bus.is_ready() {
         return Err(Error::Unavailable("the bus does not answer".into()));
     }
     Ok(Json(json!({ "status": "ready" })))

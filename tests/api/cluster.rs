@@ -84,9 +84,10 @@ async fn the_question_gate_and_the_single_question_hold_across_nodes() {
     let mut theirs = joon.on(cluster.addrs[1]).socket().await;
     let mut watcher = joon.on(cluster.addrs[1]).socket().await;
 
-    for keyword in [
+    let keywords = [
         "여행", "맛집", "요리", "가족", "친구", "영화", "노래", "주말", "커피", "결혼",
-    ] {
+    ];
+    for keyword in keywords {
         let questions = both_say_at_once(&mut mine, &mut theirs, &mut watcher, keyword).await;
         assert_eq!(questions.len(), 1, "{keyword}: {questions:?}");
         let question_id = questions[0]["question_id"].clone();
@@ -98,6 +99,12 @@ async fn the_question_gate_and_the_single_question_hold_across_nodes() {
         );
         both_answer(&mut mine, &mut theirs, &mut watcher, &question_id).await;
     }
+    // One question per keyword, however the two sends met: the answers page has them all.
+    let (_, page) = mina.on(cluster.addrs[1]).get("/api/answers").await;
+    assert_eq!(
+        page["answers"].as_array().map(Vec::len),
+        Some(keywords.len())
+    );
 }
 
 /// Three couples, every partner on a different node from the other, everyone sending at

@@ -92,6 +92,9 @@ async fn the_question_gate_holds_across_nodes_on_a_redis_cluster() {
         drop(elsewhere);
         both_answer(&mut mine, &mut theirs, &mut watcher, &question_id).await;
     }
+    // One question per keyword, however the two sends met.
+    let (_, page) = mina.on(cluster.addrs[1]).get("/api/answers").await;
+    assert_eq!(page["answers"].as_array().map(Vec::len), Some(3));
 }
 
 /// An operator moves the couple's slot to another master (resharding): the old master drops

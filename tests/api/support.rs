@@ -855,7 +855,9 @@ impl PrivateRedis {
 
 /// Both partners send `text` at the same moment. A send may land before the other's question
 /// or be gated by it (`answer_required`); either way the questions come, wherever they fall
-/// between the chats. Returns the questions `watcher` saw with the chats that went through.
+/// between the chats. Returns the questions `watcher` saw up to the chats that went through
+/// (at least one); a second question could still be on its way, so callers that count
+/// questions also count them on the answers page, which lists every one asked.
 pub async fn both_say_at_once(
     a: &mut Socket,
     b: &mut Socket,
