@@ -14,7 +14,6 @@ use chrono::Utc;
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -134,8 +133,9 @@ fn addr_key(addr: IpAddr) -> IpAddr {
     }
 }
 
-pub fn spawn_sweeper(state: AppState, stop: CancellationToken) {
-    tokio::spawn(async move {
+pub fn spawn_sweeper(state: AppState) {
+    let stop = state.shutdown.clone();
+    state.tasks.clone().spawn(async move {
         let mut trim = tokio::time::interval(TRIM_PERIOD);
         let mut purge = tokio::time::interval(state.config.sweep_period());
         loop {

@@ -80,18 +80,17 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         catalogue.clone(),
         origins,
     );
+    // Every background loop is a task of `state.tasks` and ends on `state.shutdown`, so
+    // `Node::stop` below is the one place that decides the order things stop in.
     chat::committer::spawn(state.clone(), shards);
-    couple::spawn_sweeper(state.clone(), state.shutdown.clone());
-    account::spawn_sweeper(state.clone(), state.shutdown.clone());
-    file::sweeper::spawn(
-        state.clone(),
-        state.config.sweep_period(),
-        state.shutdown.clone(),
-    );
+    couple::spawn_sweeper(state.clone());
+    account::spawn_sweeper(state.clone());
+    file::sweeper::spawn(state.clone(), state.config.sweep_period());
     catalogue.watch(
         state.db.clone(),
         state.config.catalogue_refresh(),
         state.shutdown.clone(),
+        &state.tasks,
     );
     let app = http::router(state.clone());
     let shutdown = state.shutdown.clone();

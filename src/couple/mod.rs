@@ -5,7 +5,6 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bus::BusEvent;
@@ -52,8 +51,9 @@ fn announce(state: &AppState, couple_id: Uuid, delete_at: Option<DateTime<Utc>>)
     state.bus.publish(couple_id, event);
 }
 
-pub fn spawn_sweeper(state: AppState, stop: CancellationToken) {
-    tokio::spawn(async move {
+pub fn spawn_sweeper(state: AppState) {
+    let stop = state.shutdown.clone();
+    state.tasks.clone().spawn(async move {
         let mut tick = tokio::time::interval(state.config.sweep_period());
         loop {
             tokio::select! {

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 use crate::store;
@@ -13,8 +12,9 @@ use crate::store;
 /// Released files handled per round.
 const BATCH: u64 = 500;
 
-pub fn spawn(state: AppState, period: Duration, stop: CancellationToken) {
-    tokio::spawn(async move {
+pub fn spawn(state: AppState, period: Duration) {
+    let stop = state.shutdown.clone();
+    state.tasks.clone().spawn(async move {
         let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {

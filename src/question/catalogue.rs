@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::matcher::Matcher;
 use crate::store;
@@ -59,8 +60,9 @@ impl Catalogue {
         db: DatabaseConnection,
         period: Duration,
         stop: CancellationToken,
+        tasks: &TaskTracker,
     ) {
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.tick().await;
             loop {
