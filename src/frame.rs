@@ -59,6 +59,10 @@ pub enum ServerFrame {
         user_id: Uuid,
         seq: i64,
     },
+    /// A break-up was scheduled (`delete_at`, RFC 3339) or taken back (`null`).
+    Couple {
+        delete_at: Option<String>,
+    },
 }
 
 impl ServerFrame {

@@ -70,7 +70,7 @@ impl ChatView {
 }
 
 /// Chats as the contract shows them, each with its file.
-async fn views(state: &AppState, chats: Vec<Chat>) -> Result<Vec<ChatView>> {
+async fn with_files(state: &AppState, chats: Vec<Chat>) -> Result<Vec<ChatView>> {
     let ids = chats.iter().map(|c| c.id).collect();
     let mut files = store::files::of_chats(&state.db, ids).await?;
     Ok(chats
@@ -272,5 +272,5 @@ pub async fn history(
     limit: u64,
 ) -> Result<Vec<ChatView>> {
     let chats = store::chats::history(&state.db, couple_id, before, limit).await?;
-    views(state, chats).await
+    with_files(state, chats).await
 }

@@ -4,12 +4,13 @@
 //! again. Partners' open sockets hear of every step.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::json;
+
 use uuid::Uuid;
 
 use crate::bus::BusEvent;
 use crate::chat::Member;
 use crate::error::{Error, Result};
+use crate::frame::ServerFrame;
 use crate::state::AppState;
 use crate::store;
 
@@ -41,12 +42,11 @@ pub async fn restore(state: &AppState, me: &Member) -> Result<()> {
 /// Tells both partners' sockets (extension frame `couple`, with `delete_at`).
 fn announce(state: &AppState, couple_id: Uuid, delete_at: Option<DateTime<Utc>>) {
     let delete_at = delete_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
-    let json = json!({ "type": "couple", "delete_at": delete_at }).to_string();
     let event = BusEvent::Frame {
         seq: None,
         skip_user: None,
         from: None,
-        json: json.into(),
+        json: ServerFrame::Couple { delete_at }.to_text(),
     };
     state.bus.publish(couple_id, event);
 }
@@ -72,7 +72,7 @@ pub fn spawn_sweeper(state: AppState) {
 pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
     let mut deleted = 0;
     for couple_id in store::couples::due_for_deletion(&state.db, BATCH).await? {
-        for file in store::files::of_couple_all(&state.db, couple_id).await? {
+        for file in store::files::all_of_couple(&state.db, couple_id).await? {
             state.files.delete(&file.blob).await?;
         }
         if store::couples::delete_due(&state.db, couple_id).await? {

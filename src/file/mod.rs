@@ -245,7 +245,7 @@ pub async fn download(
     file_id: Uuid,
     headers: &HeaderMap,
 ) -> Result<Response> {
-    let file = store::files::of_couple(&state.db, couple_id, file_id)
+    let file = store::files::find_in_couple(&state.db, couple_id, file_id)
         .await?
         .ok_or(Error::NotFound)?;
     let mut response =

@@ -86,7 +86,7 @@ pub async fn insert_within_quota(
 }
 
 /// A live file of this couple; another couple's file is as absent as a missing one.
-pub async fn of_couple(
+pub async fn find_in_couple(
     db: &impl ConnectionTrait,
     couple_id: Uuid,
     file_id: Uuid,
@@ -183,7 +183,7 @@ pub async fn forget(db: &impl ConnectionTrait, file_id: Uuid) -> Result<(), DbEr
 }
 
 /// Every file of a couple, sent or not: what a break-up must remove.
-pub async fn of_couple_all(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<Vec<File>, DbErr> {
+pub async fn all_of_couple(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<Vec<File>, DbErr> {
     files::Entity::find()
         .filter(files::Column::CoupleId.eq(couple_id))
         .all(db)
