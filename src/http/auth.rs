@@ -28,7 +28,7 @@ use crate::chat::Member;
 use crate::error::{Error, Result, ResultExt};
 use crate::state::AppState;
 use crate::store;
-use crate::store::couples::Membership;
+use crate::store::couples::MyCouple;
 use crate::store::users::User;
 
 pub const COOKIE: &str = "duet_session";
@@ -63,15 +63,15 @@ impl From<&User> for UserView {
 }
 
 /// The `couple` object of the contract, seen by one of its members.
-pub fn couple_view(membership: &Membership) -> serde_json::Value {
-    let delete_at = membership
+pub fn couple_view(mine: &MyCouple) -> serde_json::Value {
+    let delete_at = mine
         .couple
         .delete_at
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     json!({
-        "id": membership.couple.id,
-        "since": membership.couple.since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "partner": UserView::from(&membership.partner),
+        "id": mine.couple.id,
+        "since": mine.couple.since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "partner": UserView::from(&mine.partner),
         "delete_at": delete_at,
     })
 }
@@ -211,7 +211,7 @@ async fn logout(
 }
 
 async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<impl IntoResponse> {
-    let couple = store::couples::membership(&state.db, user.user.id)
+    let couple = store::couples::my_couple(&state.db, user.user.id)
         .await?
         .map(|m| couple_view(&m));
     Ok(Json(

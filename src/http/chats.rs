@@ -36,9 +36,9 @@ async fn history(
         Some(n) if n >= 1 => u64::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
         Some(_) => return Err(Error::InvalidInput("limit must be at least 1".into())),
     };
-    let membership = store::couples::membership(&state.db, me.user.id)
+    let mine = store::couples::my_couple(&state.db, me.user.id)
         .await?
         .ok_or(Error::NotPaired)?;
-    let chats = chat::history(&state, membership.couple.id, page.before, limit).await?;
+    let chats = chat::history(&state, mine.couple.id, page.before, limit).await?;
     Ok(Json(json!({ "chats": chats })))
 }

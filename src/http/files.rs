@@ -56,8 +56,8 @@ async fn download(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let membership = store::couples::membership(&state.db, me.user.id)
+    let mine = store::couples::my_couple(&state.db, me.user.id)
         .await?
         .ok_or(Error::NotFound)?;
-    file::download(&state, membership.couple.id, id, &headers).await
+    file::download(&state, mine.couple.id, id, &headers).await
 }

@@ -92,12 +92,12 @@ async fn accept(
         .on_unique_violation(|| Error::AlreadyPaired)?
         .ok_or(Error::NotFound)?;
     tracing::info!(user_id = %me.user.id, couple_id = %couple.id, "paired");
-    let membership = store::couples::membership(&state.db, me.user.id)
+    let mine = store::couples::my_couple(&state.db, me.user.id)
         .await?
         .ok_or(Error::NotFound)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "couple": couple_view(&membership) })),
+        Json(json!({ "couple": couple_view(&mine) })),
     ))
 }
 
@@ -124,8 +124,8 @@ async fn break_up(State(state): State<AppState>, Paired(me): Paired) -> Result<i
 
 async fn restore(State(state): State<AppState>, Paired(me): Paired) -> Result<impl IntoResponse> {
     couple::restore(&state, &me).await?;
-    let membership = store::couples::membership(&state.db, me.user_id)
+    let mine = store::couples::my_couple(&state.db, me.user_id)
         .await?
         .ok_or(Error::NotPaired)?;
-    Ok(Json(json!({ "couple": couple_view(&membership) })))
+    Ok(Json(json!({ "couple": couple_view(&mine) })))
 }

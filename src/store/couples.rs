@@ -18,19 +18,20 @@ use super::users::User;
 pub use couples::Model as Couple;
 pub use pair_requests::Model as PairRequest;
 
-/// A user's place in their couple, as the socket session and `/api/me` need it.
+/// A user's couple as they see it: the couple, the partner and both read marks, for the
+/// socket's `hello` and `/api/me`. (Who is acting, by ids only, is `chat::Member`.)
 #[derive(Clone, Debug)]
-pub struct Membership {
+pub struct MyCouple {
     pub couple: Couple,
     pub partner: User,
     pub read_seq: i64,
     pub partner_read_seq: i64,
 }
 
-pub async fn membership(
+pub async fn my_couple(
     db: &impl ConnectionTrait,
     user_id: Uuid,
-) -> Result<Option<Membership>, DbErr> {
+) -> Result<Option<MyCouple>, DbErr> {
     let Some(mine) = couple_members::Entity::find_by_id(user_id).one(db).await? else {
         return Ok(None);
     };
@@ -42,7 +43,7 @@ pub async fn membership(
         .await?;
     let couple = couples::Entity::find_by_id(mine.couple_id).one(db).await?;
     Ok(match (members, couple) {
-        (Some((theirs, Some(partner))), Some(couple)) => Some(Membership {
+        (Some((theirs, Some(partner))), Some(couple)) => Some(MyCouple {
             couple,
             partner,
             read_seq: mine.read_seq,
