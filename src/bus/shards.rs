@@ -194,28 +194,27 @@ impl Shards {
                 }
                 () = stop.cancelled() => return,
             }
-            shards.bus.set_connected(shards.healthy());
-            shards.bus.set_down(
-                shards
-                    .topology
-                    .masters()
-                    .into_iter()
-                    .filter(|m| !shards.links.contains_key(m))
-                    .collect(),
+            // Runs after every event (a socket opening is one): allocates nothing while every
+            // master is reachable.
+            let unreachable = shards.unreachable();
+            shards.bus.set_connected(
+                !shards.needs_repair
+                    && !shards.topology.ranges.is_empty()
+                    && shards.homeless.is_empty()
+                    && unreachable.is_empty(),
             );
+            shards.bus.set_down(unreachable);
         }
     }
 
-    /// Every master has a live connection and every local couple is subscribed.
-    fn healthy(&self) -> bool {
-        !self.needs_repair
-            && !self.topology.ranges.is_empty()
-            && self.homeless.is_empty()
-            && self
-                .topology
-                .masters()
-                .iter()
-                .all(|m| self.links.contains_key(m))
+    /// Masters of the slot map without a live connection.
+    fn unreachable(&self) -> HashSet<String> {
+        self.topology
+            .ranges
+            .iter()
+            .filter(|(_, _, addr)| !self.links.contains_key(addr))
+            .map(|(_, _, addr)| addr.clone())
+            .collect()
     }
 
     async fn listen(&mut self, couple: Uuid, done: tokio::sync::oneshot::Sender<()>) {
@@ -230,38 +229,44 @@ impl Shards {
     /// SSUBSCRIBEs the couple where its slot lives; if that cannot be done now the couple is
     /// homeless (and caught up once it is subscribed).
     async fn subscribe(&mut self, couple: Uuid) -> bool {
-        let Some(addr) = self.topology.owner(slot(couple)).map(str::to_string) else {
-            self.make_homeless([couple]);
-            return false;
-        };
-        let Some(link) = self.links.get_mut(&addr) else {
-            self.make_homeless([couple]);
-            return false;
-        };
-        let channel = self.bus.channel(couple);
-        let mut conn = link.conn.clone();
-        let reply = timeout(
-            COMMAND_TIMEOUT,
-            redis::cmd("SSUBSCRIBE").arg(&channel).exec_async(&mut conn),
-        )
-        .await;
-        match reply {
-            Ok(Ok(())) => {
-                link.couples.insert(couple);
-                true
-            }
-            // MOVED or CLUSTERDOWN: the connection is fine, the slot map is not.
-            Ok(Err(e)) if !e.is_io_error() && !e.is_timeout() => {
-                tracing::info!(couple_id = %couple, master = %addr, error = %e, "shard refused a subscription; reading the slot map again");
-                self.make_homeless([couple]);
-                false
+        match self.topology.owner(slot(couple)) {
+            Some(addr) if self.links.contains_key(addr) => {
+                let addr = addr.to_string();
+                !self.subscribe_on(&addr, &[couple]).await.is_empty()
             }
             _ => {
                 self.make_homeless([couple]);
-                self.break_link(&addr, "subscribe failed");
                 false
             }
         }
+    }
+
+    /// SSUBSCRIBEs couples on the link to `addr` and returns those subscribed. The others are
+    /// homeless; a failed connection is broken, a refusal (MOVED, CLUSTERDOWN: the slot map is
+    /// stale, the connection is fine) only calls for a repair.
+    async fn subscribe_on(&mut self, addr: &str, couples: &[Uuid]) -> Vec<Uuid> {
+        let Some(conn) = self.links.get(addr).map(|l| l.conn.clone()) else {
+            self.make_homeless(couples.iter().copied());
+            return Vec::new();
+        };
+        let mut placed = Vec::with_capacity(couples.len());
+        let mut broken = false;
+        for (couple, outcome) in self.ssubscribe_many(&conn, couples).await {
+            match (outcome, self.links.get_mut(addr)) {
+                (Ok(()), Some(link)) => {
+                    link.couples.insert(couple);
+                    placed.push(couple);
+                }
+                (outcome, _) => {
+                    broken |= matches!(outcome, Err(Failed::Broken));
+                    self.make_homeless([couple]);
+                }
+            }
+        }
+        if broken {
+            self.break_link(addr, "subscribe failed");
+        }
+        placed
     }
 
     async fn forget(&mut self, couple: Uuid) {
@@ -432,28 +437,7 @@ impl Shards {
         }
         let mut placed = Vec::new();
         for (addr, couples) in by_owner {
-            let Some(conn) = self.links.get(&addr).map(|l| l.conn.clone()) else {
-                self.make_homeless(couples);
-                continue;
-            };
-            let mut broken = false;
-            for (couple, outcome) in self.ssubscribe_many(&conn, &couples).await {
-                match outcome {
-                    Ok(()) => {
-                        if let Some(link) = self.links.get_mut(&addr) {
-                            link.couples.insert(couple);
-                            placed.push(couple);
-                        }
-                    }
-                    Err(failed) => {
-                        broken |= matches!(failed, Failed::Broken);
-                        self.make_homeless([couple]);
-                    }
-                }
-            }
-            if broken {
-                self.break_link(&addr, "subscribe failed");
-            }
+            placed.extend(self.subscribe_on(&addr, &couples).await);
         }
         if !placed.is_empty() {
             self.bus.metrics().redis_reconnects.inc();

@@ -12,14 +12,15 @@
 //! - A cluster: every key and the channel of a couple carry the couple id as hash tag
 //!   (`couple:{<id>}`, `presence:{<id>}:<user>`), so they live on one shard; events go out
 //!   with SPUBLISH (classic PUBLISH would be broadcast to every node of the cluster), and
-//!   commands are pipelined per slot over redis-rs's cluster connection, which follows MOVED.
+//!   publishes are pipelined per master (presence per slot) over redis-rs's cluster
+//!   connection, which follows MOVED.
 //! - Every command has a deadline (`COMMAND_TIMEOUT`) and every connection TCP keepalive: a
 //!   Redis that stops answering costs half a second, never a hung node.
 //! - A publish that cannot be queued or kept for retry is not dropped silently: its couple is
 //!   remembered and the next pipeline Redis takes carries a resync for it (`lose`).
 //! - An event reaches this node's own sockets at once (through the hub), never waiting for
 //!   Redis, and goes through a queue to one publisher task that sends each burst as one
-//!   pipeline (per slot on a cluster). Every message names the node that published it, and
+//!   pipeline (per master on a cluster). Every message names the node that published it, and
 //!   a node drops its own when they come back. While a Redis (or a shard) is down, persisted
 //!   events of its couples are kept and published again when it returns, in order; the
 //!   other couples' events do not wait for them.

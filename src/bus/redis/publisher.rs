@@ -152,7 +152,7 @@ impl RedisBus {
     }
 
     /// Publishes a burst, then a resync for every couple whose events could not be queued,
-    /// one pipeline per slot (on one Redis, one pipeline). Returns what Redis did not take
+    /// one pipeline per master (on one Redis, one pipeline). Returns what Redis did not take
     /// and is worth another try.
     async fn send_burst(&self, burst: Vec<(Uuid, BusEvent)>) -> Vec<(Uuid, BusEvent)> {
         let lost: Vec<Uuid> = lock(&self.lost).drain().collect();
