@@ -123,15 +123,10 @@ async fn a_couple_whose_slot_moves_to_another_master_keeps_talking() {
 
     let channel = format!("{}couple:{{{}}}", cluster.prefix, couple.simple());
     let to = redis.move_slot_of(couple, None).await;
-    let mut moved = false;
-    for _ in 0..100 {
-        if redis.subscribers(to, &channel).await == 2 {
-            moved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(moved, "both nodes subscribe where the slot lives now");
+    assert!(
+        both_nodes_subscribe_on(&redis, to, &channel).await,
+        "both nodes subscribe where the slot lives now"
+    );
 
     mine.say("after the move").await;
     let chat = theirs.until_text("after the move").await;
@@ -159,15 +154,10 @@ async fn a_shard_added_to_the_cluster_takes_over_a_couple() {
     let couple = couple_id(&mine);
     redis.move_slot_of(couple, Some(new_master)).await;
     let channel = format!("{}couple:{{{}}}", cluster.prefix, couple.simple());
-    let mut moved = false;
-    for _ in 0..200 {
-        if redis.subscribers(new_master, &channel).await == 2 {
-            moved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(moved, "both nodes subscribe on the new master");
+    assert!(
+        both_nodes_subscribe_on(&redis, new_master, &channel).await,
+        "both nodes subscribe on the new master"
+    );
     mine.say("on four").await;
     assert_eq!(theirs.until_text("on four").await["seq"], 2);
     for node in &cluster.addrs {
@@ -176,12 +166,22 @@ async fn a_shard_added_to_the_cluster_takes_over_a_couple() {
     }
 }
 
-/// A steady stream between couples whose partners sit on different nodes; the master that
-/// serves the first couple is SIGKILLed mid-stream. Its replica takes over, both nodes follow
-/// the slot map to it, and every session of that shard's couples catches up: nothing acked
-/// is lost, doubled or out of order. While the shard has no master, /readyz says so.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_master_killed_mid_stream_loses_no_acked_chat() {
+/// A master of the slot map fails mid-stream; how, the test says.
+enum MasterFault {
+    /// SIGKILL: connections reset at once.
+    Killed,
+    /// SIGSTOP until the replica takes over, then SIGCONT: connections stay open and nothing
+    /// is answered, as with a host that hangs.
+    Frozen,
+}
+
+/// A steady stream between four couples whose partners sit on different nodes, one partner of
+/// each only listening (after three chats), so what it hears comes over the bus (one who
+/// sends would also catch up from its acks' seqs). The master that serves the first couple
+/// fails; its replica takes over, both nodes follow the slot map to it, and every session of
+/// that shard's couples catches up: nothing acked is lost, doubled or out of order, and the
+/// nodes are ready again. Recovery and the longest stall are counted from the fault.
+async fn a_master_fails_mid_stream(fault: MasterFault) {
     let mut redis = RedisCluster::start().await;
     let cluster = Cluster::start_on_redis_cluster(
         2,
@@ -193,8 +193,6 @@ async fn a_master_killed_mid_stream_loses_no_acked_chat() {
     for _ in 0..4 {
         couples.push(couple_on(cluster.addrs[0]).await);
     }
-    // One partner of each couple only listens (after three chats), on the other node: what
-    // it hears comes over the bus (one who sends would also catch up from its acks' seqs).
     let mut cast = people(&couples, &cluster.addrs, Pace::steady());
     for listener in cast.iter_mut().filter(|p| p.label.ends_with('b')) {
         listener.pace.max_sends = Some(3);
@@ -203,42 +201,62 @@ async fn a_master_killed_mid_stream_loses_no_acked_chat() {
     traffic.flowing().await;
     let first = couple_id_of(&couples[0].0, &cluster).await;
     let victim = redis.master_of(first).await;
+    let readyz = async || couples[0].0.on(cluster.addrs[1]).get("/readyz").await.0;
 
-    redis.kill(victim).await;
-    let killed = Instant::now();
-    let mut saw_unready = false;
-    while killed.elapsed() < Duration::from_secs(1) {
-        let (status, _) = couples[0].0.on(cluster.addrs[1]).get("/readyz").await;
-        saw_unready |= status == 503;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let fault_at = Instant::now();
+    match fault {
+        MasterFault::Killed => {
+            redis.kill(victim).await;
+            let mut saw_unready = false;
+            while fault_at.elapsed() < Duration::from_secs(1) {
+                saw_unready |= readyz().await == 503;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(
+                saw_unready,
+                "a node says it is not ready while a shard is unreachable"
+            );
+        }
+        MasterFault::Frozen => redis.freeze(victim, true).await,
     }
     let successor = redis.failed_over(first, victim).await;
-    let promoted = killed.elapsed();
+    let promoted = fault_at.elapsed();
+    if matches!(fault, MasterFault::Frozen) {
+        redis.freeze(victim, false).await;
+    }
     let mut ready_again = None;
     for _ in 0..100 {
-        let (status, _) = couples[0].0.on(cluster.addrs[1]).get("/readyz").await;
-        if status == 200 {
-            ready_again = Some(killed.elapsed());
+        if readyz().await == 200 {
+            ready_again = Some(fault_at.elapsed());
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let scenario = match fault {
+        MasterFault::Killed => "Redis Cluster master SIGKILLed",
+        MasterFault::Frozen => "Redis Cluster master frozen (SIGSTOP)",
+    };
     eprintln!(
-        "master {victim} killed: replica {successor} promoted after {promoted:?}, node ready again after {ready_again:?}"
-    );
-    assert!(
-        saw_unready,
-        "a node says it is not ready while a shard is unreachable"
+        "{scenario}: {victim} replaced by {successor}, promoted after {promoted:?}, node ready again after {ready_again:?}"
     );
     assert!(
         ready_again.is_some(),
         "the node is ready again after the failover"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    // Recovery and the longest stall are counted from the kill: how long delivery stopped.
-    traffic
-        .finish("Redis Cluster master SIGKILLed", killed, cluster.addrs[0])
-        .await;
+    traffic.finish(scenario, fault_at, cluster.addrs[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_mid_stream_loses_no_acked_chat() {
+    a_master_fails_mid_stream(MasterFault::Killed).await;
+}
+
+/// The nodes notice a hanging master by their PINGs and hold that shard's publishes without
+/// waiting on it; when the old master wakes up it is a replica and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_master_loses_no_acked_chat() {
+    a_master_fails_mid_stream(MasterFault::Frozen).await;
 }
 
 async fn couple_id_of(user: &User, cluster: &Cluster) -> Uuid {
@@ -249,59 +267,13 @@ async fn couple_id_of(user: &User, cluster: &Cluster) -> Uuid {
         .expect("the user is in a couple")
 }
 
-/// A master that hangs (SIGSTOP: connections open, nothing answered) in a steady stream: the
-/// nodes notice by their PINGs, hold that shard's publishes without waiting on it, follow
-/// the replica that takes over, and lose nothing; when the old master wakes up it is a
-/// replica and nothing changes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_master_loses_no_acked_chat() {
-    let redis = RedisCluster::start().await;
-    let cluster = Cluster::start_on_redis_cluster(
-        2,
-        &["--drain-secs=2", "--db-timeout-ms=1000"],
-        &redis.urls(),
-    )
-    .await;
-    let mut couples = Vec::new();
-    for _ in 0..4 {
-        couples.push(couple_on(cluster.addrs[0]).await);
-    }
-    let mut cast = people(&couples, &cluster.addrs, Pace::steady());
-    for listener in cast.iter_mut().filter(|p| p.label.ends_with('b')) {
-        listener.pace.max_sends = Some(3);
-    }
-    let traffic = Traffic::start(&couples, cast);
-    traffic.flowing().await;
-    let first = couple_id_of(&couples[0].0, &cluster).await;
-    let victim = redis.master_of(first).await;
-
-    redis.freeze(victim, true).await;
-    let frozen = Instant::now();
-    let successor = redis.failed_over(first, victim).await;
-    let promoted = frozen.elapsed();
-    redis.freeze(victim, false).await;
-    let mut ready_again = None;
-    for _ in 0..100 {
-        let (status, _) = couples[0].0.on(cluster.addrs[1]).get("/readyz").await;
-        if status == 200 {
-            ready_again = Some(frozen.elapsed());
-            break;
+/// Waits until both nodes are subscribed to the couple's channel on the master at `port`.
+async fn both_nodes_subscribe_on(redis: &RedisCluster, port: u16, channel: &str) -> bool {
+    for _ in 0..200 {
+        if redis.subscribers(port, channel).await == 2 {
+            return true;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eprintln!(
-        "master {victim} frozen: replica {successor} promoted after {promoted:?}, node ready again after {ready_again:?}"
-    );
-    assert!(
-        ready_again.is_some(),
-        "the node is ready again after the failover"
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    traffic
-        .finish(
-            "Redis Cluster master frozen (SIGSTOP)",
-            frozen,
-            cluster.addrs[0],
-        )
-        .await;
+    false
 }
