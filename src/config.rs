@@ -264,8 +264,7 @@ impl Config {
     }
 
     /// The Redis the bus runs on; `None` for one process with the in-process bus.
-    pub fn redis_target(&self) -> Option<crate::bus::RedisTarget> {
-        use crate::bus::RedisTarget;
+    pub fn redis_target(&self) -> Option<RedisTarget> {
         match (&self.redis_url, self.redis_cluster_urls.is_empty()) {
             (Some(url), _) => Some(RedisTarget::Single(url.clone())),
             (None, false) => Some(RedisTarget::Cluster(self.redis_cluster_urls.clone())),
@@ -318,4 +317,12 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{s:?} is neither an IP address nor a CIDR range"))
+}
+
+/// Which Redis the bus talks to.
+pub enum RedisTarget {
+    /// One server (`REDIS_URL`).
+    Single(String),
+    /// A Redis Cluster, by some of its nodes (`REDIS_CLUSTER_URLS`).
+    Cluster(Vec<String>),
 }

@@ -5,9 +5,8 @@ use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::chat::ChatView;
 use crate::error::Error;
-use crate::question::QuestionView;
+use crate::view::{ChatView, QuestionView};
 
 #[derive(Serialize, Debug)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -2,7 +2,10 @@
 //! database holds the truth, the bus rings the partner's node. `start` builds a node from a
 //! `Config`; `main` and the integration tests both use it.
 
+// From the leaves up: each module uses only those above it in this list (checked by
+// tests/api/architecture.rs).
 pub mod account;
+pub mod breakup;
 pub mod bus;
 pub mod chat;
 pub mod config;
@@ -12,9 +15,14 @@ pub mod file;
 pub mod frame;
 pub mod http;
 pub mod metrics;
+pub mod pairing;
+pub mod publish;
 pub mod question;
+pub mod seats;
+pub mod services;
 pub mod state;
 pub mod store;
+pub mod view;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -26,6 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::bus::Bus;
 use crate::config::Config;
+use crate::services::Services;
 use crate::state::AppState;
 
 /// A running node.
@@ -69,30 +78,22 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         sea_orm::DbBackend::Sqlite => 1,
         _ => config.commit_writers,
     };
-    let (committer, shards) = chat::Committer::new(writers);
-    let state = AppState::new(
-        config,
-        db,
-        bus,
-        committer,
-        metrics,
-        std::sync::Arc::new(files),
-        catalogue.clone(),
-        origins,
-    );
-    // Every background loop is a task of `state.tasks` and ends on `state.shutdown`, so
-    // `Node::stop` below is the one place that decides the order things stop in.
-    chat::committer::spawn(state.clone(), shards);
-    couple::spawn_sweeper(state.clone());
-    account::spawn_sweeper(state.clone());
-    file::sweeper::spawn(state.clone(), state.config.sweep_period());
+    let services = Services::new(config, db, bus, metrics, std::sync::Arc::new(files));
+    // Every background loop is a task of `services.tasks` and ends on `services.shutdown`,
+    // so `Node::stop` below is the one place that decides the order things stop in.
+    let committer = chat::Committer::spawn(&services, catalogue.clone(), writers);
+    breakup::spawn_sweeper(services.clone());
+    let logins = std::sync::Arc::new(account::Guard::new(&services.config));
+    account::spawn_sweeper(services.clone(), logins.clone());
+    file::sweeper::spawn(services.clone(), services.config.sweep_period());
+    let state = AppState::new(services, committer, catalogue.clone(), origins, logins);
     catalogue.watch(
         state.db.clone(),
         state.config.catalogue_refresh(),
         state.shutdown.clone(),
         &state.tasks,
     );
-    let app = http::router(state.clone());
+    let app = http::router(state.clone(), ws::router());
     let shutdown = state.shutdown.clone();
     let server = tokio::spawn(async move {
         // Frames are small and already batched per burst: Nagle would only hold them back.

@@ -10,7 +10,6 @@
 mod hub;
 mod outbox;
 mod redis;
-mod shards;
 mod wire;
 
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use uuid::Uuid;
 
-pub use self::redis::{RedisBus, RedisSettings, RedisTarget};
+pub use self::redis::{RedisBus, RedisSettings};
 pub use hub::{Hub, Subscription};
 pub use outbox::{Delivery, Outbox, Overflowed};
 

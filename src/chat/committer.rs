@@ -21,20 +21,22 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::Utf8Bytes;
 use sea_orm::{DbBackend, TransactionTrait};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::plan::{self, Decision};
-use super::{ChatView, Member};
-use crate::bus::{BusEvent, Delivery, Outbox};
+use crate::bus::{Delivery, Outbox};
+use crate::couple::Member;
 use crate::error::{Error, Result};
 use crate::frame::ServerFrame;
-use crate::state::AppState;
+use crate::publish;
+use crate::question::Catalogue;
+use crate::services::Services;
 use crate::store;
 use crate::store::questions::Trigger;
 use crate::store::sends::PlainChat;
+use crate::view::ChatView;
 
 /// A send waiting for its commit.
 pub struct PendingSend {
@@ -57,21 +59,32 @@ enum Job {
     Read(Member, i64),
 }
 
-/// The node's committer: one queue per shard.
+/// The node's committer: one queue per shard, and the catalogue sends are matched against
+/// before they queue.
 pub struct Committer {
     shards: Vec<mpsc::Sender<Job>>,
+    catalogue: Arc<Catalogue>,
 }
-
-/// The receiving ends, handed to `spawn` once the node's state exists.
-pub struct Shards(Vec<mpsc::Receiver<Job>>);
 
 /// Jobs queued per shard before a send is refused with `unavailable` (the client retries).
 const QUEUE: usize = 16 * 1024;
 
 impl Committer {
-    pub fn new(shards: usize) -> (Self, Shards) {
-        let (senders, receivers) = (0..shards.max(1)).map(|_| mpsc::channel(QUEUE)).unzip();
-        (Committer { shards: senders }, Shards(receivers))
+    /// Starts one task per shard; they stop when the node does.
+    pub fn spawn(services: &Services, catalogue: Arc<Catalogue>, shards: usize) -> Self {
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..shards.max(1)).map(|_| mpsc::channel(QUEUE)).unzip();
+        for queue in receivers {
+            services.tasks.spawn(run(services.clone(), queue));
+        }
+        Committer {
+            shards: senders,
+            catalogue,
+        }
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
     }
 
     fn shard(&self, couple_id: Uuid) -> &mpsc::Sender<Job> {
@@ -93,26 +106,18 @@ impl Committer {
     }
 }
 
-/// Starts one task per shard; they stop when the node does.
-pub fn spawn(state: AppState, shards: Shards) {
-    for queue in shards.0 {
-        let state = state.clone();
-        state.tasks.clone().spawn(run(state, queue));
-    }
-}
-
-async fn run(state: AppState, mut queue: mpsc::Receiver<Job>) {
-    let max = state.config.commit_max_batch.max(1);
-    let window = state.config.commit_window();
+async fn run(services: Services, mut queue: mpsc::Receiver<Job>) {
+    let max = services.config.commit_max_batch.max(1);
+    let window = services.config.commit_window();
     let mut jobs = Vec::with_capacity(max);
     // Waiting for company only pays when sends arrive together: a lone send (light load)
     // is committed at once, and the window opens once batches show there is traffic.
-    let window_after = state.config.commit_window_after.max(1);
+    let window_after = services.config.commit_window_after.max(1);
     let mut busy = window_after == 1;
     loop {
         tokio::select! {
             received = queue.recv_many(&mut jobs, max) => if received == 0 { return },
-            () = state.shutdown.cancelled() => return,
+            () = services.shutdown.cancelled() => return,
         }
         if busy && !window.is_zero() {
             let until = tokio::time::Instant::now() + window;
@@ -125,14 +130,14 @@ async fn run(state: AppState, mut queue: mpsc::Receiver<Job>) {
             }
         }
         busy = jobs.len() >= window_after;
-        commit(&state, std::mem::take(&mut jobs)).await;
+        commit(&services, std::mem::take(&mut jobs)).await;
         if jobs.capacity() < max {
             jobs.reserve(max);
         }
     }
 }
 
-async fn commit(state: &AppState, jobs: Vec<Job>) {
+async fn commit(services: &Services, jobs: Vec<Job>) {
     let mut sends = Vec::new();
     let mut reads: HashMap<Uuid, (Member, i64)> = HashMap::new();
     for job in jobs {
@@ -151,8 +156,9 @@ async fn commit(state: &AppState, jobs: Vec<Job>) {
         // answered `unavailable` and sent again with the same client_id, which finds the
         // chat if this commit did land after all (never a false ack).
         let oldest = sends.iter().map(|s| s.queued_at).min();
-        let deadline = oldest.unwrap_or_else(tokio::time::Instant::now) + state.config.db_timeout();
-        let decisions = match tokio::time::timeout_at(deadline, decide(state, &sends)).await {
+        let deadline =
+            oldest.unwrap_or_else(tokio::time::Instant::now) + services.config.db_timeout();
+        let decisions = match tokio::time::timeout_at(deadline, decide(services, &sends)).await {
             Ok(decisions) => decisions,
             Err(_) => {
                 tracing::warn!(sends = sends.len(), "committing a batch timed out");
@@ -160,7 +166,7 @@ async fn commit(state: &AppState, jobs: Vec<Job>) {
                 // is only acked): the couples' sessions read what they missed.
                 let couples: HashSet<Uuid> = sends.iter().map(|s| s.me.couple_id).collect();
                 for couple_id in couples {
-                    state.bus.publish(couple_id, BusEvent::Resync);
+                    publish::resync(&services.bus, couple_id);
                 }
                 sends
                     .iter()
@@ -172,30 +178,33 @@ async fn commit(state: &AppState, jobs: Vec<Job>) {
                     .collect()
             }
         };
-        state
+        services
             .metrics
             .persist_seconds
             .observe(started.elapsed().as_secs_f64());
-        state.metrics.commit_batch_size.observe(sends.len() as f64);
+        services
+            .metrics
+            .commit_batch_size
+            .observe(sends.len() as f64);
         for (send, decision) in sends.iter().zip(decisions) {
-            announce(state, send, decision);
+            announce(services, send, decision);
         }
     }
     if !reads.is_empty() {
-        mark_read(state, reads.into_values().collect()).await;
+        mark_read(services, reads.into_values().collect()).await;
     }
 }
 
 /// Persists the batch; one decision per send, in order.
-async fn decide(state: &AppState, sends: &[PendingSend]) -> Vec<Result<Decision>> {
+async fn decide(services: &Services, sends: &[PendingSend]) -> Vec<Result<Decision>> {
     let mut decisions: Vec<Option<Result<Decision>>> = sends.iter().map(|_| None).collect();
     let mut rest: Vec<usize> = (0..sends.len()).collect();
-    if state.db.get_database_backend() == DbBackend::Postgres {
-        rest = append_plain(state, sends, &mut decisions).await;
+    if services.db.get_database_backend() == DbBackend::Postgres {
+        rest = append_plain(services, sends, &mut decisions).await;
     }
     if !rest.is_empty() {
         let batch: Vec<&PendingSend> = rest.iter().map(|&i| &sends[i]).collect();
-        match with_rules(state, &batch).await {
+        match with_rules(services, &batch).await {
             Ok(planned) => {
                 for (i, decision) in rest.iter().zip(planned) {
                     decisions[*i] = Some(Ok(decision));
@@ -220,7 +229,7 @@ async fn decide(state: &AppState, sends: &[PendingSend]) -> Vec<Result<Decision>
 /// The one-statement path for couples whose every send in the batch is a plain chat. Fills
 /// their decisions; returns the indices of the sends left for the full rules.
 async fn append_plain(
-    state: &AppState,
+    services: &Services,
     sends: &[PendingSend],
     decisions: &mut [Option<Result<Decision>>],
 ) -> Vec<usize> {
@@ -252,7 +261,7 @@ async fn append_plain(
             text: &sends[i].text,
         })
         .collect();
-    let advanced = match store::sends::append_plain(&state.db, &chats, now).await {
+    let advanced = match store::sends::append_plain(&services.db, &chats, now).await {
         Ok(Some(advanced)) => advanced,
         // A retry among them: the full rules will recognize it.
         Ok(None) => return (0..sends.len()).collect(),
@@ -302,7 +311,7 @@ async fn append_plain(
 
 /// The full rules in one transaction: lock the couples, read what the rules need, decide,
 /// write.
-async fn with_rules(state: &AppState, sends: &[&PendingSend]) -> Result<Vec<Decision>> {
+async fn with_rules(services: &Services, sends: &[&PendingSend]) -> Result<Vec<Decision>> {
     let couple_ids: Vec<Uuid> = sends.iter().map(|s| s.me.couple_id).collect();
     let pairs: Vec<(Uuid, Uuid)> = sends.iter().map(|s| (s.me.user_id, s.client_id)).collect();
     let question_ids: Vec<i64> = sends
@@ -310,7 +319,7 @@ async fn with_rules(state: &AppState, sends: &[&PendingSend]) -> Result<Vec<Deci
         .flat_map(|s| s.triggers.iter().map(|t| t.question_id))
         .collect();
     let file_ids: Vec<Uuid> = sends.iter().filter_map(|s| s.file_id).collect();
-    let txn = state.db.begin().await?;
+    let txn = services.db.begin().await?;
     let couples = store::sends::lock_couples(&txn, couple_ids.clone()).await?;
     let loaded = store::sends::load(&txn, &couple_ids, &pairs, question_ids, file_ids).await?;
     let rules: Vec<plan::Send<'_>> = sends
@@ -339,7 +348,7 @@ fn unavailable(e: &Error) -> Error {
 }
 
 /// Answers the sending socket, then tells the couple.
-fn announce(state: &AppState, send: &PendingSend, decision: Result<Decision>) {
+fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>) {
     let me = &send.me;
     let client_id = send.client_id;
     match decision {
@@ -355,8 +364,8 @@ fn announce(state: &AppState, send: &PendingSend, decision: Result<Decision>) {
             tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq = chat.seq, "chat sent");
             let seq = chat.seq;
             let view = ChatView::new(chat, file);
-            super::publish_persisted(
-                state,
+            publish::persisted(
+                &services.bus,
                 me.couple_id,
                 seq,
                 Some(me.user_id),
@@ -365,8 +374,8 @@ fn announce(state: &AppState, send: &PendingSend, decision: Result<Decision>) {
             for asked in asked {
                 tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, question_id = asked.question_id, seq = asked.seq, "question asked");
                 let seq = asked.seq;
-                super::publish_persisted(
-                    state,
+                publish::persisted(
+                    &services.bus,
                     me.couple_id,
                     seq,
                     None,
@@ -378,7 +387,7 @@ fn announce(state: &AppState, send: &PendingSend, decision: Result<Decision>) {
             reply(&send.reply, &ServerFrame::Ack { client_id, id, seq });
             // A retry: the first attempt's commit may never have been announced (it timed
             // out, or its node died right after committing). The couple's sessions check.
-            state.bus.publish(me.couple_id, BusEvent::Resync);
+            publish::resync(&services.bus, me.couple_id);
         }
         Ok(Decision::Refused(err)) | Err(err) => {
             reply(
@@ -397,25 +406,19 @@ fn reply(outbox: &Outbox, frame: &ServerFrame) {
 
 /// Stores read marks (the furthest per user in this batch) with one statement and tells the
 /// partners whose marks moved.
-async fn mark_read(state: &AppState, marks: Vec<(Member, i64)>) {
+async fn mark_read(services: &Services, marks: Vec<(Member, i64)>) {
     let pairs: Vec<(Uuid, i64)> = marks.iter().map(|(me, seq)| (me.user_id, *seq)).collect();
     let marked = tokio::time::timeout(
-        state.config.db_timeout(),
-        store::sends::mark_read(&state.db, &pairs),
+        services.config.db_timeout(),
+        store::sends::mark_read(&services.db, &pairs),
     );
     match marked.await {
         Err(_) => tracing::warn!(marks = pairs.len(), "storing read marks timed out"),
         Ok(Err(e)) => tracing::warn!(error = %e, marks = pairs.len(), "storing read marks"),
         Ok(Ok(moved)) => {
             for (user_id, couple_id, seq) in moved {
-                let json: Utf8Bytes = ServerFrame::Read { user_id, seq }.to_text();
-                let event = BusEvent::Frame {
-                    seq: None,
-                    skip_user: Some(user_id),
-                    from: Some(user_id),
-                    json,
-                };
-                state.bus.publish(couple_id, event);
+                let frame = ServerFrame::Read { user_id, seq };
+                publish::to_partner(&services.bus, couple_id, user_id, &frame);
             }
         }
     }

@@ -57,10 +57,10 @@ pub fn plan(
     sends: &[Send<'_>],
     now: DateTime<Utc>,
 ) -> (Vec<Decision>, Writes) {
-    let mut state: HashMap<Uuid, CoupleNow> =
+    let mut services: HashMap<Uuid, CoupleNow> =
         couples.iter().map(|c| (c.id, CoupleNow::new(c))).collect();
     for asked in &loaded.asked {
-        if let Some(couple) = state.get_mut(&asked.couple_id) {
+        if let Some(couple) = services.get_mut(&asked.couple_id) {
             couple.asked.insert(asked.question_id);
             couple
                 .open
@@ -79,7 +79,7 @@ pub fn plan(
     let decisions = sends
         .iter()
         .map(|send| {
-            let Some(couple) = state.get_mut(&send.couple_id) else {
+            let Some(couple) = services.get_mut(&send.couple_id) else {
                 // The couple is gone (its break-up fell due); its sockets are closing.
                 return Decision::Refused(Error::NotPaired);
             };
@@ -151,7 +151,7 @@ pub fn plan(
             Decision::Sent { chat, file, asked }
         })
         .collect();
-    for (id, couple) in state {
+    for (id, couple) in services {
         if couple.last_seq != couple.locked_seq {
             writes.couples.push((id, couple.last_seq, couple.opened));
         }

@@ -4,69 +4,43 @@
 //! couple can read a file; a couple's files together stay within its quota; deleting its chat
 //! deletes it.
 
-pub mod storage;
 pub mod sweeper;
 
 use axum::extract::multipart::Field;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use serde::Serialize;
 use uuid::Uuid;
 
-use crate::chat::Member;
+use crate::couple::Member;
 use crate::error::{Error, Result};
-use crate::state::AppState;
+use crate::services::Services;
 use crate::store;
 use crate::store::files::{File, NewFile};
+use crate::view::FileView;
 
-pub use storage::{BlobStore, LocalDir};
+pub use crate::store::blobs::{BlobStore, LocalDir};
 
 /// Longest file name kept, in characters.
 const MAX_NAME_CHARS: usize = 120;
 /// Bytes looked at to tell the type and an image's size.
 const SNIFF_BYTES: usize = 64 * 1024;
 
-/// The file object of the contract (`chat.file`, `POST /api/files`), plus image size hints so
-/// a client can lay the chat out before the image loads.
-#[derive(Serialize, Debug, Clone)]
-pub struct FileView {
-    pub id: Uuid,
-    pub name: String,
-    pub size: i64,
-    pub content_type: String,
-    pub width: Option<i32>,
-    pub height: Option<i32>,
-}
-
-impl From<File> for FileView {
-    fn from(file: File) -> Self {
-        FileView {
-            id: file.id,
-            name: file.name,
-            size: file.size,
-            content_type: file.content_type,
-            width: file.width,
-            height: file.height,
-        }
-    }
-}
-
 /// Streams one multipart field into a new blob, enforcing the size limit and the couple's
 /// quota as bytes arrive. Over either, or on any failure, the partial blob is removed:
 /// nothing is kept.
-pub async fn upload(state: &AppState, me: &Member, mut field: Field<'_>) -> Result<FileView> {
+pub async fn upload(services: &Services, me: &Member, mut field: Field<'_>) -> Result<FileView> {
     let name = clean_name(field.file_name().unwrap_or_default());
-    let limit = state.config.max_upload_bytes;
-    let quota = state.config.couple_quota_bytes;
+    let limit = services.config.max_upload_bytes;
+    let quota = services.config.couple_quota_bytes;
     // Room left under the quota now; checked again, under the couple's lock, when the
     // upload is recorded, since the partner may be uploading too.
     let room = if quota == 0 {
         u64::MAX
     } else {
-        let used = store::files::bytes_of_couple(&state.db, me.couple_id).await?;
+        let used = store::files::bytes_of_couple(&services.db, me.couple_id).await?;
         quota.saturating_sub(u64::try_from(used).unwrap_or(0))
     };
-    let mut writer = state
+    let mut writer = services
         .files
         .create()
         .await
@@ -119,10 +93,10 @@ pub async fn upload(state: &AppState, me: &Member, mut field: Field<'_>) -> Resu
         blob: blob.clone(),
     };
     let inserted = if quota == 0 {
-        store::files::insert(&state.db, new).await.map(Some)
+        store::files::insert(&services.db, new).await.map(Some)
     } else {
         let quota = i64::try_from(quota).unwrap_or(i64::MAX);
-        store::files::insert_within_quota(&state.db, new, quota).await
+        store::files::insert_within_quota(&services.db, new, quota).await
     };
     match inserted {
         Ok(Some(file)) => {
@@ -130,12 +104,12 @@ pub async fn upload(state: &AppState, me: &Member, mut field: Field<'_>) -> Resu
             Ok(file.into())
         }
         Ok(None) => {
-            let _ = state.files.delete(&blob).await;
+            let _ = services.files.delete(&blob).await;
             tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, size, "upload over the couple's quota");
             Err(over_quota(quota))
         }
         Err(e) => {
-            let _ = state.files.delete(&blob).await;
+            let _ = services.files.delete(&blob).await;
             Err(e.into())
         }
     }
@@ -240,23 +214,22 @@ pub fn clean_name(raw: &str) -> String {
 
 /// A download for a member of the file's couple (anyone else: 404, as if it did not exist).
 pub async fn download(
-    state: &AppState,
+    services: &Services,
     couple_id: Uuid,
     file_id: Uuid,
     headers: &HeaderMap,
 ) -> Result<Response> {
-    let file = store::files::find_in_couple(&state.db, couple_id, file_id)
+    let file = store::files::find_in_couple(&services.db, couple_id, file_id)
         .await?
         .ok_or(Error::NotFound)?;
-    let mut response =
-        state
-            .files
-            .serve(&file.blob, headers)
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::NotFound,
-                _ => Error::Internal(anyhow::Error::new(e).context("reading a file")),
-            })?;
+    let mut response = services
+        .files
+        .serve(&file.blob, headers)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound,
+            _ => Error::Internal(anyhow::Error::new(e).context("reading a file")),
+        })?;
     let out = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(served_type(&file.content_type)) {
         out.insert(header::CONTENT_TYPE, value);

@@ -6,22 +6,22 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::state::AppState;
+use crate::services::Services;
 use crate::store;
 
 /// Released files handled per round.
 const BATCH: u64 = 500;
 
-pub fn spawn(state: AppState, period: Duration) {
-    let stop = state.shutdown.clone();
-    state.tasks.clone().spawn(async move {
+pub fn spawn(services: Services, period: Duration) {
+    let stop = services.shutdown.clone();
+    services.tasks.clone().spawn(async move {
         let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = stop.cancelled() => return,
             }
-            match sweep(&state).await {
+            match sweep(&services).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "swept files"),
                 Err(e) => tracing::warn!(error = %e, "sweeping files"),
@@ -31,18 +31,18 @@ pub fn spawn(state: AppState, period: Duration) {
 }
 
 /// One round; returns how many blobs were removed.
-pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
-    let age = chrono::Duration::from_std(state.config.orphan_age())?;
-    store::files::release_orphans(&state.db, Utc::now() - age).await?;
+pub async fn sweep(services: &Services) -> anyhow::Result<usize> {
+    let age = chrono::Duration::from_std(services.config.orphan_age())?;
+    store::files::release_orphans(&services.db, Utc::now() - age).await?;
     let mut removed = 0;
-    for file in store::files::released(&state.db, BATCH).await? {
+    for file in store::files::released(&services.db, BATCH).await? {
         // One blob that cannot be removed (a permission, a disk error) is logged and tried
         // again next round; it must not keep every other file from being removed.
-        if let Err(e) = state.files.delete(&file.blob).await {
+        if let Err(e) = services.files.delete(&file.blob).await {
             tracing::warn!(file_id = %file.id, couple_id = %file.couple_id, error = %e, "removing a file's blob failed; trying again next round");
             continue;
         }
-        store::files::forget(&state.db, file.id).await?;
+        store::files::forget(&services.db, file.id).await?;
         removed += 1;
     }
     Ok(removed)

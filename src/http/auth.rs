@@ -4,8 +4,6 @@
 //! Sign-ups and logins pass the account guard first (`crate::account`): rate limits per client
 //! address and username, and a bounded number of password hashes at a time.
 
-use std::sync::LazyLock;
-
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -14,22 +12,19 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::Json;
 use super::client_addr::ClientAddr;
-use crate::bus::BusEvent;
-use crate::chat::Member;
-use crate::error::{Error, Result, ResultExt};
+use crate::couple::Member;
+use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store;
 use crate::store::couples::MyCouple;
 use crate::store::users::User;
+use crate::{account, pairing};
 
 pub const COOKIE: &str = "duet_session";
 
@@ -76,26 +71,6 @@ pub fn couple_view(mine: &MyCouple) -> serde_json::Value {
     })
 }
 
-fn validate_username(username: &str) -> Result<()> {
-    let length = username.chars().count();
-    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '.' | '-');
-    if !(3..=32).contains(&length) || !username.chars().all(allowed) {
-        return Err(Error::InvalidInput(
-            "a username has 3-32 letters, digits, '_', '.' or '-'".into(),
-        ));
-    }
-    Ok(())
-}
-
-fn validate_password(password: &str) -> Result<()> {
-    if !(8..=128).contains(&password.chars().count()) {
-        return Err(Error::InvalidInput(
-            "a password has 8-128 characters".into(),
-        ));
-    }
-    Ok(())
-}
-
 async fn signup(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -103,18 +78,8 @@ async fn signup(
     jar: CookieJar,
     Json(body): Json<Credentials>,
 ) -> Result<impl IntoResponse> {
-    validate_username(&body.username)?;
-    validate_password(&body.password)?;
-    state.logins.admit(client, &body.username)?;
-    let password = body.password;
-    let hash = state
-        .logins
-        .hash(move || password_auth::generate_hash(password))
-        .await?;
-    let user = store::users::create(&state.db, &body.username, hash)
-        .await
-        .on_unique_violation(|| Error::UsernameTaken)?;
-    tracing::info!(user_id = %user.id, "signed up");
+    let user =
+        account::sign_up(&state, &state.logins, client, &body.username, body.password).await?;
     let jar = start_session(&state, &headers, jar, user.id).await?;
     Ok((
         StatusCode::CREATED,
@@ -123,11 +88,6 @@ async fn signup(
     ))
 }
 
-/// Verifying against this when the user does not exist makes "no such user" take as long as
-/// "wrong password", so timing does not reveal which usernames exist.
-static DUMMY_HASH: LazyLock<String> =
-    LazyLock::new(|| password_auth::generate_hash("not anybody's password"));
-
 async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -135,41 +95,27 @@ async fn login(
     jar: CookieJar,
     Json(body): Json<Credentials>,
 ) -> Result<impl IntoResponse> {
-    state.logins.admit(client, &body.username)?;
-    let user = store::users::by_username(&state.db, &body.username).await?;
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let password = body.password;
-    let verified = state
-        .logins
-        .hash(move || {
-            let hash = hash.as_deref().unwrap_or(&DUMMY_HASH);
-            password_auth::verify_password(password, hash).is_ok()
-        })
-        .await?;
-    let Some(user) = user.filter(|_| verified) else {
-        return Err(Error::InvalidCredentials);
-    };
-    tracing::info!(user_id = %user.id, "logged in");
+    let user =
+        account::log_in(&state, &state.logins, client, &body.username, body.password).await?;
     let jar = start_session(&state, &headers, jar, user.id).await?;
     Ok((jar, Json(json!({ "user": UserView::from(&user) }))))
 }
 
+/// The session token goes into an HttpOnly cookie; clients that are not browsers send it back
+/// as `Authorization: Bearer`.
 async fn start_session(
     state: &AppState,
     headers: &HeaderMap,
     jar: CookieJar,
     user_id: Uuid,
 ) -> Result<CookieJar> {
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    let ttl = state.config.session_ttl();
-    let expires_at = Utc::now() + ttl;
-    store::users::create_session(&state.db, user_id, token_hash(&token), expires_at).await?;
+    let token = account::start_session(state, user_id).await?;
     let cookie = Cookie::build((COOKIE, token))
         .http_only(true)
         .same_site(SameSite::Lax)
         .path("/")
         .secure(is_https(headers))
-        .max_age(time_duration(ttl));
+        .max_age(time_duration(state.config.session_ttl()));
     Ok(jar.add(cookie))
 }
 
@@ -186,24 +132,12 @@ fn is_https(headers: &HeaderMap) -> bool {
         .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
 }
 
-pub fn token_hash(token: &str) -> String {
-    format!("{:x}", Sha256::digest(token.as_bytes()))
-}
-
 async fn logout(
     State(state): State<AppState>,
     user: CurrentUser,
     jar: CookieJar,
 ) -> Result<impl IntoResponse> {
-    store::users::delete_session(&state.db, user.session_id).await?;
-    // Sockets opened with this session close, on whichever node holds them.
-    if let Some((couple_id, _)) = store::couples::partner_of(&state.db, user.user.id).await? {
-        let event = BusEvent::SessionEnded {
-            session_id: user.session_id,
-        };
-        state.bus.publish(couple_id, event);
-    }
-    tracing::info!(user_id = %user.user.id, "logged out");
+    account::log_out(&state, user.user.id, user.session_id).await?;
     Ok((
         StatusCode::NO_CONTENT,
         jar.remove(Cookie::build(COOKIE).path("/")),
@@ -211,7 +145,7 @@ async fn logout(
 }
 
 async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<impl IntoResponse> {
-    let couple = store::couples::my_couple(&state.db, user.user.id)
+    let couple = pairing::my_couple(&state, user.user.id)
         .await?
         .map(|m| couple_view(&m));
     Ok(Json(
@@ -237,7 +171,7 @@ impl FromRequestParts<AppState> for CurrentUser {
                     .map(|c| c.value().to_owned())
             })
             .ok_or(Error::Unauthenticated)?;
-        let found = store::users::session_user(&state.db, &token_hash(&token))
+        let found = account::session_user(state, &token)
             .await?
             .ok_or(Error::Unauthenticated)?;
         Ok(CurrentUser {
@@ -265,14 +199,9 @@ impl FromRequestParts<AppState> for Paired {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let me = CurrentUser::from_request_parts(parts, state).await?;
-        let (couple_id, partner_id) = store::couples::partner_of(&state.db, me.user.id)
+        let member = pairing::member(state, me.user.id, me.session_id)
             .await?
             .ok_or(Error::NotPaired)?;
-        Ok(Paired(Member {
-            user_id: me.user.id,
-            couple_id,
-            partner_id,
-            session_id: me.session_id,
-        }))
+        Ok(Paired(member))
     }
 }

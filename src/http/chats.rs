@@ -7,11 +7,10 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CurrentUser, Json, Query};
+use super::{Json, Paired, Query};
 use crate::chat;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store;
 
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 200;
@@ -28,7 +27,7 @@ struct Page {
 
 async fn history(
     State(state): State<AppState>,
-    me: CurrentUser,
+    Paired(me): Paired,
     Query(page): Query<Page>,
 ) -> Result<impl IntoResponse> {
     let limit = match page.limit {
@@ -36,9 +35,6 @@ async fn history(
         Some(n) if n >= 1 => u64::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
         Some(_) => return Err(Error::InvalidInput("limit must be at least 1".into())),
     };
-    let mine = store::couples::my_couple(&state.db, me.user.id)
-        .await?
-        .ok_or(Error::NotPaired)?;
-    let chats = chat::history(&state, mine.couple.id, page.before, limit).await?;
+    let chats = chat::history(&state, me.couple_id, page.before, limit).await?;
     Ok(Json(json!({ "chats": chats })))
 }

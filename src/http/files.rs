@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::{CurrentUser, Json, Paired, Path};
 use crate::error::{Error, Result};
 use crate::file;
+use crate::pairing;
 use crate::state::AppState;
-use crate::store;
 
 /// Room for the multipart framing around the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -56,8 +56,8 @@ async fn download(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let mine = store::couples::my_couple(&state.db, me.user.id)
+    let me = pairing::member(&state, me.user.id, me.session_id)
         .await?
         .ok_or(Error::NotFound)?;
-    file::download(&state, mine.couple.id, id, &headers).await
+    file::download(&state, me.couple_id, id, &headers).await
 }

@@ -18,7 +18,6 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, St
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Serialize;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
@@ -31,7 +30,9 @@ pub use auth::{CurrentUser, Paired};
 /// JSON bodies of the API are small; files have their own route and limit.
 const JSON_BODY_LIMIT: usize = 64 * 1024;
 
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP side; `socket` is the WebSocket endpoint (`ws::router`), handed in so that
+/// `ws`, which uses this module's extractors, is not also used by it.
+pub fn router(state: AppState, socket: Router<AppState>) -> Router {
     let assets = ServeDir::new(&state.config.assets_dir)
         .not_found_service(axum::routing::any(not_found).with_state(()));
     let app = Router::new()
@@ -41,7 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(answers::router())
         .merge(files::router(state.config.max_upload_bytes))
         .merge(health::router())
-        .route("/ws", get(crate::ws::upgrade))
+        .merge(socket)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))

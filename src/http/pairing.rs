@@ -1,7 +1,5 @@
-//! Becoming a couple: a request sent to a username, accepted or declined by its receiver,
-//! or withdrawn by its sender. Races (two accepts, two requests at once) are settled by the
-//! database's unique constraints and translated here; accepts that share a person queue on
-//! their two people's rows, taken in one order (`store::couples::accept_request`).
+//! Pairing requests and the break-up over HTTP; the rules are `crate::pairing` and
+//! `crate::breakup`.
 
 use axum::Router;
 use axum::extract::State;
@@ -14,11 +12,10 @@ use uuid::Uuid;
 
 use super::auth::{UserView, couple_view};
 use super::{CurrentUser, Json, Paired, Path};
-use crate::couple;
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store;
 use crate::store::couples::RequestView;
+use crate::{breakup, pairing};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -48,26 +45,7 @@ async fn create(
     me: CurrentUser,
     Json(body): Json<NewRequest>,
 ) -> Result<impl IntoResponse> {
-    let to = store::users::by_username(&state.db, &body.username)
-        .await?
-        .ok_or(Error::NotFound)?;
-    if to.id == me.user.id {
-        return Err(Error::InvalidInput("you cannot pair with yourself".into()));
-    }
-    if store::couples::is_paired(&state.db, me.user.id).await?
-        || store::couples::is_paired(&state.db, to.id).await?
-    {
-        return Err(Error::AlreadyPaired);
-    }
-    let request = store::couples::create_request(&state.db, me.user.id, to.id)
-        .await
-        .on_unique_violation(|| Error::DuplicateRequest)?;
-    tracing::info!(user_id = %me.user.id, to_user_id = %to.id, "pairing requested");
-    let view = RequestView {
-        request,
-        from: me.user,
-        to,
-    };
+    let view = pairing::request(&state, me.user, &body.username).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "request": request_json(&view) })),
@@ -75,7 +53,7 @@ async fn create(
 }
 
 async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<impl IntoResponse> {
-    let (received, sent) = store::couples::requests_of(&state.db, me.user.id).await?;
+    let (received, sent) = pairing::requests(&state, me.user.id).await?;
     Ok(Json(json!({
         "received": received.iter().map(request_json).collect::<Vec<_>>(),
         "sent": sent.iter().map(request_json).collect::<Vec<_>>(),
@@ -87,14 +65,7 @@ async fn accept(
     me: CurrentUser,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse> {
-    let couple = store::couples::accept_request(&state.db, id, me.user.id)
-        .await
-        .on_unique_violation(|| Error::AlreadyPaired)?
-        .ok_or(Error::NotFound)?;
-    tracing::info!(user_id = %me.user.id, couple_id = %couple.id, "paired");
-    let mine = store::couples::my_couple(&state.db, me.user.id)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let mine = pairing::accept(&state, id, me.user.id).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "couple": couple_view(&mine) })),
@@ -106,15 +77,13 @@ async fn remove(
     me: CurrentUser,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse> {
-    if !store::couples::delete_request(&state.db, id, me.user.id).await? {
-        return Err(Error::NotFound);
-    }
+    pairing::remove(&state, id, me.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Schedules the break-up; the couple stays, fully usable, until the grace period ends.
 async fn break_up(State(state): State<AppState>, Paired(me): Paired) -> Result<impl IntoResponse> {
-    let delete_at = couple::schedule(&state, &me).await?;
+    let delete_at = breakup::schedule(&state, &me).await?;
     let delete_at = delete_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     Ok((
         StatusCode::ACCEPTED,
@@ -123,8 +92,8 @@ async fn break_up(State(state): State<AppState>, Paired(me): Paired) -> Result<i
 }
 
 async fn restore(State(state): State<AppState>, Paired(me): Paired) -> Result<impl IntoResponse> {
-    couple::restore(&state, &me).await?;
-    let mine = store::couples::my_couple(&state.db, me.user_id)
+    breakup::restore(&state, &me).await?;
+    let mine = pairing::my_couple(&state, me.user_id)
         .await?
         .ok_or(Error::NotPaired)?;
     Ok(Json(json!({ "couple": couple_view(&mine) })))

@@ -11,50 +11,32 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::chat::{self, MAX_TEXT_CHARS, Member, rfc3339};
+use crate::couple::Member;
 use crate::error::{Error, Result};
 use crate::frame::ServerFrame;
-use crate::state::AppState;
+use crate::publish;
+use crate::services::Services;
 use crate::store;
-use crate::store::questions::{Answered, Asked};
+use crate::store::questions::Answered;
+use crate::view::{QuestionView, rfc3339};
 
 pub use catalogue::Catalogue;
 
-/// A `question` frame.
-#[derive(Serialize, Debug, Clone)]
-pub struct QuestionView {
-    pub seq: i64,
-    pub question_id: i64,
-    pub text: String,
-    pub keyword: String,
-    #[serde(serialize_with = "rfc3339")]
-    pub asked_at: DateTime<Utc>,
-}
-
-impl From<Asked> for QuestionView {
-    fn from(asked: Asked) -> Self {
-        QuestionView {
-            seq: asked.seq,
-            question_id: asked.question_id,
-            text: asked.text,
-            keyword: asked.keyword,
-            asked_at: asked.asked_at,
-        }
-    }
-}
+/// Longest answer, in characters, after trimming: as long as a chat may be.
+pub const MAX_ANSWER_CHARS: usize = 4000;
 
 /// Questions this member has not answered, oldest first, asked up to seq `upto` (sent after
 /// `synced`; later ones reach the socket live, so none comes twice).
-pub async fn owed(state: &AppState, me: &Member, upto: i64) -> Result<Vec<QuestionView>> {
+pub async fn owed(services: &Services, me: &Member, upto: i64) -> Result<Vec<QuestionView>> {
     let owed =
-        store::questions::owed(&state.db, me.couple_id, me.user_id, Some(upto), None).await?;
+        store::questions::owed(&services.db, me.couple_id, me.user_id, Some(upto), None).await?;
     Ok(owed.into_iter().map(QuestionView::from).collect())
 }
 
 /// Stores my answer and tells us both. Answering twice changes nothing; the caller gets the
 /// first answer's `answered` frame again so a retry settles like the original.
 pub async fn answer(
-    state: &AppState,
+    services: &Services,
     me: &Member,
     question_id: i64,
     text: &str,
@@ -63,11 +45,11 @@ pub async fn answer(
     if text.is_empty() {
         return Err(Error::InvalidInput("an answer needs some text".into()));
     }
-    if text.chars().count() > MAX_TEXT_CHARS {
+    if text.chars().count() > MAX_ANSWER_CHARS {
         return Err(Error::TooLong);
     }
     let outcome =
-        store::questions::answer(&state.db, me.couple_id, me.user_id, question_id, text).await?;
+        store::questions::answer(&services.db, me.couple_id, me.user_id, question_id, text).await?;
     match outcome {
         None => Err(Error::NotFound),
         Some(Answered::Before(answer)) => Ok(Some(ServerFrame::Answered {
@@ -82,7 +64,13 @@ pub async fn answer(
                 question_id,
                 user_id: me.user_id,
             };
-            chat::publish_persisted(state, me.couple_id, answer.seq, Some(me.user_id), &frame);
+            publish::persisted(
+                &services.bus,
+                me.couple_id,
+                answer.seq,
+                Some(me.user_id),
+                &frame,
+            );
             Ok(None)
         }
     }
@@ -109,8 +97,8 @@ pub struct AnswerText {
 
 /// Every question we were asked, newest first, with both answers; my partner's stays hidden
 /// until I have answered, so neither can copy the other.
-pub async fn answers_page(state: &AppState, me: &Member) -> Result<Vec<AnswerRow>> {
-    let (asked, answers) = store::questions::asked_with_answers(&state.db, me.couple_id).await?;
+pub async fn answers_page(services: &Services, me: &Member) -> Result<Vec<AnswerRow>> {
+    let (asked, answers) = store::questions::asked_with_answers(&services.db, me.couple_id).await?;
     let find = |question_id: i64, user_id: Uuid| {
         answers
             .iter()

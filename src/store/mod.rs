@@ -1,6 +1,7 @@
 //! The only layer that touches the database. Everything above it speaks in the product's
 //! words (users, couples, chats); this layer speaks sea-orm, on Postgres or SQLite alike.
 
+pub mod blobs;
 pub mod chats;
 pub mod couples;
 pub mod files;

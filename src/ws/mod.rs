@@ -3,28 +3,32 @@
 //! session, 403 for a foreign Origin (middleware), 409 when not in a couple, 429 past the
 //! per-user socket limit, 503 when the node is full or draining.
 
-mod seats;
 mod session;
 
+use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::response::Response;
+use axum::routing::get;
 use serde::Deserialize;
 
-use crate::chat::Member;
 use crate::error::{Error, Result};
 use crate::http::{CurrentUser, Query};
+use crate::pairing;
 use crate::state::AppState;
-use crate::store;
 
-pub use seats::Seats;
 pub use session::Session;
 
 #[derive(Deserialize)]
 pub struct Resume {
     /// The last `seq` the client saw; the replay then holds every event after it.
     after: Option<i64>,
+}
+
+/// The socket endpoint, merged into the HTTP router at start.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
 }
 
 pub async fn upgrade(
@@ -40,7 +44,7 @@ pub async fn upgrade(
     if resume.after.is_some_and(|after| after < 0) {
         return Err(Error::BadRequest("after must not be negative".into()));
     }
-    let (couple_id, partner_id) = store::couples::partner_of(&state.db, user.user.id)
+    let member = pairing::member(&state, user.user.id, user.session_id)
         .await?
         .ok_or(Error::NotPaired)?;
     let seat = state
@@ -52,12 +56,6 @@ pub async fn upgrade(
         .clone()
         .try_acquire_owned()
         .map_err(|_| Error::Unavailable("this node has no room for more sockets".into()))?;
-    let member = Member {
-        user_id: user.user.id,
-        couple_id,
-        partner_id,
-        session_id: user.session_id,
-    };
     let session = Session::new(state.clone(), member, user.expires_at, resume.after);
     let limit = state.config.max_frame_bytes;
     Ok(ws

@@ -30,12 +30,13 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
 use crate::bus::{BusEvent, Delivery, Outbox};
-use crate::chat::{self, Member};
+use crate::chat;
+use crate::couple::Member;
 use crate::error::{Error, Result};
 use crate::frame::{ClientFrame, ServerFrame};
+use crate::pairing;
 use crate::question;
 use crate::state::AppState;
-use crate::store;
 
 /// Chats replayed to a client that connects without `after`.
 const LATEST_CHATS: u64 = 50;
@@ -207,10 +208,9 @@ impl Session {
 
     /// `hello`, the replay, `synced`, then every question still owed.
     async fn handshake(&mut self, sink: &mut Sink, partner_online: bool) -> Result<()> {
-        let standing =
-            store::couples::standing(&self.state.db, self.me.couple_id, self.me.partner_id)
-                .await?
-                .ok_or(Error::NotPaired)?;
+        let standing = pairing::standing(&self.state, &self.me)
+            .await?
+            .ok_or(Error::NotPaired)?;
         let last_seq = standing.last_seq;
         let hello = ServerFrame::Hello {
             user_id: self.me.user_id,
@@ -448,7 +448,7 @@ impl Session {
             } => {
                 // Answered later, through the outbox, once committed.
                 chat::send(
-                    state,
+                    &state.committer,
                     me,
                     client_id,
                     &text,
@@ -482,7 +482,7 @@ impl Session {
                 let seq = seq.min(self.readable);
                 if seq > self.read_sent {
                     self.read_sent = seq;
-                    chat::read(&self.state, &self.me, seq);
+                    chat::read(&self.state.committer, &self.me, seq);
                 }
                 Ok(None)
             }
@@ -527,7 +527,7 @@ impl Session {
         // What is already decided goes first: it is older than what the database adds.
         self.write_out(sink).await?;
         let result = async {
-            let last = store::couples::last_seq(&self.state.db, self.me.couple_id).await?;
+            let last = chat::last_seq(&self.state, self.me.couple_id).await?;
             self.catch_up_to(sink, last).await?;
             self.flush(sink).await
         }

@@ -11,6 +11,7 @@ mod support;
 mod support_process;
 
 mod accounts;
+mod architecture;
 mod breakup;
 mod chat;
 mod cluster;

@@ -30,6 +30,7 @@
 
 mod presence;
 mod publisher;
+mod shards;
 mod subscriber;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -48,10 +49,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use self::shards::{Shards, Topology};
 use super::BusEvent;
 use super::hub::{Hub, Watch};
-use super::shards::{self, Shards, Topology};
 use super::wire::{Wire, decode};
+use crate::config::RedisTarget;
 use crate::metrics::Metrics;
 
 /// Events waiting for the publisher; beyond, an event reaches local sockets only (remote
@@ -61,26 +63,18 @@ const PUBLISH_QUEUE: usize = 16 * 1024;
 const MAX_BURST: usize = 256;
 /// Persisted events kept for retry while Redis is down.
 const RETRY_LIMIT: usize = 64 * 1024;
-pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// On a cluster a failover takes a few seconds and trying a shard again is cheap (the other
 /// shards are not held up meanwhile): a short backoff makes delivery resume soon after the
 /// replica takes over.
-pub(super) const SHARD_BACKOFF_MAX: Duration = Duration::from_millis(500);
+const SHARD_BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// How long a command may take before Redis counts as away (a frozen Redis accepts bytes
 /// and never answers; only a deadline notices).
-pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long stopping waits for the last publishes.
 const STOP_WAIT: Duration = Duration::from_secs(2);
-
-/// Which Redis the bus talks to.
-pub enum RedisTarget {
-    /// One server (`REDIS_URL`).
-    Single(String),
-    /// A Redis Cluster, by some of its nodes (`REDIS_CLUSTER_URLS`).
-    Cluster(Vec<String>),
-}
 
 pub struct RedisSettings {
     pub target: RedisTarget,
@@ -191,7 +185,7 @@ impl RedisBus {
         &self.hub
     }
 
-    pub(super) fn metrics(&self) -> &Metrics {
+    fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
@@ -199,7 +193,7 @@ impl RedisBus {
         matches!(self.commands, Commands::Cluster { .. })
     }
 
-    pub(super) fn set_down(&self, masters: HashSet<String>) {
+    fn set_down(&self, masters: HashSet<String>) {
         if let Commands::Cluster { down, .. } = &self.commands
             && **down.load() != masters
         {
@@ -207,7 +201,7 @@ impl RedisBus {
         }
     }
 
-    pub(super) fn set_topology(&self, topology: &Topology) {
+    fn set_topology(&self, topology: &Topology) {
         if let Commands::Cluster {
             topology: current, ..
         } = &self.commands
@@ -261,11 +255,11 @@ impl RedisBus {
         self.connected.load(Ordering::Relaxed)
     }
 
-    pub(super) fn set_connected(&self, connected: bool) {
+    fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
     }
 
-    pub(super) fn channel(&self, couple_id: Uuid) -> String {
+    fn channel(&self, couple_id: Uuid) -> String {
         if self.sharded() {
             format!("{}couple:{{{}}}", self.prefix, couple_id.simple())
         } else {
@@ -274,7 +268,7 @@ impl RedisBus {
     }
 
     /// The couple a channel belongs to, from its name.
-    pub(super) fn couple_of(&self, channel: &[u8]) -> Option<Uuid> {
+    fn couple_of(&self, channel: &[u8]) -> Option<Uuid> {
         let id = channel
             .strip_prefix(self.prefix.as_bytes())?
             .strip_prefix(b"couple:")?;

@@ -28,9 +28,9 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::BusEvent;
-use super::hub::Watch;
-use super::redis::{BACKOFF_MIN, COMMAND_TIMEOUT, CONNECT_TIMEOUT, RedisBus, SHARD_BACKOFF_MAX};
+use super::{BACKOFF_MIN, COMMAND_TIMEOUT, CONNECT_TIMEOUT, RedisBus, SHARD_BACKOFF_MAX};
+use crate::bus::BusEvent;
+use crate::bus::hub::Watch;
 
 /// How often the slot map is read even when nothing went wrong, so a shard that was added,
 /// or a slot that moved without anyone telling this node, is noticed.

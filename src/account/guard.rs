@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::state::AppState;
+use crate::services::Services;
 use crate::store;
 
 /// What a client refused for want of a hashing slot is told to wait: a hash takes tens of
@@ -133,15 +133,15 @@ fn addr_key(addr: IpAddr) -> IpAddr {
     }
 }
 
-pub fn spawn_sweeper(state: AppState) {
-    let stop = state.shutdown.clone();
-    state.tasks.clone().spawn(async move {
+pub fn spawn_sweeper(services: Services, logins: Arc<Guard>) {
+    let stop = services.shutdown.clone();
+    services.tasks.clone().spawn(async move {
         let mut trim = tokio::time::interval(TRIM_PERIOD);
-        let mut purge = tokio::time::interval(state.config.sweep_period());
+        let mut purge = tokio::time::interval(services.config.sweep_period());
         loop {
             tokio::select! {
-                _ = trim.tick() => state.logins.trim(),
-                _ = purge.tick() => match sweep(&state).await {
+                _ = trim.tick() => logins.trim(),
+                _ = purge.tick() => match sweep(&services).await {
                     Ok(0) => {}
                     Ok(purged) => tracing::info!(purged, "expired sessions purged"),
                     Err(e) => tracing::warn!(error = %e, "purging expired sessions"),
@@ -154,8 +154,8 @@ pub fn spawn_sweeper(state: AppState) {
 
 /// Deletes every expired session (they already count as none; this only frees the rows).
 /// Returns how many went.
-pub async fn sweep(state: &AppState) -> anyhow::Result<u64> {
-    Ok(store::users::purge_expired_sessions(&state.db, Utc::now()).await?)
+pub async fn sweep(services: &Services) -> anyhow::Result<u64> {
+    Ok(store::users::purge_expired_sessions(&services.db, Utc::now()).await?)
 }
 
 #[cfg(test)]

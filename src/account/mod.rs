@@ -1,0 +1,120 @@
+//! Accounts and sessions: sign up, log in, log out, and who a session token belongs to. The
+//! server keeps only a session token's SHA-256, so logging out deletes one row and ends the
+//! session everywhere. Sign-ups and logins pass the guard first (`guard`): rate limits per
+//! client address and username, and a bounded number of password hashes at a time.
+
+mod guard;
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use base64::Engine;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::{Error, Result, ResultExt};
+use crate::publish;
+use crate::services::Services;
+use crate::store;
+use crate::store::users::{SessionUser, User};
+
+pub use guard::{Guard, spawn_sweeper, sweep};
+
+/// Creates an account. The username is free or the answer is `username_taken`.
+pub async fn sign_up(
+    services: &Services,
+    guard: &Guard,
+    client: IpAddr,
+    username: &str,
+    password: String,
+) -> Result<User> {
+    validate_username(username)?;
+    validate_password(&password)?;
+    guard.admit(client, username)?;
+    let hash = guard
+        .hash(move || password_auth::generate_hash(password))
+        .await?;
+    let user = store::users::create(&services.db, username, hash)
+        .await
+        .on_unique_violation(|| Error::UsernameTaken)?;
+    tracing::info!(user_id = %user.id, "signed up");
+    Ok(user)
+}
+
+/// Verifying against this when the user does not exist makes "no such user" take as long as
+/// "wrong password", so timing does not reveal which usernames exist.
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| password_auth::generate_hash("not anybody's password"));
+
+/// Checks a username and password: the user, or `invalid_credentials` whichever was wrong.
+pub async fn log_in(
+    services: &Services,
+    guard: &Guard,
+    client: IpAddr,
+    username: &str,
+    password: String,
+) -> Result<User> {
+    guard.admit(client, username)?;
+    let user = store::users::by_username(&services.db, username).await?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let verified = guard
+        .hash(move || {
+            let hash = hash.as_deref().unwrap_or(&DUMMY_HASH);
+            password_auth::verify_password(password, hash).is_ok()
+        })
+        .await?;
+    let Some(user) = user.filter(|_| verified) else {
+        return Err(Error::InvalidCredentials);
+    };
+    tracing::info!(user_id = %user.id, "logged in");
+    Ok(user)
+}
+
+/// Starts a session for the user: the token to hand the client (stored only as its hash),
+/// valid for `DUET_SESSION_TTL`.
+pub async fn start_session(services: &Services, user_id: Uuid) -> Result<String> {
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let expires_at = Utc::now() + services.config.session_ttl();
+    store::users::create_session(&services.db, user_id, token_hash(&token), expires_at).await?;
+    Ok(token)
+}
+
+/// Ends a session; sockets opened with it close, on whichever node holds them.
+pub async fn log_out(services: &Services, user_id: Uuid, session_id: Uuid) -> Result<()> {
+    store::users::delete_session(&services.db, session_id).await?;
+    if let Some((couple_id, _)) = store::couples::partner_of(&services.db, user_id).await? {
+        publish::session_ended(&services.bus, couple_id, session_id);
+    }
+    tracing::info!(%user_id, "logged out");
+    Ok(())
+}
+
+/// The user a session token belongs to, while the session lasts.
+pub async fn session_user(services: &Services, token: &str) -> Result<Option<SessionUser>> {
+    Ok(store::users::session_user(&services.db, &token_hash(token)).await?)
+}
+
+fn token_hash(token: &str) -> String {
+    format!("{:x}", Sha256::digest(token.as_bytes()))
+}
+
+fn validate_username(username: &str) -> Result<()> {
+    let length = username.chars().count();
+    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if !(3..=32).contains(&length) || !username.chars().all(allowed) {
+        return Err(Error::InvalidInput(
+            "a username has 3-32 letters, digits, '_', '.' or '-'".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_password(password: &str) -> Result<()> {
+    if !(8..=128).contains(&password.chars().count()) {
+        return Err(Error::InvalidInput(
+            "a password has 8-128 characters".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! What the contract shows of a chat, a file and a question: the plain views that `chat`,
+//! `question` and `file` frames and the REST responses carry. A leaf: frames are built from
+//! these, and the modules that make them depend on this one, never the other way.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::store::chats::Chat;
+use crate::store::files::File;
+use crate::store::questions::Asked;
+
+/// A chat as the contract shows it, in `chat` frames and in `GET /api/chats`.
+#[derive(Serialize, Debug, Clone)]
+pub struct ChatView {
+    pub seq: i64,
+    pub id: Uuid,
+    pub sender_id: Uuid,
+    pub text: String,
+    pub file: Option<FileView>,
+    #[serde(serialize_with = "rfc3339")]
+    pub sent_at: DateTime<Utc>,
+    pub client_id: Option<Uuid>,
+    /// Extension: set only when a replay passes a chat deleted since (its text is gone).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl ChatView {
+    pub fn new(chat: Chat, file: Option<File>) -> Self {
+        ChatView {
+            seq: chat.seq,
+            id: chat.id,
+            sender_id: chat.sender_id,
+            deleted: chat.deleted_at.is_some(),
+            text: chat.text,
+            file: file.map(FileView::from),
+            sent_at: chat.sent_at,
+            client_id: Some(chat.client_id),
+        }
+    }
+}
+
+/// The file object of the contract (`chat.file`, `POST /api/files`), plus image size hints so
+/// a client can lay the chat out before the image loads.
+#[derive(Serialize, Debug, Clone)]
+pub struct FileView {
+    pub id: Uuid,
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+}
+
+impl From<File> for FileView {
+    fn from(file: File) -> Self {
+        FileView {
+            id: file.id,
+            name: file.name,
+            size: file.size,
+            content_type: file.content_type,
+            width: file.width,
+            height: file.height,
+        }
+    }
+}
+
+/// A `question` frame.
+#[derive(Serialize, Debug, Clone)]
+pub struct QuestionView {
+    pub seq: i64,
+    pub question_id: i64,
+    pub text: String,
+    pub keyword: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub asked_at: DateTime<Utc>,
+}
+
+impl From<Asked> for QuestionView {
+    fn from(asked: Asked) -> Self {
+        QuestionView {
+            seq: asked.seq,
+            question_id: asked.question_id,
+            text: asked.text,
+            keyword: asked.keyword,
+            asked_at: asked.asked_at,
+        }
+    }
+}
+
+/// Instants on the wire: RFC 3339, UTC, milliseconds.
+pub fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
