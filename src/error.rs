@@ -9,7 +9,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sea_orm::DbErr;
-use serde_json::json;
+use serde::Serialize;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -150,10 +150,29 @@ fn is_unavailable(e: &DbErr) -> bool {
     }
 }
 
+/// The body of every error response: `{"error": {"code", "message"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `invalid_input`, `unauthenticated`, `not_paired`, `not_found`, ...
+    pub code: &'static str,
+    /// For people; never contains another user's data.
+    pub message: String,
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         self.log();
-        let body = json!({ "error": { "code": self.code(), "message": self.public_message() } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.public_message(),
+            },
+        };
         let mut response = (self.status(), Json(body)).into_response();
         if let Error::TryLater { retry_after, .. } = &self {
             // Whole seconds, rounded up: a client that waits what it is told is not refused

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::store::chats::Chat;
@@ -11,7 +12,7 @@ use crate::store::files::File;
 use crate::store::questions::Asked;
 
 /// A chat as the contract shows it, in `chat` frames and in `GET /api/chats`.
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Debug, Clone, ToSchema)]
 pub struct ChatView {
     pub seq: i64,
     pub id: Uuid,
@@ -43,7 +44,7 @@ impl ChatView {
 
 /// The file object of the contract (`chat.file`, `POST /api/files`), plus image size hints so
 /// a client can lay the chat out before the image loads.
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Debug, Clone, ToSchema)]
 pub struct FileView {
     pub id: Uuid,
     pub name: String,
@@ -86,6 +87,17 @@ impl From<Asked> for QuestionView {
             keyword: asked.keyword,
             asked_at: asked.asked_at,
         }
+    }
+}
+
+/// An optional instant on the wire: RFC 3339 or `null`.
+pub fn rfc3339_opt<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
     }
 }
 

@@ -14,16 +14,18 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Json;
 use super::client_addr::ClientAddr;
 use crate::couple::Member;
+use crate::error::ErrorBody;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::couples::MyCouple;
 use crate::store::users::User;
+use crate::view::{rfc3339, rfc3339_opt};
 use crate::{account, pairing};
 
 pub const COOKIE: &str = "duet_session";
@@ -36,13 +38,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/me", get(me))
 }
 
-#[derive(Deserialize)]
-struct Credentials {
-    username: String,
-    password: String,
+#[derive(Deserialize, ToSchema)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserView {
     pub id: Uuid,
     pub username: String,
@@ -58,20 +60,47 @@ impl From<&User> for UserView {
 }
 
 /// The `couple` object of the contract, seen by one of its members.
-pub fn couple_view(mine: &MyCouple) -> serde_json::Value {
-    let delete_at = mine
-        .couple
-        .delete_at
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    json!({
-        "id": mine.couple.id,
-        "since": mine.couple.since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "partner": UserView::from(&mine.partner),
-        "delete_at": delete_at,
-    })
+#[derive(Serialize, ToSchema)]
+pub struct CoupleView {
+    pub id: Uuid,
+    #[serde(serialize_with = "rfc3339")]
+    pub since: DateTime<Utc>,
+    pub partner: UserView,
+    /// When the scheduled break-up falls due; `null` when none is scheduled.
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub delete_at: Option<DateTime<Utc>>,
 }
 
-async fn signup(
+pub fn couple_view(mine: &MyCouple) -> CoupleView {
+    CoupleView {
+        id: mine.couple.id,
+        since: mine.couple.since,
+        partner: UserView::from(&mine.partner),
+        delete_at: mine.couple.delete_at,
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserBody {
+    pub user: UserView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeBody {
+    pub user: UserView,
+    /// `null` while I am not in a couple.
+    pub couple: Option<CoupleView>,
+}
+
+/// Creates an account and starts a session (cookie `duet_session`, HttpOnly).
+#[utoipa::path(post, path = "/api/signup", tag = "accounts", request_body = Credentials,
+    responses(
+        (status = 201, description = "Signed up and signed in", body = UserBody),
+        (status = 400, description = "Username or password malformed", body = ErrorBody),
+        (status = 409, description = "`username_taken`", body = ErrorBody),
+        (status = 429, description = "Too many attempts (`Retry-After`)", body = ErrorBody),
+    ))]
+pub(super) async fn signup(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
@@ -84,11 +113,21 @@ async fn signup(
     Ok((
         StatusCode::CREATED,
         jar,
-        Json(json!({ "user": UserView::from(&user) })),
+        Json(UserBody {
+            user: UserView::from(&user),
+        }),
     ))
 }
 
-async fn login(
+/// Starts a session for an existing account.
+#[utoipa::path(post, path = "/api/login", tag = "accounts", request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in", body = UserBody),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 429, description = "Too many attempts (`Retry-After`)", body = ErrorBody),
+    ))]
+pub(super) async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
@@ -98,7 +137,12 @@ async fn login(
     let user =
         account::log_in(&state, &state.logins, client, &body.username, body.password).await?;
     let jar = start_session(&state, &headers, jar, user.id).await?;
-    Ok((jar, Json(json!({ "user": UserView::from(&user) }))))
+    Ok((
+        jar,
+        Json(UserBody {
+            user: UserView::from(&user),
+        }),
+    ))
 }
 
 /// The session token goes into an HttpOnly cookie; clients that are not browsers send it back
@@ -132,7 +176,13 @@ fn is_https(headers: &HeaderMap) -> bool {
         .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
 }
 
-async fn logout(
+/// Ends this session; its sockets close on every node.
+#[utoipa::path(post, path = "/api/logout", tag = "accounts",
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "No session, or it ended", body = ErrorBody),
+    ))]
+pub(super) async fn logout(
     State(state): State<AppState>,
     user: CurrentUser,
     jar: CookieJar,
@@ -144,13 +194,23 @@ async fn logout(
     ))
 }
 
-async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<impl IntoResponse> {
+/// Who I am, and my couple if I am in one.
+#[utoipa::path(get, path = "/api/me", tag = "accounts",
+    responses(
+        (status = 200, description = "Me", body = MeBody),
+        (status = 401, description = "No session, or it ended", body = ErrorBody),
+    ))]
+pub(super) async fn me(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<impl IntoResponse> {
     let couple = pairing::my_couple(&state, user.user.id)
         .await?
         .map(|m| couple_view(&m));
-    Ok(Json(
-        json!({ "user": UserView::from(&user.user), "couple": couple }),
-    ))
+    Ok(Json(MeBody {
+        user: UserView::from(&user.user),
+        couple,
+    }))
 }
 
 /// The signed-in user of a request: 401 `unauthenticated` when there is none.

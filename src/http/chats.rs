@@ -4,13 +4,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{Json, Paired, Query};
 use crate::chat;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::state::AppState;
+use crate::view::ChatView;
 
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 200;
@@ -19,13 +20,29 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/chats", get(history))
 }
 
-#[derive(Deserialize)]
-struct Page {
+#[derive(Deserialize, IntoParams)]
+pub struct Page {
+    /// Only chats with a smaller seq (omit for the newest).
     before: Option<i64>,
+    /// How many, 1 to 200 (default 50).
     limit: Option<i64>,
 }
 
-async fn history(
+#[derive(Serialize, ToSchema)]
+pub struct ChatsBody {
+    /// Newest first; deleted chats are left out.
+    pub chats: Vec<ChatView>,
+}
+
+/// A page of older chats.
+#[utoipa::path(get, path = "/api/chats", tag = "chat", params(Page),
+    responses(
+        (status = 200, description = "Chats", body = ChatsBody),
+        (status = 400, description = "Bad `before` or `limit`", body = ErrorBody),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 409, description = "`not_paired`: I am not in a couple", body = ErrorBody),
+    ))]
+pub(super) async fn history(
     State(state): State<AppState>,
     Paired(me): Paired,
     Query(page): Query<Page>,
@@ -36,5 +53,5 @@ async fn history(
         Some(_) => return Err(Error::InvalidInput("limit must be at least 1".into())),
     };
     let chats = chat::history(&state, me.couple_id, page.before, limit).await?;
-    Ok(Json(json!({ "chats": chats })))
+    Ok(Json(ChatsBody { chats }))
 }

@@ -6,14 +6,16 @@ use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{CurrentUser, Json, Paired, Path};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::file;
 use crate::pairing;
 use crate::state::AppState;
+use crate::view::FileView;
 
 /// Room for the multipart framing around the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -29,7 +31,31 @@ pub fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/files/{id}", get(download))
 }
 
-async fn upload(
+#[derive(Serialize, ToSchema)]
+pub struct FileBody {
+    pub file: FileView,
+}
+
+/// The upload form: one part named `file`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Upload {
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    file: String,
+}
+
+/// Uploads a file for a chat to carry (send its `id` as a chat's `file_id`). Unsent uploads
+/// are swept after a while.
+#[utoipa::path(post, path = "/api/files", tag = "files",
+    request_body(content = Upload, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Stored", body = FileBody),
+        (status = 400, description = "Not multipart, or no part named `file`", body = ErrorBody),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 409, description = "`not_paired`: I am not in a couple", body = ErrorBody),
+        (status = 413, description = "`too_large`: over the size limit or the couple's quota", body = ErrorBody),
+    ))]
+pub(super) async fn upload(
     State(state): State<AppState>,
     Paired(me): Paired,
     multipart: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
@@ -44,13 +70,22 @@ async fn upload(
             .ok_or_else(|| Error::InvalidInput("the upload needs a part named \"file\"".into()))?;
         if field.name() == Some("file") {
             let view = file::upload(&state, &me, field).await?;
-            return Ok((StatusCode::CREATED, Json(json!({ "file": view }))));
+            return Ok((StatusCode::CREATED, Json(FileBody { file: view })));
         }
     }
 }
 
 /// Anyone who is not a member of the file's couple, paired or not, gets the same 404.
-async fn download(
+#[utoipa::path(get, path = "/api/files/{id}", tag = "files",
+    params(("id" = Uuid, Path, description = "The file")),
+    responses(
+        (status = 200, description = "The bytes (images inline, others as attachments; `Range` honoured)",
+            content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 404, description = "Not a file of my couple", body = ErrorBody),
+    ))]
+pub(super) async fn download(
     State(state): State<AppState>,
     me: CurrentUser,
     Path(id): Path<Uuid>,

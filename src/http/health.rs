@@ -5,10 +5,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::Json;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -18,12 +19,23 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// The process is up: nothing else is checked, so a slow database never gets a node killed.
-async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, Json(json!({ "status": "ok" })))
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    pub status: &'static str,
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// The process is up: nothing else is checked, so a slow database never gets a node killed.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Up", body = Status)))]
+pub(super) async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, Json(Status { status: "ok" }))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)))]
+pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -36,7 +48,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// Worth sending traffic to: not draining, the database answers a ping within
 /// `DUET_DB_TIMEOUT_MS`, and the bus is connected (its subscriber is listening). Answers within
 /// that bound whatever is down; the error message says which part failed.
-async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse> {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Status),
+        (status = 503, description = "Draining, or the database or bus does not answer", body = ErrorBody),
+    ))]
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse> {
     if state.is_draining() {
         return Err(Error::Unavailable("this node is shutting down".into()));
     }
@@ -47,5 +64,5 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse> {
     if !state.bus.is_ready() {
         return Err(Error::Unavailable("the bus does not answer".into()));
     }
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(Status { status: "ready" }))
 }

@@ -10,6 +10,7 @@ mod client_addr;
 mod files;
 mod headers;
 mod health;
+pub mod openapi;
 mod pairing;
 
 use axum::Router;
@@ -42,6 +43,7 @@ pub fn router(state: AppState, socket: Router<AppState>) -> Router {
         .merge(answers::router())
         .merge(files::router(state.config.max_upload_bytes))
         .merge(health::router())
+        .merge(openapi::router())
         .merge(socket)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))

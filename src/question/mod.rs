@@ -9,6 +9,7 @@ pub mod matcher;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::couple::Member;
@@ -77,7 +78,7 @@ pub async fn answer(
 }
 
 /// One row of the answers page.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct AnswerRow {
     pub question_id: i64,
     pub question: String,
@@ -88,7 +89,7 @@ pub struct AnswerRow {
     pub partner: Option<AnswerText>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct AnswerText {
     pub text: String,
     #[serde(serialize_with = "rfc3339")]

@@ -20,6 +20,7 @@ mod faults;
 mod files;
 mod headers;
 mod logins;
+mod openapi;
 mod pairing;
 mod question;
 mod sharded;
