@@ -250,7 +250,7 @@ async fn append_plain(
     if fast.is_empty() {
         return (0..sends.len()).collect();
     }
-    let now = store::chats::now_millis();
+    let now = store::events::now_millis();
     let chats: Vec<PlainChat<'_>> = fast
         .iter()
         .map(|&i| PlainChat {
@@ -333,7 +333,7 @@ async fn with_rules(services: &Services, sends: &[&PendingSend]) -> Result<Vec<D
             triggers: &s.triggers,
         })
         .collect();
-    let (decisions, writes) = plan::plan(&couples, loaded, &rules, store::chats::now_millis());
+    let (decisions, writes) = plan::plan(&couples, loaded, &rules, store::events::now_millis());
     store::sends::write(&txn, writes).await?;
     txn.commit().await?;
     Ok(decisions)

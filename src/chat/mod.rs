@@ -19,7 +19,8 @@ use crate::frame::ServerFrame;
 use crate::publish;
 use crate::services::Services;
 use crate::store;
-use crate::store::chats::{Chat, KIND_ANSWERED, KIND_CHAT, KIND_DELETED, KIND_QUESTION};
+use crate::store::chats::Chat;
+use crate::store::events::EventKind;
 use crate::view::{ChatView, QuestionView};
 
 pub use committer::{Committer, PendingSend};
@@ -137,33 +138,33 @@ pub async fn events_between(
     upto: i64,
     limit: u64,
 ) -> Result<Vec<Replayed>> {
-    let rows = store::chats::events_between(&services.db, couple_id, after, upto, limit).await?;
+    let rows = store::events::between(&services.db, couple_id, after, upto, limit).await?;
     let question_seqs: Vec<i64> = rows
         .iter()
-        .filter(|row| row.kind == KIND_QUESTION)
+        .filter(|row| row.kind == EventKind::Question)
         .map(|row| row.seq)
         .collect();
     let mut asked = store::questions::asked_at_seqs(&services.db, couple_id, question_seqs).await?;
     let mut replayed = Vec::with_capacity(rows.len());
     for row in rows {
         let seq = row.seq;
-        let (from, frame) = match (row.kind.as_str(), row.chat_id, row.chat) {
-            (KIND_CHAT, _, Some(chat)) => (
+        let (from, frame) = match (row.kind, row.chat_id, row.chat) {
+            (EventKind::Chat, _, Some(chat)) => (
                 Some(chat.sender_id),
                 ServerFrame::Chat(ChatView::new(chat, row.file)),
             ),
-            (KIND_DELETED, Some(chat_id), chat) => (
+            (EventKind::Deleted, Some(chat_id), chat) => (
                 chat.map(|c| c.sender_id),
                 ServerFrame::Deleted { seq, chat_id },
             ),
-            (KIND_QUESTION, ..) if asked.iter().any(|a| a.seq == seq) => {
+            (EventKind::Question, ..) if asked.iter().any(|a| a.seq == seq) => {
                 let index = asked.iter().position(|a| a.seq == seq).unwrap_or(0);
                 (
                     None,
                     ServerFrame::Question(QuestionView::from(asked.swap_remove(index))),
                 )
             }
-            (KIND_ANSWERED, ..) => match (row.question_id, row.user_id) {
+            (EventKind::Answered, ..) => match (row.question_id, row.user_id) {
                 (Some(question_id), Some(user_id)) => (
                     Some(user_id),
                     ServerFrame::Answered {
@@ -175,7 +176,7 @@ pub async fn events_between(
                 _ => continue,
             },
             (kind, ..) => {
-                tracing::warn!(%couple_id, seq, kind, "event without its row");
+                tracing::warn!(%couple_id, seq, kind = kind.as_str(), "event without its row");
                 continue;
             }
         };

@@ -17,7 +17,7 @@ use entity::{chats, couple_questions, events, files};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::store::chats::KIND_QUESTION;
+use crate::store::events::EventKind;
 use crate::store::questions::{Asked, Trigger};
 use crate::store::sends::{Couple, Loaded, Writes};
 
@@ -206,7 +206,7 @@ fn question_event(
     events::Model {
         couple_id,
         seq,
-        kind: KIND_QUESTION.to_owned(),
+        kind: EventKind::Question.as_str().to_owned(),
         chat_id: None,
         question_id: Some(question_id),
         user_id: None,

@@ -1,74 +1,18 @@
-//! Chats and the per-couple event log. Every persisted event takes the couple's next `seq`
-//! inside the transaction that writes it (under the couple's row lock), so seqs are gapless
-//! and both partners see one order. A chat is its own entry in that log (`chats.seq`); the
-//! `events` table holds every other kind (deleted, question, answered) and points at the
-//! rows with their content. A replay reads both, merged by seq. (Chat rows in `events`
-//! written before this was so are skipped.)
+//! Chats: one that is live, deleting one (its text wiped, a `deleted` event logged), and
+//! history pages. Their place in the couple's order is the event log's (`store::events`).
 
-use chrono::{DateTime, Utc};
-use entity::{chats, couples, events, files};
-use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
+use entity::{chats, files};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
+use super::events::{self, EventKind, EventRef, now_millis};
+
 pub use chats::Model as Chat;
-pub use events::Model as Event;
 pub use files::Model as File;
-
-pub const KIND_CHAT: &str = "chat";
-pub const KIND_DELETED: &str = "deleted";
-pub const KIND_QUESTION: &str = "question";
-pub const KIND_ANSWERED: &str = "answered";
-
-/// Takes the couple's next seq; the row lock it holds until commit is what keeps seqs
-/// gapless and ordered.
-pub(super) async fn next_seq(txn: &DatabaseTransaction, couple_id: Uuid) -> Result<i64, DbErr> {
-    let updated = couples::Entity::update_many()
-        .col_expr(
-            couples::Column::LastSeq,
-            Expr::col(couples::Column::LastSeq).add(1),
-        )
-        .filter(couples::Column::Id.eq(couple_id))
-        .exec_with_returning(txn)
-        .await?;
-    updated
-        .into_iter()
-        .next()
-        .map(|c| c.last_seq)
-        .ok_or_else(|| DbErr::RecordNotFound(format!("couple {couple_id}")))
-}
-
-/// What an event row points at: a chat, or a question (and who answered it).
-#[derive(Default)]
-pub(super) struct EventRef {
-    pub chat_id: Option<Uuid>,
-    pub question_id: Option<i64>,
-    pub user_id: Option<Uuid>,
-}
-
-pub(super) async fn append_event(
-    txn: &DatabaseTransaction,
-    couple_id: Uuid,
-    seq: i64,
-    kind: &str,
-    refs: EventRef,
-) -> Result<(), DbErr> {
-    events::ActiveModel {
-        couple_id: Set(couple_id),
-        seq: Set(seq),
-        kind: Set(kind.to_owned()),
-        chat_id: Set(refs.chat_id),
-        question_id: Set(refs.question_id),
-        user_id: Set(refs.user_id),
-        created_at: Set(Utc::now()),
-    }
-    .insert(txn)
-    .await?;
-    Ok(())
-}
 
 /// A chat of this couple that is not deleted yet.
 pub async fn live_chat(
@@ -92,7 +36,7 @@ pub async fn delete(
     chat_id: Uuid,
 ) -> Result<Option<(i64, Option<super::files::File>)>, DbErr> {
     let txn = db.begin().await?;
-    let seq = next_seq(&txn, couple_id).await?;
+    let seq = events::next_seq(&txn, couple_id).await?;
     let wiped = chats::Entity::update_many()
         .col_expr(chats::Column::DeletedAt, Expr::value(Some(now_millis())))
         .col_expr(chats::Column::Text, Expr::value(String::new()))
@@ -110,134 +54,9 @@ pub async fn delete(
         chat_id: Some(chat_id),
         ..EventRef::default()
     };
-    append_event(&txn, couple_id, seq, KIND_DELETED, refs).await?;
+    events::append(&txn, couple_id, seq, EventKind::Deleted, refs).await?;
     txn.commit().await?;
     Ok(Some((seq, file)))
-}
-
-/// An event read back for a replay, with the chat it is about and that chat's file.
-pub struct Replayed {
-    pub seq: i64,
-    pub kind: String,
-    pub chat_id: Option<Uuid>,
-    pub question_id: Option<i64>,
-    pub user_id: Option<Uuid>,
-    pub chat: Option<Chat>,
-    pub file: Option<File>,
-}
-
-/// Events with `after < seq <= upto`, oldest first, at most `limit`, each with its chat and
-/// the chat's file. Most events are chats, and a chat's event has the chat's seq: the chats
-/// come from one range scan of `(couple_id, seq)` and only the other events from `events`,
-/// which costs a third of joining every event to its chat on a long replay. Columns are read
-/// by position (named lookups cost more than the queries do).
-pub async fn events_between(
-    db: &impl ConnectionTrait,
-    couple_id: Uuid,
-    after: i64,
-    upto: i64,
-    limit: u64,
-) -> Result<Vec<Replayed>, DbErr> {
-    let in_range = || {
-        Expr::col(chats::Column::Seq)
-            .gt(after)
-            .and(Expr::col(chats::Column::Seq).lte(upto))
-    };
-    let chat_rows = db
-        .query_all(
-            Query::select()
-                .columns(chats::Column::iter())
-                .from(chats::Entity)
-                .and_where(chats::Column::CoupleId.eq(couple_id))
-                .and_where(in_range())
-                .order_by(chats::Column::Seq, Order::Asc)
-                .limit(limit),
-        )
-        .await?;
-    let others = events::Entity::find()
-        .filter(events::Column::CoupleId.eq(couple_id))
-        .filter(events::Column::Seq.gt(after))
-        .filter(events::Column::Seq.lte(upto))
-        .filter(events::Column::Kind.ne(KIND_CHAT))
-        .order_by_asc(events::Column::Seq)
-        .limit(limit)
-        .all(db)
-        .await?;
-    let chats: Vec<Chat> = chat_rows.iter().map(chat_at).collect::<Result<_, _>>()?;
-    // The files of these chats (deleted chats have none left).
-    let mut files = if chats.iter().all(|c| c.deleted_at.is_some()) {
-        Vec::new()
-    } else {
-        let chat_ids = Query::select()
-            .column(chats::Column::Id)
-            .from(chats::Entity)
-            .and_where(chats::Column::CoupleId.eq(couple_id))
-            .and_where(in_range())
-            .to_owned();
-        files::Entity::find()
-            .filter(files::Column::CoupleId.eq(couple_id))
-            .filter(files::Column::ChatId.in_subquery(chat_ids))
-            .filter(files::Column::DeletedAt.is_null())
-            .all(db)
-            .await?
-    };
-    // Merge the two seq-ordered lists, keeping the first `limit`.
-    let mut replayed = Vec::with_capacity(chats.len() + others.len());
-    let (mut chats, mut others) = (chats.into_iter().peekable(), others.into_iter().peekable());
-    while replayed.len() < limit as usize {
-        let chat_first = match (chats.peek(), others.peek()) {
-            (Some(chat), Some(event)) => chat.seq < event.seq,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => break,
-        };
-        let row = match (
-            chat_first,
-            chats.next_if(|_| chat_first),
-            others.next_if(|_| !chat_first),
-        ) {
-            (_, Some(chat), _) => {
-                let file = files
-                    .iter()
-                    .position(|f| f.chat_id == Some(chat.id))
-                    .map(|i| files.swap_remove(i));
-                Replayed {
-                    seq: chat.seq,
-                    kind: KIND_CHAT.to_owned(),
-                    chat_id: Some(chat.id),
-                    question_id: None,
-                    user_id: None,
-                    chat: Some(chat),
-                    file,
-                }
-            }
-            (_, None, Some(event)) => Replayed {
-                seq: event.seq,
-                kind: event.kind,
-                chat_id: event.chat_id,
-                question_id: event.question_id,
-                user_id: event.user_id,
-                chat: None,
-                file: None,
-            },
-            _ => break,
-        };
-        replayed.push(row);
-    }
-    Ok(replayed)
-}
-
-fn chat_at(row: &sea_orm::QueryResult) -> Result<Chat, DbErr> {
-    Ok(Chat {
-        id: row.try_get_by_index(0)?,
-        couple_id: row.try_get_by_index(1)?,
-        seq: row.try_get_by_index(2)?,
-        sender_id: row.try_get_by_index(3)?,
-        client_id: row.try_get_by_index(4)?,
-        text: row.try_get_by_index(5)?,
-        sent_at: row.try_get_by_index(6)?,
-        deleted_at: row.try_get_by_index(7)?,
-    })
 }
 
 /// Chats that are not deleted with `seq < before` (or the newest), newest first.
@@ -258,11 +77,4 @@ pub async fn history(
         .limit(limit)
         .all(db)
         .await
-}
-
-/// Times go out as RFC 3339 with milliseconds; storing them at that precision means a replay
-/// shows exactly the `sent_at` the live frame showed, on every backend.
-pub fn now_millis() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }

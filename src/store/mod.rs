@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod chats;
 pub mod couples;
+pub mod events;
 pub mod files;
 pub mod questions;
 pub mod sends;

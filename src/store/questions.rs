@@ -14,7 +14,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::chats::{EventRef, KIND_ANSWERED, append_event, next_seq, now_millis};
+use super::events::{self, EventKind, EventRef, next_seq, now_millis};
 
 pub use answers::Model as Answer;
 pub use questions::Model as Question;
@@ -306,7 +306,7 @@ pub async fn answer(
         user_id: Some(user_id),
         ..EventRef::default()
     };
-    append_event(&txn, couple_id, seq, KIND_ANSWERED, refs).await?;
+    events::append(&txn, couple_id, seq, EventKind::Answered, refs).await?;
     // The second answer closes the question for the couple (see `couples.open_questions`).
     let answers_given = answers::Entity::find()
         .filter(answers::Column::CoupleId.eq(couple_id))

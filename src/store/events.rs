@@ -1,0 +1,233 @@
+//! The couple's event log. Every persisted event takes the couple's next `seq` inside the
+//! transaction that writes it (under the couple's row lock), so seqs are gapless and both
+//! partners see one order. A chat is its own entry in that log (`chats.seq`); the `events`
+//! table holds every other kind (deleted, question, answered) and points at the rows with
+//! their content. A replay reads both, merged by seq. (Chat rows in `events` written before
+//! this was so are skipped.)
+
+use chrono::{DateTime, Utc};
+use entity::{chats, couples, events, files};
+use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    Iterable, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use uuid::Uuid;
+
+pub use events::Model as Event;
+
+type Chat = chats::Model;
+type File = files::Model;
+
+/// What an entry of the log is; stored as its name in `events.kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Chat,
+    Deleted,
+    Question,
+    Answered,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Chat => "chat",
+            EventKind::Deleted => "deleted",
+            EventKind::Question => "question",
+            EventKind::Answered => "answered",
+        }
+    }
+
+    /// A stored kind this build does not know is an error, not a silent skip: a newer node
+    /// wrote it, and the replay must not pretend the log has a hole.
+    fn parse(stored: &str) -> Result<EventKind, DbErr> {
+        [
+            EventKind::Chat,
+            EventKind::Deleted,
+            EventKind::Question,
+            EventKind::Answered,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == stored)
+        .ok_or_else(|| DbErr::Type(format!("unknown event kind {stored:?}")))
+    }
+}
+
+/// Takes the couple's next seq; the row lock it holds until commit is what keeps seqs
+/// gapless and ordered.
+pub(super) async fn next_seq(txn: &DatabaseTransaction, couple_id: Uuid) -> Result<i64, DbErr> {
+    let updated = couples::Entity::update_many()
+        .col_expr(
+            couples::Column::LastSeq,
+            Expr::col(couples::Column::LastSeq).add(1),
+        )
+        .filter(couples::Column::Id.eq(couple_id))
+        .exec_with_returning(txn)
+        .await?;
+    updated
+        .into_iter()
+        .next()
+        .map(|c| c.last_seq)
+        .ok_or_else(|| DbErr::RecordNotFound(format!("couple {couple_id}")))
+}
+
+/// What an event row points at: a chat, or a question (and who answered it).
+#[derive(Default)]
+pub(super) struct EventRef {
+    pub chat_id: Option<Uuid>,
+    pub question_id: Option<i64>,
+    pub user_id: Option<Uuid>,
+}
+
+pub(super) async fn append(
+    txn: &DatabaseTransaction,
+    couple_id: Uuid,
+    seq: i64,
+    kind: EventKind,
+    refs: EventRef,
+) -> Result<(), DbErr> {
+    events::ActiveModel {
+        couple_id: Set(couple_id),
+        seq: Set(seq),
+        kind: Set(kind.as_str().to_owned()),
+        chat_id: Set(refs.chat_id),
+        question_id: Set(refs.question_id),
+        user_id: Set(refs.user_id),
+        created_at: Set(Utc::now()),
+    }
+    .insert(txn)
+    .await?;
+    Ok(())
+}
+
+/// An event read back for a replay, with the chat it is about and that chat's file.
+pub struct Replayed {
+    pub seq: i64,
+    pub kind: EventKind,
+    pub chat_id: Option<Uuid>,
+    pub question_id: Option<i64>,
+    pub user_id: Option<Uuid>,
+    pub chat: Option<Chat>,
+    pub file: Option<File>,
+}
+
+/// Events with `after < seq <= upto`, oldest first, at most `limit`, each with its chat and
+/// the chat's file. Most events are chats, and a chat's event has the chat's seq: the chats
+/// come from one range scan of `(couple_id, seq)` and only the other events from `events`,
+/// which costs a third of joining every event to its chat on a long replay. Columns are read
+/// by position (named lookups cost more than the queries do).
+pub async fn between(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    after: i64,
+    upto: i64,
+    limit: u64,
+) -> Result<Vec<Replayed>, DbErr> {
+    let in_range = || {
+        Expr::col(chats::Column::Seq)
+            .gt(after)
+            .and(Expr::col(chats::Column::Seq).lte(upto))
+    };
+    let chat_rows = db
+        .query_all(
+            Query::select()
+                .columns(chats::Column::iter())
+                .from(chats::Entity)
+                .and_where(chats::Column::CoupleId.eq(couple_id))
+                .and_where(in_range())
+                .order_by(chats::Column::Seq, Order::Asc)
+                .limit(limit),
+        )
+        .await?;
+    let others = events::Entity::find()
+        .filter(events::Column::CoupleId.eq(couple_id))
+        .filter(events::Column::Seq.gt(after))
+        .filter(events::Column::Seq.lte(upto))
+        .filter(events::Column::Kind.ne(EventKind::Chat.as_str()))
+        .order_by_asc(events::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await?;
+    let chats: Vec<Chat> = chat_rows.iter().map(chat_at).collect::<Result<_, _>>()?;
+    // The files of these chats (deleted chats have none left).
+    let mut files = if chats.iter().all(|c| c.deleted_at.is_some()) {
+        Vec::new()
+    } else {
+        let chat_ids = Query::select()
+            .column(chats::Column::Id)
+            .from(chats::Entity)
+            .and_where(chats::Column::CoupleId.eq(couple_id))
+            .and_where(in_range())
+            .to_owned();
+        files::Entity::find()
+            .filter(files::Column::CoupleId.eq(couple_id))
+            .filter(files::Column::ChatId.in_subquery(chat_ids))
+            .filter(files::Column::DeletedAt.is_null())
+            .all(db)
+            .await?
+    };
+    // Merge the two seq-ordered lists, keeping the first `limit`.
+    let mut replayed = Vec::with_capacity(chats.len() + others.len());
+    let (mut chats, mut others) = (chats.into_iter().peekable(), others.into_iter().peekable());
+    while replayed.len() < limit as usize {
+        let chat_first = match (chats.peek(), others.peek()) {
+            (Some(chat), Some(event)) => chat.seq < event.seq,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let row = match (
+            chat_first,
+            chats.next_if(|_| chat_first),
+            others.next_if(|_| !chat_first),
+        ) {
+            (_, Some(chat), _) => {
+                let file = files
+                    .iter()
+                    .position(|f| f.chat_id == Some(chat.id))
+                    .map(|i| files.swap_remove(i));
+                Replayed {
+                    seq: chat.seq,
+                    kind: EventKind::Chat,
+                    chat_id: Some(chat.id),
+                    question_id: None,
+                    user_id: None,
+                    chat: Some(chat),
+                    file,
+                }
+            }
+            (_, None, Some(event)) => Replayed {
+                seq: event.seq,
+                kind: EventKind::parse(&event.kind)?,
+                chat_id: event.chat_id,
+                question_id: event.question_id,
+                user_id: event.user_id,
+                chat: None,
+                file: None,
+            },
+            _ => break,
+        };
+        replayed.push(row);
+    }
+    Ok(replayed)
+}
+
+fn chat_at(row: &sea_orm::QueryResult) -> Result<Chat, DbErr> {
+    Ok(Chat {
+        id: row.try_get_by_index(0)?,
+        couple_id: row.try_get_by_index(1)?,
+        seq: row.try_get_by_index(2)?,
+        sender_id: row.try_get_by_index(3)?,
+        client_id: row.try_get_by_index(4)?,
+        text: row.try_get_by_index(5)?,
+        sent_at: row.try_get_by_index(6)?,
+        deleted_at: row.try_get_by_index(7)?,
+    })
+}
+
+/// Times go out as RFC 3339 with milliseconds; storing them at that precision means a replay
+/// shows exactly the `sent_at` the live frame showed, on every backend.
+pub fn now_millis() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
