@@ -96,8 +96,9 @@ pub struct MeBody {
 #[utoipa::path(post, path = "/api/signup", tag = "accounts", request_body = Credentials,
     responses(
         (status = 201, description = "Signed up and signed in", body = UserBody),
-        (status = 400, description = "Username or password malformed", body = ErrorBody),
+        (status = 400, description = "`invalid_input`: not JSON", body = ErrorBody),
         (status = 409, description = "`username_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: well-formed JSON of the wrong shape, or a value not accepted", body = ErrorBody),
         (status = 429, description = "Too many attempts (`Retry-After`)", body = ErrorBody),
     ))]
 pub(super) async fn signup(
@@ -123,8 +124,9 @@ pub(super) async fn signup(
 #[utoipa::path(post, path = "/api/login", tag = "accounts", request_body = Credentials,
     responses(
         (status = 200, description = "Signed in", body = UserBody),
-        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 400, description = "`invalid_input`: not JSON", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: well-formed JSON of the wrong shape, or a value not accepted", body = ErrorBody),
         (status = 429, description = "Too many attempts (`Retry-After`)", body = ErrorBody),
     ))]
 pub(super) async fn login(

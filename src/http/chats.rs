@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// Only chats with a smaller seq (omit for the newest).
     before: Option<i64>,
@@ -38,9 +39,10 @@ pub struct ChatsBody {
 #[utoipa::path(get, path = "/api/chats", tag = "chat", params(Page),
     responses(
         (status = 200, description = "Chats", body = ChatsBody),
-        (status = 400, description = "Bad `before` or `limit`", body = ErrorBody),
+        (status = 400, description = "`invalid_input`: `before` or `limit` not an integer", body = ErrorBody),
         (status = 401, description = "No session", body = ErrorBody),
         (status = 409, description = "`not_paired`: I am not in a couple", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `limit` below 1", body = ErrorBody),
     ))]
 pub(super) async fn history(
     State(state): State<AppState>,

@@ -50,10 +50,11 @@ pub struct Upload {
     request_body(content = Upload, content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "Stored", body = FileBody),
-        (status = 400, description = "Not multipart, or no part named `file`", body = ErrorBody),
+        (status = 400, description = "`invalid_input`: not multipart, or a malformed one", body = ErrorBody),
         (status = 401, description = "No session", body = ErrorBody),
         (status = 409, description = "`not_paired`: I am not in a couple", body = ErrorBody),
         (status = 413, description = "`too_large`: over the size limit or the couple's quota", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: no part named `file`, or an empty file", body = ErrorBody),
     ))]
 pub(super) async fn upload(
     State(state): State<AppState>,
@@ -79,11 +80,13 @@ pub(super) async fn upload(
 #[utoipa::path(get, path = "/api/files/{id}", tag = "files",
     params(("id" = Uuid, Path, description = "The file")),
     responses(
-        (status = 200, description = "The bytes (images inline, others as attachments; `Range` honoured)",
-            content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 200, description = "The bytes, with the type they were stored with (images inline, others as attachments)",
+            content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "The `Range` asked for", content_type = "*/*", body = Vec<u8>),
+        (status = 304, description = "Not modified since (`If-None-Match`, `If-Modified-Since`)"),
+        (status = 416, description = "A `Range` outside the file"),
         (status = 401, description = "No session", body = ErrorBody),
-        (status = 404, description = "Not a file of my couple", body = ErrorBody),
+        (status = 404, description = "Not a file of my couple (a malformed id names none)", body = ErrorBody),
     ))]
 pub(super) async fn download(
     State(state): State<AppState>,

@@ -35,6 +35,8 @@ const JSON_BODY_LIMIT: usize = 64 * 1024;
 /// `ws`, which uses this module's extractors, is not also used by it.
 pub fn router(state: AppState, socket: Router<AppState>) -> Router {
     let assets = ServeDir::new(&state.config.assets_dir)
+        // A POST to a path nobody serves is a 404 in the contract's shape, not an empty 405.
+        .call_fallback_on_method_not_allowed(true)
         .not_found_service(axum::routing::any(not_found).with_state(()));
     let app = Router::new()
         .merge(auth::router())

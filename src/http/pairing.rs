@@ -80,10 +80,11 @@ pub struct BreakupBody {
 #[utoipa::path(post, path = "/api/requests", tag = "pairing", request_body = NewRequest,
     responses(
         (status = 201, description = "Requested", body = RequestBody),
-        (status = 400, description = "Malformed, or myself", body = ErrorBody),
+        (status = 400, description = "`invalid_input`: not JSON", body = ErrorBody),
         (status = 401, description = "No session", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 409, description = "`already_paired` or `duplicate_request`", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: the wrong shape, or myself", body = ErrorBody),
     ))]
 pub(super) async fn create(
     State(state): State<AppState>,
@@ -118,9 +119,8 @@ pub(super) async fn list(
     params(("id" = Uuid, Path, description = "The request")),
     responses(
         (status = 201, description = "Paired", body = CoupleBody),
-        (status = 400, description = "Malformed id", body = ErrorBody),
         (status = 401, description = "No session", body = ErrorBody),
-        (status = 404, description = "No such request sent to me", body = ErrorBody),
+        (status = 404, description = "No such request sent to me (a malformed id names none)", body = ErrorBody),
         (status = 409, description = "`already_paired`", body = ErrorBody),
     ))]
 pub(super) async fn accept(
@@ -142,9 +142,8 @@ pub(super) async fn accept(
     params(("id" = Uuid, Path, description = "The request")),
     responses(
         (status = 204, description = "Gone"),
-        (status = 400, description = "Malformed id", body = ErrorBody),
         (status = 401, description = "No session", body = ErrorBody),
-        (status = 404, description = "No such request of mine", body = ErrorBody),
+        (status = 404, description = "No such request of mine (a malformed id names none)", body = ErrorBody),
     ))]
 pub(super) async fn remove(
     State(state): State<AppState>,

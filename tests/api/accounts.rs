@@ -199,6 +199,13 @@ async fn malformed_bodies_get_the_contracts_error_shape(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(value["error"]["code"], "not_found");
+    // Any method: a path nobody serves is not "method not allowed" with an empty body.
+    for method in [Method::POST, Method::DELETE] {
+        let url = format!("{}/api/nothing-here", node.base());
+        let (status, value, _) = request(method.clone(), &url, None, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method}");
+        assert_eq!(value["error"]["code"], "not_found", "{method}");
+    }
 
     let (status, value, _) =
         request(Method::GET, &format!("{}/healthz", node.base()), None, None).await;
