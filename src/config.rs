@@ -1,5 +1,5 @@
 //! Every knob of a node in one struct: each field is a flag and an environment variable,
-//! and its doc comment is the `--help` text. The names match `PROTOCOL.md` ("Operating a node").
+//! and its doc comment is the `--help` text. docs/PROTOCOL.md lists the limits among them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ pub struct Config {
     pub redis_prefix: String,
 
     /// Comma-separated allowed `Origin`s for state-changing requests and WebSocket upgrades.
-    /// Unset: `http://<bind>` plus `http://localhost:<port>`.
+    /// Unset: `http://<bind>` plus `http://localhost:<port>` and `http://127.0.0.1:<port>`.
     #[arg(long, env = "DUET_ORIGINS", value_delimiter = ',')]
     pub origins: Vec<String>,
 
@@ -92,7 +92,7 @@ pub struct Config {
 
     /// Seconds a stopping node keeps serving with `/readyz` answering 503 before it closes
     /// its port and drains, so a load balancer notices and sends no new clients. Unset: 5
-    /// with REDIS_URL (a cluster behind a load balancer), 0 without.
+    /// with REDIS_URL or REDIS_CLUSTER_URLS (a cluster behind a load balancer), 0 without.
     #[arg(long, env = "DUET_DRAIN_DELAY_SECS")]
     pub drain_delay_secs: Option<u64>,
 

@@ -1,4 +1,5 @@
-//! The WebSocket frames of the contract (`PROTOCOL.md`), one JSON text message each.
+//! The WebSocket frames of the contract (docs/PROTOCOL.md, docs/asyncapi.yaml), one JSON
+//! text message each.
 //! Server frames are serialized once per event and shared by every socket that gets them.
 
 use axum::extract::ws::Utf8Bytes;

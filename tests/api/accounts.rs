@@ -54,6 +54,19 @@ async fn signing_up_logs_in_and_logging_out_ends_the_session(backend: Backend) {
         .await
         .expect("an answer");
     assert_eq!(res.status(), StatusCode::OK);
+    // The scheme's name is case-insensitive; any other scheme is no session.
+    for (scheme, expected) in [
+        ("BEARER", StatusCode::OK),
+        ("Basic", StatusCode::UNAUTHORIZED),
+    ] {
+        let res = reqwest::Client::new()
+            .get(format!("{}/api/me", node.base()))
+            .header("authorization", format!("{scheme} {}", again.token))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(res.status(), expected, "{scheme}");
+    }
 }
 
 async fn usernames_are_unique_whatever_their_case(backend: Backend) {
