@@ -80,6 +80,47 @@ pub async fn start_session(services: &Services, user_id: Uuid) -> Result<String>
     Ok(token)
 }
 
+/// Whether a username can still be had: well-formed and nobody's (whatever its case).
+pub async fn is_free(services: &Services, username: &str) -> Result<bool> {
+    validate_username(username)?;
+    Ok(!store::users::exists(&services.db, username).await?)
+}
+
+/// Changes my password: the old one first (a stolen session alone cannot take the account),
+/// then every other session of mine ends and its sockets close, on every node. The session
+/// that asked stays.
+pub async fn change_password(
+    services: &Services,
+    guard: &Guard,
+    client: IpAddr,
+    user: &User,
+    session_id: Uuid,
+    old: String,
+    new: String,
+) -> Result<()> {
+    validate_password(&new)?;
+    // Guessing the old password through here is as slow as through a login.
+    guard.admit(client, &user.username)?;
+    let hash = user.password_hash.clone();
+    let verified = guard
+        .hash(move || password_auth::verify_password(old, &hash).is_ok())
+        .await?;
+    if !verified {
+        return Err(Error::Forbidden("the current password is wrong"));
+    }
+    let hash = guard
+        .hash(move || password_auth::generate_hash(new))
+        .await?;
+    let ended = store::users::change_password(&services.db, user.id, hash, session_id).await?;
+    if let Some((couple_id, _)) = store::couples::partner_of(&services.db, user.id).await? {
+        for session_id in &ended {
+            publish::session_ended(&services.bus, couple_id, *session_id);
+        }
+    }
+    tracing::info!(user_id = %user.id, ended = ended.len(), "password changed");
+    Ok(())
+}
+
 /// Ends a session; sockets opened with it close, on whichever node holds them.
 pub async fn log_out(services: &Services, user_id: Uuid, session_id: Uuid) -> Result<()> {
     store::users::delete_session(&services.db, session_id).await?;

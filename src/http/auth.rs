@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Json;
 use super::client_addr::ClientAddr;
+use super::{Json, Path};
 use crate::couple::Member;
 use crate::error::ErrorBody;
 use crate::error::{Error, Result};
@@ -36,6 +36,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
+        .route("/api/password", post(change_password))
+        .route("/api/usernames/{username}", get(username))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -194,6 +196,68 @@ pub(super) async fn logout(
         StatusCode::NO_CONTENT,
         jar.remove(Cookie::build(COOKIE).path("/")),
     ))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewPassword {
+    pub old_password: String,
+    /// 8-128 characters.
+    pub new_password: String,
+}
+
+/// Changes my password. Every other session of mine ends (their sockets close with 4001);
+/// this one stays.
+#[utoipa::path(post, path = "/api/password", tag = "accounts", request_body = NewPassword,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "`invalid_input`: not JSON", body = ErrorBody),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the current password is wrong", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: the new password is not 8-128 characters", body = ErrorBody),
+        (status = 429, description = "Too many attempts (`Retry-After`)", body = ErrorBody),
+    ))]
+pub(super) async fn change_password(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    me: CurrentUser,
+    Json(body): Json<NewPassword>,
+) -> Result<impl IntoResponse> {
+    account::change_password(
+        &state,
+        &state.logins,
+        client,
+        &me.user,
+        me.session_id,
+        body.old_password,
+        body.new_password,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsernameBody {
+    pub username: String,
+    /// Nobody has it, in any case: signing up with it would succeed now.
+    pub available: bool,
+}
+
+/// Whether a username is free, for the sign-up form (no session needed).
+#[utoipa::path(get, path = "/api/usernames/{username}", tag = "accounts",
+    params(("username" = String, Path, description = "The username to check")),
+    responses(
+        (status = 200, description = "Whether it is free", body = UsernameBody),
+        (status = 422, description = "`invalid_input`: not a well-formed username", body = ErrorBody),
+    ))]
+pub(super) async fn username(
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+) -> Result<impl IntoResponse> {
+    let available = account::is_free(&state, &username).await?;
+    Ok(Json(UsernameBody {
+        username,
+        available,
+    }))
 }
 
 /// Who I am, and my couple if I am in one.

@@ -3,7 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use entity::{sessions, users};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QuerySelect, Set, TransactionTrait,
+};
 use uuid::Uuid;
 
 pub use users::Model as User;
@@ -86,6 +90,41 @@ pub async fn session_user(
             user,
         })
     }))
+}
+
+/// Whether an account has this username (compared as stored: lowercase).
+pub async fn exists(db: &impl ConnectionTrait, username: &str) -> Result<bool, sea_orm::DbErr> {
+    Ok(by_username(db, username).await?.is_some())
+}
+
+/// Sets a new password hash and ends every other session of the user, in one transaction:
+/// no session opened with the old password outlives the change. Returns the ended sessions.
+pub async fn change_password(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    password_hash: String,
+    keep_session: Uuid,
+) -> Result<Vec<Uuid>, sea_orm::DbErr> {
+    let txn = db.begin().await?;
+    users::Entity::update_many()
+        .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
+        .filter(users::Column::Id.eq(user_id))
+        .exec(&txn)
+        .await?;
+    let ended: Vec<Uuid> = sessions::Entity::find()
+        .select_only()
+        .column(sessions::Column::Id)
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::Id.ne(keep_session))
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    sessions::Entity::delete_many()
+        .filter(sessions::Column::Id.is_in(ended.clone()))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(ended)
 }
 
 pub async fn delete_session(db: &impl ConnectionTrait, id: Uuid) -> Result<(), sea_orm::DbErr> {

@@ -21,6 +21,8 @@ both_backends!(
     a_foreign_origin_cannot_change_anything,
     malformed_bodies_get_the_contracts_error_shape,
     expired_sessions_are_purged_and_live_ones_kept,
+    changing_the_password_needs_the_old_one_and_ends_every_other_session,
+    a_username_is_free_until_somebody_takes_it_in_any_case,
 );
 
 async fn signing_up_logs_in_and_logging_out_ends_the_session(backend: Backend) {
@@ -264,4 +266,70 @@ async fn expired_sessions_are_purged_and_live_ones_kept(backend: Backend) {
     assert!(purged, "the expired session's row is still there");
     assert_eq!(rows(&phone).await.expect("counting"), 1);
     assert_eq!(phone.get("/api/me").await.0, StatusCode::OK);
+}
+
+async fn changing_the_password_needs_the_old_one_and_ends_every_other_session(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let phone = User::login_at(node.addr, "mina").await;
+    let mut phone_socket = phone.socket().await;
+    let mut laptop_socket = mina.socket().await;
+    let mut partner = joon.socket().await;
+
+    // The wrong current password changes nothing and ends nothing.
+    let wrong = json!({ "old_password": "not the password", "new_password": "a new secret 1" });
+    let (status, value) = mina.post("/api/password", wrong).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+    assert_eq!(value["error"]["code"], "forbidden");
+    assert_eq!(phone.get("/api/me").await.0, StatusCode::OK);
+    // Nor does a new password that is too short.
+    let short = json!({ "old_password": PASSWORD, "new_password": "short" });
+    let (status, value) = mina.post("/api/password", short).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{value}");
+    assert_eq!(phone.get("/api/me").await.0, StatusCode::OK);
+
+    let change = json!({ "old_password": PASSWORD, "new_password": "a new secret 1" });
+    let (status, value) = mina.post("/api/password", change).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{value}");
+    // The phone's session is over, its socket closed; the laptop that changed it stays.
+    let frame = phone_socket.closed().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 4001);
+    assert_eq!(phone.get("/api/me").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(mina.get("/api/me").await.0, StatusCode::OK);
+    laptop_socket.say("new password, same me").await;
+    assert_eq!(laptop_socket.until("ack").await["type"], "ack");
+    assert_eq!(partner.until("chat").await["text"], "new password, same me");
+
+    // Only the new password logs in.
+    let login = |password: &'static str| {
+        let url = format!("{}/api/login", node.base());
+        async move {
+            let body = json!({ "username": "mina", "password": password });
+            request(Method::POST, &url, None, Some(body)).await.0
+        }
+    };
+    assert_eq!(login(PASSWORD).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(login("a new secret 1").await, StatusCode::OK);
+}
+
+async fn a_username_is_free_until_somebody_takes_it_in_any_case(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let check = |name: &'static str| {
+        let url = format!("{}/api/usernames/{name}", node.base());
+        async move { request(Method::GET, &url, None, None).await }
+    };
+    let (status, value, _) = check("Mina").await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(value, json!({ "username": "Mina", "available": true }));
+
+    User::signup(&node, "mina").await;
+    for name in ["mina", "Mina", "MINA"] {
+        let (status, value, _) = check(name).await;
+        assert_eq!(status, StatusCode::OK, "{value}");
+        assert_eq!(value["available"], false, "{name}");
+    }
+    // A name that could never sign up is not "free".
+    let (status, value, _) = check("a").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{value}");
+    assert_eq!(value["error"]["code"], "invalid_input");
 }
