@@ -32,6 +32,14 @@ pub async fn schedule(services: &Services, me: &Member) -> Result<DateTime<Utc>>
 
 /// Takes a scheduled break-up back, while it is not due.
 pub async fn restore(services: &Services, me: &Member) -> Result<()> {
+    if !store::couples::deleted_members(&services.db, me.couple_id)
+        .await?
+        .is_empty()
+    {
+        return Err(Error::Forbidden(
+            "your partner deleted their account; the break-up cannot be taken back",
+        ));
+    }
     if !store::couples::cancel_deletion(&services.db, me.couple_id).await? {
         return Err(Error::NotPaired);
     }

@@ -13,6 +13,8 @@ pub struct Model {
     pub username_key: String,
     pub password_hash: String,
     pub created_at: DateTimeUtc,
+    /// Set when its owner deleted it while in a couple; the row goes with the couple.
+    pub deleted_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, ResultExt};
-use crate::publish;
 use crate::services::Services;
 use crate::store;
 use crate::store::users::{SessionUser, User};
+use crate::{breakup, pairing, publish};
 
 pub use guard::{Guard, spawn_sweeper, sweep};
 
@@ -56,7 +56,10 @@ pub async fn log_in(
     password: String,
 ) -> Result<User> {
     guard.admit(client, username)?;
-    let user = store::users::by_username(&services.db, username).await?;
+    // A deleted account is "no such user": checked against the dummy hash, same timing.
+    let user = store::users::by_username(&services.db, username)
+        .await?
+        .filter(|u| u.deleted_at.is_none());
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let verified = guard
         .hash(move || {
@@ -118,6 +121,39 @@ pub async fn change_password(
         }
     }
     tracing::info!(user_id = %user.id, ended = ended.len(), "password changed");
+    Ok(())
+}
+
+/// Deletes my account (my password first). In a couple, its break-up is scheduled as if I had
+/// asked (my partner sees it live, and it can no longer be taken back), my sessions end at
+/// once, and my rows go with the couple; in none, they go now.
+pub async fn delete(
+    services: &Services,
+    guard: &Guard,
+    client: IpAddr,
+    user: &User,
+    session_id: Uuid,
+    password: String,
+) -> Result<()> {
+    guard.admit(client, &user.username)?;
+    let hash = user.password_hash.clone();
+    let verified = guard
+        .hash(move || password_auth::verify_password(password, &hash).is_ok())
+        .await?;
+    if !verified {
+        return Err(Error::Forbidden("the password is wrong"));
+    }
+    let member = pairing::member(services, user.id, session_id).await?;
+    if let Some(me) = &member {
+        breakup::schedule(services, me).await?;
+    }
+    let ended = store::users::delete_account(&services.db, user.id, member.is_some()).await?;
+    if let Some(me) = &member {
+        for session_id in &ended {
+            publish::session_ended(&services.bus, me.couple_id, *session_id);
+        }
+    }
+    tracing::info!(user_id = %user.id, in_couple = member.is_some(), "account deleted");
     Ok(())
 }
 

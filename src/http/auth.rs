@@ -35,7 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/signup", post(signup))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
-        .route("/api/me", get(me))
+        .route("/api/me", get(me).delete(delete_me))
         .route("/api/password", post(change_password))
         .route("/api/usernames/{username}", get(username))
 }
@@ -233,6 +233,45 @@ pub(super) async fn change_password(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct Password {
+    pub password: String,
+}
+
+/// Deletes my account. In a couple, its break-up is scheduled as if I had asked (my partner
+/// sees it live and cannot take it back) and my rows go with the couple; otherwise at once.
+/// Every session of mine ends now.
+#[utoipa::path(delete, path = "/api/me", tag = "accounts", request_body = Password,
+    responses(
+        (status = 204, description = "Deleted (or, in a couple, leaving with it)"),
+        (status = 400, description = "`invalid_input`: not JSON", body = ErrorBody),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the password is wrong", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: the wrong shape", body = ErrorBody),
+        (status = 429, description = "Too many attempts (`Retry-After`)", body = ErrorBody),
+    ))]
+pub(super) async fn delete_me(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    me: CurrentUser,
+    jar: CookieJar,
+    Json(body): Json<Password>,
+) -> Result<impl IntoResponse> {
+    account::delete(
+        &state,
+        &state.logins,
+        client,
+        &me.user,
+        me.session_id,
+        body.password,
+    )
+    .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        jar.remove(Cookie::build(COOKIE).path("/")),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -20,7 +20,7 @@ use crate::state::AppState;
         description = "A real-time chat for couples. JSON over HTTP under /api; the chat itself runs over the WebSocket at /ws (see docs/asyncapi.yaml and docs/PROTOCOL.md). Every error has the body `{\"error\": {\"code\", \"message\"}}`. Requests that change state and carry an `Origin` header must come from an allowed origin (403 `forbidden_origin`). Anything that is not the caller's, or does not exist, is 404."
     ),
     paths(
-        auth::signup, auth::login, auth::logout, auth::me, auth::change_password, auth::username,
+        auth::signup, auth::login, auth::logout, auth::me, auth::delete_me, auth::change_password, auth::username,
         pairing::list, pairing::create, pairing::accept, pairing::remove,
         pairing::break_up, pairing::restore,
         chats::history, answers::answers, files::upload, files::download,

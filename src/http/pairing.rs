@@ -174,6 +174,7 @@ pub(super) async fn break_up(
     responses(
         (status = 200, description = "The couple, nothing scheduled", body = CoupleBody),
         (status = 401, description = "No session", body = ErrorBody),
+        (status = 403, description = "`forbidden`: my partner deleted their account", body = ErrorBody),
         (status = 409, description = "`not_paired`: I am not in a couple", body = ErrorBody),
     ))]
 pub(super) async fn restore(

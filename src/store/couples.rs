@@ -326,13 +326,42 @@ pub async fn due_for_deletion(db: &impl ConnectionTrait, limit: u64) -> Result<V
 }
 
 /// Deletes a due couple with everything it owns (the foreign keys cascade: members, chats,
-/// events, questions asked, answers, file rows). Both users can pair again. False if it was
-/// not due (restored meanwhile) or is gone already (another node was first).
-pub async fn delete_due(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<bool, DbErr> {
+/// events, questions asked, answers, file rows), and the accounts of members who deleted
+/// theirs. The others can pair again. False if it was not due (restored meanwhile) or is
+/// gone already (another node was first).
+pub async fn delete_due(db: &DatabaseConnection, couple_id: Uuid) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    let deleted_members: Vec<Uuid> = deleted_members(&txn, couple_id).await?;
     let deleted = couples::Entity::delete_many()
         .filter(couples::Column::Id.eq(couple_id))
         .filter(couples::Column::DeleteAt.lte(Utc::now()))
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(deleted.rows_affected > 0)
+    if deleted.rows_affected == 0 {
+        return Ok(false);
+    }
+    if !deleted_members.is_empty() {
+        users::Entity::delete_many()
+            .filter(users::Column::Id.is_in(deleted_members))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Members of the couple who deleted their account (its break-up then cannot be taken back).
+pub async fn deleted_members(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+) -> Result<Vec<Uuid>, DbErr> {
+    users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .inner_join(couple_members::Entity)
+        .filter(couple_members::Column::CoupleId.eq(couple_id))
+        .filter(users::Column::DeletedAt.is_not_null())
+        .into_tuple()
+        .all(db)
+        .await
 }

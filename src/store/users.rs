@@ -23,6 +23,7 @@ pub async fn create(
         username_key: Set(username_key(username)),
         password_hash: Set(password_hash),
         created_at: Set(Utc::now()),
+        deleted_at: Set(None),
     }
     .insert(db)
     .await
@@ -90,6 +91,40 @@ pub async fn session_user(
             user,
         })
     }))
+}
+
+/// Deletes an account: at once with everything it owns (sessions, requests) when it is in no
+/// couple; otherwise it is only marked (it can no longer log in) and its sessions end, and
+/// the row goes with the couple (`couples::delete_due`). Returns the ended sessions.
+pub async fn delete_account(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    in_couple: bool,
+) -> Result<Vec<Uuid>, sea_orm::DbErr> {
+    let txn = db.begin().await?;
+    let ended: Vec<Uuid> = sessions::Entity::find()
+        .select_only()
+        .column(sessions::Column::Id)
+        .filter(sessions::Column::UserId.eq(user_id))
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    if in_couple {
+        sessions::Entity::delete_many()
+            .filter(sessions::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await?;
+        users::Entity::update_many()
+            .col_expr(users::Column::DeletedAt, Expr::value(Some(Utc::now())))
+            .filter(users::Column::Id.eq(user_id))
+            .exec(&txn)
+            .await?;
+    } else {
+        // The foreign keys cascade: sessions and pairing requests go with the row.
+        users::Entity::delete_by_id(user_id).exec(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok(ended)
 }
 
 /// Whether an account has this username (compared as stored: lowercase).

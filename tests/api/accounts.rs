@@ -4,7 +4,8 @@ use chrono::Utc;
 use entity::sessions;
 use reqwest::{Method, StatusCode};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Database, EntityTrait, PaginatorTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, Database, EntityTrait, PaginatorTrait,
+    QueryFilter, Set,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -23,6 +24,8 @@ both_backends!(
     expired_sessions_are_purged_and_live_ones_kept,
     changing_the_password_needs_the_old_one_and_ends_every_other_session,
     a_username_is_free_until_somebody_takes_it_in_any_case,
+    deleting_my_account_needs_my_password_and_unpaired_it_goes_at_once,
+    deleting_my_account_in_a_couple_schedules_the_breakup_and_i_go_with_the_couple,
 );
 
 async fn signing_up_logs_in_and_logging_out_ends_the_session(backend: Backend) {
@@ -332,4 +335,92 @@ async fn a_username_is_free_until_somebody_takes_it_in_any_case(backend: Backend
     let (status, value, _) = check("a").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{value}");
     assert_eq!(value["error"]["code"], "invalid_input");
+}
+
+async fn delete_me(user: &User, password: &str) -> (StatusCode, serde_json::Value) {
+    let url = format!("{}/api/me", user.base);
+    let body = json!({ "password": password });
+    let (status, value, _) = request(Method::DELETE, &url, Some(&user.token), Some(body)).await;
+    (status, value)
+}
+
+async fn can_log_in(node: &TestNode, username: &str) -> StatusCode {
+    let url = format!("{}/api/login", node.base());
+    let body = json!({ "username": username, "password": PASSWORD });
+    request(Method::POST, &url, None, Some(body)).await.0
+}
+
+async fn is_free(node: &TestNode, username: &str) -> bool {
+    let url = format!("{}/api/usernames/{username}", node.base());
+    let (status, value, _) = request(Method::GET, &url, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    value["available"].as_bool().expect("available")
+}
+
+async fn deleting_my_account_needs_my_password_and_unpaired_it_goes_at_once(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let mina = User::signup(&node, "mina").await;
+    let joon = User::signup(&node, "joon").await;
+    let (status, _) = joon
+        .post("/api/requests", json!({ "username": "mina" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (status, value) = delete_me(&mina, "not the password").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+    assert_eq!(value["error"]["code"], "forbidden");
+    assert_eq!(mina.get("/api/me").await.0, StatusCode::OK);
+
+    let (status, value) = delete_me(&mina, PASSWORD).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{value}");
+    assert_eq!(mina.get("/api/me").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(can_log_in(&node, "mina").await, StatusCode::UNAUTHORIZED);
+    // Gone with everything it had: the request to her too, and her name is free again.
+    let (_, requests) = joon.get("/api/requests").await;
+    assert_eq!(requests["sent"], json!([]));
+    assert!(is_free(&node, "mina").await);
+    User::signup(&node, "mina").await;
+}
+
+async fn deleting_my_account_in_a_couple_schedules_the_breakup_and_i_go_with_the_couple(
+    backend: Backend,
+) {
+    let node = spawn_node_with(backend, &["--sweep-secs=1"]).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+
+    let (status, value) = delete_me(&mina, PASSWORD).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{value}");
+    // My partner sees the break-up scheduled, live; my socket and sessions end at once.
+    let scheduled = theirs.until("couple").await;
+    assert!(scheduled["delete_at"].is_string(), "{scheduled}");
+    let closed = mine.closed().await.expect("a close frame");
+    assert_eq!(u16::from(closed.code), 4001);
+    assert_eq!(mina.get("/api/me").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(can_log_in(&node, "mina").await, StatusCode::UNAUTHORIZED);
+    // Until the couple goes, my name stays taken, and nobody can take the break-up back.
+    assert!(!is_free(&node, "mina").await);
+    let (status, value) = joon.post("/api/couple/restore", json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+    let (_, me) = joon.get("/api/me").await;
+    assert_eq!(me["couple"]["delete_at"], scheduled["delete_at"]);
+
+    // The grace period ends (moved to the past here): the couple goes, and my account with it.
+    let db = Database::connect(&node.db.url)
+        .await
+        .expect("the test database");
+    db.execute_unprepared("UPDATE couples SET delete_at = since")
+        .await
+        .expect("making the break-up due");
+    let closed = theirs.closed().await.expect("a close frame");
+    assert_eq!(u16::from(closed.code), 4002);
+    let (_, me) = joon.get("/api/me").await;
+    assert_eq!(me["couple"], serde_json::Value::Null);
+    assert!(is_free(&node, "mina").await);
+    let left = entity::users::Entity::find_by_id(mina.id)
+        .count(&db)
+        .await
+        .expect("counting");
+    assert_eq!(left, 0, "her row went with the couple");
 }
