@@ -97,6 +97,9 @@ pub enum ClientFrame {
         text: String,
         #[serde(default)]
         file_id: Option<Uuid>,
+        /// The partner's client should not notify for this chat.
+        #[serde(default)]
+        silent: bool,
     },
     Answer {
         question_id: i64,
@@ -205,6 +208,7 @@ mod tests {
                     client_id,
                     text,
                     file_id,
+                    ..
                 } => Model::Send {
                     client_id,
                     text,

@@ -25,6 +25,10 @@ pub struct ChatView {
     /// Extension: set only when a replay passes a chat deleted since (its text is gone).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// Extension: set on the live frame of a chat sent with `silent`; the partner's client
+    /// shows it without a notification.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub silent: bool,
 }
 
 impl ChatView {
@@ -34,6 +38,7 @@ impl ChatView {
             id: chat.id,
             sender_id: chat.sender_id,
             deleted: chat.deleted_at.is_some(),
+            silent: false,
             text: chat.text,
             file: file.map(FileView::from),
             sent_at: chat.sent_at,

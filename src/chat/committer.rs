@@ -45,6 +45,9 @@ pub struct PendingSend {
     /// Trimmed, at most `MAX_TEXT_CHARS`.
     pub text: String,
     pub file_id: Option<Uuid>,
+    /// The sender asked the partner's client not to notify (live frames only: a replay
+    /// notifies nobody).
+    pub silent: bool,
     /// What the node's catalogue found in the text.
     pub triggers: Vec<Trigger>,
     /// The sending socket's outbox: the ack or error goes there.
@@ -363,7 +366,10 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
             );
             tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq = chat.seq, "chat sent");
             let seq = chat.seq;
-            let view = ChatView::new(chat, file);
+            let view = ChatView {
+                silent: send.silent,
+                ..ChatView::new(chat, file)
+            };
             publish::persisted(
                 &services.bus,
                 me.couple_id,

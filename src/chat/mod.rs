@@ -53,6 +53,7 @@ pub fn send(
     client_id: Uuid,
     text: &str,
     file_id: Option<Uuid>,
+    silent: bool,
     reply: Arc<Outbox>,
 ) -> Result<()> {
     let text = text.trim();
@@ -68,6 +69,7 @@ pub fn send(
         client_id,
         text: text.to_owned(),
         file_id,
+        silent,
         triggers,
         reply,
         queued_at: tokio::time::Instant::now(),

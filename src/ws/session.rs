@@ -445,6 +445,7 @@ impl Session {
                 client_id,
                 text,
                 file_id,
+                silent,
             } => {
                 // Answered later, through the outbox, once committed.
                 chat::send(
@@ -453,6 +454,7 @@ impl Session {
                     client_id,
                     &text,
                     file_id,
+                    silent,
                     Arc::clone(&self.outbox),
                 )?;
                 Ok(None)

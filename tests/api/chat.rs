@@ -19,6 +19,7 @@ both_backends!(
     typing_and_read_marks_reach_the_partner_only,
     the_partner_is_seen_coming_online_and_going_offline,
     older_history_pages_backwards_without_deleted_chats,
+    a_silent_chat_reaches_the_partner_marked_silent_and_a_plain_one_does_not,
 );
 
 async fn a_chat_reaches_the_partner_and_the_senders_second_tab(backend: Backend) {
@@ -339,4 +340,25 @@ async fn older_history_pages_backwards_without_deleted_chats(backend: Backend) {
         (status, body["error"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_input"))
     );
+}
+
+async fn a_silent_chat_reaches_the_partner_marked_silent_and_a_plain_one_does_not(
+    backend: Backend,
+) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+
+    let quiet = Uuid::new_v4();
+    mine.send(json!({ "type": "send", "client_id": quiet, "text": "shh", "silent": true }))
+        .await;
+    let chat = theirs.until("chat").await;
+    assert_eq!(chat["text"], "shh");
+    assert_eq!(chat["silent"], true, "{chat}");
+
+    mine.say("hello!").await;
+    let chat = theirs.until("chat").await;
+    assert_eq!(chat["text"], "hello!");
+    assert!(chat.get("silent").is_none(), "{chat}");
 }
