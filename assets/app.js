@@ -11,10 +11,12 @@
 //   js/http.js       fetch wrapper for /api, error codes and their texts
 //   js/hooks.js      the calls that go up the graph (toAuth, unpaired, shown, frame, socketClosed)
 //   js/ui.js         toasts, the confirm dialog, the chat menu
-//   js/screens.js    which screen is shown
+//   js/screens.js    which screen is shown, where the shared buttons sit
+//   js/username.js   the username rule, the "is it free" hint on the auth screen
 //   js/files.js      image / file chips in bubbles, the upload request
 //   js/connection.js the WebSocket: connect, send, reconnect with backoff, the connection pill
 //   js/couple.js     /api/me poll while chatting, the break-up banner, break up and restore
+//   js/password.js   the change-password dialog
 //   js/answers.js    the Answers page
 //   js/timeline.js   bubbles, day separators, read marks, scrolling, deleting, older history
 //   js/sending.js    the composer and pending sends (ack, retry, discard), files being sent
@@ -31,9 +33,12 @@
 //
 // Stable data-testid attributes (for end-to-end tests):
 //   Screens:     loading-screen, auth-screen, pairing-screen, chat-screen
-//   Auth:        auth-form, auth-username, auth-password, login-button, signup-button, auth-error
-//   Everywhere:  lang-toggle, logout-button (one element each, moved into the visible screen;
-//                in the chat, logout-button sits in the menu opened by menu-button), toast
+//   Auth:        auth-form, auth-username, auth-password, login-button, signup-button, auth-error,
+//                username-hint (under auth-username; data-available="true|false", shown only
+//                once the server answered for the well-formed name typed)
+//   Everywhere:  lang-toggle, logout-button, password-button (one element each, moved into the
+//                visible screen: the pairing screen's top bar; in the chat, the menu opened by
+//                menu-button; not on the auth screen), toast
 //   Pairing:     pair-username, pair-send, pair-status, received-list, sent-list,
 //                received-request / sent-request (li; data-request-id, data-username),
 //                accept-request, decline-request, cancel-request
@@ -52,12 +57,16 @@
 //   Answers:     answers-page (the dialog), answers-list, answer-item (data-question-id),
 //                answer-mine, answer-partner, answers-close
 //   Dialogs:     confirm-dialog, confirm-ok, confirm-cancel
+//   Password:    password-dialog, password-old, password-new, password-submit, password-error,
+//                password-cancel
 
 import { applyStatic } from './i18n.js';
 import { fillIcons } from './js/dom.js';
 import { registerHooks } from './js/hooks.js';
 import { bindMenu } from './js/ui.js';
+import { bindUsernameHint } from './js/username.js';
 import { bindCouple } from './js/couple.js';
+import { bindPassword, closePasswordDialog } from './js/password.js';
 import { bindAnswers } from './js/answers.js';
 import { bindTimeline } from './js/timeline.js';
 import { bindComposer } from './js/sending.js';
@@ -75,6 +84,7 @@ registerHooks({
   shown(screen) {
     if (screen !== 'pair') stopPairing();
     if (screen !== 'chat') leaveChat();
+    if (screen === 'auth' || screen === 'loading') closePasswordDialog();
   },
   frame: handleFrame,
   socketClosed: onSocketClosed,
@@ -85,6 +95,7 @@ async function boot() {
   applyStatic();
   updateLangButton();
   bindSession();
+  bindUsernameHint();
   bindPairing();
   bindLanguage();
   bindComposer();
@@ -93,6 +104,7 @@ async function boot() {
   bindQuestions();
   bindAnswers();
   bindCouple();
+  bindPassword();
   bindMenu();
   await loadMe();
 }

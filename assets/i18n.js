@@ -25,6 +25,8 @@ const STRINGS = {
     'auth.to_login': 'Already have an account? Log in',
     'auth.show_password': 'Show password',
     'auth.hide_password': 'Hide password',
+    'auth.username_available': 'This username is free.',
+    'auth.username_taken': 'This username is taken (log in if it’s yours).',
 
     'pair.title': 'Find your person',
     'pair.lead': 'Send a pairing request to your partner’s username. When they accept, your chat opens.',
@@ -84,6 +86,15 @@ const STRINGS = {
     'menu.more': 'More',
     'menu.breakup': 'Break up',
     'menu.logout': 'Log out',
+    'menu.password': 'Change password',
+
+    'password.title': 'Change password',
+    'password.old': 'Current password',
+    'password.new': 'New password',
+    'password.others_note': 'Your other devices will be logged out.',
+    'password.submit': 'Change password',
+    'password.changed': 'Password changed. Your other devices are logged out.',
+    'password.wrong_old': 'Your current password is not right.',
 
     'breakup.confirm': 'End your Duet? Your chats, files and answers will be deleted after a grace period. You can take it back until then.',
     'breakup.ok': 'Break up',
@@ -165,6 +176,8 @@ const STRINGS = {
     'auth.to_login': '이미 계정이 있나요? 로그인',
     'auth.show_password': '비밀번호 보기',
     'auth.hide_password': '비밀번호 숨기기',
+    'auth.username_available': '쓸 수 있는 아이디예요.',
+    'auth.username_taken': '이미 있는 아이디예요 (내 아이디라면 로그인하세요).',
 
     'pair.title': '나의 짝 찾기',
     'pair.lead': '상대의 아이디로 연결 요청을 보내세요. 상대가 수락하면 대화가 시작돼요.',
@@ -224,6 +237,15 @@ const STRINGS = {
     'menu.more': '더 보기',
     'menu.breakup': '헤어지기',
     'menu.logout': '로그아웃',
+    'menu.password': '비밀번호 바꾸기',
+
+    'password.title': '비밀번호 바꾸기',
+    'password.old': '현재 비밀번호',
+    'password.new': '새 비밀번호',
+    'password.others_note': '다른 기기에서는 로그아웃돼요.',
+    'password.submit': '비밀번호 바꾸기',
+    'password.changed': '비밀번호를 바꿨어요. 다른 기기에서는 로그아웃됐어요.',
+    'password.wrong_old': '현재 비밀번호가 맞지 않아요.',
 
     'breakup.confirm': 'Duet을 끝낼까요? 유예 기간이 지나면 대화, 파일, 답변이 모두 삭제돼요. 그 전까지는 되돌릴 수 있어요.',
     'breakup.ok': '헤어지기',

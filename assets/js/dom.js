@@ -9,6 +9,7 @@ export const MAX_TEXT = 4000;
 export const TYPING_SEND_EVERY_MS = 2500;
 export const TYPING_SHOW_MS = 5000;
 export const PAIR_POLL_MS = 3000;
+export const USERNAME_CHECK_MS = 300;
 export const ME_POLL_MS = 30000;
 export const ACK_TIMEOUT_MS = 15000;
 export const BACKOFF_BASE_MS = 500;
@@ -49,6 +50,7 @@ const ICONS = {
   x: { d: ['M18 6 6 18', 'M6 6l12 12'] },
   globe: { d: ['M12 2a10 10 0 1 0 0 20a10 10 0 1 0 0-20', 'M2 12h20', 'M12 2a15 15 0 0 1 4 10 15 15 0 0 1-4 10 15 15 0 0 1-4-10 15 15 0 0 1 4-10z'] },
   logout: { d: ['M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4', 'M16 17l5-5-5-5', 'M21 12H9'] },
+  key: { d: ['M15.5 3a5.5 5.5 0 1 0 0 11a5.5 5.5 0 1 0 0-11', 'M11.6 12.4 3 21', 'M6 18l2.5 2.5', 'M8.5 15.5 11 18'] },
   eye: { d: ['M1 12s4-8 11-8 11 8 11 8-4 8-11 8S1 12 1 12z', 'M12 9a3 3 0 1 0 0 6a3 3 0 1 0 0-6'] },
   sparkle: { d: ['M12 3v4', 'M12 17v4', 'M3 12h4', 'M17 12h4', 'M6 6l2.5 2.5', 'M15.5 15.5 18 18', 'M6 18l2.5-2.5', 'M15.5 8.5 18 6'] },
 };

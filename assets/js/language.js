@@ -5,6 +5,7 @@ import { applyStatic, otherLang, setLang, t } from '../i18n.js';
 import { $ } from './dom.js';
 import { partnerName, state } from './state.js';
 import { closeMenu } from './ui.js';
+import { relabelUsernameHint } from './username.js';
 import { setConn } from './connection.js';
 import { updateBanner } from './couple.js';
 import { loadAnswers } from './answers.js';
@@ -25,7 +26,7 @@ function switchLang() {
   applyStatic();
   updateLangButton();
   // Re-render what was built from strings.
-  if (state.screen === 'auth') { /* static only */ }
+  if (state.screen === 'auth') relabelUsernameHint();
   if (state.screen === 'pair') relabelPairing();
   if (state.screen === 'chat') {
     const mode = $('conn').dataset.state;

@@ -1,5 +1,5 @@
 // Screens: which of loading / auth / pair / chat is shown, and where the shared buttons
-// (language, log out) sit on it. Leaving a screen lets go of what it holds (the pairing poll,
+// (language, change password, log out) sit on it. Leaving a screen lets go of what it holds (the pairing poll,
 // the chat socket) through hooks.shown, which app.js points at pairing.js and chat.js.
 
 import { $ } from './dom.js';
@@ -9,16 +9,17 @@ import { hooks } from './hooks.js';
 function placeShared(screen) {
   const langBtn = $('lang-toggle');
   const logoutBtn = $('logout-button');
+  const passwordBtn = $('password-button');
   const parking = $('parking');
   if (screen === 'auth') {
     document.querySelector('[data-slot="lang"]').append(langBtn);
-    parking.append(logoutBtn);
+    parking.append(passwordBtn, logoutBtn);
   } else if (screen === 'pair') {
-    document.querySelector('[data-slot="pair-tools"]').append(langBtn, logoutBtn);
+    document.querySelector('[data-slot="pair-tools"]').append(langBtn, passwordBtn, logoutBtn);
   } else if (screen === 'chat') {
-    document.querySelector('[data-slot="chat-tools"]').append(langBtn, logoutBtn);
+    document.querySelector('[data-slot="chat-tools"]').append(langBtn, passwordBtn, logoutBtn);
   } else {
-    parking.append(langBtn, logoutBtn);
+    parking.append(langBtn, passwordBtn, logoutBtn);
   }
 }
 

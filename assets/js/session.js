@@ -8,6 +8,7 @@ import { state } from './state.js';
 import { api, errorText } from './http.js';
 import { closeMenu, toast } from './ui.js';
 import { show } from './screens.js';
+import { resetUsernameHint, validUsername } from './username.js';
 import { leaveChat, resetChatState, showChat } from './chat.js';
 import { showPairing } from './pairing.js';
 
@@ -58,12 +59,8 @@ function showAuth(message) {
   err.hidden = !message;
   err.textContent = message || '';
   $('auth-password').value = '';
+  resetUsernameHint();
   setTimeout(() => $('auth-username').focus(), 0);
-}
-
-function validUsername(name) {
-  const n = Array.from(name).length;
-  return n >= 3 && n <= 32 && /^[\p{L}\p{M}\p{N}_.-]+$/u.test(name);
 }
 
 function setAuthError(text, fields = []) {

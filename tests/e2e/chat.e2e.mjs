@@ -28,6 +28,7 @@ const ASSETS = path.join(REPO, 'assets');
 const SHOTS = path.join(HERE, 'screenshots', MODE);
 const RUN = crypto.randomBytes(4).toString('hex');
 const PASSWORD = 'e2e-password-123';
+const NEW_PASSWORD = 'e2e-new-password-456'; // A's after the password change (the last steps)
 const GLOBAL_TIMEOUT_MS = 150_000;
 const WAIT_MS = 10_000;
 
@@ -884,6 +885,121 @@ async function main() {
     }
     await say(A, 'Still us 💙');
     await see(bubbleWithText(B.page, 'Still us 💙'), 'B should still get A\'s chats after the break-up was taken back');
+  });
+
+  let C;
+  await step('signing up: the username hint says taken for A\'s name (any case) and free for a new one', async () => {
+    C = await person('C', `new.${RUN}`, nodeA.base, { locale: 'en-US' });
+    const asked = [];
+    C.page.on('request', (r) => { if (r.url().includes('/api/usernames/')) asked.push(r.url()); });
+    await C.page.goto('/');
+    await see(tid(C.page, 'auth-screen'), 'a fresh browser should show the sign-up / log-in screen');
+    const input = tid(C.page, 'auth-username');
+    const hint = tid(C.page, 'username-hint');
+    await input.fill('ab');
+    await C.page.waitForTimeout(600);
+    check(asked.length === 0, `a malformed name ("ab") should not be looked up, asked ${JSON.stringify(asked)}`);
+    check(!(await hint.isVisible()), 'no hint should show for a malformed name');
+    await input.fill('');
+    await input.pressSequentially(A.name, { delay: 25 }); // typing fast: one look-up for the whole name
+    await see(C.page.locator('[data-testid=username-hint][data-available=false]'), `the hint should say ${A.name} (A, signed up) is taken`);
+    check(asked.length === 1 && asked[0].endsWith(`/api/usernames/${encodeURIComponent(A.name)}`),
+      `typing fast should ask once, for the whole name, percent-encoded; asked ${JSON.stringify(asked)}`);
+    await shot(C, '10-username-hint-taken-C.png');
+    await input.fill(A.name.toUpperCase());
+    await see(C.page.locator('[data-testid=username-hint][data-available=false]'), 'the hint should say A\'s name in capitals is taken too (names compare ignoring case)');
+    await input.fill(C.name);
+    await see(C.page.locator('[data-testid=username-hint][data-available=true]'), `the hint should say ${C.name} is free`);
+    const said = (await hint.textContent()).trim();
+    check(said.length > 0, 'the hint should say something');
+    await shot(C, '10-username-hint-free-C.png');
+    await tid(C.page, 'auth-password').fill(PASSWORD);
+    await tid(C.page, 'signup-button').click();
+    await see(tid(C.page, 'pairing-screen'), `${C.name} should be able to sign up with the name the hint said is free`);
+    // The pairing screen has the change-password button too.
+    await tid(C.page, 'password-button').click();
+    await see(tid(C.page, 'password-dialog'), 'the change-password dialog should open from the pairing screen');
+    await tid(C.page, 'password-cancel').click();
+    await hidden(tid(C.page, 'password-dialog'), 'cancel should close the change-password dialog');
+    await C.ctx.close();
+    pages.delete('C');
+  });
+
+  let A2;
+  await step('A changes the password: a wrong current one is refused, then the other sessions end and A logs in again with the new one', async () => {
+    // A second session of A in another browser (node 1, next to A's first; the phone is on node 2 in cluster mode).
+    A2 = await person('A-2', A.name, nodeA.base, { locale: 'en-US' });
+    await A2.ctx.addInitScript(() => {
+      // Remember every close code of the page's sockets.
+      window.__wsCloses = [];
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native {
+        constructor(...args) {
+          super(...args);
+          this.addEventListener('close', (e) => window.__wsCloses.push(e.code));
+        }
+      };
+    });
+    await A2.page.goto('/');
+    await tid(A2.page, 'auth-username').fill(A.name);
+    await tid(A2.page, 'auth-password').fill(PASSWORD);
+    await tid(A2.page, 'login-button').click();
+    await see(tid(A2.page, 'chat-screen'), 'A should land in the chat after logging in in a second browser');
+    await online(A2);
+    await online(M);
+
+    await tid(A.page, 'menu-button').click();
+    await tid(A.page, 'password-button').click();
+    await see(tid(A.page, 'password-dialog'), 'A should see the change-password dialog after choosing it in the menu');
+    await tid(A.page, 'password-old').fill('not-the-password-1');
+    await tid(A.page, 'password-new').fill(NEW_PASSWORD);
+    await shot(A, '11-password-dialog-A.png');
+    await tid(A.page, 'password-submit').click();
+    await see(tid(A.page, 'password-error'), 'a wrong current password should be refused in the dialog');
+    const said = (await tid(A.page, 'password-error').textContent()).trim();
+    check(said.length > 0, 'the dialog should say why the change was refused');
+    await see(tid(A.page, 'password-dialog'), 'the dialog should stay open after a refusal');
+    await shot(A, '12-password-error-A.png');
+    check((await getJson(A2.page, '/api/me')).status === 200, 'a refused change must not end A\'s other sessions');
+
+    await tid(A.page, 'password-old').fill(PASSWORD);
+    await tid(A.page, 'password-new').fill(NEW_PASSWORD);
+    await tid(A.page, 'password-submit').click();
+    await hidden(tid(A.page, 'password-dialog'), 'the dialog should close once the password is changed');
+    await see(tid(A.page, 'toast').filter({ hasText: /비밀번호|password/i }), 'A should be told the password was changed');
+    await shot(A, '13-password-changed-A.png');
+
+    for (const p of [A2, M]) {
+      await see(tid(p.page, 'auth-screen'), `${p.label} (another session of A) should drop to the log-in screen once A changed the password`);
+      await see(tid(p.page, 'auth-error'), `${p.label}'s log-in screen should say why (log in again)`);
+      const me = await getJson(p.page, '/api/me');
+      check(me.status === 401, `GET /api/me in ${p.label} should be 401 after the password change, got ${me.status}`);
+    }
+    const closes = await A2.page.evaluate(() => window.__wsCloses);
+    check(closes.includes(4001), `A-2's chat socket should have been closed with 4001, saw close codes ${JSON.stringify(closes)}`);
+    await shot(A2, '14-logged-out-A-2.png');
+
+    // The session that changed it stays: A still chats.
+    check((await getJson(A.page, '/api/me')).status === 200, 'A\'s own session should survive the password change');
+    await online(A);
+    await say(A, 'New password, same us');
+    await see(bubbleWithText(B.page, 'New password, same us'), 'B should get A\'s chat sent after the password change');
+
+    await tid(A2.page, 'auth-username').fill(A.name);
+    await tid(A2.page, 'auth-password').fill(PASSWORD);
+    await tid(A2.page, 'login-button').click();
+    await see(tid(A2.page, 'auth-error'), 'the old password should no longer log A in');
+    check(await tid(A2.page, 'auth-screen').isVisible(), 'A-2 should stay on the log-in screen with the old password');
+    await tid(A2.page, 'auth-password').fill(NEW_PASSWORD);
+    await tid(A2.page, 'login-button').click();
+    await see(tid(A2.page, 'chat-screen'), 'A should land in the chat after logging in with the new password');
+    await online(A2);
+    await see(bubbleWithText(A2.page, 'New password, same us'), 'A-2 should show the conversation after logging in again');
+    await tid(A2.page, 'menu-button').click();
+    await see(tid(A2.page, 'password-button'), 'the chat menu should offer to change the password');
+    await shot(A2, '15-menu-with-password-A-2.png');
+    await A2.page.keyboard.press('Escape');
+    await hidden(tid(A2.page, 'password-button'), 'Escape should close the chat menu');
   });
 
   await step('no uncaught errors in the pages', async () => {
