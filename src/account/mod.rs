@@ -102,15 +102,7 @@ pub async fn change_password(
     new: String,
 ) -> Result<()> {
     validate_password(&new)?;
-    // Guessing the old password through here is as slow as through a login.
-    guard.admit(client, &user.username)?;
-    let hash = user.password_hash.clone();
-    let verified = guard
-        .hash(move || password_auth::verify_password(old, &hash).is_ok())
-        .await?;
-    if !verified {
-        return Err(Error::Forbidden("the current password is wrong"));
-    }
+    confirm_password(guard, client, user, old, "the current password is wrong").await?;
     let hash = guard
         .hash(move || password_auth::generate_hash(new))
         .await?;
@@ -135,14 +127,7 @@ pub async fn delete(
     session_id: Uuid,
     password: String,
 ) -> Result<()> {
-    guard.admit(client, &user.username)?;
-    let hash = user.password_hash.clone();
-    let verified = guard
-        .hash(move || password_auth::verify_password(password, &hash).is_ok())
-        .await?;
-    if !verified {
-        return Err(Error::Forbidden("the password is wrong"));
-    }
+    confirm_password(guard, client, user, password, "the password is wrong").await?;
     let member = pairing::member(services, user.id, session_id).await?;
     if let Some(me) = &member {
         breakup::schedule(services, me).await?;
@@ -155,6 +140,27 @@ pub async fn delete(
     }
     tracing::info!(user_id = %user.id, in_couple = member.is_some(), "account deleted");
     Ok(())
+}
+
+/// What changing or deleting an account asks first: its password, so a stolen session alone
+/// cannot take the account. Guessing it here is as slow as through a login (same limits).
+async fn confirm_password(
+    guard: &Guard,
+    client: IpAddr,
+    user: &User,
+    password: String,
+    wrong: &'static str,
+) -> Result<()> {
+    guard.admit(client, &user.username)?;
+    let hash = user.password_hash.clone();
+    let verified = guard
+        .hash(move || password_auth::verify_password(password, &hash).is_ok())
+        .await?;
+    if verified {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(wrong))
+    }
 }
 
 /// Ends a session; sockets opened with it close, on whichever node holds them.
