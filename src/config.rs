@@ -207,6 +207,15 @@ pub struct Config {
     #[arg(long, env = "DUET_COUPLE_QUOTA_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub couple_quota_bytes: u64,
 
+    /// The time zone (IANA name) of a couple's dates until either partner sets theirs.
+    #[arg(long, env = "DUET_TIME_ZONE", default_value = "UTC", value_parser = parse_time_zone)]
+    pub time_zone: chrono_tz::Tz,
+
+    /// How many of the couple's chats one request of counting words reads (the rest waits
+    /// for the next request), so a long history is caught up in bounded steps.
+    #[arg(long, env = "DUET_WORDS_BATCH", default_value_t = 20_000)]
+    pub words_batch: u64,
+
     /// `tracing` filter, e.g. `info` or `duet=debug,info`.
     #[arg(long, env = "DUET_LOG", default_value = "info")]
     pub log: String,
@@ -312,6 +321,11 @@ impl Config {
 }
 
 /// A trusted proxy: a CIDR range (`10.0.0.0/8`) or one address (`127.0.0.1`).
+fn parse_time_zone(s: &str) -> Result<chrono_tz::Tz, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an IANA time zone such as Asia/Seoul"))
+}
+
 fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
     s.parse::<IpNet>()

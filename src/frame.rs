@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::view::{ChatView, QuestionView};
+use crate::view::{AnniversariesView, ChatView, QuestionView};
 
 #[derive(Serialize, Debug)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -62,6 +62,12 @@ pub enum ServerFrame {
     /// A break-up was scheduled (`delete_at`, RFC 3339) or taken back (`null`).
     Couple {
         delete_at: Option<String>,
+    },
+    /// The couple's calendar changed (day one, time zone, own dates): the whole of it.
+    Anniversaries(AnniversariesView),
+    /// The words the couple leaves out of its most used words changed: all of them.
+    ExcludedWords {
+        words: Vec<String>,
     },
 }
 

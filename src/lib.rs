@@ -5,12 +5,14 @@
 // From the leaves up: each module uses only those above it in this list (checked by
 // tests/api/architecture.rs).
 pub mod account;
+pub mod anniversary;
 pub mod breakup;
 pub mod bus;
 pub mod chat;
 pub mod config;
 pub mod couple;
 pub mod error;
+pub mod export;
 pub mod file;
 pub mod frame;
 pub mod http;
@@ -23,6 +25,7 @@ pub mod services;
 pub mod state;
 pub mod store;
 pub mod view;
+pub mod words;
 pub mod ws;
 
 use std::net::SocketAddr;

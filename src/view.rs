@@ -110,3 +110,60 @@ pub fn rfc3339_opt<S: serde::Serializer>(
 pub fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
+
+/// The couple's calendar: `GET /api/anniversaries` and the `anniversaries` frame.
+#[derive(Serialize, Debug, Clone, ToSchema)]
+pub struct AnniversariesView {
+    /// Day one (defaults to the day the couple paired), a calendar date.
+    #[schema(value_type = String, format = Date, example = "2026-03-01")]
+    pub started_on: chrono::NaiveDate,
+    /// The IANA time zone the couple's dates are in.
+    #[schema(example = "Asia/Seoul")]
+    pub time_zone: String,
+    /// Today in that time zone.
+    #[schema(value_type = String, format = Date)]
+    pub today: chrono::NaiveDate,
+    /// Days together, counting day one as 1.
+    pub days_together: i64,
+    /// The couple's own dates, in date order.
+    pub dates: Vec<DateView>,
+    /// Milestones and own dates: upcoming ones first (soonest first), then past ones (most
+    /// recent first).
+    pub upcoming: Vec<UpcomingView>,
+}
+
+/// One of the couple's own dates.
+#[derive(Serialize, Debug, Clone, ToSchema)]
+pub struct DateView {
+    pub id: Uuid,
+    pub title: String,
+    #[schema(value_type = String, format = Date)]
+    pub date: chrono::NaiveDate,
+    /// Kept every year (`true`) or once.
+    pub yearly: bool,
+}
+
+/// A day to count towards or from.
+#[derive(Serialize, Debug, Clone, ToSchema)]
+pub struct UpcomingView {
+    /// `milestone` (every 100 days), `yearly` (each year together) or `date` (their own).
+    pub kind: &'static str,
+    /// "100 days", "1 year" or the date's own title.
+    pub title: String,
+    /// The day this time (a yearly date's next or last occurrence).
+    #[schema(value_type = String, format = Date)]
+    pub date: chrono::NaiveDate,
+    /// Positive: days to go; 0: today; negative: days since.
+    pub days_from_today: i64,
+    /// `D-29`, `D-day` or `D+3`.
+    pub label: String,
+    /// A milestone's count of days.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days: Option<i64>,
+    /// A yearly milestone's count of years.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub years: Option<i32>,
+    /// An own date's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+}

@@ -15,6 +15,10 @@ pub struct Model {
     /// Questions asked that one of the two has not answered yet. Zero means nobody owes an
     /// answer, which a send learns from the row it locks anyway.
     pub open_questions: i32,
+    /// The couple's day one, a calendar date; `None` means the day they paired.
+    pub started_on: Option<Date>,
+    /// The IANA time zone the couple's dates are in; `None` means the server's default.
+    pub time_zone: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

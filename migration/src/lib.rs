@@ -11,6 +11,7 @@ mod m20261126_000004_open_questions;
 mod m20261126_000005_files_by_couple;
 mod m20261127_000006_sessions_by_expiry;
 mod m20261128_000007_accounts_deleted;
+mod m20261129_000008_our_story;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_files_by_couple::Migration),
             Box::new(m20261127_000006_sessions_by_expiry::Migration),
             Box::new(m20261128_000007_accounts_deleted::Migration),
+            Box::new(m20261129_000008_our_story::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@
 //! HTTP handlers both come through here; neither writes SQL nor publishes by itself.
 
 pub mod committer;
+pub mod find;
 pub mod plan;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::services::Services;
 use crate::store;
 use crate::store::chats::Chat;
 use crate::store::events::EventKind;
+use crate::words;
 use crate::view::{ChatView, QuestionView};
 
 pub use committer::{Committer, PendingSend};
@@ -84,7 +86,7 @@ pub async fn delete(services: &Services, me: &Member, chat_id: Uuid) -> Result<(
     if chat.sender_id != me.user_id {
         return Err(Error::Forbidden("only the sender may delete a chat"));
     }
-    let (seq, file) = store::chats::delete(&services.db, me.couple_id, chat_id)
+    let (seq, file) = store::chats::delete(&services.db, me.couple_id, chat_id, words::words_of)
         .await?
         .ok_or(Error::NotFound)?;
     if let Some(file) = file {

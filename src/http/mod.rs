@@ -3,15 +3,18 @@
 //! too: the Origin allow-list, body limits, and extractors whose rejections speak the
 //! contract's error body.
 
+mod anniversaries;
 mod answers;
 mod auth;
 mod chats;
 mod client_addr;
+mod export;
 mod files;
 mod headers;
 mod health;
 pub mod openapi;
 mod pairing;
+mod words;
 
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -43,6 +46,9 @@ pub fn router(state: AppState, socket: Router<AppState>) -> Router {
         .merge(pairing::router())
         .merge(chats::router())
         .merge(answers::router())
+        .merge(words::router())
+        .merge(anniversaries::router())
+        .merge(export::router())
         .merge(files::router(state.config.max_upload_bytes))
         .merge(health::router())
         .merge(openapi::router())

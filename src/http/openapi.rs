@@ -10,7 +10,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{answers, auth, chats, files, health, pairing};
+use super::{anniversaries, answers, auth, chats, export, files, health, pairing, words};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -23,16 +23,22 @@ use crate::state::AppState;
         auth::signup, auth::login, auth::logout, auth::me, auth::delete_me, auth::change_password, auth::username,
         pairing::list, pairing::create, pairing::accept, pairing::remove,
         pairing::break_up, pairing::restore,
-        chats::history, answers::answers, files::upload, files::download,
+        chats::history, chats::search, answers::answers, files::upload, files::download,
+        words::ours, words::exclude, words::include,
+        anniversaries::calendar, anniversaries::set_start, anniversaries::add, anniversaries::remove,
+        export::download,
         health::healthz, health::readyz, health::metrics,
     ),
     modifiers(&Sessions),
     tags(
         (name = "accounts", description = "Sign up, log in, sessions"),
         (name = "pairing", description = "Pairing requests and the break-up"),
-        (name = "chat", description = "History beyond what the socket replays"),
+        (name = "chat", description = "History beyond what the socket replays, jumps and search"),
         (name = "questions", description = "The answers page"),
         (name = "files", description = "Uploads a chat then carries, and downloads"),
+        (name = "words", description = "Our most used words and the ones we leave out"),
+        (name = "anniversaries", description = "Day one, days together, milestones and our own dates"),
+        (name = "export", description = "Our whole history as one zip"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

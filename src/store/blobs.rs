@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tower_http::services::ServeFile;
 use uuid::Uuid;
 
@@ -21,6 +21,8 @@ pub trait BlobStore: Send + Sync {
     async fn delete(&self, blob: &str) -> io::Result<()>;
     /// Answers a download, honouring `Range` and conditional headers.
     async fn serve(&self, blob: &str, headers: &HeaderMap) -> io::Result<Response>;
+    /// Reads a blob from its start (the export copies it into the archive).
+    async fn open(&self, blob: &str) -> io::Result<Box<dyn AsyncRead + Send + Unpin>>;
 }
 
 #[async_trait]
@@ -90,6 +92,10 @@ impl BlobStore for LocalDir {
             return Err(io::Error::new(io::ErrorKind::NotFound, "blob missing"));
         }
         Ok(response.map(Body::new).into_response())
+    }
+
+    async fn open(&self, blob: &str) -> io::Result<Box<dyn AsyncRead + Send + Unpin>> {
+        Ok(Box::new(tokio::fs::File::open(self.path(blob)?).await?))
     }
 }
 

@@ -1,15 +1,18 @@
 //! Chats: one that is live, deleting one (its text wiped, a `deleted` event logged), and
 //! history pages. Their place in the couple's order is the event log's (`store::events`).
 
+use chrono::{DateTime, Utc};
 use entity::{chats, files};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::extension::postgres::PgExpr;
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::events::{self, EventKind, EventRef, now_millis};
+use super::words;
 
 pub use chats::Model as Chat;
 pub use files::Model as File;
@@ -27,16 +30,22 @@ pub async fn live_chat(
         .await
 }
 
-/// Marks a chat deleted (its text is wiped: deleting means gone), releases its file and logs
-/// a `deleted` event. Returns the seq and the released file; `None` when it was deleted
+/// Marks a chat deleted (its text is wiped: deleting means gone), releases its file, takes
+/// its words out of the couple's counts (`words_of` splits a text into them) and logs a
+/// `deleted` event. Returns the seq and the released file; `None` when it was deleted
 /// meanwhile.
 pub async fn delete(
     db: &DatabaseConnection,
     couple_id: Uuid,
     chat_id: Uuid,
+    words_of: impl Fn(&str) -> Vec<String>,
 ) -> Result<Option<(i64, Option<super::files::File>)>, DbErr> {
     let txn = db.begin().await?;
     let seq = events::next_seq(&txn, couple_id).await?;
+    // Read under the couple's row lock, which every delete of the couple takes first.
+    let Some(chat) = live_chat(&txn, couple_id, chat_id).await? else {
+        return Ok(None);
+    };
     let wiped = chats::Entity::update_many()
         .col_expr(chats::Column::DeletedAt, Expr::value(Some(now_millis())))
         .col_expr(chats::Column::Text, Expr::value(String::new()))
@@ -50,6 +59,7 @@ pub async fn delete(
         return Ok(None);
     }
     let file = super::files::release_chat(&txn, chat_id).await?;
+    words::uncount(&txn, &chat, words_of(&chat.text)).await?;
     let refs = EventRef {
         chat_id: Some(chat_id),
         ..EventRef::default()
@@ -77,4 +87,113 @@ pub async fn history(
         .limit(limit)
         .all(db)
         .await
+}
+
+/// Chats of `seq > after`, oldest first: the next page towards the present.
+pub async fn after(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<Chat>, DbErr> {
+    chats::Entity::find()
+        .filter(chats::Column::CoupleId.eq(couple_id))
+        .filter(chats::Column::DeletedAt.is_null())
+        .filter(chats::Column::Seq.gt(after))
+        .order_by_asc(chats::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Chats that are not deleted and contain `needle` (case-insensitive: `ILIKE` on Postgres,
+/// served by the trigram index; `LIKE` on SQLite, which folds ASCII only and reads the
+/// couple's chats newest first), with `seq < before`, newest first.
+pub async fn search(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    needle: &str,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Chat>, DbErr> {
+    let pattern = format!("%{}%", escape_like(needle));
+    let matches = match db.get_database_backend() {
+        // Backslash is Postgres's default escape in LIKE patterns.
+        DbBackend::Postgres => Expr::col(chats::Column::Text).ilike(pattern),
+        _ => Expr::col(chats::Column::Text).like(LikeExpr::new(pattern).escape('\\')),
+    };
+    let mut query = chats::Entity::find()
+        .filter(chats::Column::CoupleId.eq(couple_id))
+        .filter(chats::Column::DeletedAt.is_null())
+        .filter(matches);
+    if let Some(before) = before {
+        query = query.filter(chats::Column::Seq.lt(before));
+    }
+    query
+        .order_by_desc(chats::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// `%`, `_` and the escape itself match literally in a search.
+fn escape_like(needle: &str) -> String {
+    let mut escaped = String::with_capacity(needle.len());
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// The seq of the first chat (not deleted) sent at or after `at`. Chats are sent in seq
+/// order, so this is a binary search over seqs: some twenty index probes, where a scan by
+/// `sent_at` would need an index every send pays for.
+pub async fn first_since(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    at: DateTime<Utc>,
+    last_seq: i64,
+) -> Result<Option<i64>, DbErr> {
+    let (mut low, mut high) = (0, last_seq.saturating_add(1));
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let probe: Option<(i64, DateTime<Utc>)> = chats::Entity::find()
+            .select_only()
+            .columns([chats::Column::Seq, chats::Column::SentAt])
+            .filter(chats::Column::CoupleId.eq(couple_id))
+            .filter(chats::Column::Seq.gte(mid))
+            .order_by_asc(chats::Column::Seq)
+            .into_tuple()
+            .one(db)
+            .await?;
+        match probe {
+            Some((seq, sent_at)) if sent_at < at => low = seq + 1,
+            _ => high = mid,
+        }
+    }
+    let first = chats::Entity::find()
+        .select_only()
+        .column(chats::Column::Seq)
+        .filter(chats::Column::CoupleId.eq(couple_id))
+        .filter(chats::Column::DeletedAt.is_null())
+        .filter(chats::Column::Seq.gte(low))
+        .order_by_asc(chats::Column::Seq)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_like;
+
+    #[test]
+    fn like_wildcards_in_a_search_match_themselves() {
+        assert_eq!(escape_like("100%_\\x"), "100\\%\\_\\\\x");
+        assert_eq!(escape_like("여행"), "여행");
+    }
 }

@@ -212,6 +212,8 @@ pub async fn accept_request(
         last_seq: Set(0),
         delete_at: Set(None),
         open_questions: Set(0),
+        started_on: Set(None),
+        time_zone: Set(None),
     }
     .insert(&txn)
     .await?;

@@ -189,3 +189,25 @@ pub async fn all_of_couple(db: &impl ConnectionTrait, couple_id: Uuid) -> Result
         .all(db)
         .await
 }
+
+/// The couple's files that chats carry, by id, `id > after`: the export's pages.
+pub async fn sent_in_couple(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<File>, DbErr> {
+    use sea_orm::QueryOrder;
+    let mut query = files::Entity::find()
+        .filter(files::Column::CoupleId.eq(couple_id))
+        .filter(files::Column::ChatId.is_not_null())
+        .filter(files::Column::DeletedAt.is_null());
+    if let Some(after) = after {
+        query = query.filter(files::Column::Id.gt(after));
+    }
+    query
+        .order_by_asc(files::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}

@@ -1,6 +1,7 @@
 //! The only layer that touches the database. Everything above it speaks in the product's
 //! words (users, couples, chats); this layer speaks sea-orm, on Postgres or SQLite alike.
 
+pub mod anniversaries;
 pub mod blobs;
 pub mod chats;
 pub mod couples;
@@ -9,6 +10,7 @@ pub mod files;
 pub mod questions;
 pub mod sends;
 pub mod users;
+pub mod words;
 
 use std::time::Duration;
 

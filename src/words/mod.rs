@@ -1,0 +1,168 @@
+//! Our words: the couple's most used words with each partner's count, and the words the
+//! couple leaves out (shared by both, live on either's screen).
+//!
+//! A word is a run of letters and digits, lowercased; Korean words lose their particles
+//! (`korean`); numbers, one-character words and a short list of English function words are
+//! not counted. Counting is incremental (`store::words`): each look counts only the chats
+//! since the last one, in batches of `words_batch` chats, so a couple with a million chats
+//! pays once, and the send path pays nothing.
+
+pub mod korean;
+
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::couple::Member;
+use crate::error::{Error, Result};
+use crate::frame::ServerFrame;
+use crate::publish;
+use crate::services::Services;
+use crate::store;
+
+/// Longest word counted, in characters: longer runs are not words people reuse.
+pub const MAX_WORD_CHARS: usize = 30;
+/// Most words a couple may leave out.
+pub const MAX_EXCLUDED: u64 = 500;
+/// How long one look may spend catching up before answering with what is counted so far.
+const CATCH_UP_BUDGET: Duration = Duration::from_secs(2);
+
+const ENGLISH_FUNCTION_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "do", "for", "from", "have", "i",
+    "if", "in", "is", "it", "its", "me", "my", "of", "on", "or", "so", "that", "the", "this",
+    "to", "was", "we", "with", "you", "your",
+];
+
+/// The words of a text, in order, as they are counted.
+pub fn words_of(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter_map(normalize)
+        .collect()
+}
+
+/// One written word as it is counted and left out: lowercased, without its Korean
+/// particle; `None` for what is not counted.
+pub fn normalize(written: &str) -> Option<String> {
+    let lower = written.to_lowercase();
+    let word = korean::strip_particle(&lower);
+    let chars = word.chars().count();
+    let counted = (2..=MAX_WORD_CHARS).contains(&chars)
+        && !word.chars().all(|c| c.is_numeric())
+        && !ENGLISH_FUNCTION_WORDS.contains(&word);
+    counted.then(|| word.to_owned())
+}
+
+/// One of our words as I see it.
+pub struct OurWord {
+    pub word: String,
+    pub count: i64,
+    pub mine: i64,
+    pub partner: i64,
+}
+
+pub struct OurWords {
+    pub words: Vec<OurWord>,
+    pub excluded: Vec<String>,
+    /// Whether every chat is counted (a long history may take a few looks).
+    pub complete: bool,
+}
+
+/// The couple's `limit` most used words, after counting what was said since the last look.
+pub async fn ours(services: &Services, me: &Member, limit: u64) -> Result<OurWords> {
+    let started = Instant::now();
+    let mut complete = false;
+    while !complete && started.elapsed() < CATCH_UP_BUDGET {
+        complete = store::words::count_more(
+            &services.db,
+            me.couple_id,
+            services.config.words_batch.max(1),
+            words_of,
+        )
+        .await?;
+    }
+    let top = store::words::top(&services.db, me.couple_id, limit).await?;
+    let words = top
+        .into_iter()
+        .map(|counted| {
+            let of = |user: Uuid| {
+                counted
+                    .by_user
+                    .iter()
+                    .filter(|(u, _)| *u == user)
+                    .map(|(_, n)| n)
+                    .sum()
+            };
+            OurWord {
+                mine: of(me.user_id),
+                partner: of(me.partner_id),
+                count: counted.total,
+                word: counted.word,
+            }
+        })
+        .collect();
+    let excluded = store::words::excluded(&services.db, me.couple_id).await?;
+    Ok(OurWords {
+        words,
+        excluded,
+        complete,
+    })
+}
+
+/// The word as it is stored: what a chat with it would be counted as.
+fn stored_form(word: &str) -> Result<String> {
+    let mut written = word.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty());
+    match (written.next(), written.next()) {
+        (Some(one), None) => normalize(one)
+            .ok_or_else(|| Error::InvalidInput("this is not a word that is counted".into())),
+        _ => Err(Error::InvalidInput("give one word".into())),
+    }
+}
+
+/// Leaves a word out of our words, for both of us; returns the words left out.
+pub async fn exclude(services: &Services, me: &Member, word: &str) -> Result<Vec<String>> {
+    let word = stored_form(word)?;
+    if store::words::excluded_count(&services.db, me.couple_id).await? >= MAX_EXCLUDED {
+        return Err(Error::InvalidInput(format!(
+            "at most {MAX_EXCLUDED} words can be left out"
+        )));
+    }
+    store::words::exclude(&services.db, me.couple_id, &word).await?;
+    changed(services, me).await
+}
+
+/// Takes a word back into our words; returns the words left out.
+pub async fn include(services: &Services, me: &Member, word: &str) -> Result<Vec<String>> {
+    let word = stored_form(word)?;
+    if !store::words::include(&services.db, me.couple_id, &word).await? {
+        return Err(Error::NotFound);
+    }
+    changed(services, me).await
+}
+
+async fn changed(services: &Services, me: &Member) -> Result<Vec<String>> {
+    let words = store::words::excluded(&services.db, me.couple_id).await?;
+    tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, excluded = words.len(), "excluded words changed");
+    let frame = ServerFrame::ExcludedWords {
+        words: words.clone(),
+    };
+    publish::to_both(&services.bus, me.couple_id, &frame);
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::words_of;
+
+    #[test]
+    fn words_are_lowercased_and_lose_their_particles() {
+        assert_eq!(
+            words_of("여행을 가자! Travel, TRAVEL 여행이 좋아"),
+            ["여행", "가자", "travel", "travel", "여행", "좋아"]
+        );
+    }
+
+    #[test]
+    fn numbers_single_letters_and_function_words_are_not_counted() {
+        assert_eq!(words_of("I saw 2 of the 100 cats x"), ["saw", "cats"]);
+    }
+}

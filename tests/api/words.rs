@@ -1,0 +1,169 @@
+//! Our words: counted per partner, Korean nouns without their particles, the left-out words
+//! never ranking and shared live, a deleted chat's words taken out again.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::search::said;
+use crate::support::*;
+
+both_backends!(
+    korean_nouns_count_without_their_particles_with_each_partners_count,
+    excluded_words_never_rank_and_the_partner_sees_the_change_live,
+    a_deleted_chat_no_longer_counts,
+    a_long_history_is_counted_in_batches_to_the_same_numbers,
+    only_a_counted_word_can_be_left_out,
+);
+
+async fn words(user: &User) -> Value {
+    let (status, body) = user.get("/api/words").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["complete"], true, "{body}");
+    body
+}
+
+/// `(count, mine, partner)` of a word, or `None` when it does not rank.
+fn counts(body: &Value, word: &str) -> Option<(i64, i64, i64)> {
+    body["words"].as_array()?.iter().find_map(|w| {
+        (w["word"] == word).then(|| {
+            (
+                w["count"].as_i64().unwrap_or(-1),
+                w["mine"].as_i64().unwrap_or(-1),
+                w["partner"].as_i64().unwrap_or(-1),
+            )
+        })
+    })
+}
+
+async fn put(user: &User, path: &str) -> (StatusCode, Value) {
+    let (s, v, _) = request(
+        Method::PUT,
+        &format!("{}{path}", user.base),
+        Some(&user.token),
+        None,
+    )
+    .await;
+    (s, v)
+}
+
+async fn korean_nouns_count_without_their_particles_with_each_partners_count(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let (mut m, mut j) = (mina.socket().await, joon.socket().await);
+    said(&mut m, "산책을 하자").await;
+    said(&mut m, "산책이 최고야").await;
+    said(&mut j, "산책 좋아, Picnic too").await;
+    said(&mut j, "picnic PICNIC").await;
+
+    let mine = words(&mina).await;
+    assert_eq!(counts(&mine, "산책"), Some((3, 2, 1)), "{mine}");
+    assert_eq!(counts(&mine, "picnic"), Some((3, 0, 3)));
+    assert_eq!(counts(&mine, "산책을"), None);
+    // Most used first; equal counts in word order.
+    assert_eq!(mine["words"][0]["word"], "picnic");
+    assert_eq!(mine["words"][1]["word"], "산책");
+    let theirs = words(&joon).await;
+    assert_eq!(counts(&theirs, "산책"), Some((3, 1, 2)));
+
+    // Later chats are counted on the next look.
+    said(&mut m, "산책도").await;
+    said(&mut m, "산책에서").await;
+    assert_eq!(counts(&words(&joon).await, "산책"), Some((5, 1, 4)));
+    let (_, one) = mina.get("/api/words?limit=1").await;
+    assert_eq!(one["words"].as_array().map(Vec::len), Some(1));
+}
+
+async fn excluded_words_never_rank_and_the_partner_sees_the_change_live(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let (mut m, mut j) = (mina.socket().await, joon.socket().await);
+    said(&mut m, "ㅋㅋㅋ 산책을 가자 ㅋㅋㅋ").await;
+
+    // As written, with its particle: left out as it is counted.
+    let (status, body) = put(&mina, "/api/words/excluded/%EC%82%B0%EC%B1%85%EC%9D%84").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["excluded"], json!(["산책"]));
+    let frame = j.until("excluded_words").await;
+    assert_eq!(frame["words"], json!(["산책"]));
+    let (_, body) = put(&joon, "/api/words/excluded/%E3%85%8B%E3%85%8B%E3%85%8B").await;
+    assert_eq!(body["excluded"], json!(["ㅋㅋㅋ", "산책"]));
+    assert_eq!(j.until("excluded_words").await["words"], json!(["ㅋㅋㅋ", "산책"]));
+    // Mina hears her own change first, then Joon's.
+    assert_eq!(m.until("excluded_words").await["words"], json!(["산책"]));
+    assert_eq!(m.until("excluded_words").await["words"], json!(["ㅋㅋㅋ", "산책"]));
+
+    let now = words(&mina).await;
+    assert_eq!(counts(&now, "산책"), None, "{now}");
+    assert_eq!(counts(&now, "ㅋㅋㅋ"), None);
+    assert_eq!(counts(&now, "가자"), Some((1, 1, 0)));
+    assert_eq!(now["excluded"], json!(["ㅋㅋㅋ", "산책"]));
+
+    // Taken back in, it ranks again, for both.
+    let (status, body) = mina.delete("/api/words/excluded/%EC%82%B0%EC%B1%85").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(j.until("excluded_words").await["words"], json!(["ㅋㅋㅋ"]));
+    assert_eq!(counts(&words(&joon).await, "산책"), Some((1, 0, 1)));
+    let (status, body) = mina.delete("/api/words/excluded/%EC%82%B0%EC%B1%85").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // Another couple has its own list.
+    let (sora, hana) = (User::signup(&node, "sora").await, User::signup(&node, "hana").await);
+    pair(&sora, &hana).await;
+    assert_eq!(words(&sora).await["excluded"], json!([]));
+}
+
+async fn a_deleted_chat_no_longer_counts(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let mut m = mina.socket().await;
+    let counted = said(&mut m, "picnic blanket").await;
+    said(&mut m, "picnic basket").await;
+    assert_eq!(counts(&words(&joon).await, "picnic"), Some((2, 0, 2)));
+    assert_eq!(counts(&words(&joon).await, "blanket"), Some((1, 0, 1)));
+
+    // Deleted after it was counted: taken out again.
+    m.send(json!({ "type": "delete", "chat_id": counted["id"] })).await;
+    m.until("deleted").await;
+    // Deleted before it was ever counted: never counted.
+    let uncounted = said(&mut m, "picnic umbrella").await;
+    m.send(json!({ "type": "delete", "chat_id": uncounted["id"] })).await;
+    m.until("deleted").await;
+
+    let now = words(&joon).await;
+    assert_eq!(counts(&now, "picnic"), Some((1, 0, 1)), "{now}");
+    assert_eq!(counts(&now, "blanket"), None);
+    assert_eq!(counts(&now, "umbrella"), None);
+}
+
+async fn a_long_history_is_counted_in_batches_to_the_same_numbers(backend: Backend) {
+    let node = spawn_node_with(backend, &["--words-batch", "3"]).await;
+    let (mina, joon) = couple(&node).await;
+    let (mut m, mut j) = (mina.socket().await, joon.socket().await);
+    for i in 0..7 {
+        said(&mut m, &format!("picnic number{i}")).await;
+        said(&mut j, "picnic").await;
+    }
+    let body = words(&mina).await;
+    assert_eq!(counts(&body, "picnic"), Some((14, 7, 7)), "{body}");
+    assert_eq!(counts(&body, "number3"), Some((1, 1, 0)));
+    said(&mut j, "picnic").await;
+    assert_eq!(counts(&words(&mina).await, "picnic"), Some((15, 7, 8)));
+}
+
+async fn only_a_counted_word_can_be_left_out(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, _joon) = couple(&node).await;
+    for word in ["x", "12345", "two%20words", "the"] {
+        let (status, body) = put(&mina, &format!("/api/words/excluded/{word}")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{word}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_input");
+    }
+    let single = User::signup(&node, "single").await;
+    let (status, body) = put(&single, "/api/words/excluded/picnic").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = single.get("/api/words").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = mina.get("/api/words?limit=0").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
