@@ -137,7 +137,11 @@ fn upcoming(started_on: NaiveDate, today: NaiveDate, dates: &[DateView]) -> Vec<
             continue;
         }
         if let Some(date) = years_after(started_on, years) {
-            let title = if years == 1 { "1 year".to_owned() } else { format!("{years} years") };
+            let title = if years == 1 {
+                "1 year".to_owned()
+            } else {
+                format!("{years} years")
+            };
             let mut yearly = item("yearly", title, date, today);
             yearly.years = Some(years);
             list.push(yearly);
@@ -215,7 +219,9 @@ pub async fn add(
         )));
     }
     if !plausible(date) {
-        return Err(Error::InvalidInput("date must be between 1900 and 2200".into()));
+        return Err(Error::InvalidInput(
+            "date must be between 1900 and 2200".into(),
+        ));
     }
     if store::anniversaries::count(&services.db, me.couple_id).await? >= MAX_DATES {
         return Err(Error::InvalidInput(format!(
@@ -276,7 +282,11 @@ mod tests {
         let hundred = list.iter().find(|i| i.days == Some(100));
         assert_eq!(hundred.map(|i| i.date), Some(day("2026-04-10")));
         assert_eq!(hundred.map(|i| i.label.as_str()), Some("D-9"));
-        assert_eq!(list.first().map(|i| i.days), Some(Some(100)), "the next one first");
+        assert_eq!(
+            list.first().map(|i| i.days),
+            Some(Some(100)),
+            "the next one first"
+        );
     }
 
     #[test]

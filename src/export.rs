@@ -134,9 +134,8 @@ pub async fn archive(services: &Services, me: &Member) -> Result<(String, Body)>
             let _ = failed_tx.send(io::Error::other("the export failed"));
         }
     });
-    let failure = futures_util::stream::once(failed_rx).filter_map(|outcome| async move {
-        outcome.ok().map(Err::<Bytes, io::Error>)
-    });
+    let failure = futures_util::stream::once(failed_rx)
+        .filter_map(|outcome| async move { outcome.ok().map(Err::<Bytes, io::Error>) });
     let body = Body::from_stream(ReaderStream::new(reader).chain(failure));
     tracing::info!(couple_id = %me.couple_id, user_id = %me.user_id, "export started");
     let name = format!("duet-{}.zip", Utc::now().format("%Y-%m-%d"));
@@ -153,7 +152,11 @@ async fn write(
     whole(&mut zip, "manifest.json", &json(&manifest)?).await?;
 
     let entry = ZipEntryBuilder::new("chats.ndjson".into(), Compression::Deflate);
-    let mut chats = zip.write_entry_stream(entry).await.map_err(zip_error)?.compat_write();
+    let mut chats = zip
+        .write_entry_stream(entry)
+        .await
+        .map_err(zip_error)?
+        .compat_write();
     let mut after = 0;
     loop {
         let page = store::chats::after(&services.db, me.couple_id, after, PAGE).await?;
@@ -195,15 +198,24 @@ async fn write(
         after = Some(last.id);
         for file in page {
             let mut blob = services.files.open(&file.blob).await.map_err(io_error)?;
-            let entry = ZipEntryBuilder::new(file_path(file.id, &file.name).into(), Compression::Stored)
-                .last_modification_date(file.created_at.into());
-            let mut out = zip.write_entry_stream(entry).await.map_err(zip_error)?.compat_write();
-            tokio::io::copy(&mut blob, &mut out).await.map_err(io_error)?;
+            let entry =
+                ZipEntryBuilder::new(file_path(file.id, &file.name).into(), Compression::Stored)
+                    .last_modification_date(file.created_at.into());
+            let mut out = zip
+                .write_entry_stream(entry)
+                .await
+                .map_err(zip_error)?
+                .compat_write();
+            tokio::io::copy(&mut blob, &mut out)
+                .await
+                .map_err(io_error)?;
             out.into_inner().close().await.map_err(zip_error)?;
         }
     }
     let mut writer = zip.close().await.map_err(zip_error)?.into_inner();
-    tokio::io::AsyncWriteExt::shutdown(&mut writer).await.map_err(io_error)?;
+    tokio::io::AsyncWriteExt::shutdown(&mut writer)
+        .await
+        .map_err(io_error)?;
     Ok(())
 }
 

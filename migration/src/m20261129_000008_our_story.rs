@@ -194,7 +194,10 @@ impl MigrationTrait for Migration {
                 .drop_table(Table::drop().table(table).to_owned())
                 .await?;
         }
-        for column in [Couples::TimeZone.into_iden(), Couples::StartedOn.into_iden()] {
+        for column in [
+            Couples::TimeZone.into_iden(),
+            Couples::StartedOn.into_iden(),
+        ] {
             manager
                 .alter_table(
                     Table::alter()

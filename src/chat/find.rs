@@ -77,5 +77,8 @@ pub async fn first_on(services: &Services, couple_id: Uuid, day: NaiveDate) -> R
         .find_map(|local| zone.from_local_datetime(&local).earliest())
         .ok_or_else(|| Error::InvalidInput("this day does not exist in the time zone".into()))?;
     let last_seq = store::couples::last_seq(&services.db, couple_id).await?;
-    Ok(store::chats::first_since(&services.db, couple_id, start.with_timezone(&Utc), last_seq).await?)
+    Ok(
+        store::chats::first_since(&services.db, couple_id, start.with_timezone(&Utc), last_seq)
+            .await?,
+    )
 }

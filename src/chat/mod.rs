@@ -22,8 +22,8 @@ use crate::services::Services;
 use crate::store;
 use crate::store::chats::Chat;
 use crate::store::events::EventKind;
-use crate::words;
 use crate::view::{ChatView, QuestionView};
+use crate::words;
 
 pub use committer::{Committer, PendingSend};
 

@@ -232,6 +232,8 @@ mod tests {
             last_seq,
             delete_at: None,
             open_questions: 0,
+            started_on: None,
+            time_zone: None,
         }
     }
 

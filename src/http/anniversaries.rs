@@ -66,13 +66,8 @@ pub(super) async fn set_start(
             "give started_on, time_zone or both".into(),
         ));
     }
-    let view = anniversary::set_start(
-        &state,
-        &me,
-        change.started_on,
-        change.time_zone.as_deref(),
-    )
-    .await?;
+    let view =
+        anniversary::set_start(&state, &me, change.started_on, change.time_zone.as_deref()).await?;
     Ok(Json(view))
 }
 

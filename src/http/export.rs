@@ -23,10 +23,7 @@ pub fn router() -> Router<AppState> {
         (status = 401, description = "No session", body = ErrorBody),
         (status = 404, description = "`not_found`: I am not in a couple", body = ErrorBody),
     ))]
-pub(super) async fn download(
-    State(state): State<AppState>,
-    me: CurrentUser,
-) -> Result<Response> {
+pub(super) async fn download(State(state): State<AppState>, me: CurrentUser) -> Result<Response> {
     // Not ours means not found: an unpaired user has no history to take.
     let member = pairing::member(&state, me.user.id, me.session_id)
         .await?
@@ -36,7 +33,10 @@ pub(super) async fn download(
         .map_err(|e| Error::Internal(e.into()))?;
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/zip")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/zip"),
+            ),
             (header::CONTENT_DISPOSITION, disposition),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],

@@ -128,8 +128,10 @@ async fn add(
                 ])
                 .value(
                     word_counts::Column::Count,
-                    Expr::col((word_counts::Entity, word_counts::Column::Count))
-                        .add(Expr::col((Alias::new("excluded"), word_counts::Column::Count))),
+                    Expr::col((word_counts::Entity, word_counts::Column::Count)).add(Expr::col((
+                        Alias::new("excluded"),
+                        word_counts::Column::Count,
+                    ))),
                 )
                 .to_owned(),
             )
@@ -256,7 +258,11 @@ pub async fn exclude(db: &impl ConnectionTrait, couple_id: Uuid, word: &str) -> 
 }
 
 /// Takes a word back in; returns whether it was left out.
-pub async fn include(db: &impl ConnectionTrait, couple_id: Uuid, word: &str) -> Result<bool, DbErr> {
+pub async fn include(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    word: &str,
+) -> Result<bool, DbErr> {
     let removed = excluded_words::Entity::delete_many()
         .filter(excluded_words::Column::CoupleId.eq(couple_id))
         .filter(excluded_words::Column::Word.eq(word))

@@ -130,10 +130,22 @@ mod tests {
 
     #[test]
     fn a_noun_with_a_particle_counts_as_the_noun() {
-        for written in ["여행을", "여행이", "여행은", "여행에서", "여행에서는", "여행으로", "여행과", "여행도", "여행의", "여행까지"] {
+        for written in [
+            "여행을",
+            "여행이",
+            "여행은",
+            "여행에서",
+            "여행에서는",
+            "여행으로",
+            "여행과",
+            "여행도",
+            "여행의",
+            "여행까지",
+        ] {
             assert_eq!(strip_particle(written), "여행", "{written}");
         }
-        for written in ["우리가", "우리는", "우리를", "우리와", "우리도", "우리랑"] {
+        for written in ["우리가", "우리는", "우리를", "우리와", "우리도", "우리랑"]
+        {
             assert_eq!(strip_particle(written), "우리", "{written}");
         }
         assert_eq!(strip_particle("서울로"), "서울");

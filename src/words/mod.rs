@@ -28,9 +28,9 @@ pub const MAX_EXCLUDED: u64 = 500;
 const CATCH_UP_BUDGET: Duration = Duration::from_secs(2);
 
 const ENGLISH_FUNCTION_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "do", "for", "from", "have", "i",
-    "if", "in", "is", "it", "its", "me", "my", "of", "on", "or", "so", "that", "the", "this",
-    "to", "was", "we", "with", "you", "your",
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "do", "for", "from", "have", "i", "if",
+    "in", "is", "it", "its", "me", "my", "of", "on", "or", "so", "that", "the", "this", "to",
+    "was", "we", "with", "you", "your",
 ];
 
 /// The words of a text, in order, as they are counted.
@@ -110,7 +110,9 @@ pub async fn ours(services: &Services, me: &Member, limit: u64) -> Result<OurWor
 
 /// The word as it is stored: what a chat with it would be counted as.
 fn stored_form(word: &str) -> Result<String> {
-    let mut written = word.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty());
+    let mut written = word
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty());
     match (written.next(), written.next()) {
         (Some(one), None) => normalize(one)
             .ok_or_else(|| Error::InvalidInput("this is not a word that is counted".into())),

@@ -87,8 +87,11 @@ async fn our_own_dates_are_listed_with_d_counts_next_first(backend: Backend) {
     assert_eq!(added["title"], "concert");
     let live = j.until("anniversaries").await;
     assert_eq!(live["dates"][0]["id"], added["id"]);
-    mina.post("/api/anniversaries/dates", json!({ "title": "moved in", "date": past }))
-        .await;
+    mina.post(
+        "/api/anniversaries/dates",
+        json!({ "title": "moved in", "date": past }),
+    )
+    .await;
     j.until("anniversaries").await;
     mina.post(
         "/api/anniversaries/dates",
@@ -103,14 +106,20 @@ async fn our_own_dates_are_listed_with_d_counts_next_first(backend: Backend) {
         .map(|u| (u["title"].as_str().unwrap(), u["label"].as_str().unwrap()))
         .collect();
     // A yearly date from 360 days ago comes round again in 5 (or 6, over a leap day).
-    let kiss = upcoming.iter().find(|u| u["title"] == "first kiss").unwrap();
+    let kiss = upcoming
+        .iter()
+        .find(|u| u["title"] == "first kiss")
+        .unwrap();
     let kiss_in = kiss["days_from_today"].as_i64().unwrap();
     assert!((5..=6).contains(&kiss_in), "{kiss}");
     assert_eq!(labels[0], ("first kiss", &*format!("D-{kiss_in}")));
     assert_eq!(labels[1], ("concert", "D-10"));
     assert!(labels.contains(&("moved in", "D+3")), "{labels:?}");
     // Upcoming first (soonest first), then the past.
-    let d: Vec<i64> = upcoming.iter().map(|u| u["days_from_today"].as_i64().unwrap()).collect();
+    let d: Vec<i64> = upcoming
+        .iter()
+        .map(|u| u["days_from_today"].as_i64().unwrap())
+        .collect();
     let split = d.iter().position(|d| *d < 0).unwrap_or(d.len());
     assert!(d[..split].windows(2).all(|w| w[0] <= w[1]), "{d:?}");
     assert!(d[split..].iter().all(|d| *d < 0), "{d:?}");
@@ -120,10 +129,16 @@ async fn our_own_dates_are_listed_with_d_counts_next_first(backend: Backend) {
 async fn only_we_can_remove_our_dates(backend: Backend) {
     let node = spawn_node(backend).await;
     let (mina, joon) = couple(&node).await;
-    let (sora, hana) = (User::signup(&node, "sora").await, User::signup(&node, "hana").await);
+    let (sora, hana) = (
+        User::signup(&node, "sora").await,
+        User::signup(&node, "hana").await,
+    );
     pair(&sora, &hana).await;
     let (_, added) = mina
-        .post("/api/anniversaries/dates", json!({ "title": "ours", "date": "2024-05-05" }))
+        .post(
+            "/api/anniversaries/dates",
+            json!({ "title": "ours", "date": "2024-05-05" }),
+        )
         .await;
     let path = format!("/api/anniversaries/dates/{}", added["id"].as_str().unwrap());
 

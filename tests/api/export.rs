@@ -39,12 +39,18 @@ async fn unzip(bytes: Vec<u8>) -> Vec<(String, Vec<u8>)> {
         .arg(&path)
         .output()
         .expect("python3 reads the zip (apt-get install python3)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed: Vec<(String, String)> = serde_json::from_slice(&out.stdout).unwrap();
     listed
         .into_iter()
         .map(|(name, data)| {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap();
             (name, bytes)
         })
         .collect()
@@ -74,16 +80,23 @@ async fn the_export_holds_every_chat_answer_date_and_file_byte_for_byte(backend:
         socket
             .send(json!({ "type": "send", "client_id": client_id, "text": text, "file_id": file["id"] }))
             .await;
-        assert_eq!(socket.until("ack").await["client_id"], client_id.to_string());
+        assert_eq!(
+            socket.until("ack").await["client_id"],
+            client_id.to_string()
+        );
     }
     said(&mut m, "여행을 가자").await;
     let question = watcher.until("question").await;
     both_answer(&mut m, &mut j, &mut watcher, &question["question_id"]).await;
     let gone = said(&mut j, "never mind").await;
-    j.send(json!({ "type": "delete", "chat_id": gone["id"] })).await;
-    j.until("deleted").await;
-    mina.post("/api/anniversaries/dates", json!({ "title": "first trip", "date": "2025-06-01", "yearly": true }))
+    j.send(json!({ "type": "delete", "chat_id": gone["id"] }))
         .await;
+    j.until("deleted").await;
+    mina.post(
+        "/api/anniversaries/dates",
+        json!({ "title": "first trip", "date": "2025-06-01", "yearly": true }),
+    )
+    .await;
     // A pending break-up does not stop either of us taking our story.
     let (status, _) = mina.delete("/api/couple").await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -91,8 +104,14 @@ async fn the_export_holds_every_chat_answer_date_and_file_byte_for_byte(backend:
     let res = export(&joon).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "application/zip");
-    let disposition = res.headers()["content-disposition"].to_str().unwrap().to_owned();
-    assert!(disposition.starts_with("attachment; filename=\"duet-"), "{disposition}");
+    let disposition = res.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\"duet-"),
+        "{disposition}"
+    );
     let entries = unzip(res.bytes().await.unwrap().to_vec()).await;
 
     let manifest: Value = serde_json::from_slice(entry(&entries, "manifest.json")).unwrap();
@@ -105,7 +124,11 @@ async fn the_export_holds_every_chat_answer_date_and_file_byte_for_byte(backend:
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     let texts: Vec<&str> = chats.iter().map(|c| c["text"].as_str().unwrap()).collect();
-    assert_eq!(texts, ["the photo", "", "여행을 가자"], "oldest first, deleted left out");
+    assert_eq!(
+        texts,
+        ["the photo", "", "여행을 가자"],
+        "oldest first, deleted left out"
+    );
     let photo_path = format!("files/{}/우리 사진.png", photo["id"].as_str().unwrap());
     assert_eq!(chats[0]["file_path"], photo_path.as_str());
     assert_eq!(chats[0]["file"]["id"], photo["id"]);
@@ -120,7 +143,11 @@ async fn the_export_holds_every_chat_answer_date_and_file_byte_for_byte(backend:
     assert_eq!(answers[0]["partner"]["text"], "yes");
     let calendar: Value = serde_json::from_slice(entry(&entries, "anniversaries.json")).unwrap();
     assert_eq!(calendar["dates"][0]["title"], "first trip");
-    assert_eq!(entries.len(), 6, "manifest, chats, answers, anniversaries, two files");
+    assert_eq!(
+        entries.len(),
+        6,
+        "manifest, chats, answers, anniversaries, two files"
+    );
 }
 
 async fn an_unpaired_user_gets_404_and_another_couple_none_of_ours(backend: Backend) {
@@ -146,7 +173,10 @@ async fn an_unpaired_user_gets_404_and_another_couple_none_of_ours(backend: Back
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    let (sora, hana) = (User::signup(&node, "sora").await, User::signup(&node, "hana").await);
+    let (sora, hana) = (
+        User::signup(&node, "sora").await,
+        User::signup(&node, "hana").await,
+    );
     pair(&sora, &hana).await;
     said(&mut sora.socket().await, "their picnic").await;
     let res = export(&hana).await;

@@ -104,7 +104,10 @@ async fn search_pages_with_before_and_wildcards_match_themselves(backend: Backen
         .await;
     assert_eq!(texts(&second), ["100% kite", "kite 2"]);
     let (_, third) = mina
-        .get(&format!("/api/chats/search?q=kite&limit=2&before={}", seqs(&second)[1]))
+        .get(&format!(
+            "/api/chats/search?q=kite&limit=2&before={}",
+            seqs(&second)[1]
+        ))
         .await;
     assert_eq!(texts(&third), ["kite 1"]);
 
@@ -135,7 +138,8 @@ async fn a_deleted_chat_is_never_found(backend: Backend) {
     let mut m = mina.socket().await;
     let ack = said(&mut m, "a regrettable sentence").await;
     said(&mut m, "a kept sentence").await;
-    m.send(json!({ "type": "delete", "chat_id": ack["id"] })).await;
+    m.send(json!({ "type": "delete", "chat_id": ack["id"] }))
+        .await;
     m.until("deleted").await;
 
     assert_eq!(texts(&search(&joon, "sentence").await), ["a kept sentence"]);
@@ -178,10 +182,15 @@ async fn a_jump_opens_the_conversation_around_a_chat_and_pages_on_from_there(bac
     let mut m = mina.socket().await;
     let mut sent = Vec::new();
     for i in 1..=9 {
-        sent.push(said(&mut m, &format!("line {i}")).await["seq"].as_i64().unwrap());
+        sent.push(
+            said(&mut m, &format!("line {i}")).await["seq"]
+                .as_i64()
+                .unwrap(),
+        );
     }
     let deleted = said(&mut m, "line gone").await;
-    m.send(json!({ "type": "delete", "chat_id": deleted["id"] })).await;
+    m.send(json!({ "type": "delete", "chat_id": deleted["id"] }))
+        .await;
     m.until("deleted").await;
 
     // Around line 5: it and one older, two newer; newest first, like every page.
@@ -192,12 +201,18 @@ async fn a_jump_opens_the_conversation_around_a_chat_and_pages_on_from_there(bac
     assert_eq!(texts(&window), ["line 7", "line 6", "line 5", "line 4"]);
     assert_eq!(window["anchor"], sent[4]);
     // Newer pages from there up to the present (the deleted chat is not among them).
-    let (_, newer) = mina.get(&format!("/api/chats?after={}&limit=2", sent[6])).await;
+    let (_, newer) = mina
+        .get(&format!("/api/chats?after={}&limit=2", sent[6]))
+        .await;
     assert_eq!(texts(&newer), ["line 9", "line 8"]);
-    let (_, end) = mina.get(&format!("/api/chats?after={}&limit=2", sent[8])).await;
+    let (_, end) = mina
+        .get(&format!("/api/chats?after={}&limit=2", sent[8]))
+        .await;
     assert!(texts(&end).is_empty(), "{end}");
     // Older pages as ever.
-    let (_, older) = mina.get(&format!("/api/chats?before={}&limit=2", sent[3])).await;
+    let (_, older) = mina
+        .get(&format!("/api/chats?before={}&limit=2", sent[3]))
+        .await;
     assert_eq!(texts(&older), ["line 3", "line 2"]);
 
     let (status, body) = mina

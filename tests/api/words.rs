@@ -88,10 +88,16 @@ async fn excluded_words_never_rank_and_the_partner_sees_the_change_live(backend:
     assert_eq!(frame["words"], json!(["산책"]));
     let (_, body) = put(&joon, "/api/words/excluded/%E3%85%8B%E3%85%8B%E3%85%8B").await;
     assert_eq!(body["excluded"], json!(["ㅋㅋㅋ", "산책"]));
-    assert_eq!(j.until("excluded_words").await["words"], json!(["ㅋㅋㅋ", "산책"]));
+    assert_eq!(
+        j.until("excluded_words").await["words"],
+        json!(["ㅋㅋㅋ", "산책"])
+    );
     // Mina hears her own change first, then Joon's.
     assert_eq!(m.until("excluded_words").await["words"], json!(["산책"]));
-    assert_eq!(m.until("excluded_words").await["words"], json!(["ㅋㅋㅋ", "산책"]));
+    assert_eq!(
+        m.until("excluded_words").await["words"],
+        json!(["ㅋㅋㅋ", "산책"])
+    );
 
     let now = words(&mina).await;
     assert_eq!(counts(&now, "산책"), None, "{now}");
@@ -108,7 +114,10 @@ async fn excluded_words_never_rank_and_the_partner_sees_the_change_live(backend:
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
     // Another couple has its own list.
-    let (sora, hana) = (User::signup(&node, "sora").await, User::signup(&node, "hana").await);
+    let (sora, hana) = (
+        User::signup(&node, "sora").await,
+        User::signup(&node, "hana").await,
+    );
     pair(&sora, &hana).await;
     assert_eq!(words(&sora).await["excluded"], json!([]));
 }
@@ -123,11 +132,13 @@ async fn a_deleted_chat_no_longer_counts(backend: Backend) {
     assert_eq!(counts(&words(&joon).await, "blanket"), Some((1, 0, 1)));
 
     // Deleted after it was counted: taken out again.
-    m.send(json!({ "type": "delete", "chat_id": counted["id"] })).await;
+    m.send(json!({ "type": "delete", "chat_id": counted["id"] }))
+        .await;
     m.until("deleted").await;
     // Deleted before it was ever counted: never counted.
     let uncounted = said(&mut m, "picnic umbrella").await;
-    m.send(json!({ "type": "delete", "chat_id": uncounted["id"] })).await;
+    m.send(json!({ "type": "delete", "chat_id": uncounted["id"] }))
+        .await;
     m.until("deleted").await;
 
     let now = words(&joon).await;
