@@ -151,7 +151,8 @@ async fn write(
     let mut zip = ZipFileWriter::with_tokio(writer);
     whole(&mut zip, "manifest.json", &json(&manifest)?).await?;
 
-    let entry = ZipEntryBuilder::new("chats.ndjson".into(), Compression::Deflate);
+    let entry = ZipEntryBuilder::new("chats.ndjson".into(), Compression::Deflate)
+        .last_modification_date(Utc::now().into());
     let mut chats = zip
         .write_entry_stream(entry)
         .await
@@ -224,7 +225,8 @@ async fn whole<W: AsyncWrite + Unpin>(
     name: &str,
     bytes: &[u8],
 ) -> Result<()> {
-    let entry = ZipEntryBuilder::new(name.to_owned().into(), Compression::Deflate);
+    let entry = ZipEntryBuilder::new(name.to_owned().into(), Compression::Deflate)
+        .last_modification_date(Utc::now().into());
     zip.write_entry_whole(entry, bytes).await.map_err(zip_error)
 }
 
