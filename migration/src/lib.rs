@@ -13,6 +13,8 @@ mod m20261127_000006_sessions_by_expiry;
 mod m20261128_000007_accounts_deleted;
 mod m20261129_000008_our_story;
 
+pub use m20261129_000008_our_story::SEARCH_EXPRESSION;
+
 pub struct Migrator;
 
 #[async_trait::async_trait]

@@ -3,11 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use entity::{chats, files};
+use migration::SEARCH_EXPRESSION;
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -107,8 +108,8 @@ pub async fn after(
 }
 
 /// Chats that are not deleted and contain `needle` (case-insensitive: `ILIKE` on Postgres,
-/// served by the trigram index; `LIKE` on SQLite, which folds ASCII only and reads the
-/// couple's chats newest first), with `seq < before`, newest first.
+/// served by the trigram index over the doubled text; `LIKE` on SQLite, which folds ASCII
+/// only and reads the couple's chats newest first), with `seq < before`, newest first.
 pub async fn search(
     db: &impl ConnectionTrait,
     couple_id: Uuid,
@@ -119,8 +120,22 @@ pub async fn search(
     let pattern = format!("%{}%", escape_like(needle));
     let matches = match db.get_database_backend() {
         // Backslash is Postgres's default escape in LIKE patterns.
-        DbBackend::Postgres => Expr::col(chats::Column::Text).ilike(pattern),
-        _ => Expr::col(chats::Column::Text).like(LikeExpr::new(pattern).escape('\\')),
+        DbBackend::Postgres => {
+            let mut matches = Condition::all().add(Expr::col(chats::Column::Text).ilike(pattern));
+            // The index is over the doubled text (see the migration): asking for the doubled
+            // needle there lets it serve needles of two characters as well as longer ones.
+            // One character has no trigram either way: that search reads newest first.
+            if needle.chars().nth(1).is_some() {
+                let doubled: String = needle.chars().flat_map(|c| [c, c]).collect();
+                matches = matches.add(Expr::cust_with_values(
+                    format!("{SEARCH_EXPRESSION} ILIKE $1"),
+                    [format!("%{}%", escape_like(&doubled))],
+                ));
+            }
+            matches
+        }
+        _ => Condition::all()
+            .add(Expr::col(chats::Column::Text).like(LikeExpr::new(pattern).escape('\\'))),
     };
     let mut query = chats::Entity::find()
         .filter(chats::Column::CoupleId.eq(couple_id))
