@@ -146,3 +146,28 @@ top=$(curl -sf -b "$dir/joon" "$base/api/words?limit=5" | python3 -c '
 import json, sys
 print(", ".join("%s %d" % (w["word"], w["count"]) for w in json.load(sys.stdin)["words"]))')
 echo "our words: top 5: $top"
+
+# What the search index costs on the write path: the same 100,000 chats inserted with it and
+# without it, alternately, three times each (Postgres time per chat written).
+echo
+ins() { # with|without
+  local from=$((OTHER_CHATS + 1)) to=$((OTHER_CHATS + 100000)) t0 t1
+  t0=$(date +%s.%N)
+  sql <<SQL
+insert into chats (id, couple_id, seq, sender_id, client_id, text, sent_at)
+select gen_random_uuid(), '$theirs', g, '$(user_id sora)', gen_random_uuid(),
+       '오늘 산책이 좋았어 walk home later ' || g, now()
+from generate_series($from, $to) g;
+SQL
+  t1=$(date +%s.%N)
+  sql -c "delete from chats where couple_id = '$theirs' and seq >= $from"
+  python3 -c "print(f'{($t1 - $t0) * 1e6 / 100000:.1f}')"
+}
+with=(); without=()
+for _ in 1 2 3; do
+  with+=("$(ins with)")
+  sql -c "drop index idx_chats_text_search"
+  without+=("$(ins without)")
+  sql -c "create index idx_chats_text_search on chats using gin (couple_id, (regexp_replace(text, '(.)', '\\1\\1', 'g')) gin_trgm_ops)"
+done
+echo "write path: µs of Postgres per chat inserted (100,000 at once), with the search index: ${with[*]}; without: ${without[*]}"
