@@ -11,6 +11,8 @@
 //   js/http.js       fetch wrapper for /api, error codes and their texts
 //   js/hooks.js      the calls that go up the graph (toAuth, unpaired, shown, frame, socketClosed)
 //   js/ui.js         toasts, the confirm dialog, the chat menu
+//   js/notify.js     while the tab is hidden: unread count in the title, system notifications;
+//                    the silent-send switch
 //   js/screens.js    which screen is shown, where the shared buttons sit
 //   js/username.js   the username rule, the "is it free" hint on the auth screen
 //   js/files.js      image / file chips in bubbles, the upload request
@@ -18,7 +20,10 @@
 //   js/couple.js     /api/me poll while chatting, the break-up banner, break up and restore
 //   js/password.js   the change-password dialog
 //   js/answers.js    the Answers page
+//   js/calendar.js   anniversaries: "N days together", milestones and our dates (D-day)
+//   js/ourwords.js   our most used words, leaving words out
 //   js/timeline.js   bubbles, day separators, read marks, scrolling, deleting, older history
+//   js/story.js      search (hits with the match marked), jumping to a hit or a day (context view)
 //   js/sending.js    the composer and pending sends (ack, retry, discard), files being sent
 //   js/questions.js  question events, the question card (answer gate), answering
 //   js/frames.js     dispatch of server frames
@@ -56,6 +61,17 @@
 //                answer-submit, question-error
 //   Answers:     answers-page (the dialog), answers-list, answer-item (data-question-id),
 //                answer-mine, answer-partner, answers-close
+//   Search:      search-button, search-dialog, search-input, search-submit, search-date, date-submit,
+//                search-status, search-results, search-hit (data-seq), search-mark, search-more,
+//                context-view (the dialog), context-list, context-bubble (data-seq, data-mine,
+//                data-anchor="true" on the chat jumped to), context-older, context-newer, context-close
+//   Calendar:    days-together (header), anniversaries-button (menu), anniversaries-dialog,
+//                cal-summary, cal-upcoming, cal-item (data-kind), cal-label, cal-remove, start-date,
+//                start-submit, own-title, own-date, own-yearly, own-submit, cal-error
+//   Our words:   words-button (menu), words-dialog, words-list, word-item (data-word), word-exclude,
+//                words-excluded, word-excluded (data-word), word-include
+//   Export:      export-link (menu), banner-export-link (break-up banner)
+//   Notify:      notify-toggle (menu; aria-pressed), silent-toggle (composer; aria-pressed)
 //   Dialogs:     confirm-dialog, confirm-ok, confirm-cancel
 //   Password:    password-dialog, password-old, password-new, password-submit, password-error,
 //                password-cancel
@@ -64,6 +80,10 @@ import { applyStatic } from './i18n.js';
 import { fillIcons } from './js/dom.js';
 import { registerHooks } from './js/hooks.js';
 import { bindMenu } from './js/ui.js';
+import { bindNotify } from './js/notify.js';
+import { bindCalendar } from './js/calendar.js';
+import { bindWords } from './js/ourwords.js';
+import { bindStory } from './js/story.js';
 import { bindUsernameHint } from './js/username.js';
 import { bindCouple } from './js/couple.js';
 import { bindPassword, closePasswordDialog } from './js/password.js';
@@ -106,6 +126,10 @@ async function boot() {
   bindCouple();
   bindPassword();
   bindMenu();
+  bindNotify();
+  bindCalendar();
+  bindWords();
+  bindStory();
   await loadMe();
 }
 

@@ -3,6 +3,7 @@
 // just reconnect). Also the page-level events that matter to an open chat (visibility,
 // focus, online/offline) and the reconnect-now button.
 
+import { loadCalendar } from './calendar.js';
 import { t } from '../i18n.js';
 import { $, ME_POLL_MS } from './dom.js';
 import { initial } from './format.js';
@@ -43,6 +44,7 @@ export function showChat() {
   clearInterval(state.chat.mePoll);
   state.chat.mePoll = setInterval(pollMe, ME_POLL_MS);
   connect();
+  loadCalendar();
   setTimeout(() => {
     if (!$('question-card').hidden) $('answer-input').focus();
     else $('message-input').focus();

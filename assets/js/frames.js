@@ -9,6 +9,9 @@ import { errorText } from './http.js';
 import { toast } from './ui.js';
 import { connect, setConn } from './connection.js';
 import { updateBanner } from './couple.js';
+import { noteArrival } from './notify.js';
+import { applyCalendar, loadCalendar } from './calendar.js';
+import { onExcludedWords } from './ourwords.js';
 import {
   afterInsert, announce, fillViewport, insertRecord, nearBottom, pickChat, removeChat,
   replaceRecordEl, scheduleRead, scrollToBottom, updateEmpty, updateReadMark,
@@ -23,7 +26,9 @@ export function handleFrame(f) {
     case 'hello': return onHello(f);
     case 'chat': return onChat(f);
     case 'deleted': return onDeleted(f);
-    case 'question': return onQuestion(f);
+    case 'question':
+      if (state.chat.synced) noteArrival('question', f);
+      return onQuestion(f);
     case 'answered': return onAnswered(f);
     case 'synced': return onSynced(f);
     case 'ack': return onAck(f);
@@ -32,6 +37,8 @@ export function handleFrame(f) {
     case 'typing': return onTyping(f);
     case 'read': return onRead(f);
     case 'couple': return onCouple(f);
+    case 'anniversaries': return applyCalendar(f);
+    case 'excluded_words': return onExcludedWords();
     default: return undefined; // unknown frame types are extensions: ignore
   }
 }
@@ -61,6 +68,8 @@ function onHello(f) {
   setPresence(!!f.partner_online);
   if (typeof f.partner_read_seq === 'number') setPartnerRead(f.partner_read_seq);
   setConn('online');
+  // The calendar is state, not a log entry: read it again after any gap.
+  loadCalendar();
 }
 
 function resetTimeline() {
@@ -107,6 +116,7 @@ function onChat(f) {
   if (state.chat.synced && !isMine(f.sender_id)) {
     $('typing').hidden = true;
     announce(rec);
+    noteArrival('chat', f);
   }
   scheduleRead();
 }

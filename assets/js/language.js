@@ -14,6 +14,8 @@ import { renderAllPending } from './sending.js';
 import { currentQuestion, updateAnswerButton } from './questions.js';
 import { setPresence } from './frames.js';
 import { relabelPairing } from './pairing.js';
+import { renderNotifyToggle } from './notify.js';
+import { relabelCalendar } from './calendar.js';
 
 export function updateLangButton() {
   $('lang-toggle-label').textContent = t('lang.switch');
@@ -25,6 +27,7 @@ function switchLang() {
   setLang(otherLang());
   applyStatic();
   updateLangButton();
+  renderNotifyToggle();
   // Re-render what was built from strings.
   if (state.screen === 'auth') relabelUsernameHint();
   if (state.screen === 'pair') relabelPairing();
@@ -43,6 +46,7 @@ function switchLang() {
     if (q && !q.text) $('q-text').textContent = t('q.unknown');
     $('typing-text').textContent = t('chat.typing', { name: partnerName() });
     if ($('answers-dialog').open) loadAnswers();
+    relabelCalendar();
   }
   if ($('lang-toggle').closest('.menu')) {
     closeMenu();

@@ -10,6 +10,7 @@ import { state } from './state.js';
 import { errorText } from './http.js';
 import { hooks } from './hooks.js';
 import { toast } from './ui.js';
+import { takeSilent } from './notify.js';
 import { postFile } from './files.js';
 import { wsSend } from './connection.js';
 import { renderBubble, scrollToBottom, updateEmpty } from './timeline.js';
@@ -19,6 +20,7 @@ function sendText(text) {
     client_id: uuid(),
     text,
     file: null,
+    silent: takeSilent(),
     created: new Date().toISOString(),
     status: 'pending',
     code: null,
@@ -137,6 +139,7 @@ export function transmit(p) {
   if (!state.chat.synced) return; // sent when the socket is back and synced
   const frame = { type: 'send', client_id: p.client_id, text: p.text };
   if (p.file) frame.file_id = p.file.id;
+  if (p.silent) frame.silent = true;
   if (!wsSend(frame)) return;
   clearTimeout(p.timer);
   p.timer = setTimeout(() => {

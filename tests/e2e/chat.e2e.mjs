@@ -545,6 +545,22 @@ async function fetchFile(page, url) {
   }, url);
 }
 
+/** Reads an exported zip with Python's zipfile (another implementation than the server's). */
+function readZip(file) {
+  const code = [
+    'import json, sys, zipfile',
+    'z = zipfile.ZipFile(sys.argv[1])',
+    'assert z.testzip() is None',
+    'names = z.namelist()',
+    'chats = z.read("chats.ndjson").decode() if "chats.ndjson" in names else ""',
+    'answers = json.loads(z.read("answers.json")) if "answers.json" in names else []',
+    'print(json.dumps({"names": names, "chats": chats, "answers": len(answers)}))',
+  ].join('\n');
+  const out = spawnSync('python3', ['-c', code, file], { encoding: 'utf8' });
+  if (out.status !== 0) fail(`the export is not a valid zip: ${out.stderr}`);
+  return JSON.parse(out.stdout);
+}
+
 async function openAnswers(p) {
   await tid(p.page, 'answers-link').click();
   await see(tid(p.page, 'answers-page'), `${p.label} should see the Answers page after clicking Answers`);
@@ -877,6 +893,20 @@ async function main() {
       await see(tid(p.page, 'breakup-banner'), `${p.label} should see the scheduled break-up banner`);
     }
     await shot(B, '09-breakup-banner-B.png');
+    // The banner offers our whole story while the break-up is pending.
+    const [download] = await Promise.all([
+      B.page.waitForEvent('download'),
+      tid(B.page, 'banner-export-link').click(),
+    ]);
+    const zipFile = path.join(tmpDir, 'our-story.zip');
+    await download.saveAs(zipFile);
+    check(/^duet-\d{4}-\d{2}-\d{2}\.zip$/.test(download.suggestedFilename()), `the export should be named duet-<date>.zip, got ${download.suggestedFilename()}`);
+    const story = readZip(zipFile);
+    for (const name of ['manifest.json', 'chats.ndjson', 'answers.json', 'anniversaries.json']) {
+      check(story.names.includes(name), `the export should hold ${name}, it holds ${JSON.stringify(story.names)}`);
+    }
+    check(story.chats.includes('Hello back from B') && story.chats.includes('이번 여행 어디 갈까?'), 'the exported chats.ndjson should hold the conversation');
+    check(story.answers >= 1, 'the exported answers.json should hold the answered question');
     const { body: me } = await getJson(B.page, '/api/me');
     check(me.couple && typeof me.couple.delete_at === 'string', `/api/me should carry delete_at, got ${JSON.stringify(me.couple)}`);
     await tid(B.page, 'restore-button').click();
@@ -885,6 +915,111 @@ async function main() {
     }
     await say(A, 'Still us 💙');
     await see(bubbleWithText(B.page, 'Still us 💙'), 'B should still get A\'s chats after the break-up was taken back');
+  });
+
+  await step('search: B finds 여행 inside words with the match marked, opens a hit in the conversation with its neighbours, and jumps to today', async () => {
+    await say(A, '여행을 가자 🚗');
+    await see(bubbleWithText(B.page, '여행을 가자 🚗'), 'B should receive "여행을 가자 🚗"');
+    await tid(B.page, 'search-button').click();
+    await see(tid(B.page, 'search-dialog'), 'B should see the search dialog');
+    await tid(B.page, 'search-input').fill('여행');
+    await tid(B.page, 'search-submit').click();
+    const hits = B.page.locator('[data-testid=search-hit]');
+    await eventually(async () => (await hits.count()) >= 2, 'searching 여행 should list at least the two chats that mention it');
+    const first = (await hits.first().textContent()) || '';
+    check(first.includes('여행을 가자 🚗'), `the newest hit should come first ("여행을 가자 🚗"), got "${first}"`);
+    const marks = await hits.first().locator('[data-testid=search-mark]').allTextContents();
+    check(marks.length === 1 && marks[0] === '여행', `the matched part should be marked: ${JSON.stringify(marks)}`);
+    await shot(B, '16-search-B.png');
+    await hits.filter({ hasText: '이번 여행 어디 갈까?' }).first().click();
+    const ctx = tid(B.page, 'context-view');
+    await see(ctx, 'clicking a hit should open the conversation at that chat');
+    const anchor = B.page.locator('[data-testid=context-bubble][data-anchor=true]');
+    await see(anchor, 'the chat jumped to should be highlighted');
+    check(((await anchor.textContent()) || '').includes('이번 여행 어디 갈까?'), 'the highlighted chat should be the hit clicked');
+    const around = await B.page.locator('[data-testid=context-bubble] [data-testid=bubble-text]').allTextContents();
+    const at = around.indexOf('이번 여행 어디 갈까?');
+    check(around.includes('오늘 하루 어땠어?') && at > around.indexOf('오늘 하루 어땠어?'), `older neighbours should be above it: ${JSON.stringify(around)}`);
+    check(around.includes('I answered, your turn') && around.indexOf('I answered, your turn') > at, `newer neighbours should be below it: ${JSON.stringify(around)}`);
+    await shot(B, '17-jump-to-hit-B.png');
+    await tid(B.page, 'context-close').click();
+    await hidden(ctx, 'the conversation view should close');
+    // Today in the couple's time zone (the server's calendar says which day that is).
+    const { body: calendar } = await getJson(B.page, '/api/anniversaries');
+    await tid(B.page, 'search-date').fill(calendar.today);
+    await tid(B.page, 'date-submit').click();
+    await see(ctx, 'jumping to today should open the conversation');
+    const firstToday = ((await B.page.locator('[data-testid=context-bubble][data-anchor=true]').textContent()) || '');
+    check(firstToday.includes('Hi from A 👋'), `today should open at its first chat ("Hi from A 👋"), got "${firstToday}"`);
+    await tid(B.page, 'context-close').click();
+    await tid(B.page, 'search-close').click();
+    await hidden(tid(B.page, 'search-dialog'), 'the search dialog should close');
+  });
+
+  await step('anniversaries: A moves day one back 99 days and adds a date; B sees day 100 and the new date live', async () => {
+    await see(tid(B.page, 'days-together'), 'B\'s header should say how many days they have been together');
+    check(/\b1\b/.test((await tid(B.page, 'days-together').textContent()) || ''), 'a new couple is on day 1');
+    await tid(B.page, 'days-together').click();
+    await see(tid(B.page, 'anniversaries-dialog'), 'clicking the day count should open B\'s anniversaries');
+    const { body: calendar } = await getJson(A.page, '/api/anniversaries');
+    const today = new Date(`${calendar.today}T00:00:00Z`);
+    const dayOne = new Date(today.getTime() - 99 * 86400000).toISOString().slice(0, 10);
+    const soon = new Date(today.getTime() + 10 * 86400000).toISOString().slice(0, 10);
+    await tid(A.page, 'menu-button').click();
+    await tid(A.page, 'anniversaries-button').click();
+    await see(tid(A.page, 'anniversaries-dialog'), 'A should open the anniversaries from the menu');
+    await tid(A.page, 'start-date').fill(dayOne);
+    await tid(A.page, 'start-submit').click();
+    await eventually(async () => /함께한 지 100일/.test((await tid(A.page, 'days-together').textContent()) || ''), 'A\'s header should say 함께한 지 100일');
+    await eventually(async () => /\b100\b/.test((await tid(B.page, 'days-together').textContent()) || ''), 'B\'s header should say day 100 live, without reloading');
+    await see(B.page.locator('[data-testid=cal-item][data-kind=milestone]').filter({ hasText: 'D-day' }), 'B should see the 100-day milestone as D-day');
+    await tid(A.page, 'own-title').fill('첫 여행 기념일');
+    await tid(A.page, 'own-date').fill(soon);
+    await tid(A.page, 'own-yearly').check();
+    await tid(A.page, 'own-submit').click();
+    const added = B.page.locator('[data-testid=cal-item][data-kind=date]').filter({ hasText: '첫 여행 기념일' });
+    await see(added, 'B should see the date A added, live');
+    check(((await added.locator('[data-testid=cal-label]').textContent()) || '') === 'D-10', 'a date ten days ahead should say D-10');
+    await shot(B, '18-anniversaries-B.png');
+    await shot(A, '18-anniversaries-A.png');
+    await tid(A.page, 'anniversaries-close').click();
+    await tid(B.page, 'anniversaries-close').click();
+  });
+
+  await step('notifications: while B\'s tab is hidden the title counts A\'s chats and a notification shows, except for a silent send', async () => {
+    await B.page.evaluate(() => {
+      window.__notes = [];
+      window.Notification = class {
+        static permission = 'default';
+        static async requestPermission() { this.permission = 'granted'; return 'granted'; }
+        constructor(title, opts) { window.__notes.push({ title, body: opts && opts.body }); }
+        close() {}
+      };
+    });
+    await tid(B.page, 'menu-button').click();
+    await tid(B.page, 'notify-toggle').click();
+    await see(B.page.locator('[data-testid=notify-toggle][aria-pressed=true]'), 'switching notifications on should show them on');
+    await B.page.keyboard.press('Escape');
+    const setHidden = (hide) => B.page.evaluate((hide) => {
+      Object.defineProperty(document, 'hidden', { value: hide, configurable: true });
+      Object.defineProperty(document, 'visibilityState', { value: hide ? 'hidden' : 'visible', configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    }, hide);
+    await setHidden(true);
+    await say(A, '보고 있어?');
+    await eventually(async () => (await B.page.title()).startsWith('(1) '), 'B\'s title should count one unread chat');
+    await eventually(async () => (await B.page.evaluate(() => window.__notes.length)) === 1, 'B should get one notification');
+    const note = await B.page.evaluate(() => window.__notes[0]);
+    check(note.body === '보고 있어?', `the notification should carry the chat, got ${JSON.stringify(note)}`);
+    await tid(A.page, 'silent-toggle').click();
+    await see(A.page.locator('[data-testid=silent-toggle][aria-pressed=true]'), 'the silent switch should show on');
+    await say(A, '조용히 보낼게');
+    await see(A.page.locator('[data-testid=silent-toggle][aria-pressed=false]'), 'the silent switch should turn itself off after one send');
+    await eventually(async () => (await B.page.title()).startsWith('(2) '), 'B\'s title should count the silent chat too');
+    await B.page.waitForTimeout(300);
+    check((await B.page.evaluate(() => window.__notes.length)) === 1, 'a silent send should not notify');
+    await setHidden(false);
+    await eventually(async () => !(await B.page.title()).startsWith('('), 'the count should go once B looks again');
   });
 
   let C;
