@@ -66,7 +66,7 @@
 //                context-view (the dialog), context-list, context-bubble (data-seq, data-mine,
 //                data-anchor="true" on the chat jumped to), context-older, context-newer, context-close
 //   Calendar:    days-together (header), anniversaries-button (menu), anniversaries-dialog,
-//                cal-summary, cal-upcoming, cal-item (data-kind), cal-label, cal-remove, start-date,
+//                cal-summary, cal-zone, use-my-zone, cal-upcoming, cal-item (data-kind), cal-label, cal-remove, start-date,
 //                start-submit, own-title, own-date, own-yearly, own-submit, cal-error
 //   Our words:   words-button (menu), words-dialog, words-list, word-item (data-word), word-exclude,
 //                words-excluded, word-excluded (data-word), word-include

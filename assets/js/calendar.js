@@ -13,6 +13,7 @@ let calendar = null;
 
 function title(item) {
   if (item.kind === 'milestone' && item.days) return t('cal.days_milestone', { n: item.days });
+  if (item.kind === 'yearly' && item.years === 1) return t('cal.year_one');
   if (item.kind === 'yearly' && item.years) return t('cal.years_milestone', { n: item.years });
   return item.title;
 }
@@ -39,6 +40,11 @@ export async function loadCalendar() {
 function render() {
   if (!calendar) return;
   $('cal-summary').textContent = t('cal.summary', { n: calendar.days_together, date: calendar.started_on });
+  $('cal-zone').textContent = t('cal.zone', { zone: calendar.time_zone });
+  const mine = browserZone();
+  const use = $('use-my-zone');
+  use.hidden = !mine || mine === calendar.time_zone;
+  use.textContent = t('cal.use_zone', { zone: mine });
   $('start-date').value = calendar.started_on;
   $('start-date').max = calendar.today;
   const items = (calendar.upcoming || []).map((item) => h('li', {
@@ -54,6 +60,14 @@ function render() {
     onclick: () => remove(item.id),
   }, icon('trash')) : null));
   $('cal-upcoming').replaceChildren(...items);
+}
+
+function browserZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || '';
+  } catch {
+    return '';
+  }
 }
 
 function showError(err) {
@@ -90,6 +104,14 @@ export function bindCalendar() {
       applyCalendar(await api('PATCH', '/api/anniversaries', { started_on: $('start-date').value }));
       showError(null);
       toast(t('cal.saved'));
+    } catch (err) {
+      showError(err);
+    }
+  });
+  $('use-my-zone').addEventListener('click', async () => {
+    try {
+      applyCalendar(await api('PATCH', '/api/anniversaries', { time_zone: browserZone() }));
+      showError(null);
     } catch (err) {
       showError(err);
     }

@@ -961,13 +961,18 @@ async function main() {
     check(/\b1\b/.test((await tid(B.page, 'days-together').textContent()) || ''), 'a new couple is on day 1');
     await tid(B.page, 'days-together').click();
     await see(tid(B.page, 'anniversaries-dialog'), 'clicking the day count should open B\'s anniversaries');
+    await tid(A.page, 'menu-button').click();
+    await tid(A.page, 'anniversaries-button').click();
+    await see(tid(A.page, 'anniversaries-dialog'), 'A should open the anniversaries from the menu');
+    // A's browser is in Asia/Seoul; the couple's dates start in the server's default (UTC).
+    await see(tid(A.page, 'use-my-zone'), 'A should be offered to put our dates in A\'s time zone');
+    await tid(A.page, 'use-my-zone').click();
+    await eventually(async () => ((await tid(A.page, 'cal-zone').textContent()) || '').includes('Asia/Seoul'), 'our dates should now be in Asia/Seoul');
+    await hidden(tid(A.page, 'use-my-zone'), 'the offer should go once the zones agree');
     const { body: calendar } = await getJson(A.page, '/api/anniversaries');
     const today = new Date(`${calendar.today}T00:00:00Z`);
     const dayOne = new Date(today.getTime() - 99 * 86400000).toISOString().slice(0, 10);
     const soon = new Date(today.getTime() + 10 * 86400000).toISOString().slice(0, 10);
-    await tid(A.page, 'menu-button').click();
-    await tid(A.page, 'anniversaries-button').click();
-    await see(tid(A.page, 'anniversaries-dialog'), 'A should open the anniversaries from the menu');
     await tid(A.page, 'start-date').fill(dayOne);
     await tid(A.page, 'start-submit').click();
     await eventually(async () => /함께한 지 100일/.test((await tid(A.page, 'days-together').textContent()) || ''), 'A\'s header should say 함께한 지 100일');
