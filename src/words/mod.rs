@@ -28,9 +28,11 @@ pub const MAX_EXCLUDED: u64 = 500;
 const CATCH_UP_BUDGET: Duration = Duration::from_secs(2);
 
 const ENGLISH_FUNCTION_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "do", "for", "from", "have", "i", "if",
-    "in", "is", "it", "its", "me", "my", "of", "on", "or", "so", "that", "the", "this", "to",
-    "was", "we", "with", "you", "your",
+    "a", "about", "all", "am", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can",
+    "did", "do", "for", "from", "had", "has", "have", "he", "her", "his", "how", "i", "if", "in",
+    "is", "it", "its", "just", "me", "my", "not", "of", "on", "or", "our", "she", "so", "than",
+    "that", "the", "them", "then", "there", "they", "this", "to", "up", "us", "was", "we", "were",
+    "what", "when", "where", "while", "who", "will", "with", "would", "you", "your",
 ];
 
 /// The words of a text, in order, as they are counted.

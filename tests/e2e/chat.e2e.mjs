@@ -991,6 +991,26 @@ async function main() {
     await tid(B.page, 'anniversaries-close').click();
   });
 
+  await step('our words: both see 여행 counted without its particle; B leaves it out and A sees that live', async () => {
+    for (const p of [A, B]) {
+      await tid(p.page, 'menu-button').click();
+      await tid(p.page, 'words-button').click();
+      await see(tid(p.page, 'words-dialog'), `${p.label} should open our words from the menu`);
+    }
+    const trip = (p) => p.page.locator('[data-testid=word-item][data-word="여행"]');
+    await see(trip(A), 'A should see 여행 among our words ("여행을" and "여행" count as one word)');
+    await see(trip(B), 'B should see 여행 among our words');
+    await trip(B).locator('[data-testid=word-exclude]').click();
+    for (const p of [B, A]) {
+      await see(p.page.locator('[data-testid=word-excluded][data-word="여행"]'), `${p.label} should see 여행 left out`);
+      await gone(trip(p), `${p.label} should no longer see 여행 ranked`);
+    }
+    await shot(A, '19-words-A.png');
+    await B.page.locator('[data-testid=word-excluded][data-word="여행"] [data-testid=word-include]').click();
+    await see(trip(A), 'A should see 여행 ranked again once B brought it back');
+    for (const p of [A, B]) await tid(p.page, 'words-close').click();
+  });
+
   await step('notifications: while B\'s tab is hidden the title counts A\'s chats and a notification shows, except for a silent send', async () => {
     await B.page.evaluate(() => {
       window.__notes = [];
