@@ -22,8 +22,10 @@
 //   js/answers.js    the Answers page
 //   js/calendar.js   anniversaries: "N days together", milestones and our dates (D-day)
 //   js/ourwords.js   our most used words, leaving words out
-//   js/timeline.js   bubbles, day separators, read marks, scrolling, deleting, older history
-//   js/story.js      search (hits with the match marked), jumping to a hit or a day (context view)
+//   js/timeline.js   bubbles, day separators, read marks, scrolling, deleting, older history;
+//                    an older window (after a jump) with newer pages and the way back to the present
+//   js/story.js      search (hits with the match marked), jumping to a hit or a day (the timeline
+//                    shows that window: timeline.js showWindow / jumpToLatest)
 //   js/sending.js    the composer and pending sends (ack, retry, discard), files being sent
 //   js/questions.js  question events, the question card (answer gate), answering
 //   js/frames.js     dispatch of server frames
@@ -55,7 +57,9 @@
 //                data-chat-id, data-client-id, data-status="sent|pending|uploading|failed"),
 //                bubble-text, bubble-time, read-mark, delete-button, retry-button,
 //                discard-button, upload-progress, file-image, file-chip, question-event
-//                (data-question-id), typing-indicator, new-messages-button
+//                (data-question-id), typing-indicator, new-messages-button, jump-latest (shown
+//                while an older window is: data-unseen = the partner's chats that came meanwhile);
+//                bubble data-jumped="true" on the chat a search hit or a day jumped to
 //   Composer:    message-input, send-button, attach-button, attach-input (the file input)
 //   Questions:   question-card (data-question-id), question-text, answer-input,
 //                answer-submit, question-error
@@ -63,8 +67,7 @@
 //                answer-mine, answer-partner, answers-close
 //   Search:      search-button, search-dialog, search-input, search-submit, search-date, date-submit,
 //                search-status, search-results, search-hit (data-seq), search-mark, search-more,
-//                context-view (the dialog), context-list, context-bubble (data-seq, data-mine,
-//                data-anchor="true" on the chat jumped to), context-older, context-newer, context-close
+//                search-close
 //   Calendar:    days-together (header), anniversaries-button (menu), anniversaries-dialog,
 //                cal-summary, cal-zone, use-my-zone, cal-upcoming, cal-item (data-kind), cal-label, cal-remove, start-date,
 //                start-submit, own-title, own-date, own-yearly, own-submit, cal-error

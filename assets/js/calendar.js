@@ -22,7 +22,7 @@ export function applyCalendar(c) {
   if (!c || typeof c.days_together !== 'number') return;
   calendar = c;
   const days = $('days-together');
-  days.textContent = t('cal.together', { n: c.days_together });
+  days.textContent = t(c.days_together === 1 ? 'cal.together_one' : 'cal.together', { n: c.days_together });
   days.hidden = false;
   if ($('anniversaries-dialog').open) render();
 }

@@ -14,7 +14,7 @@ import { closeMenu } from './ui.js';
 import { show } from './screens.js';
 import { connect, disconnect, reconnectAfter, reconnectNow, setConn } from './connection.js';
 import { pollMe, updateBanner } from './couple.js';
-import { scheduleRead, updateEmpty } from './timeline.js';
+import { scheduleRead, updateEmpty, updateLatestButton } from './timeline.js';
 import { hideQuestionCard, updateAnswerButton } from './questions.js';
 import { setPresence } from './frames.js';
 
@@ -24,6 +24,7 @@ export function resetChatState() {
   for (const p of state.chat.pending.values()) if (p.preview) URL.revokeObjectURL(p.preview);
   resetChat();
   $('timeline').replaceChildren();
+  updateLatestButton();
   $('pending-items').replaceChildren();
   $('history-status').textContent = '';
   hideQuestionCard();

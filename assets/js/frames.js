@@ -13,8 +13,8 @@ import { noteArrival } from './notify.js';
 import { applyCalendar, loadCalendar } from './calendar.js';
 import { onExcludedWords } from './ourwords.js';
 import {
-  afterInsert, announce, fillViewport, insertRecord, nearBottom, pickChat, removeChat,
-  replaceRecordEl, scheduleRead, scrollToBottom, updateEmpty, updateReadMark,
+  afterInsert, announce, fillViewport, heldRecord, isHeld, nearBottom, pickChat, placeLive, removeChat,
+  replaceRecordEl, scheduleRead, scrollToBottom, updateEmpty, updateLatestButton, updateReadMark,
 } from './timeline.js';
 import { dropPending, failPending, transmit } from './sending.js';
 import {
@@ -84,7 +84,12 @@ function resetTimeline() {
   state.chat.readMarkSeq = null;
   state.chat.hasMore = true;
   state.chat.everSynced = false;
+  state.chat.detached = false;
+  state.chat.skipped.clear();
+  state.chat.unseenWhileAway = 0;
+  state.chat.hasNewer = false;
   $('timeline').replaceChildren();
+  updateLatestButton();
   hideQuestionCard();
 }
 
@@ -95,12 +100,12 @@ function onChat(f) {
     removeChat(f.id);
     return;
   }
-  const existing = state.chat.records.get(f.seq);
+  const existing = heldRecord(f.seq);
   if (existing) {
     // Same seq seen already (an ack got there first, or a resume overlapped): refresh it.
     if (existing.kind === 'chat') {
       Object.assign(existing, pickChat(f));
-      replaceRecordEl(existing);
+      if (state.chat.records.get(f.seq) === existing) replaceRecordEl(existing);
     }
     return;
   }
@@ -110,9 +115,11 @@ function onChat(f) {
   }
   const stick = nearBottom();
   const rec = { kind: 'chat', ...pickChat(f) };
-  if (!isMine(f.sender_id)) state.chat.readableSeq = Math.max(state.chat.readableSeq, f.seq);
-  insertRecord(rec);
-  afterInsert(stick, isMine(f.sender_id));
+  // While an older window is shown the chat waits (and is not read yet): see placeLive.
+  if (placeLive(rec)) {
+    if (!isMine(f.sender_id)) state.chat.readableSeq = Math.max(state.chat.readableSeq, f.seq);
+    afterInsert(stick, isMine(f.sender_id));
+  }
   if (state.chat.synced && !isMine(f.sender_id)) {
     $('typing').hidden = true;
     announce(rec);
@@ -130,11 +137,11 @@ function onAck(f) {
   const p = state.chat.pending.get(f.client_id);
   if (!p) return;
   dropPending(p);
-  if (state.chat.records.has(f.seq)) return;
+  if (isHeld(f.seq)) return;
   // The chat frame usually follows; show it at its seq right away. lastSeq is not moved
   // by an ack: earlier events may still be on their way.
   const stick = nearBottom();
-  insertRecord({
+  placeLive({
     kind: 'chat',
     seq: f.seq,
     id: f.id,

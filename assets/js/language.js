@@ -9,7 +9,7 @@ import { relabelUsernameHint } from './username.js';
 import { setConn } from './connection.js';
 import { updateBanner } from './couple.js';
 import { loadAnswers } from './answers.js';
-import { nearBottom, renderAllRecords, scrollToBottom } from './timeline.js';
+import { nearBottom, renderAllRecords, scrollToBottom, updateLatestButton } from './timeline.js';
 import { renderAllPending } from './sending.js';
 import { currentQuestion, updateAnswerButton } from './questions.js';
 import { setPresence } from './frames.js';
@@ -40,6 +40,7 @@ function switchLang() {
     const stick = nearBottom();
     renderAllRecords();
     renderAllPending();
+    updateLatestButton();
     if (stick) scrollToBottom();
     updateAnswerButton();
     const q = currentQuestion();

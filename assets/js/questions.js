@@ -8,22 +8,21 @@ import { bumpSeq, isMine, state } from './state.js';
 import { api } from './http.js';
 import { wsSend } from './connection.js';
 import { loadAnswers } from './answers.js';
-import { afterInsert, insertRecord, nearBottom, replaceRecordEl } from './timeline.js';
+import { afterInsert, isHeld, nearBottom, placeLive, replaceRecordEl } from './timeline.js';
 import { transmit } from './sending.js';
 
 export function onQuestion(f) {
   bumpSeq(f.seq);
-  if (typeof f.seq === 'number') state.chat.readableSeq = Math.max(state.chat.readableSeq, f.seq);
+  if (typeof f.seq === 'number' && !state.chat.detached) state.chat.readableSeq = Math.max(state.chat.readableSeq, f.seq);
   let q = state.chat.questions.get(f.question_id);
   if (!q) {
     q = { id: f.question_id, me: false, partner: false };
     state.chat.questions.set(q.id, q);
   }
   Object.assign(q, { seq: f.seq, text: f.text, keyword: f.keyword, asked_at: f.asked_at });
-  if (typeof f.seq === 'number' && !state.chat.records.has(f.seq)) {
+  if (typeof f.seq === 'number' && !isHeld(f.seq)) {
     const stick = nearBottom();
-    insertRecord({ kind: 'question', seq: f.seq, question_id: f.question_id, text: f.text, asked_at: f.asked_at });
-    afterInsert(stick, false);
+    if (placeLive({ kind: 'question', seq: f.seq, question_id: f.question_id, text: f.text, asked_at: f.asked_at })) afterInsert(stick, false);
   }
   if (state.chat.synced) updateQuestionCard();
 }

@@ -13,7 +13,7 @@ import { toast } from './ui.js';
 import { takeSilent } from './notify.js';
 import { postFile } from './files.js';
 import { wsSend } from './connection.js';
-import { renderBubble, scrollToBottom, updateEmpty } from './timeline.js';
+import { jumpToLatest, renderBubble, scrollToBottom, updateEmpty } from './timeline.js';
 
 function sendText(text) {
   const p = {
@@ -30,6 +30,8 @@ function sendText(text) {
 }
 
 function addPending(p) {
+  // Sending while looking back at older chats: back to the present, where the chat will be.
+  if (state.chat.detached) jumpToLatest();
   state.chat.pending.set(p.client_id, p);
   p.el = renderPending(p);
   $('pending-items').append(p.el);

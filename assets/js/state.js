@@ -43,6 +43,14 @@ function freshChat() {
     mePoll: null,
     lastDeleteAt: 0,
     epoch: 0, // bumped when the timeline is thrown away, so late history pages are dropped
+    // Looking back (a search hit or a day jumped to): the timeline holds an older window, not
+    // the present. Live records then wait in `skipped` (seq -> record) until the window reaches
+    // the present again (paging newer, or "jump to latest"), so nothing lands out of order.
+    detached: false,
+    skipped: new Map(),
+    unseenWhileAway: 0, // the partner's chats among them, for the "jump to latest" button
+    hasNewer: false,
+    loadingNewer: false,
   };
 }
 

@@ -1,31 +1,39 @@
 // Finding our way back: the search dialog (hits newest first, the matched part marked, more
-// on demand; a date to jump to) and the context view that opens the conversation at a hit or
-// a day, with older and newer pages from there. The live timeline underneath stays as it is,
-// so live chats keep arriving in order while we look back.
+// on demand) and the day picker; a hit or a day opens the conversation right there: the
+// timeline shows that window of history (timeline.js showWindow), pages older and newer
+// chats in as it scrolls, and goes back to the present with "jump to latest".
 
 import { t } from '../i18n.js';
 import { $, h, HISTORY_PAGE } from './dom.js';
 import { fmtDateTime, parseTime } from './format.js';
-import { isMine, partnerName } from './state.js';
+import { isMine, partnerName, state } from './state.js';
 import { api, errorText } from './http.js';
-import { renderBubble } from './timeline.js';
+import { hooks } from './hooks.js';
+import { showWindow } from './timeline.js';
 
 let query = '';
 let lastSeq = null;
-const context = { oldest: null, newest: null };
+let searchGen = 0; // a newer search makes the pages of an older one land nowhere
 
-/** The text as nodes, with every case-insensitive occurrence of `needle` in a <mark>. */
+/** The text as nodes, every case-insensitive occurrence of `needle` in a <mark>. Text only:
+ * user data never becomes markup. */
 function marked(text, needle) {
   const nodes = [];
-  const lower = text.toLowerCase();
   const n = needle.toLowerCase();
+  if (!n) return [text];
   let at = 0;
-  for (let i = lower.indexOf(n); n && i !== -1; i = lower.indexOf(n, at)) {
-    if (i > at) nodes.push(text.slice(at, i));
-    nodes.push(h('mark', { 'data-testid': 'search-mark' }, text.slice(i, i + n.length)));
-    at = i + n.length;
+  let plain = 0;
+  while (at + needle.length <= text.length) {
+    if (text.slice(at, at + needle.length).toLowerCase() === n) {
+      if (at > plain) nodes.push(text.slice(plain, at));
+      nodes.push(h('mark', { class: 'search-mark', 'data-testid': 'search-mark' }, text.slice(at, at + needle.length)));
+      at += needle.length;
+      plain = at;
+    } else {
+      at += 1;
+    }
   }
-  if (at < text.length) nodes.push(text.slice(at));
+  if (plain < text.length) nodes.push(text.slice(plain));
   return nodes;
 }
 
@@ -33,124 +41,116 @@ function hit(chat) {
   const who = isMine(chat.sender_id) ? t('answers.me') : partnerName();
   return h('li', { class: 'search-hit' },
     h('button', {
-      class: 'search-hit-btn', type: 'button', 'data-testid': 'search-hit', 'data-seq': chat.seq,
+      class: `search-hit-btn ${isMine(chat.sender_id) ? 'mine' : 'theirs'}`,
+      type: 'button',
+      'data-testid': 'search-hit',
+      'data-seq': chat.seq,
       onclick: () => openAround(chat.seq),
     },
     h('span', { class: 'search-who muted' }, `${who} · ${fmtDateTime(parseTime(chat.sent_at))}`),
-    h('span', { class: 'search-text' }, marked(chat.text, query))));
+    h('span', { class: 'search-text' }, marked(chat.text || '', query))));
+}
+
+function setStatus(text) {
+  $('search-status').textContent = text;
+}
+
+function failed(err) {
+  if (err && err.status === 401) {
+    $('search-dialog').close();
+    hooks.toAuth(t('err.unauthenticated'));
+    return;
+  }
+  setStatus(errorText(err));
 }
 
 async function search(more) {
-  const status = $('search-status');
   if (!more) {
     query = $('search-input').value.trim();
     lastSeq = null;
     $('search-results').replaceChildren();
+    $('search-more').hidden = true;
   }
-  if (!query) return;
-  status.textContent = t('answers.loading');
+  if (!query) {
+    setStatus('');
+    $('search-input').focus();
+    return;
+  }
+  const gen = ++searchGen;
+  setStatus(t('answers.loading'));
   try {
-    const before = lastSeq != null ? `&before=${lastSeq}` : '';
+    const before = lastSeq != null ? `&before=${encodeURIComponent(lastSeq)}` : '';
     const body = await api('GET', `/api/chats/search?q=${encodeURIComponent(query)}&limit=${HISTORY_PAGE}${before}`);
-    $('search-results').append(...body.chats.map(hit));
-    if (body.chats.length) lastSeq = body.chats[body.chats.length - 1].seq;
-    $('search-more').hidden = body.chats.length < HISTORY_PAGE;
+    if (gen !== searchGen) return;
+    const chats = (body && body.chats) || [];
+    $('search-results').append(...chats.map(hit));
+    if (chats.length) lastSeq = Math.min(...chats.map((c) => c.seq));
+    $('search-more').hidden = chats.length < HISTORY_PAGE;
     const count = $('search-results').children.length;
-    status.textContent = count ? t('search.count', { n: count }) : t('search.none');
+    setStatus(count ? t('search.count', { n: count }) : t('search.none'));
   } catch (err) {
-    status.textContent = errorText(err);
+    if (gen === searchGen) failed(err);
   }
 }
 
-function bubble(chat, anchor) {
-  const mine = isMine(chat.sender_id);
-  const when = parseTime(chat.sent_at);
-  return h('div', {
-    class: `msg ${mine ? 'mine' : 'theirs'}${anchor ? ' anchor' : ''}`,
-    'data-testid': 'context-bubble',
-    'data-seq': chat.seq,
-    'data-mine': mine ? 'true' : 'false',
-    'data-anchor': anchor ? 'true' : null,
-  },
-  h('div', { class: 'msg-row' }, renderBubble(chat.text, chat.file)),
-  h('div', { class: 'msg-meta' }, h('time', { datetime: when.toISOString() }, fmtDateTime(when))));
+/** A window reaches the present when fewer newer chats came than were asked for (half). */
+function reachesPresent(chats, anchor) {
+  return chats.filter((c) => c.seq > anchor).length < Math.floor(HISTORY_PAGE / 2);
 }
 
-/** Pages come newest first; the view shows oldest first. */
-function place(chats, where, anchorSeq) {
-  const els = [...chats].reverse().map((c) => bubble(c, c.seq === anchorSeq));
-  const list = $('context-list');
-  if (where === 'start') list.prepend(...els);
-  else list.append(...els);
-  if (chats.length) {
-    const seqs = chats.map((c) => c.seq);
-    const oldest = Math.min(...seqs);
-    const newest = Math.max(...seqs);
-    context.oldest = context.oldest == null ? oldest : Math.min(context.oldest, oldest);
-    context.newest = context.newest == null ? newest : Math.max(context.newest, newest);
-  }
-}
-
-function openContext(body) {
-  context.oldest = null;
-  context.newest = null;
-  $('context-list').replaceChildren();
-  place(body.chats, 'end', body.anchor);
-  $('context-older').hidden = false;
-  $('context-newer').hidden = false;
-  const dlg = $('context-dialog');
-  if (!dlg.open) dlg.showModal();
-  const anchor = $('context-list').querySelector('[data-anchor="true"]');
-  if (anchor) anchor.scrollIntoView({ block: 'center' });
+function openWindow(body, anchor) {
+  if (!state.chat.active) return;
+  const dlg = $('search-dialog');
+  if (dlg.open) dlg.close();
+  showWindow((body && body.chats) || [], anchor, reachesPresent((body && body.chats) || [], anchor));
 }
 
 async function openAround(seq) {
+  const gen = ++searchGen;
+  setStatus(t('answers.loading'));
   try {
-    openContext(await api('GET', `/api/chats?around=${seq}&limit=${HISTORY_PAGE}`));
+    const body = await api('GET', `/api/chats?around=${encodeURIComponent(seq)}&limit=${HISTORY_PAGE}`);
+    if (gen !== searchGen) return;
+    setStatus('');
+    openWindow(body, typeof body.anchor === 'number' ? body.anchor : seq);
   } catch (err) {
-    $('search-status').textContent = errorText(err);
+    if (gen === searchGen) failed(err);
   }
 }
 
 async function jumpToDay(day) {
-  if (!day) return;
+  if (!day) {
+    $('search-date').focus();
+    return;
+  }
+  const gen = ++searchGen;
+  setStatus(t('answers.loading'));
   try {
     const body = await api('GET', `/api/chats?date=${encodeURIComponent(day)}&limit=${HISTORY_PAGE}`);
+    if (gen !== searchGen) return;
     if (body.anchor == null) {
-      $('search-status').textContent = t('search.nothing_since');
+      setStatus(t('search.nothing_since'));
       return;
     }
-    openContext(body);
+    setStatus('');
+    openWindow(body, body.anchor);
   } catch (err) {
-    $('search-status').textContent = errorText(err);
+    if (gen === searchGen) failed(err);
   }
 }
 
-async function page(direction) {
-  const button = direction === 'older' ? $('context-older') : $('context-newer');
-  const param = direction === 'older' ? `before=${context.oldest}` : `after=${context.newest}`;
-  if ((direction === 'older' ? context.oldest : context.newest) == null) return;
-  try {
-    const body = await api('GET', `/api/chats?${param}&limit=${HISTORY_PAGE}`);
-    if (direction === 'older') {
-      const scroll = $('context-scroll');
-      const fromBottom = scroll.scrollHeight - scroll.scrollTop;
-      place(body.chats, 'start', null);
-      scroll.scrollTop = scroll.scrollHeight - fromBottom;
-    } else {
-      place(body.chats, 'end', null);
-    }
-    if (body.chats.length < HISTORY_PAGE) button.hidden = true;
-  } catch (err) {
-    button.textContent = errorText(err);
-  }
+function today() {
+  const d = new Date();
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
 }
 
 export function bindStory() {
   const dlg = $('search-dialog');
   $('search-button').addEventListener('click', () => {
+    if (!$('search-date').value) $('search-date').value = today();
     dlg.showModal();
     $('search-input').focus();
+    $('search-input').select();
   });
   dlg.querySelector('[data-close]').addEventListener('click', () => dlg.close());
   $('search-form').addEventListener('submit', (e) => {
@@ -162,8 +162,4 @@ export function bindStory() {
     e.preventDefault();
     jumpToDay($('search-date').value);
   });
-  const ctx = $('context-dialog');
-  ctx.querySelector('[data-close]').addEventListener('click', () => ctx.close());
-  $('context-older').addEventListener('click', () => page('older'));
-  $('context-newer').addEventListener('click', () => page('newer'));
 }

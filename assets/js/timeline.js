@@ -1,6 +1,12 @@
 // The timeline: rendering records (chat bubbles, question events) in seq order, day
 // separators, grouping, the partner's read mark, scrolling, the delete button of a bubble,
 // this user's own read marks, and paging older history in as the list scrolls up.
+//
+// Looking back: showWindow puts an older window of history in place of the present (a search
+// hit or a day jumped to). Records from the socket then wait in state.chat.skipped (placeLive)
+// together with what was shown before, so nothing lands out of order below the window;
+// scrolling down pages newer history in until the window reaches the present (attach), and the
+// "jump to latest" button goes straight back to the present.
 
 import { t } from '../i18n.js';
 import { $, h, HISTORY_PAGE, icon } from './dom.js';
@@ -25,7 +31,7 @@ export function pickChat(f) {
   };
 }
 
-export function insertRecord(rec) {
+export function insertRecord(rec, layout = true) {
   state.chat.records.set(rec.seq, rec);
   if (rec.kind === 'chat') state.chat.byId.set(rec.id, rec.seq);
   rec.el = renderRecord(rec);
@@ -41,7 +47,46 @@ export function insertRecord(rec) {
     before = items[i];
   }
   timeline.insertBefore(rec.el, before);
-  refreshLayout();
+  if (layout) refreshLayout();
+}
+
+/** Inserts many records (in any order) with one layout pass. */
+function insertMany(recs) {
+  const sorted = [...recs].sort((a, b) => a.seq - b.seq);
+  for (const rec of sorted) insertRecord(rec, false);
+  if (sorted.length) refreshLayout();
+}
+
+/** Whether a record with this seq is shown or waiting to be (see placeLive). */
+export function isHeld(seq) {
+  return state.chat.records.has(seq) || state.chat.skipped.has(seq);
+}
+
+/** The shown or waiting record at this seq. */
+export function heldRecord(seq) {
+  return state.chat.records.get(seq) || state.chat.skipped.get(seq);
+}
+
+// At most this many records wait while looking back; past it the oldest go (what waits stays
+// a contiguous stretch up to the present, so the way back is still complete).
+const MAX_SKIPPED = 2000;
+
+/** A record from the socket: into the timeline, or, while an older window is shown, onto the
+ * wait list. Returns whether it was shown. */
+export function placeLive(rec) {
+  const c = state.chat;
+  if (!c.detached) {
+    insertRecord(rec);
+    return true;
+  }
+  c.skipped.set(rec.seq, rec);
+  if (c.skipped.size > MAX_SKIPPED) {
+    const oldest = Math.min(...c.skipped.keys());
+    c.skipped.delete(oldest);
+  }
+  if (rec.kind === 'chat' && !isMine(rec.sender_id)) c.unseenWhileAway += 1;
+  updateLatestButton();
+  return false;
 }
 
 export function replaceRecordEl(rec) {
@@ -52,6 +97,9 @@ export function replaceRecordEl(rec) {
 }
 
 export function removeChat(chatId) {
+  for (const [seq, rec] of state.chat.skipped) {
+    if (rec.kind === 'chat' && rec.id === chatId) state.chat.skipped.delete(seq);
+  }
   const seq = state.chat.byId.get(chatId);
   if (seq == null) return;
   const rec = state.chat.records.get(seq);
@@ -202,7 +250,7 @@ export function scrollToBottom() {
 
 export function afterInsert(stick, mine) {
   updateEmpty();
-  if (!state.chat.everSynced) return; // the first sync scrolls once at the end
+  if (!state.chat.everSynced || state.chat.detached) return; // the first sync scrolls once at the end
   if (stick || mine) scrollToBottom();
   else $('new-messages').hidden = false;
 }
@@ -255,6 +303,25 @@ function lowestSeq() {
   return low;
 }
 
+/** The newest chat held (the window's end while looking back). */
+function highestSeq() {
+  let high = null;
+  for (const rec of state.chat.records.values()) {
+    if (rec.kind === 'chat' && (high == null || rec.seq > high)) high = rec.seq;
+  }
+  return high;
+}
+
+/** Question events this client knows of between two seqs (history pages hold only chats). */
+function questionRecords(low, high) {
+  const out = [];
+  for (const q of state.chat.questions.values()) {
+    if (typeof q.seq !== 'number' || q.seq < low || q.seq > high || state.chat.records.has(q.seq)) continue;
+    out.push({ kind: 'question', seq: q.seq, question_id: q.id, text: q.text, asked_at: q.asked_at });
+  }
+  return out;
+}
+
 async function loadOlder() {
   if (state.chat.loadingOlder || !state.chat.hasMore || !state.chat.everSynced) return;
   const low = lowestSeq();
@@ -275,10 +342,11 @@ async function loadOlder() {
     const m = $('messages');
     const prevHeight = m.scrollHeight;
     const prevTop = m.scrollTop;
-    for (const c of list) {
-      if (c.deleted || state.chat.records.has(c.seq)) continue;
-      insertRecord({ kind: 'chat', ...pickChat(c) });
+    const recs = list.filter((c) => !c.deleted && !state.chat.records.has(c.seq)).map((c) => ({ kind: 'chat', ...pickChat(c) }));
+    if (state.chat.detached && recs.length) {
+      recs.push(...questionRecords(Math.min(...recs.map((r) => r.seq)), low));
     }
+    insertMany(recs);
     m.scrollTop = prevTop + (m.scrollHeight - prevHeight);
     if (list.length < HISTORY_PAGE) state.chat.hasMore = false;
     status.textContent = state.chat.hasMore ? '' : t('chat.beginning');
@@ -293,16 +361,172 @@ async function loadOlder() {
   if (held === state.chat) fillViewport();
 }
 
-/** Loads older pages until the list can scroll (or history runs out). */
+/** Loads older pages until the list can scroll (or history runs out); in an older window,
+ * newer ones too. */
 export function fillViewport() {
   const m = $('messages');
-  if (state.chat.hasMore && !state.chat.loadingOlder && m.scrollHeight <= m.clientHeight + 40) loadOlder();
+  const short = m.scrollHeight <= m.clientHeight + 40;
+  if (state.chat.hasMore && !state.chat.loadingOlder && short) loadOlder();
+  if (state.chat.detached && short) loadNewer();
+}
+
+// ---- Looking back ----
+
+/** The window shown meets the present: what waited joins it, live records go in again. */
+function attach() {
+  const c = state.chat;
+  const recs = [...c.skipped.values()].filter((r) => !c.records.has(r.seq));
+  c.skipped.clear();
+  c.detached = false;
+  c.hasNewer = false;
+  c.unseenWhileAway = 0;
+  insertMany(recs);
+  for (const r of recs) {
+    if (r.kind === 'question' || (r.kind === 'chat' && !isMine(r.sender_id))) c.readableSeq = Math.max(c.readableSeq, r.seq);
+  }
+  updateLatestButton();
+  updateEmpty();
+  scheduleRead();
+}
+
+/** Whether the window reaches the newest chat that waits (the present, as this client knows it). */
+function meetsSkipped() {
+  let newest = null;
+  for (const rec of state.chat.skipped.values()) {
+    if (rec.kind === 'chat' && (newest == null || rec.seq > newest)) newest = rec.seq;
+  }
+  const high = highestSeq();
+  return newest != null && high != null && high >= newest;
+}
+
+/**
+ * Shows a window of history (a page from GET /api/chats, newest first) in place of the
+ * timeline, with the chat at `anchorSeq` in view and flashed. `atEnd`: the window reaches the
+ * present (then it simply joins what is held).
+ */
+export function showWindow(chats, anchorSeq, atEnd) {
+  const c = state.chat;
+  if (!c.detached) {
+    // What is shown now is the present: it waits, with whatever comes live, for the way back.
+    for (const rec of c.records.values()) c.skipped.set(rec.seq, rec);
+    c.detached = true;
+    c.unseenWhileAway = 0;
+  }
+  c.epoch += 1; // older pages on their way belong to the timeline that goes now
+  c.records.clear();
+  c.byId.clear();
+  $('timeline').replaceChildren();
+  c.hasMore = true;
+  c.hasNewer = !atEnd;
+  $('history-status').textContent = '';
+  const recs = chats.filter((x) => !x.deleted).map((x) => ({ kind: 'chat', ...pickChat(x) }));
+  if (recs.length) {
+    const seqs = recs.map((r) => r.seq);
+    recs.push(...questionRecords(Math.min(...seqs), atEnd ? Infinity : Math.max(...seqs)));
+  }
+  insertMany(recs);
+  if (atEnd || meetsSkipped()) attach();
+  updateLatestButton();
+  updateEmpty();
+  const rec = anchorSeq != null ? c.records.get(anchorSeq) : null;
+  if (rec && rec.el) {
+    rec.el.dataset.jumped = 'true';
+    rec.el.classList.add('jumped');
+    rec.el.scrollIntoView({ block: 'center' });
+    view.stuckToBottom = nearBottom();
+  } else {
+    scrollToBottom();
+  }
+  fillViewport();
+}
+
+/** Scrolled to the end of an older window: the next newer page. */
+async function loadNewer() {
+  const c = state.chat;
+  if (!c.detached || !c.hasNewer || c.loadingNewer) return;
+  const high = highestSeq();
+  if (high == null) return;
+  c.loadingNewer = true;
+  const epoch = c.epoch;
+  try {
+    const res = await api('GET', `/api/chats?after=${encodeURIComponent(high)}&limit=${HISTORY_PAGE}`);
+    if (c !== state.chat || epoch !== c.epoch || !c.detached) return;
+    const list = (res && res.chats) || [];
+    const end = list.length < HISTORY_PAGE;
+    const recs = list.filter((x) => !x.deleted && !c.records.has(x.seq)).map((x) => ({ kind: 'chat', ...pickChat(x) }));
+    if (recs.length) recs.push(...questionRecords(high, end ? Infinity : Math.max(...recs.map((r) => r.seq))));
+    insertMany(recs);
+    if (end || meetsSkipped()) attach();
+  } catch (err) {
+    if (c !== state.chat) return;
+    if (err.status === 401) {
+      hooks.toAuth(t('err.unauthenticated'));
+      return;
+    }
+    toast(t('err.network'));
+  } finally {
+    c.loadingNewer = false;
+  }
+  if (c === state.chat && c.detached) {
+    const m = $('messages');
+    if (m.scrollHeight - m.scrollTop - m.clientHeight < 200) loadNewer();
+  }
+}
+
+/** Back to the present from an older window (the "jump to latest" button, or sending). */
+export async function jumpToLatest() {
+  const c = state.chat;
+  if (!c.detached) {
+    scrollToBottom();
+    return;
+  }
+  if ([...c.skipped.values()].some((r) => r.kind === 'chat')) {
+    // The present is held already: what was shown before looking back, and what came since.
+    c.epoch += 1;
+    c.records.clear();
+    c.byId.clear();
+    $('timeline').replaceChildren();
+    c.hasMore = true;
+    $('history-status').textContent = '';
+    attach();
+    scrollToBottom();
+    fillViewport();
+    return;
+  }
+  // Nothing of the present is held (the conversation was empty): read the newest page.
+  const epoch = c.epoch;
+  try {
+    const res = await api('GET', `/api/chats?limit=${HISTORY_PAGE}`);
+    if (c !== state.chat || epoch !== c.epoch || !c.detached) return;
+    showWindow((res && res.chats) || [], null, true);
+    scrollToBottom();
+  } catch (err) {
+    if (err.status === 401) hooks.toAuth(t('err.unauthenticated'));
+    else toast(t('err.network'));
+  }
+}
+
+/** The "jump to latest" button: shown while an older window is; counts the partner's chats
+ * that came meanwhile. */
+export function updateLatestButton() {
+  const c = state.chat;
+  const btn = $('jump-latest');
+  btn.hidden = !c.detached;
+  btn.dataset.unseen = String(c.detached ? c.unseenWhileAway : 0);
+  $('jump-latest-label').textContent = c.unseenWhileAway
+    ? t('chat.jump_latest_new', { n: c.unseenWhileAway })
+    : t('chat.jump_latest');
+  if (c.detached) $('new-messages').hidden = true;
 }
 
 function onMessagesScroll() {
   const m = $('messages');
   view.stuckToBottom = nearBottom();
   if (m.scrollTop < 120) loadOlder();
+  if (state.chat.detached) {
+    if (m.scrollHeight - m.scrollTop - m.clientHeight < 200) loadNewer();
+    return;
+  }
   if (view.stuckToBottom) {
     $('new-messages').hidden = true;
     scheduleRead();
@@ -321,6 +545,10 @@ export function bindTimeline() {
   }
   $('new-messages').addEventListener('click', () => {
     scrollToBottom();
+    $('message-input').focus();
+  });
+  $('jump-latest').addEventListener('click', async () => {
+    await jumpToLatest();
     $('message-input').focus();
   });
 }

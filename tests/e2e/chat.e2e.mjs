@@ -528,6 +528,39 @@ async function rawSend(page, text) {
   }, { text, clientId });
 }
 
+/** Sends many chats from the page's session over a socket of its own, one at a time (each
+ * acknowledged before the next), under the server's frame rate. Returns each ack's seq. */
+async function burst(page, list) {
+  const frames = list.map((text) => ({ type: 'send', client_id: crypto.randomUUID(), text }));
+  return page.evaluate(async (frames) => {
+    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+    await new Promise((resolve, reject) => {
+      ws.onmessage = (ev) => { if (JSON.parse(ev.data).type === 'synced') resolve(); };
+      ws.onclose = (ev) => reject(new Error(`socket closed (${ev.code}) before synced`));
+    });
+    const out = [];
+    for (const frame of frames) {
+      const t0 = performance.now();
+      const reply = await new Promise((resolve) => {
+        const timer = setTimeout(() => resolve({ type: 'timeout' }), 5000);
+        ws.onmessage = (ev) => {
+          const f = JSON.parse(ev.data);
+          if ((f.type === 'ack' || f.type === 'error') && f.client_id === frame.client_id) {
+            clearTimeout(timer);
+            resolve(f);
+          }
+        };
+        ws.send(JSON.stringify(frame));
+      });
+      out.push(reply.type === 'ack' ? reply.seq : reply);
+      const spent = performance.now() - t0;
+      if (spent < 60) await new Promise((r) => setTimeout(r, 60 - spent));
+    }
+    ws.close();
+    return out;
+  }, frames);
+}
+
 async function getJson(page, url) {
   return page.evaluate(async (url) => {
     const res = await fetch(url, { credentials: 'same-origin' });
@@ -917,7 +950,11 @@ async function main() {
     await see(bubbleWithText(B.page, 'Still us 💙'), 'B should still get A\'s chats after the break-up was taken back');
   });
 
-  await step('search: B finds 여행 inside words with the match marked, opens a hit in the conversation with its neighbours, and jumps to today', async () => {
+  const fillers = Array.from({ length: 60 }, (_, i) => `Filler ${String(i + 1).padStart(2, '0')}`);
+  await step('search: A sends 60 more chats and "여행을 가자"; B finds 여행 (marked), opens the hit in the timeline with its neighbours; a live chat waits below the window until "jump to latest"', async () => {
+    const acks = await burst(A.page, fillers);
+    check(acks.every((a) => typeof a === 'number'), `A's 60 chats should all be acknowledged, got ${JSON.stringify(acks.filter((a) => typeof a !== 'number').slice(0, 3))}`);
+    await see(bubbleWithText(B.page, fillers.at(-1)), `B should receive "${fillers.at(-1)}" live`);
     await say(A, '여행을 가자 🚗');
     await see(bubbleWithText(B.page, '여행을 가자 🚗'), 'B should receive "여행을 가자 🚗"');
     await tid(B.page, 'search-button').click();
@@ -928,32 +965,134 @@ async function main() {
     await eventually(async () => (await hits.count()) >= 2, 'searching 여행 should list at least the two chats that mention it');
     const first = (await hits.first().textContent()) || '';
     check(first.includes('여행을 가자 🚗'), `the newest hit should come first ("여행을 가자 🚗"), got "${first}"`);
+    const hitSeqs = (await hits.evaluateAll((els) => els.map((e) => Number(e.dataset.seq))));
+    check(hitSeqs.every((s, i) => i === 0 || s < hitSeqs[i - 1]), `hits should be newest first: ${hitSeqs}`);
     const marks = await hits.first().locator('[data-testid=search-mark]').allTextContents();
     check(marks.length === 1 && marks[0] === '여행', `the matched part should be marked: ${JSON.stringify(marks)}`);
     await shot(B, '16-search-B.png');
+
     await hits.filter({ hasText: '이번 여행 어디 갈까?' }).first().click();
-    const ctx = tid(B.page, 'context-view');
-    await see(ctx, 'clicking a hit should open the conversation at that chat');
-    const anchor = B.page.locator('[data-testid=context-bubble][data-anchor=true]');
-    await see(anchor, 'the chat jumped to should be highlighted');
-    check(((await anchor.textContent()) || '').includes('이번 여행 어디 갈까?'), 'the highlighted chat should be the hit clicked');
-    const around = await B.page.locator('[data-testid=context-bubble] [data-testid=bubble-text]').allTextContents();
+    await hidden(tid(B.page, 'search-dialog'), 'clicking a hit should close the search and show the conversation there');
+    const jumped = B.page.locator('#timeline [data-testid=bubble][data-jumped=true]');
+    await see(jumped, 'the chat jumped to should be highlighted in the timeline');
+    check(((await jumped.textContent()) || '').includes('이번 여행 어디 갈까?'), 'the highlighted chat should be the hit clicked');
+    const inView = await jumped.evaluate((el) => {
+      const list = document.querySelector('[data-testid=message-list]').getBoundingClientRect();
+      const box = el.getBoundingClientRect();
+      return box.top >= list.top && box.bottom <= list.bottom;
+    });
+    check(inView, 'the chat jumped to should be scrolled into view');
+    const around = await texts(B.page);
     const at = around.indexOf('이번 여행 어디 갈까?');
     check(around.includes('오늘 하루 어땠어?') && at > around.indexOf('오늘 하루 어땠어?'), `older neighbours should be above it: ${JSON.stringify(around)}`);
     check(around.includes('I answered, your turn') && around.indexOf('I answered, your turn') > at, `newer neighbours should be below it: ${JSON.stringify(around)}`);
+    check(!around.includes('여행을 가자 🚗') && !around.includes(fillers.at(-1)), `the window should not reach the present (the newest chats are further on): ${JSON.stringify(around)}`);
+    await see(tid(B.page, 'jump-latest'), 'an older window should offer "jump to latest"');
     await shot(B, '17-jump-to-hit-B.png');
-    await tid(B.page, 'context-close').click();
-    await hidden(ctx, 'the conversation view should close');
-    // Today in the couple's time zone (the server's calendar says which day that is).
+
+    // A live chat from A must not land below the old window: it waits for the way back.
+    await say(A, 'Live while B looks back');
+    await eventually(async () => (await tid(B.page, 'jump-latest').getAttribute('data-unseen')) === '1', 'B\'s "jump to latest" should count A\'s new chat');
+    check(await bubbleWithText(B.page, 'Live while B looks back').count() === 0, 'a live chat must not be appended below an older window');
+    await tid(B.page, 'jump-latest').click();
+    await see(bubbleWithText(B.page, 'Live while B looks back'), 'jumping to the latest should show the chat that came meanwhile');
+    await hidden(tid(B.page, 'jump-latest'), '"jump to latest" should go once the present is shown');
+    check(await B.page.locator('#timeline [data-jumped=true]').count() === 0, 'the present should not carry the jump highlight');
+    const ta = await texts(A.page);
+    const tb = await texts(B.page);
+    check(JSON.stringify(ta) === JSON.stringify(tb), `back at the present B should see exactly A's conversation: A ${ta.length} chats, B ${tb.length}`);
+    await say(A, 'Live again');
+    await see(bubbleWithText(B.page, 'Live again'), 'live chats should be appended again');
+    check((await texts(B.page)).at(-1) === 'Live again', 'the live chat should be the last one');
+  });
+
+  await step('jumps: B opens "filler 3" hits (marked ignoring case), scrolls up through older pages and down through newer ones to the present; a day with nothing since says so; today opens at its first chat', async () => {
+    const olderAsked = [];
+    const newerAsked = [];
+    const onRequest = (r) => {
+      if (/\/api\/chats\?before=/.test(r.url())) olderAsked.push(r.url());
+      if (/\/api\/chats\?after=/.test(r.url())) newerAsked.push(r.url());
+    };
+    B.page.on('request', onRequest);
+    await tid(B.page, 'search-button').click();
+    await tid(B.page, 'search-input').fill('filler 3');
+    await tid(B.page, 'search-submit').click();
+    const hits = B.page.locator('[data-testid=search-hit]');
+    await eventually(async () => (await hits.count()) === 10, 'searching "filler 3" should find Filler 30 to Filler 39');
+    const marks = await B.page.locator('[data-testid=search-hit] [data-testid=search-mark]').allTextContents();
+    check(marks.length === 10 && marks.every((m) => m === 'Filler 3'), `the marks should keep the chat's own case ("Filler 3"): ${JSON.stringify(marks)}`);
+    await hits.filter({ hasText: 'Filler 30' }).click();
+    const jumped = B.page.locator('#timeline [data-testid=bubble][data-jumped=true]');
+    await see(jumped, 'the hit should open highlighted');
+    check(((await jumped.textContent()) || '').includes('Filler 30'), 'the highlighted chat should be Filler 30');
+    let shown = await texts(B.page);
+    check(!shown.includes('Hi from A 👋') && !shown.includes('Live again'), `the window should hold neither the first nor the newest chat: ${JSON.stringify(shown)}`);
+    const list = tid(B.page, 'message-list');
+    // Up: older pages until the first chat.
+    await eventually(async () => {
+      await list.evaluate((el) => { el.scrollTop = 0; });
+      return (await texts(B.page)).includes('Hi from A 👋');
+    }, 'scrolling up should page older chats in, down to the first one');
+    check(olderAsked.length >= 1, 'older chats should come from GET /api/chats?before=');
+    // Down: newer pages until the present, which then joins what was held.
+    await eventually(async () => {
+      await list.evaluate((el) => { el.scrollTop = el.scrollHeight; });
+      return !(await tid(B.page, 'jump-latest').isVisible()) && (await texts(B.page)).includes('Live again');
+    }, 'scrolling down should page newer chats in until the present is reached', 15000);
+    check(newerAsked.length >= 1, 'newer chats should come from GET /api/chats?after=');
+    shown = await texts(B.page);
+    const ta = await texts(A.page);
+    check(JSON.stringify(ta) === JSON.stringify(shown), `after scrolling to the present B should see A's whole conversation once, in order: A ${ta.length} chats, B ${shown.length}`);
+    const seqs = await B.page.locator('#timeline [data-seq]').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
+    check(seqs.every((s, i) => i === 0 || s > seqs[i - 1]), `B's timeline should be in seq order without repeats: ${seqs}`);
+    await shot(B, '20-scrolled-to-present-B.png');
+    await say(A, 'Live at the end');
+    await see(bubbleWithText(B.page, 'Live at the end'), 'once at the present, live chats should be appended');
+
+    // A day with nothing from it on, then today (the couple's calendar says which day that is).
     const { body: calendar } = await getJson(B.page, '/api/anniversaries');
+    const tomorrow = new Date(new Date(`${calendar.today}T00:00:00Z`).getTime() + 86400000).toISOString().slice(0, 10);
+    await tid(B.page, 'search-button').click();
+    await tid(B.page, 'search-date').fill(tomorrow);
+    await tid(B.page, 'date-submit').click();
+    await eventually(async () => ((await tid(B.page, 'search-status').textContent()) || '').includes('Nothing from that day on'),
+      'a day with nothing from it on should say so');
+    check(await tid(B.page, 'search-dialog').isVisible(), 'the search should stay open when there is nothing to jump to');
     await tid(B.page, 'search-date').fill(calendar.today);
     await tid(B.page, 'date-submit').click();
-    await see(ctx, 'jumping to today should open the conversation');
-    const firstToday = ((await B.page.locator('[data-testid=context-bubble][data-anchor=true]').textContent()) || '');
-    check(firstToday.includes('Hi from A 👋'), `today should open at its first chat ("Hi from A 👋"), got "${firstToday}"`);
-    await tid(B.page, 'context-close').click();
-    await tid(B.page, 'search-close').click();
-    await hidden(tid(B.page, 'search-dialog'), 'the search dialog should close');
+    await hidden(tid(B.page, 'search-dialog'), 'jumping to today should show the conversation');
+    await eventually(async () => ((await jumped.textContent()) || '').includes('Hi from A 👋'), 'today should open at its first chat ("Hi from A 👋"), highlighted');
+    shown = await texts(B.page);
+    check(shown[0] === 'Hi from A 👋' && !shown.includes('Live at the end'), `the day's window should start at its first chat and not reach the present: ${JSON.stringify(shown.slice(0, 3))}…`);
+    await shot(B, '21-jump-to-day-B.png');
+    await tid(B.page, 'jump-latest').click();
+    await hidden(tid(B.page, 'jump-latest'), '"jump to latest" should bring B back to the present');
+    check(JSON.stringify(await texts(A.page)) === JSON.stringify(await texts(B.page)), 'back at the present B should see A\'s whole conversation');
+    B.page.off('request', onRequest);
+  });
+
+  await step('export from the menu: A downloads our story, a zip (PK…) with manifest.json and every chat in chats.ndjson, oldest first', async () => {
+    await tid(A.page, 'menu-button').click();
+    const link = tid(A.page, 'export-link');
+    await see(link, 'the chat menu should offer to download our story');
+    check(await link.getAttribute('href') === '/api/export' && await link.getAttribute('download') !== null,
+      'the menu item should be a plain download link to /api/export');
+    await shot(A, '22-menu-export-A.png');
+    const [download] = await Promise.all([A.page.waitForEvent('download'), link.click()]);
+    const file = path.join(tmpDir, 'our-story-menu.zip');
+    await download.saveAs(file);
+    const head = fs.readFileSync(file).subarray(0, 2).toString('latin1');
+    check(head === 'PK', `the export should be a zip (starts with "PK"), it starts with ${JSON.stringify(head)}`);
+    const story = readZip(file);
+    for (const name of ['manifest.json', 'chats.ndjson']) {
+      check(story.names.includes(name), `the export should hold ${name}, it holds ${JSON.stringify(story.names)}`);
+    }
+    const chats = story.chats.trim().split('\n').map((line) => JSON.parse(line));
+    const exported = chats.map((c) => c.text);
+    const shown = await texts(A.page);
+    check(JSON.stringify(exported) === JSON.stringify(shown), `chats.ndjson should hold the conversation A sees, oldest first (${exported.length} exported, ${shown.length} shown)`);
+    check(chats.every((c, i) => i === 0 || c.seq > chats[i - 1].seq), 'chats.ndjson should be in seq order');
+    await A.page.keyboard.press('Escape');
   });
 
   await step('anniversaries: A moves day one back 99 days and adds a date; B sees day 100 and the new date live', async () => {
