@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Json, Paired, Query};
+use super::{Json, Paired, Query, page_limit};
 use crate::chat;
 use crate::error::{Error, ErrorBody, Result};
 use crate::state::AppState;
@@ -52,11 +52,7 @@ pub struct ChatsBody {
 }
 
 fn limit(asked: Option<i64>) -> Result<u64> {
-    match asked {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if n >= 1 => Ok(u64::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT)),
-        Some(_) => Err(Error::InvalidInput("limit must be at least 1".into())),
-    }
+    page_limit(asked, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 /// A page of chats: older ones, newer ones after a jump, or a window around a chat or a day.

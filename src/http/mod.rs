@@ -99,6 +99,15 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     }
 }
 
+/// A `limit` query parameter: `default` when absent, clamped to `max`, 422 below 1.
+fn page_limit(asked: Option<i64>, default: u64, max: u64) -> Result<u64, Error> {
+    match asked {
+        None => Ok(default),
+        Some(n) if n >= 1 => Ok(u64::try_from(n).unwrap_or(max).min(max)),
+        Some(_) => Err(Error::InvalidInput("limit must be at least 1".into())),
+    }
+}
+
 /// `axum::Json` whose rejections are the contract's errors.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(Error))]

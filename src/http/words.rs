@@ -7,8 +7,8 @@ use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Json, Paired, Path, Query};
-use crate::error::{Error, ErrorBody, Result};
+use super::{Json, Paired, Path, Query, page_limit};
+use crate::error::{ErrorBody, Result};
 use crate::state::AppState;
 use crate::words;
 
@@ -70,11 +70,7 @@ pub(super) async fn ours(
     Paired(me): Paired,
     Query(top): Query<Top>,
 ) -> Result<impl IntoResponse> {
-    let limit = match top.limit {
-        None => DEFAULT_LIMIT,
-        Some(n) if n >= 1 => u64::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
-        Some(_) => return Err(Error::InvalidInput("limit must be at least 1".into())),
-    };
+    let limit = page_limit(top.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let ours = words::ours(&state, &me, limit).await?;
     Ok(Json(WordsBody {
         words: ours
