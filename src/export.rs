@@ -25,6 +25,7 @@ use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use crate::anniversary;
+use crate::chat;
 use crate::couple::Member;
 use crate::error::{Error, Result};
 use crate::pairing;
@@ -160,27 +161,16 @@ async fn write(
         .compat_write();
     let mut after = 0;
     loop {
-        let page = store::chats::after(&services.db, me.couple_id, after, PAGE).await?;
+        let page = chat::find::forward(services, me.couple_id, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        let ids = page.iter().map(|c| c.id).collect();
-        let mut files = store::files::of_chats(&services.db, ids).await?;
         let mut lines = Vec::new();
-        for chat in page {
-            let file = files
-                .iter()
-                .position(|f| f.chat_id == Some(chat.id))
-                .map(|i| files.swap_remove(i));
-            let path = file.as_ref().map(|f| file_path(f.id, &f.name));
-            let view = ChatView::new(chat, file);
-            serde_json::to_writer(
-                &mut lines,
-                &ChatLine {
-                    chat: &view,
-                    file_path: path,
-                },
-            )
-            .map_err(|e| Error::Internal(e.into()))?;
+        for view in &page {
+            let line = ChatLine {
+                chat: view,
+                file_path: view.file.as_ref().map(|f| file_path(f.id, &f.name)),
+            };
+            serde_json::to_writer(&mut lines, &line).map_err(|e| Error::Internal(e.into()))?;
             lines.push(b'\n');
         }
         write_all(&mut chats, &lines).await?;

@@ -39,8 +39,19 @@ pub async fn after(
     seq: i64,
     limit: u64,
 ) -> Result<Vec<ChatView>> {
-    let mut chats = store::chats::after(&services.db, couple_id, seq, limit).await?;
+    let mut chats = forward(services, couple_id, seq, limit).await?;
     chats.reverse();
+    Ok(chats)
+}
+
+/// The `limit` chats right after `seq`, oldest first: reading the history from the start.
+pub async fn forward(
+    services: &Services,
+    couple_id: Uuid,
+    seq: i64,
+    limit: u64,
+) -> Result<Vec<ChatView>> {
+    let chats = store::chats::after(&services.db, couple_id, seq, limit).await?;
     with_files(services, chats).await
 }
 
