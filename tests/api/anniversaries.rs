@@ -3,7 +3,7 @@
 //! dates in the couple's time zone.
 
 use chrono::{Days, NaiveDate};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
@@ -15,17 +15,6 @@ both_backends!(
     only_we_can_remove_our_dates,
     impossible_dates_and_zones_are_refused,
 );
-
-async fn patch(user: &User, body: Value) -> (StatusCode, Value) {
-    let (s, v, _) = request(
-        Method::PATCH,
-        &format!("{}/api/anniversaries", user.base),
-        Some(&user.token),
-        Some(body),
-    )
-    .await;
-    (s, v)
-}
 
 fn date(value: &Value) -> NaiveDate {
     value.as_str().and_then(|s| s.parse().ok()).expect("a date")
@@ -43,13 +32,17 @@ async fn day_one_is_the_pairing_day_until_either_partner_changes_it_live(backend
     assert_eq!(calendar["upcoming"][0]["label"], "D-99");
 
     let mut j = joon.socket().await;
-    let (status, calendar) = patch(&mina, json!({ "time_zone": "Asia/Seoul" })).await;
+    let (status, calendar) = mina
+        .patch("/api/anniversaries", json!({ "time_zone": "Asia/Seoul" }))
+        .await;
     assert_eq!(status, StatusCode::OK, "{calendar}");
     assert_eq!(j.until("anniversaries").await["time_zone"], "Asia/Seoul");
     // The 100th day is today when day one was 99 days ago.
     let today = date(&calendar["today"]);
     let day_one = today.checked_sub_days(Days::new(99)).unwrap();
-    let (status, calendar) = patch(&mina, json!({ "started_on": day_one })).await;
+    let (status, calendar) = mina
+        .patch("/api/anniversaries", json!({ "started_on": day_one }))
+        .await;
     assert_eq!(status, StatusCode::OK, "{calendar}");
     assert_eq!(calendar["days_together"], 100);
     let live = j.until("anniversaries").await;
@@ -60,7 +53,9 @@ async fn day_one_is_the_pairing_day_until_either_partner_changes_it_live(backend
     assert_eq!(live["upcoming"][0]["days_from_today"], 0);
 
     // Joon changes it back; Mina's read shows his change.
-    let (status, _) = patch(&joon, json!({ "started_on": today })).await;
+    let (status, _) = joon
+        .patch("/api/anniversaries", json!({ "started_on": today }))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (_, calendar) = mina.get("/api/anniversaries").await;
     assert_eq!(calendar["days_together"], 1);
@@ -164,7 +159,7 @@ async fn impossible_dates_and_zones_are_refused(backend: Backend) {
         json!({ "started_on": "2026-02-30" }),
         json!({ "time_zone": "Mars/Olympus" }),
     ] {
-        let (status, answer) = patch(&mina, body.clone()).await;
+        let (status, answer) = mina.patch("/api/anniversaries", body.clone()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
         assert_eq!(answer["error"]["code"], "invalid_input");
     }

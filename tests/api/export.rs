@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::files::{PNG, uploaded};
-use crate::search::said;
 use crate::support::*;
 
 both_backends!(
@@ -85,10 +84,10 @@ async fn the_export_holds_every_chat_answer_date_and_file_byte_for_byte(backend:
             client_id.to_string()
         );
     }
-    said(&mut m, "여행을 가자").await;
+    m.acked("여행을 가자").await;
     let question = watcher.until("question").await;
     both_answer(&mut m, &mut j, &mut watcher, &question["question_id"]).await;
-    let gone = said(&mut j, "never mind").await;
+    let gone = j.acked("never mind").await;
     j.send(json!({ "type": "delete", "chat_id": gone["id"] }))
         .await;
     j.until("deleted").await;
@@ -178,7 +177,7 @@ async fn an_unpaired_user_gets_404_and_another_couple_none_of_ours(backend: Back
         User::signup(&node, "hana").await,
     );
     pair(&sora, &hana).await;
-    said(&mut sora.socket().await, "their picnic").await;
+    sora.socket().await.acked("their picnic").await;
     let res = export(&hana).await;
     assert_eq!(res.status(), StatusCode::OK);
     let entries = unzip(res.bytes().await.unwrap().to_vec()).await;

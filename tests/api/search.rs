@@ -17,13 +17,6 @@ both_backends!(
     a_date_jump_opens_the_first_chat_of_that_day_or_says_there_is_none,
 );
 
-/// Sends a chat and waits for its ack; returns the ack (`id`, `seq`).
-pub(crate) async fn said(socket: &mut Socket, text: &str) -> Value {
-    let ack = socket.outcome(text).await;
-    assert_eq!(ack["type"], "ack", "{text}: {ack}");
-    ack
-}
-
 fn texts(body: &Value) -> Vec<String> {
     body["chats"]
         .as_array()
@@ -67,14 +60,14 @@ async fn korean_matches_inside_words_and_english_ignores_case_newest_first(backe
     let (mut m, mut j) = (mina.socket().await, joon.socket().await);
     let mut watcher = mina.socket().await;
     // "여행" is a catalogue keyword: its question comes, both answer, and the chat stays.
-    said(&mut m, "여행을 가자").await;
+    m.acked("여행을 가자").await;
     let question = watcher.until("question").await;
     both_answer(&mut m, &mut j, &mut watcher, &question["question_id"]).await;
-    said(&mut m, "산책을 하자").await;
-    said(&mut j, "오늘 산책이 좋았어").await;
-    said(&mut m, "Let's go for a Walk").await;
-    said(&mut j, "WALKING home").await;
-    said(&mut m, "nothing to see").await;
+    m.acked("산책을 하자").await;
+    j.acked("오늘 산책이 좋았어").await;
+    m.acked("Let's go for a Walk").await;
+    j.acked("WALKING home").await;
+    m.acked("nothing to see").await;
 
     assert_eq!(texts(&search(&joon, "여행").await), ["여행을 가자"]);
     assert_eq!(
@@ -93,7 +86,7 @@ async fn search_pages_with_before_and_wildcards_match_themselves(backend: Backen
     let (mina, _joon) = couple(&node).await;
     let mut m = mina.socket().await;
     for text in ["kite 1", "kite 2", "100% kite", "kite_4", "kitex"] {
-        said(&mut m, text).await;
+        m.acked(text).await;
     }
     let (status, first) = mina.get("/api/chats/search?q=kite&limit=2").await;
     assert_eq!(status, StatusCode::OK);
@@ -124,8 +117,8 @@ async fn another_couples_search_never_returns_our_chats(backend: Backend) {
         User::signup(&node, "hana").await,
     );
     pair(&sora, &hana).await;
-    said(&mut mina.socket().await, "our secret picnic").await;
-    said(&mut sora.socket().await, "their own picnic").await;
+    mina.socket().await.acked("our secret picnic").await;
+    sora.socket().await.acked("their own picnic").await;
 
     assert_eq!(texts(&search(&mina, "picnic").await), ["our secret picnic"]);
     assert_eq!(texts(&search(&hana, "picnic").await), ["their own picnic"]);
@@ -136,8 +129,8 @@ async fn a_deleted_chat_is_never_found(backend: Backend) {
     let node = spawn_node(backend).await;
     let (mina, joon) = couple(&node).await;
     let mut m = mina.socket().await;
-    let ack = said(&mut m, "a regrettable sentence").await;
-    said(&mut m, "a kept sentence").await;
+    let ack = m.acked("a regrettable sentence").await;
+    m.acked("a kept sentence").await;
     m.send(json!({ "type": "delete", "chat_id": ack["id"] }))
         .await;
     m.until("deleted").await;
@@ -182,13 +175,9 @@ async fn a_jump_opens_the_conversation_around_a_chat_and_pages_on_from_there(bac
     let mut m = mina.socket().await;
     let mut sent = Vec::new();
     for i in 1..=9 {
-        sent.push(
-            said(&mut m, &format!("line {i}")).await["seq"]
-                .as_i64()
-                .unwrap(),
-        );
+        sent.push(m.acked(&format!("line {i}")).await["seq"].as_i64().unwrap());
     }
-    let deleted = said(&mut m, "line gone").await;
+    let deleted = m.acked("line gone").await;
     m.send(json!({ "type": "delete", "chat_id": deleted["id"] }))
         .await;
     m.until("deleted").await;
@@ -226,8 +215,8 @@ async fn a_date_jump_opens_the_first_chat_of_that_day_or_says_there_is_none(back
     let node = spawn_node(backend).await;
     let (mina, _joon) = couple(&node).await;
     let mut m = mina.socket().await;
-    let first = said(&mut m, "the first words").await;
-    said(&mut m, "the second words").await;
+    let first = m.acked("the first words").await;
+    m.acked("the second words").await;
     let (_, calendar) = mina.get("/api/anniversaries").await;
     let today = calendar["today"].as_str().unwrap().to_owned();
 

@@ -1,11 +1,10 @@
 //! Our words: counted per partner, Korean nouns without their particles, the left-out words
 //! never ranking and shared live, a deleted chat's words taken out again.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::search::said;
 use crate::support::*;
 
 both_backends!(
@@ -36,25 +35,14 @@ fn counts(body: &Value, word: &str) -> Option<(i64, i64, i64)> {
     })
 }
 
-async fn put(user: &User, path: &str) -> (StatusCode, Value) {
-    let (s, v, _) = request(
-        Method::PUT,
-        &format!("{}{path}", user.base),
-        Some(&user.token),
-        None,
-    )
-    .await;
-    (s, v)
-}
-
 async fn korean_nouns_count_without_their_particles_with_each_partners_count(backend: Backend) {
     let node = spawn_node(backend).await;
     let (mina, joon) = couple(&node).await;
     let (mut m, mut j) = (mina.socket().await, joon.socket().await);
-    said(&mut m, "산책을 하자").await;
-    said(&mut m, "산책이 최고야").await;
-    said(&mut j, "산책 좋아, Picnic too").await;
-    said(&mut j, "picnic PICNIC").await;
+    m.acked("산책을 하자").await;
+    m.acked("산책이 최고야").await;
+    j.acked("산책 좋아, Picnic too").await;
+    j.acked("picnic PICNIC").await;
 
     let mine = words(&mina).await;
     assert_eq!(counts(&mine, "산책"), Some((3, 2, 1)), "{mine}");
@@ -67,8 +55,8 @@ async fn korean_nouns_count_without_their_particles_with_each_partners_count(bac
     assert_eq!(counts(&theirs, "산책"), Some((3, 1, 2)));
 
     // Later chats are counted on the next look.
-    said(&mut m, "산책도").await;
-    said(&mut m, "산책에서").await;
+    m.acked("산책도").await;
+    m.acked("산책에서").await;
     assert_eq!(counts(&words(&joon).await, "산책"), Some((5, 1, 4)));
     let (_, one) = mina.get("/api/words?limit=1").await;
     assert_eq!(one["words"].as_array().map(Vec::len), Some(1));
@@ -78,15 +66,19 @@ async fn excluded_words_never_rank_and_the_partner_sees_the_change_live(backend:
     let node = spawn_node(backend).await;
     let (mina, joon) = couple(&node).await;
     let (mut m, mut j) = (mina.socket().await, joon.socket().await);
-    said(&mut m, "ㅋㅋㅋ 산책을 가자 ㅋㅋㅋ").await;
+    m.acked("ㅋㅋㅋ 산책을 가자 ㅋㅋㅋ").await;
 
     // As written, with its particle: left out as it is counted.
-    let (status, body) = put(&mina, "/api/words/excluded/%EC%82%B0%EC%B1%85%EC%9D%84").await;
+    let (status, body) = mina
+        .put("/api/words/excluded/%EC%82%B0%EC%B1%85%EC%9D%84")
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["excluded"], json!(["산책"]));
     let frame = j.until("excluded_words").await;
     assert_eq!(frame["words"], json!(["산책"]));
-    let (_, body) = put(&joon, "/api/words/excluded/%E3%85%8B%E3%85%8B%E3%85%8B").await;
+    let (_, body) = joon
+        .put("/api/words/excluded/%E3%85%8B%E3%85%8B%E3%85%8B")
+        .await;
     assert_eq!(body["excluded"], json!(["ㅋㅋㅋ", "산책"]));
     assert_eq!(
         j.until("excluded_words").await["words"],
@@ -126,8 +118,8 @@ async fn a_deleted_chat_no_longer_counts(backend: Backend) {
     let node = spawn_node(backend).await;
     let (mina, joon) = couple(&node).await;
     let mut m = mina.socket().await;
-    let counted = said(&mut m, "picnic blanket").await;
-    said(&mut m, "picnic basket").await;
+    let counted = m.acked("picnic blanket").await;
+    m.acked("picnic basket").await;
     assert_eq!(counts(&words(&joon).await, "picnic"), Some((2, 0, 2)));
     assert_eq!(counts(&words(&joon).await, "blanket"), Some((1, 0, 1)));
 
@@ -136,7 +128,7 @@ async fn a_deleted_chat_no_longer_counts(backend: Backend) {
         .await;
     m.until("deleted").await;
     // Deleted before it was ever counted: never counted.
-    let uncounted = said(&mut m, "picnic umbrella").await;
+    let uncounted = m.acked("picnic umbrella").await;
     m.send(json!({ "type": "delete", "chat_id": uncounted["id"] }))
         .await;
     m.until("deleted").await;
@@ -152,13 +144,13 @@ async fn a_long_history_is_counted_in_batches_to_the_same_numbers(backend: Backe
     let (mina, joon) = couple(&node).await;
     let (mut m, mut j) = (mina.socket().await, joon.socket().await);
     for i in 0..7 {
-        said(&mut m, &format!("picnic number{i}")).await;
-        said(&mut j, "picnic").await;
+        m.acked(&format!("picnic number{i}")).await;
+        j.acked("picnic").await;
     }
     let body = words(&mina).await;
     assert_eq!(counts(&body, "picnic"), Some((14, 7, 7)), "{body}");
     assert_eq!(counts(&body, "number3"), Some((1, 1, 0)));
-    said(&mut j, "picnic").await;
+    j.acked("picnic").await;
     assert_eq!(counts(&words(&mina).await, "picnic"), Some((15, 7, 8)));
 }
 
@@ -166,12 +158,12 @@ async fn only_a_counted_word_can_be_left_out(backend: Backend) {
     let node = spawn_node(backend).await;
     let (mina, _joon) = couple(&node).await;
     for word in ["x", "12345", "two%20words", "the"] {
-        let (status, body) = put(&mina, &format!("/api/words/excluded/{word}")).await;
+        let (status, body) = mina.put(&format!("/api/words/excluded/{word}")).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{word}: {body}");
         assert_eq!(body["error"]["code"], "invalid_input");
     }
     let single = User::signup(&node, "single").await;
-    let (status, body) = put(&single, "/api/words/excluded/picnic").await;
+    let (status, body) = single.put("/api/words/excluded/picnic").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, _) = single.get("/api/words").await;
     assert_eq!(status, StatusCode::CONFLICT);

@@ -108,6 +108,13 @@ impl Socket {
 impl Socket {
     /// Sends a chat and returns what answers it: its `ack`, or the `error` carrying its
     /// client_id (frames in between are skipped).
+    /// Sends a chat and waits for its ack (failing on an error); returns the ack.
+    pub async fn acked(&mut self, text: &str) -> Value {
+        let ack = self.outcome(text).await;
+        assert_eq!(ack["type"], "ack", "{text}: {ack}");
+        ack
+    }
+
     pub async fn outcome(&mut self, text: &str) -> Value {
         let client_id = self.say(text).await.to_string();
         loop {

@@ -130,6 +130,28 @@ impl User {
         (s, v)
     }
 
+    pub async fn put(&self, path: &str) -> (StatusCode, Value) {
+        let (s, v, _) = request(
+            reqwest::Method::PUT,
+            &format!("{}{path}", self.base),
+            Some(&self.token),
+            None,
+        )
+        .await;
+        (s, v)
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, v, _) = request(
+            reqwest::Method::PATCH,
+            &format!("{}{path}", self.base),
+            Some(&self.token),
+            Some(body),
+        )
+        .await;
+        (s, v)
+    }
+
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         let (s, v, _) = request(
             reqwest::Method::DELETE,
