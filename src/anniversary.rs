@@ -17,8 +17,6 @@ use crate::services::Services;
 use crate::store;
 use crate::view::{AnniversariesView, DateView, UpcomingView};
 
-/// Most own dates a couple may keep.
-pub const MAX_DATES: u64 = 100;
 pub const MAX_TITLE_CHARS: usize = 100;
 
 /// Dates outside these years are typing mistakes, not anniversaries.
@@ -223,9 +221,10 @@ pub async fn add(
             "date must be between 1900 and 2200".into(),
         ));
     }
-    if store::anniversaries::count(&services.db, me.couple_id).await? >= MAX_DATES {
+    let max = services.config.max_couple_dates;
+    if store::anniversaries::count(&services.db, me.couple_id).await? >= max {
         return Err(Error::InvalidInput(format!(
-            "a couple keeps at most {MAX_DATES} dates"
+            "a couple keeps at most {max} dates"
         )));
     }
     let added = store::anniversaries::add(

@@ -211,6 +211,14 @@ pub struct Config {
     #[arg(long, env = "DUET_TIME_ZONE", default_value = "UTC", value_parser = parse_time_zone)]
     pub time_zone: chrono_tz::Tz,
 
+    /// Most words one couple may leave out of its most used words; past it, 422.
+    #[arg(long, env = "DUET_MAX_EXCLUDED_WORDS", default_value_t = 500)]
+    pub max_excluded_words: u64,
+
+    /// Most own dates (anniversaries) one couple may keep; past it, 422.
+    #[arg(long, env = "DUET_MAX_COUPLE_DATES", default_value_t = 100)]
+    pub max_couple_dates: u64,
+
     /// How many of the couple's chats one request of counting words reads (the rest waits
     /// for the next request), so a long history is caught up in bounded steps.
     #[arg(long, env = "DUET_WORDS_BATCH", default_value_t = 20_000)]

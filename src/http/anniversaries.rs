@@ -91,7 +91,7 @@ pub struct NewDate {
         (status = 401, description = "No session", body = ErrorBody),
         (status = 403, description = "`forbidden_origin`", body = ErrorBody),
         (status = 409, description = "`not_paired`: I am not in a couple", body = ErrorBody),
-        (status = 422, description = "`invalid_input`: a title empty or too long, a bad date, 100 dates already", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: a title empty or too long, a bad date, `DUET_MAX_COUPLE_DATES` (100) dates already", body = ErrorBody),
     ))]
 pub(super) async fn add(
     State(state): State<AppState>,

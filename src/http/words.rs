@@ -96,7 +96,7 @@ pub(super) async fn ours(
         (status = 401, description = "No session", body = ErrorBody),
         (status = 403, description = "`forbidden_origin`", body = ErrorBody),
         (status = 409, description = "`not_paired`: I am not in a couple", body = ErrorBody),
-        (status = 422, description = "`invalid_input`: not one counted word, or 500 words left out already", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: not one counted word, or `DUET_MAX_EXCLUDED_WORDS` (500) words left out already", body = ErrorBody),
     ))]
 pub(super) async fn exclude(
     State(state): State<AppState>,

@@ -22,8 +22,6 @@ use crate::store;
 
 /// Longest word counted, in characters: longer runs are not words people reuse.
 pub const MAX_WORD_CHARS: usize = 30;
-/// Most words a couple may leave out.
-pub const MAX_EXCLUDED: u64 = 500;
 /// How long one look may spend catching up before answering with what is counted so far.
 const CATCH_UP_BUDGET: Duration = Duration::from_secs(2);
 
@@ -126,9 +124,10 @@ fn stored_form(word: &str) -> Result<String> {
 /// Leaves a word out of our words, for both of us; returns the words left out.
 pub async fn exclude(services: &Services, me: &Member, word: &str) -> Result<Vec<String>> {
     let word = stored_form(word)?;
-    if store::words::excluded_count(&services.db, me.couple_id).await? >= MAX_EXCLUDED {
+    let max = services.config.max_excluded_words;
+    if store::words::excluded_count(&services.db, me.couple_id).await? >= max {
         return Err(Error::InvalidInput(format!(
-            "at most {MAX_EXCLUDED} words can be left out"
+            "at most {max} words can be left out"
         )));
     }
     store::words::exclude(&services.db, me.couple_id, &word).await?;

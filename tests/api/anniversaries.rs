@@ -14,6 +14,7 @@ both_backends!(
     our_own_dates_are_listed_with_d_counts_next_first,
     only_we_can_remove_our_dates,
     impossible_dates_and_zones_are_refused,
+    a_couple_keeps_at_most_the_configured_number_of_dates,
 );
 
 fn date(value: &Value) -> NaiveDate {
@@ -178,4 +179,20 @@ async fn impossible_dates_and_zones_are_refused(backend: Backend) {
     let single = User::signup(&node, "single").await;
     let (status, _) = single.get("/api/anniversaries").await;
     assert_eq!(status, StatusCode::CONFLICT);
+}
+
+async fn a_couple_keeps_at_most_the_configured_number_of_dates(backend: Backend) {
+    let node = spawn_node_with(backend, &["--max-couple-dates", "1"]).await;
+    let (mina, joon) = couple(&node).await;
+    let first = json!({ "title": "first", "date": "2024-05-05" });
+    let (status, added) = mina.post("/api/anniversaries/dates", first).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    let second = json!({ "title": "second", "date": "2024-06-06" });
+    let (status, body) = joon.post("/api/anniversaries/dates", second.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_input");
+    let path = format!("/api/anniversaries/dates/{}", added["id"].as_str().unwrap());
+    joon.delete(&path).await;
+    let (status, _) = joon.post("/api/anniversaries/dates", second).await;
+    assert_eq!(status, StatusCode::CREATED);
 }

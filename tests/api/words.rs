@@ -13,6 +13,7 @@ both_backends!(
     a_deleted_chat_no_longer_counts,
     a_long_history_is_counted_in_batches_to_the_same_numbers,
     only_a_counted_word_can_be_left_out,
+    a_couple_leaves_out_at_most_the_configured_number_of_words,
 );
 
 async fn words(user: &User) -> Value {
@@ -169,4 +170,25 @@ async fn only_a_counted_word_can_be_left_out(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, _) = mina.get("/api/words?limit=0").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+async fn a_couple_leaves_out_at_most_the_configured_number_of_words(backend: Backend) {
+    let node = spawn_node_with(backend, &["--max-excluded-words", "2"]).await;
+    let (mina, joon) = couple(&node).await;
+    for word in ["picnic", "kite"] {
+        let (status, body) = mina.put(&format!("/api/words/excluded/{word}")).await;
+        assert_eq!(status, StatusCode::OK, "{word}: {body}");
+    }
+    let (status, body) = joon.put("/api/words/excluded/umbrella").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_input");
+    assert_eq!(
+        words(&mina).await["excluded"],
+        json!(["kite", "picnic"]),
+        "nothing was kept"
+    );
+    // Taking one back makes room again.
+    mina.delete("/api/words/excluded/kite").await;
+    let (status, _) = joon.put("/api/words/excluded/umbrella").await;
+    assert_eq!(status, StatusCode::OK);
 }
