@@ -6,12 +6,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::files::{PNG, uploaded};
+use crate::files::{PNG, blobs, uploaded};
 use crate::support::*;
 
 both_backends!(
     the_export_holds_every_chat_answer_date_and_file_byte_for_byte,
     an_unpaired_user_gets_404_and_another_couple_none_of_ours,
+    a_failure_half_way_breaks_the_download_rather_than_ending_it_short,
 );
 
 async fn export(user: &User) -> reqwest::Response {
@@ -185,4 +186,25 @@ async fn an_unpaired_user_gets_404_and_another_couple_none_of_ours(backend: Back
     assert!(chats.contains("their picnic"));
     assert!(!chats.contains("our picnic"), "{chats}");
     assert!(entries.iter().all(|(name, _)| !name.starts_with("files/")));
+}
+
+async fn a_failure_half_way_breaks_the_download_rather_than_ending_it_short(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let photo = uploaded(&mina, "lost.png", PNG).await;
+    let mut m = mina.socket().await;
+    m.send(json!({ "type": "send", "client_id": uuid::Uuid::new_v4(), "text": "a photo", "file_id": photo["id"] }))
+        .await;
+    m.until("ack").await;
+    // The blob vanishes from storage: the chats are written, then its entry cannot be.
+    for blob in blobs(&node) {
+        std::fs::remove_file(blob).unwrap();
+    }
+
+    let res = export(&joon).await;
+    assert_eq!(res.status(), StatusCode::OK, "the archive had started");
+    assert!(
+        res.bytes().await.is_err(),
+        "a broken export must fail the download, not look like a complete zip"
+    );
 }

@@ -99,7 +99,7 @@ async fn download(user: &User, file: &Value, range: Option<&str>) -> reqwest::Re
 }
 
 /// Blobs on disk under the node's files directory (uploads in progress excluded).
-fn blobs(node: &TestNode) -> Vec<std::path::PathBuf> {
+pub(crate) fn blobs(node: &TestNode) -> Vec<std::path::PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
