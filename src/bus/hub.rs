@@ -21,9 +21,11 @@ pub enum Watch {
     Forget(Uuid),
 }
 
-/// How long telling every local session to catch up may take, and in how many steps.
-const RESYNC_SPREAD: std::time::Duration = std::time::Duration::from_millis(500);
-const RESYNC_SLICES: usize = 20;
+/// Telling every local session to catch up goes in steps of this many couples, this far
+/// apart: a few couples hear at once, thousands do not send the database all their reads in
+/// the same millisecond (10,000 couples take half a second).
+const RESYNC_STEP: usize = 100;
+const RESYNC_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
 struct Local {
     sockets: usize,
@@ -119,8 +121,8 @@ impl Hub {
     }
 
     /// Tells every local session to catch up from the database: the channel may have lost
-    /// events (the Redis subscriber reconnected). Couples are told in a random order spread
-    /// over `RESYNC_SPREAD`, so a node with thousands of sessions does not send the database
+    /// events (the Redis subscriber reconnected). Couples are told in a random order, in steps
+    /// of `RESYNC_STEP`, so a node with thousands of sessions does not send the database
     /// thousands of reads in the same millisecond.
     pub fn resync_all(self: &Arc<Self>) {
         self.resync(self.couples());
@@ -135,12 +137,9 @@ impl Hub {
         couples.shuffle(&mut rand::rng());
         let hub = Arc::clone(self);
         tokio::spawn(async move {
-            let slices = RESYNC_SLICES.min(couples.len());
-            let per_slice = couples.len().div_ceil(slices);
-            let pause = RESYNC_SPREAD / slices as u32;
-            for (i, slice) in couples.chunks(per_slice).enumerate() {
+            for (i, slice) in couples.chunks(RESYNC_STEP).enumerate() {
                 if i > 0 {
-                    tokio::time::sleep(pause).await;
+                    tokio::time::sleep(RESYNC_PAUSE).await;
                 }
                 for couple in slice {
                     hub.deliver(*couple, BusEvent::Resync);

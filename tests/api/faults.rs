@@ -6,6 +6,11 @@
 //! couple's `after=0` history: nothing acked is lost or doubled, no seq is missing or shown
 //! out of order. Each prints one line of figures (`--nocapture` collects them).
 //!
+//! Delivery must also come back by itself, and soon: in the scenarios that break the bus or
+//! a node, one partner of each couple talks steadily (`Pace::talking`, 150-200 chats a second
+//! in all) and the other, on another node, only listens (no ack of its own can reveal a gap
+//! to it), and each scenario bounds how late a listener heard any acked chat after the fault.
+//!
 //! Every scenario has its own database and Redis prefix (or its own Redis or Postgres server
 //! when it breaks one) and its own ports, and streams for a few seconds only, so the suite
 //! runs in parallel with the rest and stays fast.
@@ -22,7 +27,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use uuid::Uuid;
 
 use crate::private_pg::PrivatePostgres;
-use crate::stream::{CoupleRecord, Pace, Person, Seen, Traffic, people, tally};
+use crate::stream::{
+    CoupleRecord, Pace, Person, Seen, Traffic, people, tally, talkers_and_listeners,
+};
 use crate::support::*;
 
 /// Couples in each scenario: enough for batches to mix couples, few enough to stay light.
@@ -30,23 +37,57 @@ const COUPLES: usize = 3;
 /// How long the stream goes on after a fault has ended, so every client is seen recovering.
 const AFTER: Duration = Duration::from_secs(2);
 /// Flags of every node here: a short drain, so a stopped node is gone quickly; the database
-/// may take a second before a send is answered `unavailable`.
-const FLAGS: &[&str] = &["--drain-secs=2", "--db-timeout-ms=1000"];
+/// may take a second before a send is answered `unavailable`; a frame rate above a talker's
+/// fifty chats a second, with room for the retries a reconnect sends at once.
+const FLAGS: &[&str] = &[
+    "--drain-secs=2",
+    "--db-timeout-ms=1000",
+    "--frame-rate=100",
+    "--frame-burst=1000",
+];
+/// Once the bus is usable again, a listening-only partner hears every acked chat within
+/// this: the publisher retries what it kept at once and every session resumes from its seq.
+const HEARD_AFTER_BUS: Duration = Duration::from_secs(1);
+/// After a node's death (or the database's return) a listener may first have to notice,
+/// reconnect elsewhere and read what it missed.
+const HEARD_AFTER_NODE: Duration = Duration::from_secs(2);
 /// While a service the node depends on is down or hangs, a send is still answered within
 /// this (an ack, or `unavailable` and the client retries): no client waits on a timeout of
 /// the fault's length. The node promises `--db-timeout-ms` from the send's arrival; the rest
 /// is room for a busy machine.
 const PROMPT: Duration = Duration::from_secs(2);
 
-/// The usual cast, plus one couple more whose people open the app only when told to (in the
-/// middle of a fault): the first `COUPLES` couples' clients and the latecomers.
+/// Talkers on `nodes[0]` and listeners on `nodes[1]`, plus one couple more whose people
+/// open the app only when told to (in the middle of a fault): the first `COUPLES` couples'
+/// clients and the latecomers.
 fn cast_with_latecomers(
     couples: &[(User, User)],
     nodes: &[SocketAddr],
 ) -> (Vec<Person>, Vec<Person>) {
-    let mut cast = people(couples, nodes, Pace::steady());
+    let mut cast = talkers_and_listeners(couples, nodes);
     let late = cast.split_off(2 * COUPLES);
     (cast, late)
+}
+
+/// One-way traffic around a node about to go: in even couples the talker is on it (its
+/// last publishes may never leave) and the listener on a node that stays; in odd couples the
+/// other way round. Whoever loses their node moves to `other`.
+fn cast_around(
+    couples: &[(User, User)],
+    stays: SocketAddr,
+    goes: SocketAddr,
+    other: SocketAddr,
+) -> Vec<Person> {
+    let mut cast = talkers_and_listeners(couples, &[stays, goes]);
+    for person in &mut cast {
+        let talks = person.pace.max_sends != Some(0);
+        person.nodes = if talks == (person.couple % 2 == 0) {
+            vec![goes, other, stays]
+        } else {
+            vec![stays, other, goes]
+        };
+    }
+    cast
 }
 
 async fn couples_on(addr: SocketAddr, count: usize) -> Vec<(User, User)> {
@@ -63,11 +104,11 @@ async fn couples_on(addr: SocketAddr, count: usize) -> Vec<(User, User)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_without_warning_loses_no_acked_chat() {
-    let cluster = Cluster::start(1, FLAGS).await;
+    let cluster = Cluster::start(2, FLAGS).await;
     let doomed = ProcessNode::start(&cluster).await;
-    let nodes = [cluster.addrs[0], doomed.addr];
     let couples = couples_on(cluster.addrs[0], COUPLES).await;
-    let traffic = Traffic::start(&couples, people(&couples, &nodes, Pace::steady()));
+    let cast = cast_around(&couples, cluster.addrs[0], doomed.addr, cluster.addrs[1]);
+    let traffic = Traffic::start(&couples, cast);
     traffic.flowing().await;
 
     doomed.kill().await;
@@ -79,17 +120,18 @@ async fn a_node_killed_without_warning_loses_no_acked_chat() {
         .await;
     assert!(
         tally.reconnects >= COUPLES,
-        "every client of the killed node came back on the other: {tally}"
+        "every client of the killed node came back on another: {tally}"
     );
+    tally.assert_listeners_hear_within(HEARD_AFTER_NODE);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_drained_by_sigterm_hands_its_clients_over_without_loss() {
-    let cluster = Cluster::start(1, FLAGS).await;
+    let cluster = Cluster::start(2, FLAGS).await;
     let draining = ProcessNode::start(&cluster).await;
-    let nodes = [cluster.addrs[0], draining.addr];
     let couples = couples_on(cluster.addrs[0], COUPLES).await;
-    let traffic = Traffic::start(&couples, people(&couples, &nodes, Pace::steady()));
+    let cast = cast_around(&couples, cluster.addrs[0], draining.addr, cluster.addrs[1]);
+    let traffic = Traffic::start(&couples, cast);
     traffic.flowing().await;
 
     let status = draining.terminate().await;
@@ -106,6 +148,7 @@ async fn a_node_drained_by_sigterm_hands_its_clients_over_without_loss() {
         "the drained node's sockets close with 1012: {:?}",
         tally.closes()
     );
+    tally.assert_listeners_hear_within(HEARD_AFTER_NODE);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,13 +169,16 @@ async fn redis_killed_and_restarted_loses_no_acked_chat() {
         status, 503,
         "Redis is really down: the node says it is not ready"
     );
+    // Long enough for the publisher's backoff to grow past the talkers' pace.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     redis.resume().await;
     let fault_end = Instant::now();
     tokio::time::sleep(AFTER).await;
 
-    traffic
-        .finish("Redis killed and restarted", fault_end, cluster.addrs[0])
+    let tally = traffic
+        .finish("Redis killed for 3 s", fault_end, cluster.addrs[0])
         .await;
+    tally.assert_listeners_hear_within(HEARD_AFTER_BUS);
 }
 
 /// A Redis that hangs (stopped, not gone) holds up neither sockets nor sends, also for a
@@ -162,6 +208,7 @@ async fn a_frozen_redis_loses_no_acked_chat_and_holds_up_no_send() {
         "a send waited {:.1} s for its answer while Redis hung (at most {PROMPT:?}): {tally}",
         tally.slowest_answer.as_secs_f64()
     );
+    tally.assert_listeners_hear_within(HEARD_AFTER_BUS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,9 +244,10 @@ async fn subscribers_cut_by_client_kill_lose_no_acked_chat() {
     assert!(cut >= 2, "both nodes' subscribers were cut ({cut})");
     tokio::time::sleep(AFTER).await;
 
-    traffic
+    let tally = traffic
         .finish("CLIENT KILL TYPE pubsub", fault_end, cluster.addrs[0])
         .await;
+    tally.assert_listeners_hear_within(HEARD_AFTER_BUS);
 }
 
 /// While the database is down a send cannot be stored, and the client must hear so promptly
@@ -230,6 +278,7 @@ async fn postgres_restarted_loses_no_acked_chat_and_sends_are_answered_promptly(
         "a send waited {:.1} s for its answer while Postgres was down (at most {PROMPT:?}): {tally}",
         tally.slowest_answer.as_secs_f64()
     );
+    tally.assert_listeners_hear_within(HEARD_AFTER_NODE);
 }
 
 /// A socket whose client stops reading while its partner sends a lot is closed with a close
@@ -470,6 +519,24 @@ fn the_checker_counts_every_kind_of_failure() {
 
     let repeated = tally("repeated", &record(&all, &[1, 2, 2, 3], &[1, 2, 3]), t);
     assert_eq!(repeated.out_of_order, 1, "{repeated}");
+
+    // A listener that heard the second chat three seconds after its ack (the fault ended at
+    // its ack) was three seconds late, however soon it heard the first.
+    let late = Duration::from_secs(3);
+    let listener = Seen {
+        label: "listener".to_owned(),
+        listens_only: true,
+        chats: vec![(1, t), (2, t + late), (3, t + late)],
+        heard: vec![t, t + late, t + late],
+        connects: 1,
+        ..Seen::default()
+    };
+    let mut one_way = record(&all, &[1, 2, 3], &[1, 2, 3]);
+    one_way[0].clients.push(listener);
+    let lagging = tally("lagging", &one_way, t);
+    assert_eq!(lagging.listener_lag, Some(late), "{lagging}");
+    assert_eq!(lagging.heard_again, Some(Duration::ZERO), "{lagging}");
+    assert_eq!(clean.listener_lag, None, "no listener, no lag: {clean}");
 
     let nothing = tally("nothing", &[], t);
     assert_eq!(nothing.broken(), ["nothing was acked"]);

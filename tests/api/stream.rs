@@ -78,6 +78,24 @@ impl Pace {
         }
     }
 
+    /// Fifty chats a second, one person talking steadily (the node's frame rate must allow
+    /// it: see the fault suite's flags).
+    pub fn talking() -> Pace {
+        Pace {
+            every: Duration::from_millis(20),
+            ..Pace::steady()
+        }
+    }
+
+    /// Only listens: sends nothing, so no ack of its own can reveal a gap to it. Only its
+    /// cursor, resuming, and the bus bring it its partner's chats.
+    pub fn listening() -> Pace {
+        Pace {
+            max_sends: Some(0),
+            ..Pace::steady()
+        }
+    }
+
     /// Far above the frame rate (20 a second by default): a send every 2 ms, about 500 a
     /// second, never retrying what the limit refuses. (A debug build of the node answers
     /// about that many frames a second; more would only measure its backlog.)
@@ -136,6 +154,18 @@ pub fn people(couples: &[(User, User)], nodes: &[SocketAddr], pace: Pace) -> Vec
         .collect()
 }
 
+/// One-way traffic: each couple's first partner talks on `nodes[0]` (`Pace::talking`), the
+/// second only listens on `nodes[1]`; both fall back on the other nodes in turn.
+pub fn talkers_and_listeners(couples: &[(User, User)], nodes: &[SocketAddr]) -> Vec<Person> {
+    let mut cast = people(couples, nodes, Pace::talking());
+    for person in &mut cast {
+        if person.label.ends_with('b') {
+            person.pace = Pace::listening();
+        }
+    }
+    cast
+}
+
 /// What the clients share while the traffic runs.
 struct Shared {
     sending: AtomicBool,
@@ -187,7 +217,8 @@ impl Traffic {
         }
     }
 
-    /// Waits until every client has a few acks: the traffic flows before the fault.
+    /// Waits until every client has a few acks (a listener, a few chats heard): the traffic
+    /// flows before the fault.
     pub async fn flowing(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self
@@ -274,6 +305,8 @@ impl Stopped {
 #[derive(Debug, Default)]
 pub struct Seen {
     pub label: String,
+    /// Sends nothing (`Pace::listening`).
+    pub listens_only: bool,
     /// Chats this client started (each with its own client_id).
     pub sends: u64,
     /// The seq each acked client_id was given, and when the first ack came.
@@ -324,6 +357,12 @@ pub struct Tally {
     /// From the fault's end until every client still sending was acked again and every
     /// client whose partner still sent heard it again (`None`: nothing happened after it).
     pub recovery: Option<Duration>,
+    /// The longest a listening-only client waited for an acked chat, counted from its ack
+    /// or, for a chat acked during the fault, from the fault's end: how soon delivery came
+    /// back for someone no ack of their own could tell of a gap (`None`: no listener).
+    pub listener_lag: Option<Duration>,
+    /// From the fault's end until the last listening-only client heard its partner again.
+    pub heard_again: Option<Duration>,
     pub clients: Vec<ClientTally>,
     /// What each lost chat looked like, for the failure message.
     pub findings: Vec<String>,
@@ -419,6 +458,28 @@ pub fn tally(scenario: &str, couples: &[CoupleRecord], fault_end: Instant) -> Ta
                 errors: client.errors.clone(),
             });
         }
+        let acked_at: HashMap<i64, Instant> = couple
+            .clients
+            .iter()
+            .flat_map(|c| c.acks.values().copied())
+            .collect();
+        for listener in couple.clients.iter().filter(|c| c.listens_only) {
+            let mut first_heard: HashMap<i64, Instant> = HashMap::new();
+            for (seq, at) in &listener.chats {
+                first_heard.entry(*seq).or_insert(*at);
+            }
+            for (seq, acked) in &acked_at {
+                // Never heard is a gap, counted above; here, how late.
+                if let Some(heard) = first_heard.get(seq) {
+                    let lag = heard.saturating_duration_since((*acked).max(fault_end));
+                    t.listener_lag = Some(t.listener_lag.unwrap_or_default().max(lag));
+                }
+            }
+            if let Some(at) = listener.heard.iter().find(|at| **at >= fault_end) {
+                let took = *at - fault_end;
+                t.heard_again = Some(t.heard_again.unwrap_or_default().max(took));
+            }
+        }
         t.acked += acked.len();
         let at_seq: HashMap<i64, Option<Uuid>> = couple.history.iter().copied().collect();
         for (id, seq) in &acked {
@@ -476,6 +537,18 @@ impl Tally {
         broken
     }
 
+    /// Every listening-only client heard every acked chat within `bound` of its ack, or of
+    /// the fault's end for one acked during the fault.
+    pub fn assert_listeners_hear_within(&self, bound: Duration) {
+        let lag = self.listener_lag.expect("the scenario has listening-only clients");
+        assert!(
+            lag <= bound,
+            "a listening-only partner heard a chat {:.2} s late (at most {:.2} s): {self}",
+            lag.as_secs_f64(),
+            bound.as_secs_f64()
+        );
+    }
+
     /// Close codes of every socket the server ended, over all clients.
     pub fn closes(&self) -> Vec<Option<u16>> {
         self.clients
@@ -495,14 +568,13 @@ impl Tally {
 
 impl fmt::Display for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let recovery = self
-            .recovery
-            .map_or("never".to_owned(), |r| format!("{:.2} s", r.as_secs_f64()));
+        let secs = |d: Option<Duration>| d.map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()));
+        let recovery = secs(self.recovery);
         write!(
             f,
             "fault {}: acked {}, lost {}, dup {}, gaps {}, out of order {}, unacked {}, \
              reconnects {}, slowest answer {:.2} s, longest stall {:.2} s, recovery {}, \
-             errors {:?}",
+             listener lag {}, heard again {}, errors {:?}",
             self.scenario,
             self.acked,
             self.lost,
@@ -514,6 +586,8 @@ impl fmt::Display for Tally {
             self.slowest_answer.as_secs_f64(),
             self.longest_stall.as_secs_f64(),
             recovery,
+            secs(self.listener_lag),
+            secs(self.heard_again),
             self.errors,
         )
     }
@@ -532,7 +606,7 @@ struct Pending {
 struct Client {
     person: Person,
     shared: Arc<Shared>,
-    /// Acks so far, for `Traffic::flowing`.
+    /// Acks so far (for a listening-only client, chats heard), for `Traffic::flowing`.
     acks: Arc<AtomicUsize>,
     /// The user's id as chats name their sender.
     me: String,
@@ -548,6 +622,7 @@ impl Client {
     async fn run(self) -> Seen {
         let mut seen = Seen {
             label: self.person.label.clone(),
+            listens_only: self.person.pace.max_sends == Some(0),
             ..Seen::default()
         };
         let mut pending = Unacked::default();
@@ -673,6 +748,9 @@ impl Client {
                 seen.chats.push((seq, now));
                 if frame["sender_id"].as_str() != Some(self.me.as_str()) {
                     seen.heard.push(now);
+                    if seen.listens_only {
+                        self.acks.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 *cursor = (*cursor).max(seq);
             }

@@ -10,7 +10,8 @@
 //!   resubscribes every local couple, and tells every local session to catch up from the
 //!   database, so nothing acked is lost while Redis was away, dead or frozen.
 //! - A cluster: every key and the channel of a couple carry the couple id as hash tag
-//!   (`couple:{<id>}`, `presence:{<id>}:<user>`), so they live on one shard; events go out
+//!   (`couple:{<id>}`, `presence:{<id>}:<user>`, where `<id>` is the couple's UUID as
+//!   32 hex digits without hyphens, as `CLUSTER KEYSLOT` must be given it), so they live on one shard; events go out
 //!   with SPUBLISH (classic PUBLISH would be broadcast to every node of the cluster), and
 //!   publishes are pipelined per master (presence per slot) over redis-rs's cluster
 //!   connection, which follows MOVED.
@@ -64,11 +65,17 @@ const MAX_BURST: usize = 256;
 /// Persisted events kept for retry while Redis is down.
 const RETRY_LIMIT: usize = 64 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Between tries of a publish Redis refused. Short: a try is one pipeline, and a listener
+/// on another node hears nothing of a held couple until it succeeds. A Redis that comes back
+/// rings `usable` and the kept events go at once, whatever the backoff.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Between attempts of the subscriber to reconnect: one connection attempt, cheap, and
+/// until it succeeds this node's listeners hear nothing from the other nodes.
+const RECONNECT_MAX: Duration = Duration::from_millis(250);
 /// On a cluster a failover takes a few seconds and trying a shard again is cheap (the other
 /// shards are not held up meanwhile): a short backoff makes delivery resume soon after the
 /// replica takes over.
-const SHARD_BACKOFF_MAX: Duration = Duration::from_millis(500);
+const SHARD_BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// How long a command may take before Redis counts as away (a frozen Redis accepts bytes
 /// and never answers; only a deadline notices).
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
@@ -114,6 +121,9 @@ pub struct RedisBus {
     /// Couples with an event that could not be queued for Redis; see `lose`.
     lost: std::sync::Mutex<HashSet<Uuid>>,
     connected: Arc<AtomicBool>,
+    /// Rung when Redis (or a master of the cluster) is reachable again: the publisher then
+    /// tries what it keeps at once instead of at the end of its backoff.
+    usable: tokio::sync::Notify,
     stop: CancellationToken,
     /// The subscriber, publisher and heartbeat, so stopping can wait for them.
     tasks: TaskTracker,
@@ -151,6 +161,7 @@ impl RedisBus {
             outbox,
             lost: std::sync::Mutex::new(HashSet::new()),
             connected: Arc::new(AtomicBool::new(false)),
+            usable: tokio::sync::Notify::new(),
             stop: stop.clone(),
             tasks: TaskTracker::new(),
             metrics,
@@ -194,10 +205,15 @@ impl RedisBus {
     }
 
     fn set_down(&self, masters: HashSet<String>) {
-        if let Commands::Cluster { down, .. } = &self.commands
-            && **down.load() != masters
-        {
-            down.store(Arc::new(masters));
+        if let Commands::Cluster { down, .. } = &self.commands {
+            let before = down.load();
+            if **before != masters {
+                let back = before.iter().any(|master| !masters.contains(master));
+                down.store(Arc::new(masters));
+                if back {
+                    self.usable.notify_one();
+                }
+            }
         }
     }
 
@@ -256,7 +272,10 @@ impl RedisBus {
     }
 
     fn set_connected(&self, connected: bool) {
-        self.connected.store(connected, Ordering::Relaxed);
+        let was = self.connected.swap(connected, Ordering::Relaxed);
+        if connected && !was {
+            self.usable.notify_one();
+        }
     }
 
     fn channel(&self, couple_id: Uuid) -> String {
@@ -364,6 +383,11 @@ async fn cluster(urls: &[String]) -> anyhow::Result<(Commands, Listener)> {
 enum Listener {
     Single(redis::Client),
     Cluster(Vec<redis::ConnectionInfo>),
+}
+
+/// Spreads retries of many nodes that lost Redis at the same moment.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(rand::random_range(0.5..1.0))
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -10,7 +10,8 @@ struct ShardGroup<T> {
     /// A slot of the master, to route by.
     slot: u16,
     items: Vec<(Uuid, T)>,
-    /// The subscriber cannot reach that master now: keep them for retry without a try.
+    /// The subscriber cannot reach that master (or the one Redis) now: keep them for retry
+    /// without a try.
     down: bool,
 }
 
@@ -19,10 +20,13 @@ impl RedisBus {
     /// slot of unknown owner goes alone), each group with a slot of it to route by.
     fn by_master<T>(&self, items: impl IntoIterator<Item = (Uuid, T)>) -> Vec<ShardGroup<T>> {
         let Commands::Cluster { topology, down, .. } = &self.commands else {
+            // The subscriber PINGs every second and reconnects within a quarter of one: while
+            // it is away, Redis most likely is too, and a try would cost a command timeout
+            // per burst while the queue fills. Its return rings `usable`.
             return vec![ShardGroup {
                 slot: 0,
                 items: items.into_iter().collect(),
-                down: false,
+                down: !self.is_connected(),
             }];
         };
         let topology = topology.load();
@@ -95,6 +99,10 @@ impl RedisBus {
         let mut retry: VecDeque<(Uuid, BusEvent)> = VecDeque::new();
         let mut held: HashSet<Uuid> = HashSet::new();
         let mut backoff = BACKOFF_MIN;
+        // A deadline kept across turns, not a sleep made anew on each: a node that publishes
+        // more often than once per backoff would otherwise never retry, and every later event
+        // of a held couple would queue behind the first one that failed.
+        let mut retry_at = Instant::now();
         loop {
             tokio::select! {
                 next = outbox.recv() => match next {
@@ -114,6 +122,7 @@ impl RedisBus {
                         let failed = self.send_burst(now).await;
                         if !failed.is_empty() && retry.is_empty() {
                             backoff = BACKOFF_MIN;
+                            retry_at = Instant::now() + jitter(backoff);
                         }
                         for item in failed {
                             self.metrics.publish_failures.inc();
@@ -122,22 +131,28 @@ impl RedisBus {
                     }
                     None => return,
                 },
-                () = tokio::time::sleep(backoff), if !retry.is_empty() => {
+                () = tokio::time::sleep_until(retry_at.into()), if !retry.is_empty() => {
                     let n = retry.len().min(MAX_BURST);
                     let burst: Vec<_> = retry.drain(..n).collect();
                     let failed = self.send_burst(burst).await;
-                    backoff = if failed.is_empty() {
-                        BACKOFF_MIN
-                    } else if self.sharded() {
-                        (backoff * 2).min(SHARD_BACKOFF_MAX)
+                    if failed.is_empty() {
+                        // Redis takes publishes again: the rest of what is kept goes now.
+                        backoff = BACKOFF_MIN;
+                        retry_at = Instant::now();
                     } else {
-                        (backoff * 2).min(BACKOFF_MAX)
-                    };
+                        let max = if self.sharded() { SHARD_BACKOFF_MAX } else { BACKOFF_MAX };
+                        backoff = (backoff * 2).min(max);
+                        retry_at = Instant::now() + jitter(backoff);
+                    }
                     // Back to the front, in their order: they are older than what is left.
                     for item in failed.into_iter().rev() {
                         self.metrics.publish_failures.inc();
                         retry.push_front(item);
                     }
+                }
+                () = self.usable.notified(), if !retry.is_empty() => {
+                    backoff = BACKOFF_MIN;
+                    retry_at = Instant::now();
                 }
                 () = stop.cancelled() => {
                     outbox.close();

@@ -24,7 +24,7 @@ impl RedisBus {
                 Listening::Failed(reason) => reason,
             };
             first = false;
-            self.connected.store(false, Ordering::Relaxed);
+            self.set_connected(false);
             tracing::warn!(
                 ?backoff,
                 reason,
@@ -45,7 +45,7 @@ impl RedisBus {
                     () = stop.cancelled() => return,
                 }
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            backoff = (backoff * 2).min(RECONNECT_MAX);
         }
     }
 
@@ -73,7 +73,7 @@ impl RedisBus {
         if !channels.is_empty() && !ok(timeout(COMMAND_TIMEOUT, sink.subscribe(&channels)).await) {
             return Listening::Failed("subscribe");
         }
-        self.connected.store(true, Ordering::Relaxed);
+        self.set_connected(true);
         if !first {
             self.metrics.redis_reconnects.inc();
             tracing::info!(
@@ -148,8 +148,4 @@ enum Listening {
 /// A command that finished in time and succeeded.
 fn ok<T>(result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> bool {
     matches!(result, Ok(Ok(_)))
-}
-
-fn jitter(d: Duration) -> Duration {
-    d.mul_f64(rand::random_range(0.5..1.0))
 }
