@@ -96,10 +96,6 @@ pub struct Config {
     #[arg(long, env = "DUET_DRAIN_DELAY_SECS")]
     pub drain_delay_secs: Option<u64>,
 
-    /// Redis connections in the publishing pool (the subscriber has its own).
-    #[arg(long, env = "DUET_REDIS_POOL_SIZE", default_value_t = 16)]
-    pub redis_pool_size: usize,
-
     /// Seconds a node's presence entries live without a heartbeat: how long a node that died
     /// silently still shows its users online.
     #[arg(long, env = "DUET_PRESENCE_TTL_SECS", default_value_t = 30)]
@@ -328,12 +324,13 @@ impl Config {
     }
 }
 
-/// A trusted proxy: a CIDR range (`10.0.0.0/8`) or one address (`127.0.0.1`).
+/// A couple's default time zone, by its IANA name (`Asia/Seoul`).
 fn parse_time_zone(s: &str) -> Result<chrono_tz::Tz, String> {
     s.parse()
         .map_err(|_| format!("{s:?} is not an IANA time zone such as Asia/Seoul"))
 }
 
+/// A trusted proxy: a CIDR range (`10.0.0.0/8`) or one address (`127.0.0.1`).
 fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
     s.parse::<IpNet>()

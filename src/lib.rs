@@ -2,8 +2,8 @@
 //! database holds the truth, the bus rings the partner's node. `start` builds a node from a
 //! `Config`; `main` and the integration tests both use it.
 
-// From the leaves up: each module uses only those above it in this list (checked by
-// tests/api/architecture.rs).
+// In alphabetical order. No two of them depend on each other, directly or through others
+// (checked by tests/api/architecture.rs); docs/LAYOUT.md describes them.
 pub mod account;
 pub mod anniversary;
 pub mod breakup;
@@ -58,7 +58,6 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
             let settings = bus::RedisSettings {
                 target,
                 prefix: config.redis_prefix.clone(),
-                pool_size: config.redis_pool_size,
                 presence_ttl: config.presence_ttl(),
             };
             let redis = bus::RedisBus::start(settings, metrics.clone())

@@ -172,7 +172,9 @@ impl MigrationTrait for Migration {
             // trigrams. Doubling keeps substrings (the text holds the needle exactly when the
             // doubled text holds the doubled needle, and the real text is checked again).
             // It costs about 4 µs of Postgres CPU per chat written (measured: 200,000 chats
-            // in 0.8 s), and GIN's pending list keeps the index update off the commit's path.
+            // in 0.8 s). GIN's pending list (fastupdate) defers most of that to autovacuum,
+            // but not all: an insert that finds the list full (gin_pending_list_limit, 4 MB)
+            // merges it into the index within its own commit, an occasional slower commit.
             let db = manager.get_connection();
             db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_trgm")
                 .await?;

@@ -109,6 +109,17 @@ impl Committer {
     }
 }
 
+/// Stopping: a send already queued was handed over by a socket that may still be waiting for
+/// its ack, so it is committed (the node's stop waits for this task); later ones are refused
+/// with `unavailable`, and their clients send them again to another node.
+async fn drain(services: &Services, mut queue: mpsc::Receiver<Job>, max: usize) {
+    queue.close();
+    let mut jobs = Vec::with_capacity(max);
+    while queue.recv_many(&mut jobs, max).await > 0 {
+        commit(services, std::mem::take(&mut jobs)).await;
+    }
+}
+
 async fn run(services: Services, mut queue: mpsc::Receiver<Job>) {
     let max = services.config.commit_max_batch.max(1);
     let window = services.config.commit_window();
@@ -120,7 +131,7 @@ async fn run(services: Services, mut queue: mpsc::Receiver<Job>) {
     loop {
         tokio::select! {
             received = queue.recv_many(&mut jobs, max) => if received == 0 { return },
-            () = services.shutdown.cancelled() => return,
+            () = services.shutdown.cancelled() => return drain(&services, queue, max).await,
         }
         if busy && !window.is_zero() {
             let until = tokio::time::Instant::now() + window;

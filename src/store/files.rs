@@ -98,29 +98,6 @@ pub async fn find_in_couple(
         .await
 }
 
-/// Attaches my own, not yet sent, not swept file to a chat. `None` when it is not such a file.
-pub async fn attach(
-    db: &impl ConnectionTrait,
-    owner_id: Uuid,
-    couple_id: Uuid,
-    file_id: Uuid,
-    chat_id: Uuid,
-) -> Result<Option<File>, DbErr> {
-    let updated = files::Entity::update_many()
-        .col_expr(files::Column::ChatId, Expr::value(Some(chat_id)))
-        .filter(files::Column::Id.eq(file_id))
-        .filter(files::Column::OwnerId.eq(owner_id))
-        .filter(files::Column::CoupleId.eq(couple_id))
-        .filter(files::Column::ChatId.is_null())
-        .filter(files::Column::DeletedAt.is_null())
-        .exec(db)
-        .await?;
-    if updated.rows_affected == 0 {
-        return Ok(None);
-    }
-    files::Entity::find_by_id(file_id).one(db).await
-}
-
 /// The files carried by these chats.
 pub async fn of_chats(db: &impl ConnectionTrait, chat_ids: Vec<Uuid>) -> Result<Vec<File>, DbErr> {
     if chat_ids.is_empty() {

@@ -86,7 +86,6 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 pub struct RedisSettings {
     pub target: RedisTarget,
     pub prefix: String,
-    pub pool_size: usize,
     pub presence_ttl: Duration,
 }
 
@@ -147,7 +146,7 @@ impl RedisBus {
             );
         }
         let (commands, listener) = match &settings.target {
-            RedisTarget::Single(url) => single(url, settings.pool_size).await?,
+            RedisTarget::Single(url) => single(url).await?,
             RedisTarget::Cluster(urls) => cluster(urls).await?,
         };
         let (watch_tx, watch_rx) = mpsc::unbounded_channel();
@@ -313,14 +312,16 @@ impl RedisBus {
 }
 
 /// Connections to one Redis: the publishing pool and the subscriber's client.
-async fn single(url: &str, pool_size: usize) -> anyhow::Result<(Commands, Listener)> {
+async fn single(url: &str) -> anyhow::Result<(Commands, Listener)> {
     let info =
         redis::IntoConnectionInfo::into_connection_info(url)?.set_tcp_settings(tcp_settings());
     let client = redis::Client::open(info.clone())?;
     let commands = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(COMMAND_TIMEOUT));
-    let mut pool_config = PoolConfig::new(pool_size.max(2));
+    // The pool only makes the one multiplexed connection every command shares (and a new
+    // one after a failure), so it needs no more than that.
+    let mut pool_config = PoolConfig::new(1);
     // A Redis that is down must not stall sends: give up quickly, the database has it.
     pool_config.timeouts = Timeouts {
         wait: Some(CONNECT_TIMEOUT),
