@@ -152,7 +152,7 @@ pub struct Config {
     /// Microseconds a commit waits for more sends after the first of a batch, when the last
     /// batch held more than one (sends that arrive during a commit make the next batch
     /// anyway; a lone send under light load never waits). It buys batches large enough to
-    /// halve the database's work per chat at a few thousand chats/s (README, Performance).
+    /// halve the database's work per chat at a few thousand chats/s (docs/PERFORMANCE.md).
     /// 0: never wait.
     #[arg(long, env = "DUET_COMMIT_WINDOW_US", default_value_t = 1000)]
     pub commit_window_us: u64,

@@ -17,6 +17,7 @@ mod breakup;
 mod chat;
 mod cluster;
 mod commit;
+mod docs;
 mod export;
 mod faults;
 mod files;

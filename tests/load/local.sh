@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measures Duet on this machine with its own load generator (src/bin/duet-load), the way the
-# README's performance section was measured: two release nodes on a fresh Postgres database
+# figures of docs/PERFORMANCE.md were measured: two release nodes on a fresh Postgres database
 # and a Redis prefix of their own, 200 couples with the two partners on different nodes.
 #
 #   cargo build --release && bash tests/load/local.sh            # everything, ~10 minutes
