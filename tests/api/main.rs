@@ -25,6 +25,7 @@ mod logins;
 mod openapi;
 mod pairing;
 mod question;
+mod revocation;
 mod search;
 mod sharded;
 mod socket;
