@@ -149,7 +149,9 @@ async fn a_socket_of_a_deleted_couple_closes_with_4002_and_never_reads_seq_0(bac
     let mut mine = mina.socket().await;
     let mut theirs = joon.socket().await;
     mine.acked("before the end").await;
-    theirs.until_text("before the end").await;
+    for socket in [&mut mine, &mut theirs] {
+        socket.until_text("before the end").await;
+    }
     let couple_id: Uuid = mine.hello["couple_id"]
         .as_str()
         .and_then(|s| s.parse().ok())
