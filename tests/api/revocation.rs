@@ -66,7 +66,10 @@ async fn a_socket_whose_session_row_is_gone_closes_with_4001_within_a_tick(backe
     assert_eq!(deleted.rows_affected, 1);
     let (code, _) = laptop_socket.closed_by(since + BOUND).await;
     assert_eq!(code, 4001);
-    assert_eq!(mina.get("/api/me").await.0, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        mina.get("/api/me").await.0,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
 
     // Her phone's session and her partner's stand: their sockets go on, tick after tick.
     still_serves(&mut phone_socket, &mut theirs, "still here").await;
@@ -169,7 +172,9 @@ async fn a_socket_of_a_deleted_couple_closes_with_4002_and_never_reads_seq_0(bac
         assert_eq!(code, 4002);
         // Nothing as if the conversation had started over at seq 0.
         assert!(
-            texts.iter().all(|t| t["last_seq"].is_null() && t["seq"].is_null()),
+            texts
+                .iter()
+                .all(|t| t["last_seq"].is_null() && t["seq"].is_null()),
             "frames before the close: {texts:?}"
         );
     }
