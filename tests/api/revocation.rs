@@ -11,7 +11,7 @@ use chrono::Utc;
 use entity::{couples, sessions, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Database, DatabaseConnection, EntityTrait, QueryFilter};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use uuid::Uuid;
