@@ -78,7 +78,8 @@ pub struct Config {
     #[arg(long, env = "DUET_FRAME_BURST", default_value_t = 40)]
     pub frame_burst: u32,
 
-    /// Seconds between server pings.
+    /// Seconds between server pings; at each, a socket also catches up and re-checks its
+    /// session and couple (how long a revoked socket whose push was lost stays open).
     #[arg(long, env = "DUET_PING_SECS", default_value_t = 30)]
     pub ping_secs: u64,
 

@@ -11,6 +11,8 @@ use crate::error::{Error, Result, ResultExt};
 use crate::services::Services;
 use crate::store;
 use crate::store::couples::{MyCouple, RequestView, Standing};
+
+pub use crate::store::couples::SocketStanding;
 use crate::store::users::User;
 
 /// Sends a pairing request from `me` to `username`.
@@ -87,4 +89,14 @@ pub async fn member(
 /// `None` once the couple is gone.
 pub async fn standing(services: &Services, me: &Member) -> Result<Option<Standing>> {
     Ok(store::couples::standing(&services.db, me.couple_id, me.partner_id).await?)
+}
+
+/// Whether an open socket may go on, and how far its couple's events go: what every catch-up
+/// of a socket reads, so a session or couple that ended closes the socket at the latest
+/// one ping interval later, even if the bus message saying so was lost.
+pub async fn socket_standing(services: &Services, me: &Member) -> Result<SocketStanding> {
+    Ok(
+        store::couples::socket_standing(&services.db, me.session_id, me.user_id, me.couple_id)
+            .await?,
+    )
 }

@@ -189,11 +189,6 @@ pub async fn events_between(
     Ok(replayed)
 }
 
-/// The couple's newest seq: how far a socket that fell behind must catch up.
-pub async fn last_seq(services: &Services, couple_id: Uuid) -> Result<i64> {
-    Ok(store::couples::last_seq(&services.db, couple_id).await?)
-}
-
 /// Chats not deleted, `seq < before` (or the newest), newest first.
 pub async fn history(
     services: &Services,

@@ -5,11 +5,11 @@
 //! circle.
 
 use chrono::{DateTime, Utc};
-use entity::{couple_members, couples, pair_requests, users};
+use entity::{couple_members, couples, pair_requests, sessions, users};
 use sea_orm::sea_query::{Expr, LockType, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -267,6 +267,68 @@ pub async fn delete_request(
         .exec(db)
         .await?;
     Ok(result.rows_affected > 0)
+}
+
+/// Whether an open socket may go on, as its periodic catch-up finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketStanding {
+    /// Signed in and still in the couple, whose latest seq this is.
+    Paired { last_seq: i64 },
+    /// The login is gone (logged out, password changed, expired) or its account deleted.
+    SessionEnded,
+    /// The couple is gone (its break-up fell due), or this user is no longer in it.
+    CoupleGone,
+}
+
+/// Where a socket stands, in one statement of primary-key lookups: its session (unexpired,
+/// of this user, whose account is not deleted) and the couple's last seq (NULL once the
+/// couple or this user's membership is gone). The ending of a session or a couple is also
+/// pushed over the bus; this read is what still closes the socket when that push was lost.
+pub async fn socket_standing(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+    user_id: Uuid,
+    couple_id: Uuid,
+) -> Result<SocketStanding, DbErr> {
+    let signed_in = Query::select()
+        .expr(Expr::val(1))
+        .from(sessions::Entity)
+        .inner_join(
+            users::Entity,
+            Expr::col((users::Entity, users::Column::Id))
+                .equals((sessions::Entity, sessions::Column::UserId)),
+        )
+        .and_where(sessions::Column::Id.eq(session_id))
+        .and_where(sessions::Column::UserId.eq(user_id))
+        .and_where(sessions::Column::ExpiresAt.gt(Utc::now()))
+        .and_where(users::Column::DeletedAt.is_null())
+        .to_owned();
+    let last_seq = Query::select()
+        .column((couples::Entity, couples::Column::LastSeq))
+        .from(couple_members::Entity)
+        .inner_join(
+            couples::Entity,
+            Expr::col((couples::Entity, couples::Column::Id))
+                .equals((couple_members::Entity, couple_members::Column::CoupleId)),
+        )
+        .and_where(couple_members::Column::UserId.eq(user_id))
+        .and_where(couple_members::Column::CoupleId.eq(couple_id))
+        .to_owned();
+    let row = db
+        .query_one(
+            Query::select()
+                .expr_as(Expr::exists(signed_in), "signed_in")
+                .expr_as(Expr::SubQuery(None, Box::new(last_seq.into())), "last_seq"),
+        )
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("a SELECT without FROM returned no row".into()))?;
+    let signed_in: bool = row.try_get_by_index(0)?;
+    let last_seq: Option<i64> = row.try_get_by_index(1)?;
+    Ok(match (signed_in, last_seq) {
+        (false, _) => SocketStanding::SessionEnded,
+        (true, None) => SocketStanding::CoupleGone,
+        (true, Some(last_seq)) => SocketStanding::Paired { last_seq },
+    })
 }
 
 pub async fn last_seq(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<i64, DbErr> {

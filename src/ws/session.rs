@@ -17,6 +17,11 @@
 //! every ping tick the session compares its cursor with the couple's last seq, in case the
 //! lost event was the last one. So the client sees every seq exactly once, in order, whatever
 //! the bus did.
+//!
+//! Revocation does not ride on the bus alone either: the read of the last seq at every
+//! catch-up also finds out whether the socket's login, its account and its couple are still
+//! there (`pairing::socket_standing`, one statement), so a socket whose "session ended" or
+//! "couple deleted" message was lost still closes (4001 / 4002) within one ping interval.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
@@ -34,7 +39,7 @@ use crate::chat;
 use crate::couple::Member;
 use crate::error::{Error, Result};
 use crate::frame::{ClientFrame, ServerFrame};
-use crate::pairing;
+use crate::pairing::{self, SocketStanding};
 use crate::question;
 use crate::state::AppState;
 
@@ -507,7 +512,8 @@ impl Session {
             self.out.push(Message::Ping(Default::default()));
             // The backstop for a lost doorbell: a gap shows only when a later event arrives,
             // so the last event of a conversation could wait forever. Comparing with the
-            // couple's last seq now and then costs one primary-key read.
+            // couple's last seq now and then costs one statement of primary-key reads, which
+            // also tells whether the session and the couple still stand.
             self.behind = true;
         }
         Ok(())
@@ -529,9 +535,22 @@ impl Session {
         // What is already decided goes first: it is older than what the database adds.
         self.write_out(sink).await?;
         let result = async {
-            let last = chat::last_seq(&self.state, self.me.couple_id).await?;
+            // The same read tells whether the socket may go on: the bus message that ends a
+            // session or a couple can be lost, and this is the backstop (within one ping).
+            let last = match pairing::socket_standing(&self.state, &self.me).await? {
+                SocketStanding::Paired { last_seq } => last_seq,
+                SocketStanding::SessionEnded => {
+                    tracing::info!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "session found ended at catch-up");
+                    return Ok(Err(Ending::Close(close::SESSION_ENDED, "signed out")));
+                }
+                SocketStanding::CoupleGone => {
+                    tracing::info!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "couple found gone at catch-up");
+                    return Ok(Err(Ending::Close(close::COUPLE_DELETED, "couple deleted")));
+                }
+            };
             self.catch_up_to(sink, last).await?;
-            self.flush(sink).await
+            self.flush(sink).await?;
+            Ok(Ok(()))
         }
         .await;
         // What waited for the gap is in the database too, and now at or below the cursor.
@@ -539,9 +558,9 @@ impl Session {
         if self.early.is_empty() {
             self.early_deadline = None;
         }
-        result.map_err(|e| {
+        result.unwrap_or_else(|e: Error| {
             tracing::warn!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, error = %e, "catch-up failed");
-            Ending::Close(close::RESTART, "please reconnect")
+            Err(Ending::Close(close::RESTART, "please reconnect"))
         })
     }
 

@@ -26,6 +26,7 @@ mod logins;
 mod openapi;
 mod pairing;
 mod question;
+mod revocation;
 mod search;
 mod sharded;
 mod socket;

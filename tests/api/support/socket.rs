@@ -135,3 +135,24 @@ impl Socket {
         }
     }
 }
+
+impl Socket {
+    /// Waits for the server to close the socket, failing if it is still open at `deadline`;
+    /// returns the close code and every JSON frame that came before the close.
+    pub async fn closed_by(&mut self, deadline: tokio::time::Instant) -> (u16, Vec<Value>) {
+        let mut frames = Vec::new();
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("the socket is closed in time");
+            match message {
+                Some(Ok(Message::Close(Some(frame)))) => return (u16::from(frame.code), frames),
+                Some(Ok(Message::Text(text))) => {
+                    frames.push(serde_json::from_str(&text).expect("JSON frame"));
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("the socket ended without a close frame: {other:?}"),
+            }
+        }
+    }
+}
