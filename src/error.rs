@@ -124,7 +124,9 @@ impl Error {
     /// Logs what the client will not see. Called wherever an error leaves the application.
     pub fn log(&self) {
         match self {
-            Error::Db(e) if is_cut_off(e) => tracing::info!("heavy read cut off by the read timeout"),
+            Error::Db(e) if is_cut_off(e) => {
+                tracing::info!("heavy read cut off by the read timeout")
+            }
             Error::Db(_) | Error::Internal(_) => tracing::error!(error = %self, "request failed"),
             _ => tracing::debug!(code = self.code(), "request refused"),
         }
@@ -161,8 +163,7 @@ fn is_unavailable(e: &DbErr) -> bool {
 fn is_cut_off(e: &DbErr) -> bool {
     use sea_orm::RuntimeErr;
     use sea_orm::sqlx::Error as Sqlx;
-    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = e
-    else {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = e else {
         return false;
     };
     match e.as_ref() {

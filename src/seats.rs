@@ -124,7 +124,10 @@ mod tests {
             assert!(seats.open(user).is_ok());
         }
         let wait = seats.open(user).unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         assert!(seats.open(Uuid::new_v4()).is_ok());
         let unlimited = Seats::new(0);
         for _ in 0..100 {

@@ -48,7 +48,12 @@ async fn a_second_search_of_a_member_at_once_is_429_while_the_partner_searches_o
     for _ in 0..20 {
         let (first, second, partner) =
             tokio::join!(get(&mina, search), get(&mina, search), get(&joon, search));
-        assert_eq!(partner.0, StatusCode::OK, "the partner's search: {}", partner.2);
+        assert_eq!(
+            partner.0,
+            StatusCode::OK,
+            "the partner's search: {}",
+            partner.2
+        );
         for (status, retry, body) in [first, second] {
             match status {
                 StatusCode::OK => {}
@@ -94,7 +99,10 @@ async fn a_second_export_of_a_user_at_once_is_429_until_the_first_ends(backend: 
     let second = export(&mina).await.expect("the node answers");
     assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
-        second.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()),
+        second
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
         Some("10")
     );
     let body: Value = second.json().await.unwrap();
@@ -115,7 +123,10 @@ async fn a_second_export_of_a_user_at_once_is_429_until_the_first_ends(backend: 
             break;
         }
         assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert!(tokio::time::Instant::now() < deadline, "the turn never ended");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the turn never ended"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -74,7 +74,10 @@ pub async fn seed_history(
             .expect("seeding files");
     }
     couples::Entity::update_many()
-        .col_expr(couples::Column::LastSeq, sea_orm::sea_query::Expr::value(count))
+        .col_expr(
+            couples::Column::LastSeq,
+            sea_orm::sea_query::Expr::value(count),
+        )
         .filter(couples::Column::Id.eq(couple_id))
         .exec(&db)
         .await
