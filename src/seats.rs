@@ -101,6 +101,8 @@ impl Drop for Seat {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
