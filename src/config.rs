@@ -62,6 +62,11 @@ pub struct Config {
     #[arg(long, env = "DUET_MAX_SOCKETS_PER_USER", default_value_t = 8)]
     pub max_sockets_per_user: usize,
 
+    /// WebSockets one user may open on this node per minute (also the burst); beyond, the
+    /// upgrade is refused with 429 `rate_limited` and `Retry-After`. 0: no limit.
+    #[arg(long, env = "DUET_SOCKET_RATE_PER_USER", default_value_t = 30)]
+    pub socket_rate_per_user: u32,
+
     /// Frames queued for one socket before its client counts as slow and is disconnected.
     #[arg(long, env = "DUET_SOCKET_QUEUE", default_value_t = 256)]
     pub socket_queue: usize,
@@ -131,6 +136,18 @@ pub struct Config {
     /// Database connections in the pool (SQLite always uses one writer connection).
     #[arg(long, env = "DUET_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+
+    /// Database connections of the pool for heavy reads (searches, counting our words,
+    /// exports, long replays), apart from the main pool, so those reads cannot take every
+    /// connection that sends and short reads need.
+    #[arg(long, env = "DUET_READ_CONNECTIONS", default_value_t = 4)]
+    pub read_connections: u32,
+
+    /// Milliseconds one statement of a heavy read may run before it is cut off (Postgres:
+    /// `statement_timeout` on the read pool's connections; SQLite: a progress handler that
+    /// interrupts the statement). The request is answered 503 `unavailable`.
+    #[arg(long, env = "DUET_READ_TIMEOUT_MS", default_value_t = 5000)]
+    pub read_timeout_ms: u64,
 
     /// TLS to Postgres: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
     /// Unset: `disable` when the server is on this machine (loopback or a Unix socket), where
@@ -221,6 +238,11 @@ pub struct Config {
     #[arg(long, env = "DUET_WORDS_BATCH", default_value_t = 20_000)]
     pub words_batch: u64,
 
+    /// Bytes of chat text one step of counting words reads at most (the chat that crosses
+    /// it is the step's last), so a history of long chats is counted in bounded memory.
+    #[arg(long, env = "DUET_WORDS_BATCH_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub words_batch_bytes: usize,
+
     /// `tracing` filter, e.g. `info` or `duet=debug,info`.
     #[arg(long, env = "DUET_LOG", default_value = "info")]
     pub log: String,
@@ -275,6 +297,10 @@ impl Config {
 
     pub fn db_timeout(&self) -> Duration {
         Duration::from_millis(self.db_timeout_ms.max(1))
+    }
+
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_timeout_ms.max(1))
     }
 
     /// The Redis the bus runs on; `None` for one process with the in-process bus.

@@ -82,7 +82,7 @@ impl Error {
             Error::AnswerRequired(_) => "answer_required",
             Error::RateLimited | Error::TryLater { .. } => "rate_limited",
             Error::Unavailable(_) => "unavailable",
-            Error::Db(e) if is_unavailable(e) => "unavailable",
+            Error::Db(e) if is_unavailable(e) || is_cut_off(e) => "unavailable",
             Error::Db(_) | Error::Internal(_) => "internal",
         }
     }
@@ -102,7 +102,7 @@ impl Error {
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited | Error::TryLater { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Db(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Db(e) if is_unavailable(e) || is_cut_off(e) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Db(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,6 +111,9 @@ impl Error {
     pub fn public_message(&self) -> String {
         match self.code() {
             "internal" => "something went wrong on our side".to_owned(),
+            "unavailable" if matches!(self, Error::Db(e) if is_cut_off(e)) => {
+                "this took too long; try again later, or narrow it down".to_owned()
+            }
             "unavailable" if matches!(self, Error::Db(_)) => {
                 "the database is unavailable, try again shortly".to_owned()
             }
@@ -121,6 +124,9 @@ impl Error {
     /// Logs what the client will not see. Called wherever an error leaves the application.
     pub fn log(&self) {
         match self {
+            Error::Db(e) if is_cut_off(e) => {
+                tracing::info!("heavy read cut off by the read timeout")
+            }
             Error::Db(_) | Error::Internal(_) => tracing::error!(error = %self, "request failed"),
             _ => tracing::debug!(code = self.code(), "request refused"),
         }
@@ -146,6 +152,22 @@ fn is_unavailable(e: &DbErr) -> bool {
         Sqlx::Database(db) => db
             .code()
             .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// A heavy read ran past `DUET_READ_TIMEOUT_MS` and was cut off: Postgres's
+/// `query_canceled` (57014, what `statement_timeout` raises), SQLite's `SQLITE_INTERRUPT` (9,
+/// what the read pool's progress handler causes). Nothing is wrong with the database, so it
+/// is not logged as a failure.
+fn is_cut_off(e: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = e else {
+        return false;
+    };
+    match e.as_ref() {
+        Sqlx::Database(db) => db.code().is_some_and(|code| code == "57014" || code == "9"),
         _ => false,
     }
 }

@@ -28,6 +28,7 @@ use crate::anniversary;
 use crate::chat;
 use crate::couple::Member;
 use crate::error::{Error, Result};
+use crate::heavy::Permit;
 use crate::pairing;
 use crate::question;
 use crate::services::Services;
@@ -90,7 +91,9 @@ fn file_path(file_id: Uuid, name: &str) -> String {
 /// The archive as a response body, and its file name. Checks membership before anything is
 /// sent; a failure half-way ends the body with an error, so the download is seen to fail
 /// rather than end as a short zip.
-pub async fn archive(services: &Services, me: &Member) -> Result<(String, Body)> {
+/// `turn` is the user's export turn (`crate::heavy`): it ends when the writing does, with
+/// the last byte sent or the download abandoned.
+pub async fn archive(services: &Services, me: &Member, turn: Permit) -> Result<(String, Body)> {
     let mine = pairing::my_couple(services, me.user_id)
         .await?
         .filter(|mine| mine.couple.id == me.couple_id)
@@ -130,6 +133,7 @@ pub async fn archive(services: &Services, me: &Member) -> Result<(String, Body)>
     let task_services = services.clone();
     let task_me = me.clone();
     services.tasks.spawn(async move {
+        let _turn = turn;
         if let Err(e) = write(&task_services, &task_me, manifest, writer).await {
             tracing::warn!(couple_id = %task_me.couple_id, user_id = %task_me.user_id, error = %e, "export failed half-way");
             let _ = failed_tx.send(io::Error::other("the export failed"));
@@ -161,7 +165,7 @@ async fn write(
         .compat_write();
     let mut after = 0;
     loop {
-        let page = chat::find::forward(services, me.couple_id, after, PAGE).await?;
+        let page = chat::find::forward_on(&services.reads, me.couple_id, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         let mut lines = Vec::new();
@@ -184,7 +188,7 @@ async fn write(
 
     let mut after = None;
     loop {
-        let page = store::files::sent_in_couple(&services.db, me.couple_id, after, PAGE).await?;
+        let page = store::files::sent_in_couple(&services.reads, me.couple_id, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for file in page {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod file;
 pub mod frame;
+pub mod heavy;
 pub mod http;
 pub mod metrics;
 pub mod pairing;
@@ -51,6 +52,7 @@ pub struct Node {
 pub async fn start(config: Config) -> anyhow::Result<Node> {
     let db = store::connect(&config).await?;
     store::migrate(&db).await?;
+    let reads = store::connect_reads(&config, &db).await?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new());
     let bus = match config.redis_target() {
         None => Bus::local(),
@@ -80,7 +82,7 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         sea_orm::DbBackend::Sqlite => 1,
         _ => config.commit_writers,
     };
-    let services = Services::new(config, db, bus, metrics, std::sync::Arc::new(files));
+    let services = Services::new(config, db, reads, bus, metrics, std::sync::Arc::new(files));
     // Every background loop is a task of `services.tasks` and ends on `services.shutdown`,
     // so `Node::stop` below is the one place that decides the order things stop in.
     let committer = chat::Committer::spawn(&services, catalogue.clone(), writers);
@@ -151,5 +153,6 @@ impl Node {
         }
         self.state.bus.stop().await;
         self.state.db.clone().close().await.ok();
+        self.state.reads.clone().close().await.ok();
     }
 }

@@ -22,6 +22,8 @@ pub struct Services(Arc<Parts>);
 pub struct Parts {
     pub config: Config,
     pub db: DatabaseConnection,
+    /// The pool for heavy reads, with a statement timeout (`store::connect_reads`).
+    pub reads: DatabaseConnection,
     pub bus: Bus,
     pub metrics: Arc<Metrics>,
     /// Where file bytes live.
@@ -38,6 +40,7 @@ impl Services {
     pub fn new(
         config: Config,
         db: DatabaseConnection,
+        reads: DatabaseConnection,
         bus: Bus,
         metrics: Arc<Metrics>,
         files: Arc<dyn BlobStore>,
@@ -45,6 +48,7 @@ impl Services {
         Services(Arc::new(Parts {
             config,
             db,
+            reads,
             bus,
             metrics,
             files,

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::account;
 use crate::chat::Committer;
+use crate::heavy::Heavy;
 use crate::question::Catalogue;
 use crate::seats::Seats;
 use crate::services::Services;
@@ -34,6 +35,8 @@ pub struct Inner {
     pub seats: Arc<Seats>,
     /// Rate limits and the hashing bound every login and sign-up passes.
     pub logins: Arc<account::Guard>,
+    /// Each member's running search, count of words or export: one of each at a time.
+    pub heavy: Arc<Heavy>,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
         logins: Arc<account::Guard>,
     ) -> Self {
         let sockets = Arc::new(Semaphore::new(services.config.max_sockets));
+        let seats = Arc::new(Seats::new(services.config.socket_rate_per_user));
         AppState(Arc::new(Inner {
             services,
             committer,
@@ -52,8 +56,9 @@ impl AppState {
             origins,
             draining: AtomicBool::new(false),
             sockets,
-            seats: Arc::default(),
+            seats,
             logins,
+            heavy: Arc::default(),
         }))
     }
 

@@ -2,6 +2,7 @@
 //! chat, at a day, and the pages after it), always without deleted chats.
 
 use chrono::{NaiveDate, TimeZone, Utc};
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::with_files;
@@ -14,7 +15,9 @@ use crate::view::ChatView;
 /// Longest search, in characters.
 pub const MAX_QUERY_CHARS: usize = 100;
 
-/// Chats containing `query` (case-insensitive), `seq < before`, newest first.
+/// Chats containing `query` (case-insensitive), `seq < before`, newest first, read on the
+/// read pool (a one-character search reads the couple's whole history). The caller holds
+/// the member's heavy-read turn (`crate::heavy`).
 pub async fn search(
     services: &Services,
     couple_id: Uuid,
@@ -28,8 +31,8 @@ pub async fn search(
             "q needs 1 to {MAX_QUERY_CHARS} characters"
         )));
     }
-    let chats = store::chats::search(&services.db, couple_id, query, before, limit).await?;
-    with_files(services, chats).await
+    let chats = store::chats::search(&services.reads, couple_id, query, before, limit).await?;
+    with_files(&services.reads, chats).await
 }
 
 /// The `limit` chats right after `seq`, newest first (like every page).
@@ -51,8 +54,18 @@ pub async fn forward(
     seq: i64,
     limit: u64,
 ) -> Result<Vec<ChatView>> {
-    let chats = store::chats::after(&services.db, couple_id, seq, limit).await?;
-    with_files(services, chats).await
+    forward_on(&services.db, couple_id, seq, limit).await
+}
+
+/// `forward` on the given pool: the export reads its pages through the read pool.
+pub async fn forward_on(
+    db: &DatabaseConnection,
+    couple_id: Uuid,
+    seq: i64,
+    limit: u64,
+) -> Result<Vec<ChatView>> {
+    let chats = store::chats::after(db, couple_id, seq, limit).await?;
+    with_files(db, chats).await
 }
 
 /// The chats around `seq`: it and older ones (half the page, rounded up), and the newer half;
@@ -75,7 +88,7 @@ pub async fn around(
     )
     .await?;
     chats.extend(older);
-    with_files(services, chats).await
+    with_files(&services.db, chats).await
 }
 
 /// The seq of the first chat sent on `day` or later, `day` being a calendar day in the

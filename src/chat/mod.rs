@@ -9,8 +9,10 @@ pub mod committer;
 pub mod find;
 pub mod plan;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::bus::Outbox;
@@ -30,17 +32,19 @@ pub use committer::{Committer, PendingSend};
 /// Longest chat text, in characters, after trimming.
 pub const MAX_TEXT_CHARS: usize = 4000;
 
-/// Chats as the contract shows them, each with its file.
-async fn with_files(services: &Services, chats: Vec<Chat>) -> Result<Vec<ChatView>> {
+/// Chats as the contract shows them, each with its file (read from `db`, the pool the
+/// chats came from).
+async fn with_files(db: &DatabaseConnection, chats: Vec<Chat>) -> Result<Vec<ChatView>> {
     let ids = chats.iter().map(|c| c.id).collect();
-    let mut files = store::files::of_chats(&services.db, ids).await?;
+    let mut files: HashMap<Uuid, store::files::File> = store::files::of_chats(db, ids)
+        .await?
+        .into_iter()
+        .filter_map(|f| f.chat_id.map(|chat_id| (chat_id, f)))
+        .collect();
     Ok(chats
         .into_iter()
         .map(|chat| {
-            let file = files
-                .iter()
-                .position(|f| f.chat_id == Some(chat.id))
-                .map(|i| files.swap_remove(i));
+            let file = files.remove(&chat.id);
             ChatView::new(chat, file)
         })
         .collect())
@@ -142,13 +146,26 @@ pub async fn events_between(
     upto: i64,
     limit: u64,
 ) -> Result<Vec<Replayed>> {
-    let rows = store::events::between(&services.db, couple_id, after, upto, limit).await?;
+    // A replay of more than a page (a long absence, `after=0` on a long history) is a heavy
+    // read: it goes to the read pool, under its statement timeout, and cannot take the
+    // connections sends need. A short catch-up stays on the main pool.
+    let db = if upto.saturating_sub(after) > i64::try_from(limit).unwrap_or(i64::MAX) {
+        &services.reads
+    } else {
+        &services.db
+    };
+    let rows = store::events::between(db, couple_id, after, upto, limit).await?;
     let question_seqs: Vec<i64> = rows
         .iter()
         .filter(|row| row.kind == EventKind::Question)
         .map(|row| row.seq)
         .collect();
-    let mut asked = store::questions::asked_at_seqs(&services.db, couple_id, question_seqs).await?;
+    let mut asked: HashMap<i64, _> =
+        store::questions::asked_at_seqs(&services.db, couple_id, question_seqs)
+            .await?
+            .into_iter()
+            .map(|asked| (asked.seq, asked))
+            .collect();
     let mut replayed = Vec::with_capacity(rows.len());
     for row in rows {
         let seq = row.seq;
@@ -161,13 +178,10 @@ pub async fn events_between(
                 chat.map(|c| c.sender_id),
                 ServerFrame::Deleted { seq, chat_id },
             ),
-            (EventKind::Question, ..) if asked.iter().any(|a| a.seq == seq) => {
-                let index = asked.iter().position(|a| a.seq == seq).unwrap_or(0);
-                (
-                    None,
-                    ServerFrame::Question(QuestionView::from(asked.swap_remove(index))),
-                )
-            }
+            (EventKind::Question, ..) if asked.contains_key(&seq) => match asked.remove(&seq) {
+                Some(question) => (None, ServerFrame::Question(QuestionView::from(question))),
+                None => continue,
+            },
             (EventKind::Answered, ..) => match (row.question_id, row.user_id) {
                 (Some(question_id), Some(user_id)) => (
                     Some(user_id),
@@ -197,5 +211,5 @@ pub async fn history(
     limit: u64,
 ) -> Result<Vec<ChatView>> {
     let chats = store::chats::history(&services.db, couple_id, before, limit).await?;
-    with_files(services, chats).await
+    with_files(&services.db, chats).await
 }

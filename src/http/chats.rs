@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{Json, Paired, Query, page_limit};
 use crate::chat;
 use crate::error::{Error, ErrorBody, Result};
+use crate::heavy::Kind;
 use crate::state::AppState;
 use crate::view::ChatView;
 
@@ -132,6 +133,8 @@ pub struct Search {
         (status = 401, description = "No session", body = ErrorBody),
         (status = 409, description = "`not_paired`: I am not in a couple", body = ErrorBody),
         (status = 422, description = "`invalid_input`: `q` empty or over 100 characters, `limit` below 1", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: my previous search or look at our words is still running; `Retry-After: 1`", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, description = "`unavailable`: the search ran past `DUET_READ_TIMEOUT_MS`, or the database is away", body = ErrorBody),
     ))]
 pub(super) async fn search(
     State(state): State<AppState>,
@@ -139,6 +142,7 @@ pub(super) async fn search(
     Query(search): Query<Search>,
 ) -> Result<impl IntoResponse> {
     let limit = limit(search.limit)?;
+    let _turn = state.heavy.begin(me.user_id, Kind::Read)?;
     let chats = chat::find::search(&state, me.couple_id, &search.q, search.before, limit).await?;
     Ok(Json(ChatsBody {
         chats,

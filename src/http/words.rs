@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{Json, Paired, Path, Query, page_limit};
 use crate::error::{ErrorBody, Result};
+use crate::heavy::Kind;
 use crate::state::AppState;
 use crate::words;
 
@@ -64,6 +65,8 @@ pub struct ExcludedBody {
         (status = 401, description = "No session", body = ErrorBody),
         (status = 409, description = "`not_paired`: I am not in a couple", body = ErrorBody),
         (status = 422, description = "`invalid_input`: `limit` below 1", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: my previous look at our words or search is still running; `Retry-After: 1`", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, description = "`unavailable`: a read ran past `DUET_READ_TIMEOUT_MS`, or the database is away", body = ErrorBody),
     ))]
 pub(super) async fn ours(
     State(state): State<AppState>,
@@ -71,6 +74,7 @@ pub(super) async fn ours(
     Query(top): Query<Top>,
 ) -> Result<impl IntoResponse> {
     let limit = page_limit(top.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let _turn = state.heavy.begin(me.user_id, Kind::Read)?;
     let ours = words::ours(&state, &me, limit).await?;
     Ok(Json(WordsBody {
         words: ours

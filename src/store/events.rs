@@ -5,6 +5,8 @@
 //! their content. A replay reads both, merged by seq. (Chat rows in `events` written before
 //! this was so are skipped.)
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use entity::{chats, couples, events, files};
 use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
@@ -149,22 +151,25 @@ pub async fn between(
         .all(db)
         .await?;
     let chats: Vec<Chat> = chat_rows.iter().map(chat_at).collect::<Result<_, _>>()?;
-    // The files of these chats (deleted chats have none left).
-    let mut files = if chats.iter().all(|c| c.deleted_at.is_some()) {
-        Vec::new()
+    // The files of this page's chats only (deleted chats have none left), by chat: what a
+    // page costs stays in proportion to what it sends, however long the rest of the log.
+    let live: Vec<Uuid> = chats
+        .iter()
+        .filter(|c| c.deleted_at.is_none())
+        .map(|c| c.id)
+        .collect();
+    let mut files: HashMap<Uuid, File> = if live.is_empty() {
+        HashMap::new()
     } else {
-        let chat_ids = Query::select()
-            .column(chats::Column::Id)
-            .from(chats::Entity)
-            .and_where(chats::Column::CoupleId.eq(couple_id))
-            .and_where(in_range())
-            .to_owned();
         files::Entity::find()
             .filter(files::Column::CoupleId.eq(couple_id))
-            .filter(files::Column::ChatId.in_subquery(chat_ids))
+            .filter(files::Column::ChatId.is_in(live))
             .filter(files::Column::DeletedAt.is_null())
             .all(db)
             .await?
+            .into_iter()
+            .filter_map(|f| f.chat_id.map(|chat_id| (chat_id, f)))
+            .collect()
     };
     // Merge the two seq-ordered lists, keeping the first `limit`.
     let mut replayed = Vec::with_capacity(chats.len() + others.len());
@@ -182,10 +187,7 @@ pub async fn between(
             others.next_if(|_| !chat_first),
         ) {
             (_, Some(chat), _) => {
-                let file = files
-                    .iter()
-                    .position(|f| f.chat_id == Some(chat.id))
-                    .map(|i| files.swap_remove(i));
+                let file = files.remove(&chat.id);
                 Replayed {
                     seq: chat.seq,
                     kind: EventKind::Chat,

@@ -12,21 +12,26 @@ pub mod sends;
 pub mod users;
 pub mod words;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgSslMode};
-use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
+};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
 };
 
 use crate::config::Config;
 
-/// Connects to the configured database, creating the embedded SQLite file on first start.
-pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
-    let url = match &config.database_url {
+/// SQLite checks a read's deadline every this many virtual machine instructions (some
+/// microseconds of work).
+const SQLITE_PROGRESS_OPS: i32 = 1000;
+
+fn database_url(config: &Config) -> anyhow::Result<String> {
+    Ok(match &config.database_url {
         Some(url) => url.clone(),
         None => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
@@ -34,7 +39,12 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
             })?;
             format!("sqlite://{}/duet.db", config.data_dir.display())
         }
-    };
+    })
+}
+
+/// Connects to the configured database, creating the embedded SQLite file on first start.
+pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    let url = database_url(config)?;
     let sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.clone());
     options
@@ -71,6 +81,72 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
         .await
         .with_context(|| format!("connecting to the database at {}", redact(&url)))?;
     Ok(db)
+}
+
+/// The pool for heavy reads (`DUET_READ_CONNECTIONS`), whose statements are cut off after
+/// `DUET_READ_TIMEOUT_MS`: on Postgres by the server's `statement_timeout`, on SQLite by a
+/// progress handler that interrupts a statement past the deadline set when its connection
+/// is handed out. Its own connections, so however many heavy reads wait, the main pool
+/// still serves sends and short reads. SQLite's readers are read-only connections beside the
+/// one writer (WAL lets them read while it writes); an in-memory SQLite database, which
+/// other connections cannot see, reads through `main`.
+pub async fn connect_reads(
+    config: &Config,
+    main: &DatabaseConnection,
+) -> anyhow::Result<DatabaseConnection> {
+    let url = database_url(config)?;
+    let sqlite = url.starts_with("sqlite:");
+    if sqlite && (url.contains(":memory:") || url.contains("mode=memory")) {
+        return Ok(main.clone());
+    }
+    let timeout = config.read_timeout();
+    let mut options = ConnectOptions::new(url.clone());
+    options
+        .max_connections(config.read_connections.max(1))
+        .min_connections(0)
+        .acquire_timeout(config.db_timeout())
+        .connect_timeout(config.db_timeout())
+        .test_before_acquire(false)
+        .sqlx_logging(false);
+    if sqlite {
+        options.map_sqlx_sqlite_opts(|o: SqliteConnectOptions| {
+            o.read_only(true).busy_timeout(Duration::from_secs(5))
+        });
+        // A fresh connection gets its deadline when opened, a pooled one when handed out
+        // again: either way per checkout, which is one statement (or one stream of rows).
+        options.map_sqlx_sqlite_pool_opts(move |pool| {
+            pool.after_connect(move |conn, _| Box::pin(sqlite_deadline(conn, timeout)))
+        });
+        options.map_sqlx_sqlite_before_acquire(move |conn, _| {
+            Box::pin(async move {
+                sqlite_deadline(conn, timeout).await?;
+                Ok(true)
+            })
+        });
+    } else {
+        options.statement_timeout(timeout);
+        let tls = postgres_tls(&url, config.db_tls.as_deref())?;
+        options.map_sqlx_postgres_opts(move |o: PgConnectOptions| match tls {
+            Some(mode) => o.ssl_mode(mode),
+            None if is_local(o.get_host()) => o.ssl_mode(PgSslMode::Disable),
+            None => o.ssl_mode(PgSslMode::Prefer),
+        });
+    }
+    Database::connect(options)
+        .await
+        .with_context(|| format!("connecting the read pool at {}", redact(&url)))
+}
+
+/// Makes SQLite interrupt whatever this connection runs from `timeout` on.
+async fn sqlite_deadline(
+    conn: &mut SqliteConnection,
+    timeout: Duration,
+) -> Result<(), sea_orm::sqlx::Error> {
+    let deadline = Instant::now() + timeout;
+    conn.lock_handle()
+        .await?
+        .set_progress_handler(SQLITE_PROGRESS_OPS, move || Instant::now() < deadline);
+    Ok(())
 }
 
 /// The TLS mode asked for: `None` to decide by the host. A `sslmode` in the URL is the

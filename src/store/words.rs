@@ -1,6 +1,6 @@
 //! The couple's words: counts per partner, kept up to `word_marks.counted_seq`, and the words
-//! the couple leaves out. Counting is incremental and happens when someone looks (`count_more`),
-//! never on the send path; a deleted chat takes its words out again (`uncount`). How a text is
+//! the couple leaves out. Counting is incremental and happens when someone looks
+//! (`next_batch`, `tally`, `record`), never on the send path; a deleted chat takes its words out again (`uncount`). How a text is
 //! split into words is the caller's (`words_of`): this layer only stores.
 
 use std::collections::HashMap;
@@ -13,6 +13,10 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
+
+/// Chats read per query when reading a batch to count: what a batch may hold beyond its
+/// byte bound, at most (the rest of the chunk after the chat that crosses it is dropped).
+const READ_CHUNK: u64 = 512;
 
 /// Rows per `INSERT`: well under SQLite's limit on bound values.
 const UPSERT_CHUNK: usize = 500;
@@ -42,63 +46,158 @@ async fn lock_mark(txn: &DatabaseTransaction, couple_id: Uuid) -> Result<i64, Db
     Ok(query.one(txn).await?.map_or(0, |mark| mark.counted_seq))
 }
 
-/// Counts the words of up to `limit` chats past the mark, in one transaction. Returns whether
-/// the counts have caught up with the couple's last committed event.
-pub async fn count_more(
+/// Chats read for counting, past the couple's mark.
+pub struct Batch {
+    /// The mark they were read past; counting them is recorded only if it is still there.
+    pub counted: i64,
+    /// The mark once they are counted.
+    pub reached: i64,
+    /// Seq, sender and text of each, in seq order.
+    pub chats: Vec<(i64, Uuid, String)>,
+    /// Whether the counts have caught up with the couple once these are counted.
+    pub last: bool,
+}
+
+/// The next chats to count: past the mark, at most `limit` of them and about `max_bytes` of
+/// text (the chat that crosses it is the last), read in chunks so a history of long chats
+/// never sits in memory much beyond that. `None` when everything is counted. Reads only, so it
+/// can run on the read pool and take no lock: `record` checks that the mark has not moved.
+pub async fn next_batch(
     db: &DatabaseConnection,
     couple_id: Uuid,
     limit: u64,
-    words_of: impl Fn(&str) -> Vec<String>,
-) -> Result<bool, DbErr> {
-    let txn = db.begin().await?;
-    let counted = lock_mark(&txn, couple_id).await?;
+    max_bytes: usize,
+) -> Result<Option<Batch>, DbErr> {
+    let counted: i64 = word_marks::Entity::find_by_id(couple_id)
+        .select_only()
+        .column(word_marks::Column::CountedSeq)
+        .into_tuple()
+        .one(db)
+        .await?
+        .unwrap_or(0);
     // Every seq up to a committed `last_seq` is committed too (seqs are taken under the
     // couple's row lock), so nothing below it can still appear.
     let last_seq: i64 = couples::Entity::find_by_id(couple_id)
         .select_only()
         .column(couples::Column::LastSeq)
         .into_tuple()
-        .one(&txn)
+        .one(db)
         .await?
         .unwrap_or(0);
     if counted >= last_seq {
-        return Ok(true);
+        return Ok(None);
     }
-    let rows: Vec<(i64, Uuid, String)> = chats::Entity::find()
-        .select_only()
-        .columns([
-            chats::Column::Seq,
-            chats::Column::SenderId,
-            chats::Column::Text,
-        ])
-        .filter(chats::Column::CoupleId.eq(couple_id))
-        .filter(chats::Column::DeletedAt.is_null())
-        .filter(chats::Column::Seq.gt(counted))
-        .filter(chats::Column::Seq.lte(last_seq))
-        .order_by_asc(chats::Column::Seq)
-        .limit(limit)
-        .into_tuple()
-        .all(&txn)
-        .await?;
-    let full = u64::try_from(rows.len()).unwrap_or(u64::MAX) >= limit;
-    let reached = match rows.last() {
+    let (mut chats, mut bytes, mut full) = (Vec::new(), 0usize, false);
+    let mut after = counted;
+    'read: while !full {
+        let wanted = Ord::min(
+            limit.saturating_sub(u64::try_from(chats.len()).unwrap_or(u64::MAX)),
+            READ_CHUNK,
+        );
+        let rows: Vec<(i64, Uuid, String)> = chats::Entity::find()
+            .select_only()
+            .columns([
+                chats::Column::Seq,
+                chats::Column::SenderId,
+                chats::Column::Text,
+            ])
+            .filter(chats::Column::CoupleId.eq(couple_id))
+            .filter(chats::Column::DeletedAt.is_null())
+            .filter(chats::Column::Seq.gt(after))
+            .filter(chats::Column::Seq.lte(last_seq))
+            .order_by_asc(chats::Column::Seq)
+            .limit(wanted)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let Some((seq, _, _)) = rows.last() else {
+            break;
+        };
+        after = *seq;
+        let short = u64::try_from(rows.len()).unwrap_or(u64::MAX) < wanted;
+        for row in rows {
+            bytes = bytes.saturating_add(row.2.len());
+            chats.push(row);
+            if bytes >= max_bytes || u64::try_from(chats.len()).unwrap_or(u64::MAX) >= limit {
+                full = true;
+                continue 'read;
+            }
+        }
+        if short {
+            break;
+        }
+    }
+    let reached = match chats.last() {
         Some((seq, _, _)) if full => *seq,
         _ => last_seq,
     };
+    Ok(Some(Batch {
+        counted,
+        reached,
+        chats,
+        last: !full,
+    }))
+}
+
+/// Each word's count per sender in these chats.
+pub fn tally(
+    chats: &[(i64, Uuid, String)],
+    words_of: impl Fn(&str) -> Vec<String>,
+) -> HashMap<(String, Uuid), i64> {
     let mut counts: HashMap<(String, Uuid), i64> = HashMap::new();
-    for (_, sender, text) in &rows {
+    for (_, sender, text) in chats {
         for word in words_of(text) {
             *counts.entry((word, *sender)).or_default() += 1;
         }
     }
+    counts
+}
+
+/// Adds a batch's `counts` (its `tally`) and moves the mark past it, in one short
+/// transaction. Returns `false`, changing nothing, when the mark moved since the batch was
+/// read (another look counted it first). A chat of the batch deleted since it was read
+/// found the mark below it and took nothing out (`uncount`), so its words are left out here.
+pub async fn record(
+    db: &DatabaseConnection,
+    couple_id: Uuid,
+    batch: &Batch,
+    mut counts: HashMap<(String, Uuid), i64>,
+    words_of: impl Fn(&str) -> Vec<String>,
+) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    if lock_mark(&txn, couple_id).await? != batch.counted {
+        return Ok(false);
+    }
+    let deleted: Vec<i64> = chats::Entity::find()
+        .select_only()
+        .column(chats::Column::Seq)
+        .filter(chats::Column::CoupleId.eq(couple_id))
+        .filter(chats::Column::Seq.gt(batch.counted))
+        .filter(chats::Column::Seq.lte(batch.reached))
+        .filter(chats::Column::DeletedAt.is_not_null())
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    for seq in deleted {
+        let Ok(at) = batch.chats.binary_search_by_key(&seq, |(seq, _, _)| *seq) else {
+            continue;
+        };
+        let (_, sender, text) = &batch.chats[at];
+        for word in words_of(text) {
+            if let Some(count) = counts.get_mut(&(word, *sender)) {
+                *count -= 1;
+            }
+        }
+    }
+    counts.retain(|_, count| *count > 0);
     add(&txn, couple_id, counts).await?;
     word_marks::Entity::update_many()
-        .col_expr(word_marks::Column::CountedSeq, Expr::value(reached))
+        .col_expr(word_marks::Column::CountedSeq, Expr::value(batch.reached))
         .filter(word_marks::Column::CoupleId.eq(couple_id))
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    Ok(!full)
+    Ok(true)
 }
 
 /// Adds `counts` (negative to take away) to the stored ones.

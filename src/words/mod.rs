@@ -4,8 +4,8 @@
 //! A word is a run of letters and digits, lowercased; Korean words lose their particles
 //! (`korean`); numbers, one-character words and a short list of English function words are
 //! not counted. Counting is incremental (`store::words`): each look counts only the chats
-//! since the last one, in batches of `words_batch` chats, so a couple with a million chats
-//! pays once, and the send path pays nothing.
+//! since the last one, in batches of at most `words_batch` chats and `words_batch_bytes` of
+//! text, so a couple with a million chats pays once, and the send path pays nothing.
 
 pub mod korean;
 
@@ -69,19 +69,14 @@ pub struct OurWords {
 }
 
 /// The couple's `limit` most used words, after counting what was said since the last look.
+/// The caller holds the member's heavy-read turn (`crate::heavy`).
 pub async fn ours(services: &Services, me: &Member, limit: u64) -> Result<OurWords> {
     let started = Instant::now();
     let mut complete = false;
     while !complete && started.elapsed() < CATCH_UP_BUDGET {
-        complete = store::words::count_more(
-            &services.db,
-            me.couple_id,
-            services.config.words_batch.max(1),
-            words_of,
-        )
-        .await?;
+        complete = count_more(services, me.couple_id).await?;
     }
-    let top = store::words::top(&services.db, me.couple_id, limit).await?;
+    let top = store::words::top(&services.reads, me.couple_id, limit).await?;
     let words = top
         .into_iter()
         .map(|counted| {
@@ -107,6 +102,32 @@ pub async fn ours(services: &Services, me: &Member, limit: u64) -> Result<OurWor
         excluded,
         complete,
     })
+}
+
+/// Counts one batch of chats past the couple's mark: read on the read pool, counted on a
+/// blocking thread (splitting 20,000 chats into words takes long enough to stall an async
+/// worker), then recorded in one short transaction. Returns whether the counts caught up.
+async fn count_more(services: &Services, couple_id: Uuid) -> Result<bool> {
+    let config = &services.config;
+    let Some(batch) = store::words::next_batch(
+        &services.reads,
+        couple_id,
+        config.words_batch.max(1),
+        config.words_batch_bytes.max(1),
+    )
+    .await?
+    else {
+        return Ok(true);
+    };
+    let (batch, counts) = tokio::task::spawn_blocking(move || {
+        let counts = store::words::tally(&batch.chats, words_of);
+        (batch, counts)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))?;
+    let recorded = store::words::record(&services.db, couple_id, &batch, counts, words_of).await?;
+    // When another look recorded first, this one reads again from where that one stopped.
+    Ok(recorded && batch.last)
 }
 
 /// The word as it is stored: what a chat with it would be counted as.

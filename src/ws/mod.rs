@@ -1,7 +1,8 @@
 //! The WebSocket endpoint. Everything that can refuse a socket is checked before the upgrade,
 //! so a refused client gets an ordinary HTTP error in the contract's shape: 401 without a
 //! session, 403 for a foreign Origin (middleware), 409 when not in a couple, 429 past the
-//! per-user socket limit, 503 when the node is full or draining.
+//! per-user socket limit or the per-user rate of openings (with `Retry-After`), 503 when the
+//! node is full or draining.
 
 mod session;
 
@@ -56,6 +57,14 @@ pub async fn upgrade(
         .clone()
         .try_acquire_owned()
         .map_err(|_| Error::Unavailable("this node has no room for more sockets".into()))?;
+    // Last of the checks: only a socket that will open counts against the user's rate.
+    state.seats.open(user.user.id).map_err(|retry_after| {
+        tracing::debug!(user_id = %user.user.id, "socket openings limited");
+        Error::TryLater {
+            message: "too many new sockets, wait before reconnecting",
+            retry_after,
+        }
+    })?;
     let session = Session::new(state.clone(), member, user.expires_at, resume.after);
     let limit = state.config.max_frame_bytes;
     Ok(ws

@@ -419,7 +419,8 @@ async fn a_partner_whose_node_never_hears_the_doorbell_still_gets_the_last_chat(
 /// the closing socket's removal may reach Redis after the opening one's entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_who_reloads_again_and_again_stays_online_for_the_partner_elsewhere() {
-    let mut cluster = Cluster::start(2, &[]).await;
+    // 41 sockets in a few seconds: past the default rate of openings per user.
+    let mut cluster = Cluster::start(2, &["--socket-rate-per-user=0"]).await;
     let (mina, joon) = couple_on(&cluster).await;
     let mina = mina.on(cluster.addrs[0]);
     let mut current = mina.socket().await;

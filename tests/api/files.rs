@@ -23,6 +23,7 @@ both_backends!(
     the_sweeper_removes_only_orphans,
     a_blob_that_cannot_be_removed_does_not_stop_the_sweeper,
     a_couples_files_stay_within_its_quota,
+    a_long_replay_gives_every_chat_its_own_file_across_pages,
 );
 
 /// A 3x2 PNG, the smallest real image a browser shows.
@@ -464,4 +465,26 @@ async fn a_couples_files_stay_within_its_quota(backend: Backend) {
     let hana = User::signup(&node, "hana").await;
     pair(&sora, &hana).await;
     uploaded(&sora, "d.bin", &[4; 1000]).await;
+}
+
+/// The replay reads the log in pages of 1,000; each page must find the files of its own
+/// chats, those next to a page's edge included, and no other chat's.
+async fn a_long_replay_gives_every_chat_its_own_file_across_pages(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let carries = |seq: i64| seq % 7 == 0 || seq % 1000 == 0 || seq % 1000 == 1;
+    seed_history(&node, &mina, &joon, 2500, carries).await;
+
+    let replay = joon.socket_at("/ws?after=0").await.replay;
+    assert_eq!(replay.len(), 2500);
+    for (i, frame) in replay.iter().enumerate() {
+        let seq = i as i64 + 1;
+        assert_eq!(frame["seq"], seq, "in order: {frame}");
+        assert_eq!(frame["text"], format!("chat {seq}"));
+        if carries(seq) {
+            assert_eq!(frame["file"]["name"], format!("f{seq}.png"), "{frame}");
+        } else {
+            assert!(frame["file"].is_null(), "{frame}");
+        }
+    }
 }

@@ -22,6 +22,7 @@ mod export;
 mod faults;
 mod files;
 mod headers;
+mod heavy;
 mod logins;
 mod openapi;
 mod pairing;

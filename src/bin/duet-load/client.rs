@@ -115,7 +115,9 @@ impl fmt::Display for DialError {
                 match (status, code.as_str()) {
                     (429, _) => write!(
                         f,
-                        " (per-user socket limit: raise DUET_MAX_SOCKETS_PER_USER)"
+                        " (per-user socket limits: raise DUET_MAX_SOCKETS_PER_USER, and set \
+                         DUET_SOCKET_RATE_PER_USER=0 for runs that open or reopen many sockets \
+                         per user)"
                     ),
                     (503, _) => write!(f, " (node full or draining: DUET_MAX_SOCKETS)"),
                     (401, _) => write!(f, " (token unknown to this deployment: run setup again)"),

@@ -31,8 +31,9 @@
 //! `client.rs`, CPU and memory in `measure.rs`, output in `report.rs`, descriptor limits in
 //! `limits.rs`. The node's own limits matter for every mode: Duet by default allows 20
 //! frames/s per socket (`DUET_FRAME_RATE`, `DUET_FRAME_BURST`), 8 sockets per user per node
-//! (`DUET_MAX_SOCKETS_PER_USER`) and 10,000 sockets per node (`DUET_MAX_SOCKETS`); a sizing
-//! run raises them, and the generator reports `rate_limited`, 429 and 503 plainly when it
+//! (`DUET_MAX_SOCKETS_PER_USER`), 30 sockets opened per user per minute per node
+//! (`DUET_SOCKET_RATE_PER_USER`; `idle`, `storm` and `resume` open or reopen more, so set it
+//! to 0) and 10,000 sockets per node (`DUET_MAX_SOCKETS`); a sizing run raises them, and the generator reports `rate_limited`, 429 and 503 plainly when it
 //! meets them.
 
 mod client;

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 mod cluster;
 mod db;
+mod history;
 mod node;
 mod questions;
 mod socket;
@@ -27,6 +28,7 @@ mod user;
 
 pub use cluster::*;
 pub use db::*;
+pub use history::*;
 pub use node::*;
 pub use questions::*;
 pub use socket::*;
