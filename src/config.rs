@@ -71,6 +71,12 @@ pub struct Config {
     #[arg(long, env = "DUET_SOCKET_QUEUE", default_value_t = 256)]
     pub socket_queue: usize,
 
+    /// Milliseconds a socket's client may take to accept what is written to it. Past it the
+    /// client counts as slow: it is sent a 1013 close after the frames already under way
+    /// (given as long again to read them), then dropped.
+    #[arg(long, env = "DUET_SOCKET_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub socket_write_timeout_ms: u64,
+
     /// Largest WebSocket message a client may send; a bigger one closes the socket with 1009.
     #[arg(long, env = "DUET_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub max_frame_bytes: usize,
@@ -285,6 +291,10 @@ impl Config {
 
     pub fn ping_interval(&self) -> Duration {
         Duration::from_secs(self.ping_secs.max(1))
+    }
+
+    pub fn socket_write_timeout(&self) -> Duration {
+        Duration::from_millis(self.socket_write_timeout_ms.max(1))
     }
 
     pub fn idle_timeout(&self) -> Duration {

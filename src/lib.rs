@@ -125,6 +125,12 @@ impl Node {
         self.addr
     }
 
+    /// The node's counters, as `/metrics` shows them (tests read them here, whatever
+    /// listener serves `/metrics`).
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.state.metrics
+    }
+
     /// Drains: fails `/readyz` and refuses upgrades while still serving for the drain delay
     /// (the load balancer's turn to notice), then closes the port, closes sockets with 1012,
     /// waits for requests, sockets and commits to finish (at most the configured drain

@@ -18,6 +18,8 @@ both_backends!(
     invalid_utf8_in_a_text_frame_closes_with_1007,
     sockets_per_user_are_limited,
     a_stopping_node_says_not_ready_and_serves_on_for_the_drain_delay,
+    a_client_that_stops_reading_finds_whole_frames_then_1013_and_is_counted,
+    a_delete_that_meets_a_stalled_database_is_answered_unavailable_in_time,
 );
 
 async fn the_upgrade_is_refused_without_session_from_foreign_origin_or_unpaired(backend: Backend) {
@@ -313,4 +315,137 @@ async fn a_stopping_node_says_not_ready_and_serves_on_for_the_drain_delay(backen
     let closed = mine.closed().await;
     assert_eq!(closed.map(|f| u16::from(f.code)), Some(1012));
     stopping.await.expect("the node stops");
+}
+
+/// A client that stops reading (a phone put in the background, a 4 KiB receive buffer) while
+/// its partner sends some 15 MB, and reads again 7 s after the last, finds whole frames in seq order
+/// and then the 1013 close that tells it to resume; the node counts the drop.
+async fn a_client_that_stops_reading_finds_whole_frames_then_1013_and_is_counted(
+    backend: Backend,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use std::time::Duration;
+
+    let node = spawn_node_with(backend, &["--frame-rate=100000", "--frame-burst=100000"]).await;
+    let (mina, joon) = couple(&node).await;
+    let mut slow = joon.raw_socket("/ws", Some(4096)).await;
+    // Through `synced`, then it reads nothing more.
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), slow.next())
+            .await
+            .expect("the handshake arrives")
+            .expect("the socket is open")
+            .expect("a valid frame");
+        if message.to_text().is_ok_and(|t| t.contains("\"synced\"")) {
+            break;
+        }
+    }
+    let mut talker = mina.raw_socket("/ws", None).await;
+    let padding = "x".repeat(3000);
+    let started = std::time::Instant::now();
+    // In windows of 100, each acked before the next: the talker keeps up with its own socket,
+    // so only the silent partner falls behind.
+    for window in 0..50 {
+        for i in 0..100 {
+            let text = format!("{} {padding}", window * 100 + i);
+            let frame = json!({ "type": "send", "client_id": uuid::Uuid::new_v4(), "text": text });
+            talker
+                .feed(Message::text(frame.to_string()))
+                .await
+                .expect("feeding a send");
+        }
+        talker.flush().await.expect("flushing sends");
+        let mut acks = 0;
+        while acks < 100 {
+            let message = tokio::time::timeout(Duration::from_secs(10), talker.next())
+                .await
+                .expect("the talker's sends are answered")
+                .expect("the talker's socket is open")
+                .expect("a valid frame");
+            let text = message.to_text().unwrap_or_default();
+            assert!(!text.contains("\"error\""), "{text}");
+            if text.contains("\"ack\"") {
+                acks += 1;
+            }
+        }
+    }
+    // Silent for 7 s after the last chat, and 11 s in all: by then the node's write to it
+    // has waited past the write timeout (10 s by default), counted from when its buffers
+    // filled, early in the stream.
+    let sent_in = started.elapsed();
+    let silent_for = (sent_in + Duration::from_secs(7)).max(Duration::from_secs(11));
+    tokio::time::sleep(silent_for.saturating_sub(sent_in)).await;
+
+    let mut last_seq = 0;
+    let close = loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), slow.next())
+            .await
+            .expect("the node ends the socket in time");
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                let frame: serde_json::Value =
+                    serde_json::from_str(&text).expect("a whole JSON frame");
+                if let Some(seq) = frame["seq"].as_i64() {
+                    assert!(seq > last_seq, "seq {seq} after {last_seq}");
+                    last_seq = seq;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                panic!("the stream broke after seq {last_seq} (sent in {sent_in:?}): {e}")
+            }
+            None => panic!("the stream ended after seq {last_seq} without a close frame"),
+        }
+    };
+    let code = close.map(|c| u16::from(c.code));
+    assert_eq!(code, Some(1013), "after seq {last_seq}");
+    assert!(last_seq > 0, "some chats arrived before the close");
+    assert_eq!(node.slow_client_disconnects(), 1);
+}
+
+/// A `delete` waits inside the socket's loop: one that meets a stalled database (its couple's
+/// row held by another connection) is answered `unavailable` within the database timeout, not
+/// waited out, and the socket serves on; sent again once the database moves, it goes through.
+async fn a_delete_that_meets_a_stalled_database_is_answered_unavailable_in_time(
+    backend: Backend,
+) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use std::time::{Duration, Instant};
+
+    let node = spawn_node_with(backend, &["--db-timeout-ms=500"]).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    let chat_id = mine.acked("soon gone").await["id"].clone();
+    theirs.until_text("soon gone").await;
+
+    let db = sea_orm::Database::connect(node.db.url.as_str())
+        .await
+        .expect("a connection of the test's own");
+    let blocker = db.begin().await.expect("a transaction");
+    // Takes the couple's row on Postgres and the write lock on SQLite.
+    blocker
+        .execute_unprepared("UPDATE couples SET id = id")
+        .await
+        .expect("holding the couple");
+    let asked = Instant::now();
+    mine.send(json!({ "type": "delete", "chat_id": chat_id }))
+        .await;
+    let answer = mine.until("error").await;
+    let waited = asked.elapsed();
+    assert_eq!(answer["code"], "unavailable", "{answer}");
+    assert!(
+        waited < Duration::from_secs(2),
+        "answered after {waited:?}, the database timeout is 500 ms"
+    );
+    // The socket still answers while the database is stalled.
+    mine.send(json!({ "type": "read", "seq": -1 })).await;
+    assert_eq!(mine.until("error").await["code"], "invalid_input");
+
+    blocker.rollback().await.expect("releasing the couple");
+    mine.send(json!({ "type": "delete", "chat_id": chat_id }))
+        .await;
+    let deleted = theirs.until("deleted").await;
+    assert_eq!(deleted["chat_id"], chat_id);
 }

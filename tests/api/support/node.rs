@@ -14,6 +14,13 @@ impl TestNode {
         format!("http://{}", self.addr)
     }
 
+    /// Sockets this node closed because their client did not keep up.
+    pub fn slow_client_disconnects(&self) -> u64 {
+        self.node
+            .as_ref()
+            .map_or(0, |node| node.metrics().slow_client_disconnects.get())
+    }
+
     pub async fn stop(&mut self) {
         if let Some(node) = self.node.take() {
             node.stop().await;

@@ -194,6 +194,33 @@ impl User {
     }
 }
 
+impl User {
+    /// A bare socket on `path` (nothing read from it yet), with the kernel's receive buffer
+    /// as small as `recv_buffer` if given: a client that can stop reading in earnest.
+    pub async fn raw_socket(
+        &self,
+        path: &str,
+        recv_buffer: Option<u32>,
+    ) -> WebSocketStream<TcpStream> {
+        let tcp = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        if let Some(size) = recv_buffer {
+            tcp.set_recv_buffer_size(size)
+                .expect("a small receive buffer");
+        }
+        let stream = tcp.connect(self.addr).await.expect("the node accepts");
+        let mut req = format!("ws://{}{path}", self.addr)
+            .into_client_request()
+            .expect("a websocket request");
+        let cookie =
+            HeaderValue::from_str(&format!("duet_session={}", self.token)).expect("a header");
+        req.headers_mut().insert("cookie", cookie);
+        let (ws, _) = tokio_tungstenite::client_async(req, stream)
+            .await
+            .expect("the upgrade");
+        ws
+    }
+}
+
 pub async fn try_socket(
     addr: SocketAddr,
     path: &str,

@@ -9,10 +9,8 @@
 //! one that fills up means the client does not keep up, and it is closed (it resumes with
 //! `after=`), never buffered without bound.
 //!
-//! Delivery: every persisted event has the couple's `seq`, and `cursor` is the highest seq
-//! this socket has been given. A live event at or below it is a duplicate and dropped. One
-//! above `cursor + 1` waits briefly for the events before it (two nodes' events can cross on
-//! their way here); if the gap does not fill within `REORDER_WAIT`, the session reads what it
+//! Delivery: every persisted event has the couple's `seq`; `delivery::Order` decides what of
+//! it to write and when a gap has waited long enough that the session must read what it
 //! missed from the database. The bus says `Resync` when it knows it lost something, and on
 //! every ping tick the session compares its cursor with the couple's last seq, in case the
 //! lost event was the last one. So the client sees every seq exactly once, in order, whatever
@@ -23,7 +21,9 @@
 //! there (`pairing::socket_standing`, one statement), so a socket whose "session ended" or
 //! "couple deleted" message was lost still closes (4001 / 4002) within one ping interval.
 
-use std::collections::{BTreeMap, VecDeque};
+mod delivery;
+
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +42,7 @@ use crate::frame::{ClientFrame, ServerFrame};
 use crate::pairing::{self, SocketStanding};
 use crate::question;
 use crate::state::AppState;
+use delivery::Order;
 
 /// Chats replayed to a client that connects without `after`.
 const LATEST_CHATS: u64 = 50;
@@ -53,8 +54,6 @@ const REORDER_WAIT: Duration = Duration::from_millis(100);
 const REORDER_LIMIT: usize = 256;
 /// A flood of frames other than sends is told `rate_limited` at most this often.
 const RATE_NOTICE_EVERY: Duration = Duration::from_secs(1);
-/// A client that takes longer than this to accept what we write is gone or hopelessly slow.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// During a long replay, written out every this many bytes (bounds the write buffer).
 const REPLAY_FLUSH_BYTES: usize = 16 * 1024;
 /// After refusing an oversized frame its unread bytes are still in the kernel's buffer, and
@@ -90,12 +89,8 @@ pub struct Session {
     after: Option<i64>,
     /// When the login behind this socket expires.
     expires_at: Instant,
-    /// Highest seq given to this socket; see the module docs.
-    cursor: i64,
-    /// Persisted events that arrived ahead of their turn, by seq.
-    early: BTreeMap<i64, (Option<uuid::Uuid>, Utf8Bytes)>,
-    /// When the oldest of `early` stops waiting.
-    early_deadline: Option<Instant>,
+    /// What of the couple's events to write, in seq order; holds `(sender, frame)`.
+    order: Order<(Option<uuid::Uuid>, Utf8Bytes)>,
     /// The highest seq given to this socket of an event not by this user: how far a read
     /// mark may go (marking one's own chats read tells nobody anything).
     readable: i64,
@@ -114,6 +109,8 @@ pub struct Session {
     out: Vec<Message>,
     /// Events were lost or are overdue: read them from the database before writing on.
     behind: bool,
+    /// A write to the client ran past the write timeout: it is closed as slow.
+    write_timed_out: bool,
 }
 
 impl Session {
@@ -138,15 +135,14 @@ impl Session {
             me,
             after,
             expires_at: now + lifetime,
-            cursor: 0,
-            early: BTreeMap::new(),
-            early_deadline: None,
+            order: Order::new(REORDER_WAIT, REORDER_LIMIT),
             readable: 0,
             read_sent: 0,
             last_heard: now,
             unflushed: 0,
             out: Vec::new(),
             behind: false,
+            write_timed_out: false,
         }
     }
 
@@ -181,6 +177,7 @@ impl Session {
         let handshake = Box::pin(self.handshake(&mut sink, partner_online)).await;
         let ending = match handshake {
             Ok(()) => self.serve(&mut sink, &mut stream).await,
+            Err(_) if self.write_timed_out => self.too_slow(),
             Err(e) => {
                 tracing::warn!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, error = %e, "handshake failed");
                 Ending::Close(close::INTERNAL, "try again")
@@ -192,8 +189,12 @@ impl Session {
                 code,
                 reason: Utf8Bytes::from_static(reason),
             };
-            let _ =
-                tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+            // Sending it first finishes the frame a timed-out write left half written (the
+            // socket keeps it whole in its buffer), so a slow client that reads again in
+            // time finds whole frames, then the close. One that does not is dropped.
+            let write_timeout = self.state.config.socket_write_timeout();
+            let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(frame))))
+                .await;
             if code == close::TOO_BIG {
                 tokio::time::sleep(LINGER_AFTER_TOO_BIG).await;
             }
@@ -228,7 +229,7 @@ impl Session {
         self.feed(sink, hello.to_text()).await?;
         match self.after {
             Some(after) => {
-                self.cursor = after.min(last_seq);
+                self.order.advance_to(after.min(last_seq));
                 self.catch_up_to(sink, last_seq).await?;
             }
             None => {
@@ -248,7 +249,7 @@ impl Session {
                 }
             }
         }
-        self.cursor = last_seq;
+        self.order.advance_to(last_seq);
         self.feed(sink, ServerFrame::Synced { last_seq }.to_text())
             .await?;
         // Every question still owed, even if the replay just showed it: the client needs them
@@ -282,7 +283,7 @@ impl Session {
                 () = &mut timer => self.on_timer(),
             };
             let step = match step {
-                Ok(()) if self.behind => self.catch_up(sink).await,
+                Ok(()) if self.behind || self.order.behind() => self.catch_up(sink).await,
                 step => step,
             };
             let step = match step {
@@ -301,8 +302,8 @@ impl Session {
 
     fn next_deadline(&self) -> Instant {
         let mut next = self.next_ping.min(self.expires_at);
-        if let Some(early) = self.early_deadline {
-            next = next.min(early);
+        if let Some(gap) = self.order.deadline() {
+            next = next.min(gap);
         }
         next
     }
@@ -323,39 +324,10 @@ impl Session {
     fn on_event(&mut self, event: BusEvent) -> Step {
         match event {
             BusEvent::Frame {
-                seq: None, json, ..
-            } => self.write(json),
-            BusEvent::Frame {
-                seq: Some(seq),
-                from,
-                json,
-                ..
+                seq, from, json, ..
             } => {
-                if seq <= self.cursor {
-                    return Ok(());
-                }
-                if seq > self.cursor + 1 {
-                    self.early.insert(seq, (from, json));
-                    if self.early.len() > REORDER_LIMIT {
-                        self.behind = true;
-                    }
-                    self.early_deadline
-                        .get_or_insert_with(|| Instant::now() + REORDER_WAIT);
-                    return Ok(());
-                }
-                self.give(seq, from, json);
-                // The event may have been what earlier arrivals were waiting for.
-                while let Some(entry) = self.early.first_entry() {
-                    if *entry.key() > self.cursor + 1 {
-                        break;
-                    }
-                    let (seq, (from, json)) = entry.remove_entry();
-                    if seq == self.cursor + 1 {
-                        self.give(seq, from, json);
-                    }
-                }
-                if self.early.is_empty() {
-                    self.early_deadline = None;
+                for (seq, (from, json)) in self.order.arrive(seq, (from, json)) {
+                    give(&mut self.out, &mut self.readable, &self.me, &self.state, seq, from, json);
                 }
             }
             BusEvent::SessionEnded { session_id } if session_id == self.me.session_id => {
@@ -368,15 +340,6 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    /// Writes the next persisted event.
-    fn give(&mut self, seq: i64, from: Option<uuid::Uuid>, json: Utf8Bytes) {
-        self.cursor = seq;
-        if from != Some(self.me.user_id) {
-            self.readable = seq;
-        }
-        self.write(json);
     }
 
     async fn on_message(
@@ -467,10 +430,10 @@ impl Session {
             // Rare, and their futures are large (a transaction): boxed, so that the future
             // every idle socket holds for its whole life stays small.
             ClientFrame::Answer { question_id, text } => {
-                Box::pin(question::answer(state, me, question_id, &text)).await
+                bounded(state, question::answer(state, me, question_id, &text)).await
             }
             ClientFrame::Delete { chat_id } => {
-                Box::pin(chat::delete(state, me, chat_id)).await?;
+                bounded(state, chat::delete(state, me, chat_id)).await?;
                 Ok(None)
             }
             ClientFrame::Typing => {
@@ -478,10 +441,10 @@ impl Session {
                 Ok(None)
             }
             ClientFrame::Read { seq } => {
-                if seq < 0 || seq > self.cursor {
+                let cursor = self.order.cursor();
+                if seq < 0 || seq > cursor {
                     return Err(Error::InvalidInput(format!(
-                        "read seq must be between 0 and {}",
-                        self.cursor
+                        "read seq must be between 0 and {cursor}"
                     )));
                 }
                 // Only events by the partner (and questions) need marking; one's own chats
@@ -500,9 +463,6 @@ impl Session {
         let now = Instant::now();
         if now >= self.expires_at {
             return Err(Ending::Close(close::SESSION_ENDED, "session expired"));
-        }
-        if self.early_deadline.is_some_and(|d| now >= d) {
-            self.behind = true;
         }
         if now >= self.next_ping {
             if self.last_heard.elapsed() > self.state.config.idle_timeout() {
@@ -553,10 +513,13 @@ impl Session {
             Ok(Ok(()))
         }
         .await;
-        // What waited for the gap is in the database too, and now at or below the cursor.
-        self.early.retain(|seq, _| *seq > self.cursor);
-        if self.early.is_empty() {
-            self.early_deadline = None;
+        // What waited for the gap is in the database too; what waited beyond it may go now.
+        let upto = self.order.cursor();
+        for (seq, (from, json)) in self.order.caught_up(upto) {
+            give(&mut self.out, &mut self.readable, &self.me, &self.state, seq, from, json);
+        }
+        if result.is_err() && self.write_timed_out {
+            return Err(self.too_slow());
         }
         result.unwrap_or_else(|e: Error| {
             tracing::warn!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, error = %e, "catch-up failed");
@@ -565,10 +528,10 @@ impl Session {
     }
 
     async fn catch_up_to(&mut self, sink: &mut Sink, upto: i64) -> Result<()> {
-        while self.cursor < upto {
-            let page =
-                chat::events_between(&self.state, self.me.couple_id, self.cursor, upto, PAGE)
-                    .await?;
+        while self.order.cursor() < upto {
+            let after = self.order.cursor();
+            let page = chat::events_between(&self.state, self.me.couple_id, after, upto, PAGE)
+                .await?;
             let Some(last) = page.last().map(|e| e.seq) else {
                 break;
             };
@@ -578,19 +541,21 @@ impl Session {
                 }
                 self.feed(sink, event.frame.to_text()).await?;
             }
-            self.cursor = last;
+            self.order.advance_to(last);
         }
-        self.cursor = self.cursor.max(upto);
+        self.order.advance_to(upto);
         Ok(())
     }
 
     /// Feeds a frame of the replay or a catch-up, writing out every `REPLAY_FLUSH_BYTES`.
     async fn feed(&mut self, sink: &mut Sink, json: Utf8Bytes) -> Result<()> {
         let len = json.len();
-        let fed = tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Text(json))).await;
-        if !matches!(fed, Ok(Ok(()))) {
-            return Err(Error::Unavailable("the client is gone or too slow".into()));
-        }
+        let fed = tokio::time::timeout(
+            self.state.config.socket_write_timeout(),
+            sink.feed(Message::Text(json)),
+        )
+        .await;
+        self.written(fed)?;
         self.state.metrics.frames_sent.inc();
         self.unflushed += len;
         if self.unflushed >= REPLAY_FLUSH_BYTES {
@@ -601,9 +566,23 @@ impl Session {
 
     async fn flush(&mut self, sink: &mut Sink) -> Result<()> {
         self.unflushed = 0;
-        match tokio::time::timeout(WRITE_TIMEOUT, sink.flush()).await {
+        let flushed =
+            tokio::time::timeout(self.state.config.socket_write_timeout(), sink.flush()).await;
+        self.written(flushed)
+    }
+
+    /// How a replay or catch-up write went; a timeout marks the client as slow.
+    fn written(
+        &mut self,
+        outcome: std::result::Result<std::result::Result<(), axum::Error>, tokio::time::error::Elapsed>,
+    ) -> Result<()> {
+        match outcome {
             Ok(Ok(())) => Ok(()),
-            _ => Err(Error::Unavailable("the client is gone or too slow".into())),
+            Ok(Err(_)) => Err(Error::Unavailable("the client is gone".into())),
+            Err(_) => {
+                self.write_timed_out = true;
+                Err(Error::Unavailable("the client is too slow".into()))
+            }
         }
     }
 
@@ -619,7 +598,7 @@ impl Session {
             return Ok(());
         }
         let out = &mut self.out;
-        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+        let written = tokio::time::timeout(self.state.config.socket_write_timeout(), async {
             for message in out.drain(..) {
                 sink.feed(message).await?;
             }
@@ -631,9 +610,40 @@ impl Session {
         }
         match written {
             Ok(Ok(())) => Ok(()),
-            _ => Err(Ending::Gone),
+            Ok(Err(_)) => Err(Ending::Gone),
+            // What was not fed yet is dropped; the client resumes from its last seq.
+            Err(_) => Err(self.too_slow()),
         }
     }
+}
+
+/// Runs a frame's database work for at most the database timeout: the socket loop waits on
+/// it, and nothing may hold a socket deaf for longer. Cut short, its transaction rolls back
+/// (or, cut after its commit, the event comes by the ping tick's catch-up); the client is
+/// told `unavailable` and sends again.
+async fn bounded<T>(state: &AppState, work: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(state.config.db_timeout(), Box::pin(work))
+        .await
+        .map_err(|_| Error::Unavailable("the database is slow; send it again".into()))?
+}
+
+/// Queues a live frame the order released; marks how far a read mark may go.
+fn give(
+    out: &mut Vec<Message>,
+    readable: &mut i64,
+    me: &Member,
+    state: &AppState,
+    seq: Option<i64>,
+    from: Option<uuid::Uuid>,
+    json: Utf8Bytes,
+) {
+    if let Some(seq) = seq
+        && from != Some(me.user_id)
+    {
+        *readable = seq;
+    }
+    state.metrics.frames_sent.inc();
+    out.push(Message::Text(json));
 }
 
 type Sink = SplitSink<WebSocket, Message>;
