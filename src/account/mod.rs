@@ -129,11 +129,14 @@ pub async fn delete(
 ) -> Result<()> {
     confirm_password(guard, client, user, password, "the password is wrong").await?;
     let member = pairing::member(services, user.id, session_id).await?;
-    if let Some(me) = &member {
-        breakup::schedule(services, me).await?;
-    }
-    let ended = store::users::delete_account(&services.db, user.id, member.is_some()).await?;
-    if let Some(me) = &member {
+    let break_up = match &member {
+        Some(me) => Some((me.couple_id, breakup::due(services)?)),
+        None => None,
+    };
+    let (ended, delete_at) = store::users::delete_account(&services.db, user.id, break_up).await?;
+    if let (Some(me), Some(delete_at)) = (&member, delete_at) {
+        tracing::info!(couple_id = %me.couple_id, user_id = %me.user_id, %delete_at, "break-up scheduled");
+        breakup::announce(services, me.couple_id, Some(delete_at));
         for session_id in &ended {
             publish::session_ended(&services.bus, me.couple_id, *session_id);
         }
