@@ -16,7 +16,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+}
+
+/// What the metrics listener serves (`DUET_METRICS_BIND`): `/metrics` and nothing else.
+pub fn metrics_router(state: AppState) -> axum::Router {
+    Router::new()
         .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -32,10 +38,8 @@ pub(super) async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, Json(Status { status: "ok" }))
 }
 
-/// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)))]
-pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus metrics (text exposition format), on the metrics listener only.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -25,7 +25,7 @@ const ALWAYS: &str = "--commit-window-after=1";
 
 /// `(batches committed, sends in them)` so far, from the node's `/metrics`.
 async fn batches(node: &TestNode) -> (u64, u64) {
-    let text = reqwest::get(format!("{}/metrics", node.base()))
+    let text = reqwest::get(node.metrics_url())
         .await
         .expect("metrics")
         .text()

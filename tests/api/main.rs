@@ -23,6 +23,7 @@ mod files;
 mod headers;
 mod logins;
 mod openapi;
+mod operations;
 mod pairing;
 mod question;
 mod search;
