@@ -109,6 +109,7 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         state.shutdown.clone(),
         &state.tasks,
     );
+    http::spawn_database_check(state.clone());
     let app = http::router(state.clone(), ws::router());
     let shutdown = state.shutdown.clone();
     let server = tokio::spawn(async move {

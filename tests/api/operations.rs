@@ -73,3 +73,59 @@ async fn a_metrics_port_that_is_off_or_taken_never_stops_the_node() {
         "metrics on the API's port"
     );
 }
+
+/// With the database gone, `/readyz` says so at once: an orchestrator's probe gives up after
+/// a second, sooner than a ping to a database that does not answer. It comes back by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_answered_at_once_when_the_database_is_down() {
+    use std::time::{Duration, Instant};
+    let mut pg = crate::private_pg::PrivatePostgres::start().await;
+    let db = TestDb::existing(&pg.url());
+    let node = duet::start(config(&db.url, db.data_dir(), &["--db-timeout-ms=2000"]))
+        .await
+        .expect("the node starts");
+    let readyz = format!("http://{}/readyz", node.addr());
+    let probe = || async {
+        let started = Instant::now();
+        let status = reqwest::get(&readyz)
+            .await
+            .expect("the node answers")
+            .status();
+        (status, started.elapsed())
+    };
+    assert_eq!(probe().await.0, StatusCode::OK);
+
+    pg.stop().await;
+    // The background check notices within its period plus the database timeout.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut slowest = Duration::ZERO;
+    loop {
+        let (status, took) = probe().await;
+        slowest = slowest.max(took);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never 503 with the database down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..5 {
+        let (status, took) = probe().await;
+        slowest = slowest.max(took);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "/readyz took {slowest:?} with the database down (a probe gives up after 1 s)"
+    );
+
+    pg.resume().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while probe().await.0 != StatusCode::OK {
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.stop().await;
+}
