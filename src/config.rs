@@ -202,6 +202,12 @@ pub struct Config {
     #[arg(long, env = "DUET_LOGIN_RATE_PER_USER", default_value_t = 10)]
     pub login_rate_per_user: u32,
 
+    /// Username availability checks per minute from one client address (also the burst);
+    /// beyond, 429 `rate_limited`: the check tells whether an account exists, so it is not
+    /// a free list of who uses Duet. 0: no limit.
+    #[arg(long, env = "DUET_USERNAME_CHECKS_PER_ADDR", default_value_t = 60)]
+    pub username_checks_per_addr: u32,
+
     /// Comma-separated addresses or CIDR ranges of the proxies in front of this node. A
     /// request from one of them is counted against the address its `X-Forwarded-For` names
     /// (the last one not itself a trusted proxy); from anywhere else, against the peer.

@@ -83,8 +83,15 @@ pub async fn start_session(services: &Services, user_id: Uuid) -> Result<String>
     Ok(token)
 }
 
-/// Whether a username can still be had: well-formed and nobody's (whatever its case).
-pub async fn is_free(services: &Services, username: &str) -> Result<bool> {
+/// Whether a username can still be had: well-formed and nobody's (whatever its case and
+/// Unicode form). Rate-limited per client address like logins.
+pub async fn is_free(
+    services: &Services,
+    guard: &Guard,
+    client: IpAddr,
+    username: &str,
+) -> Result<bool> {
+    guard.admit_check(client)?;
     validate_username(username)?;
     Ok(!store::users::exists(&services.db, username).await?)
 }
@@ -185,10 +192,12 @@ fn token_hash(token: &str) -> String {
     format!("{:x}", Sha256::digest(token.as_bytes()))
 }
 
+/// The rule holds for the name as typed and for its key (its normal form, which is what makes
+/// names the same): one character may expand into several, or into spaces, under NFKC.
 fn validate_username(username: &str) -> Result<()> {
-    let length = username.chars().count();
     let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '.' | '-');
-    if !(3..=32).contains(&length) || !username.chars().all(allowed) {
+    let fits = |name: &str| (3..=32).contains(&name.chars().count()) && name.chars().all(allowed);
+    if !fits(username) || !fits(&store::users::username_key(username)) {
         return Err(Error::InvalidInput(
             "a username has 3-32 letters, digits, '_', '.' or '-'".into(),
         ));

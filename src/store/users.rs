@@ -29,23 +29,33 @@ pub async fn create(
     .await
 }
 
+/// The account a username names. Its key decides, except for the few accounts whose old key
+/// (the lowercase alone) was kept because two look-alikes had signed up before the normal
+/// form (`migration::username_key`): typed as before, such a name still finds its own account.
 pub async fn by_username(
     db: &impl ConnectionTrait,
     username: &str,
 ) -> Result<Option<User>, sea_orm::DbErr> {
-    users::Entity::find()
-        .filter(users::Column::UsernameKey.eq(username_key(username)))
-        .one(db)
-        .await
+    let legacy = username.to_lowercase();
+    let found = users::Entity::find()
+        .filter(users::Column::UsernameKey.is_in([username_key(username), legacy.clone()]))
+        .all(db)
+        .await?;
+    let legacy_match = found.iter().position(|u| u.username_key == legacy);
+    Ok(match legacy_match {
+        Some(i) => found.into_iter().nth(i),
+        None => found.into_iter().next(),
+    })
 }
 
 pub async fn by_id(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<User>, sea_orm::DbErr> {
     users::Entity::find_by_id(id).one(db).await
 }
 
-/// Usernames are unique case-insensitively: "Mina" and "mina" are one person.
+/// Usernames are unique whatever their case and Unicode form: "Mina", "mina" and "ｍｉｎａ"
+/// (fullwidth) are one person (see `migration::username_key`).
 pub fn username_key(username: &str) -> String {
-    username.to_lowercase()
+    migration::username_key(username)
 }
 
 pub struct SessionUser {
@@ -114,7 +124,7 @@ pub async fn delete_account(
             .col_expr(
                 couples::Column::DeleteAt,
                 Expr::from(Func::coalesce([
-                    Expr::col(couples::Column::DeleteAt).into(),
+                    Expr::col(couples::Column::DeleteAt),
                     Expr::value(at),
                 ])),
             )
