@@ -14,6 +14,12 @@ pub struct Config {
     #[arg(long, env = "DUET_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
+    /// Where Prometheus scrapes `/metrics`: a listener of its own, never the API's port (the
+    /// counters tell outsiders how busy the node is). `off` serves no metrics; an address
+    /// that is taken is logged as a warning and the node runs without metrics.
+    #[arg(long, env = "DUET_METRICS_BIND", default_value = "127.0.0.1:9464")]
+    pub metrics_bind: String,
+
     /// Where the embedded SQLite database lives when no DATABASE_URL is given.
     #[arg(long, env = "DUET_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -216,6 +222,12 @@ pub struct Config {
     #[arg(long, env = "DUET_LOGIN_RATE_PER_USER", default_value_t = 10)]
     pub login_rate_per_user: u32,
 
+    /// Username availability checks per minute from one client address (also the burst);
+    /// beyond, 429 `rate_limited`: the check tells whether an account exists, so it is not
+    /// a free list of who uses Duet. 0: no limit.
+    #[arg(long, env = "DUET_USERNAME_CHECKS_PER_ADDR", default_value_t = 60)]
+    pub username_checks_per_addr: u32,
+
     /// Comma-separated addresses or CIDR ranges of the proxies in front of this node. A
     /// request from one of them is counted against the address its `X-Forwarded-For` names
     /// (the last one not itself a trusted proxy); from anywhere else, against the peer.
@@ -259,6 +271,26 @@ pub struct Config {
 }
 
 impl Config {
+    /// The metrics listener's address; `None` for `off`.
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        if self.metrics_bind.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let addr: SocketAddr = self.metrics_bind.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "DUET_METRICS_BIND must be an address like 127.0.0.1:9464, or off, not {:?}",
+                self.metrics_bind
+            )
+        })?;
+        if addr.port() != 0 && addr.port() == self.bind.port() {
+            anyhow::bail!(
+                "DUET_METRICS_BIND must not be the API's port {}: metrics are not for the public",
+                self.bind.port()
+            );
+        }
+        Ok(Some(addr))
+    }
+
     pub fn presence_ttl(&self) -> Duration {
         Duration::from_secs(self.presence_ttl_secs.max(3))
     }

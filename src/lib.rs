@@ -44,6 +44,7 @@ use crate::state::AppState;
 /// A running node.
 pub struct Node {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     state: AppState,
     server: JoinHandle<()>,
 }
@@ -76,6 +77,18 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         .await
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_addr()? {
+        None => None,
+        // Metrics are for the operator, not worth a node that does not start: a taken port
+        // costs the scrape, not the chats.
+        Some(at) => match TcpListener::bind(at).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::warn!(addr = %at, error = %e, "cannot listen for /metrics; running without it");
+                None
+            }
+        },
+    };
     let origins = config.allowed_origins(addr);
     // SQLite has one writer: a second shard would only queue behind the first.
     let writers = match db.get_database_backend() {
@@ -97,6 +110,7 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         state.shutdown.clone(),
         &state.tasks,
     );
+    http::spawn_database_check(state.clone());
     let app = http::router(state.clone(), ws::router());
     let shutdown = state.shutdown.clone();
     let server = tokio::spawn(async move {
@@ -112,9 +126,11 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
             tracing::error!(error = %e, "server stopped");
         }
     });
+    let metrics_addr = serve_metrics(&state, metrics_listener).await;
     tracing::info!(%addr, "duet node listening");
     Ok(Node {
         addr,
+        metrics_addr,
         state,
         server,
     })
@@ -129,6 +145,11 @@ impl Node {
     /// listener serves `/metrics`).
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.state.metrics
+    }
+
+    /// Where `/metrics` is served (`DUET_METRICS_BIND`); `None` when off or the port was taken.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Drains: fails `/readyz` and refuses upgrades while still serving for the drain delay
@@ -161,4 +182,20 @@ impl Node {
         self.state.db.clone().close().await.ok();
         self.state.reads.clone().close().await.ok();
     }
+}
+
+/// Serves `/metrics` on its own listener until shutdown; returns its address.
+async fn serve_metrics(state: &AppState, listener: Option<TcpListener>) -> Option<SocketAddr> {
+    let listener = listener?;
+    let addr = listener.local_addr().ok()?;
+    let app = http::metrics_router(state.clone());
+    let shutdown = state.shutdown.clone();
+    state.tasks.spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::warn!(error = %e, "metrics listener stopped");
+        }
+    });
+    tracing::info!(%addr, "metrics on their own listener");
+    Some(addr)
 }

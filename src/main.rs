@@ -109,7 +109,16 @@ async fn questions(config: &Config, command: QuestionsCommand) -> anyhow::Result
 }
 
 fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The WebSocket library logs frames, and frames are a couple's chats: held at warn
+    // whatever DUET_LOG says, unless it names the library itself.
+    if !config.log.contains("tungstenite") {
+        for quiet in ["tungstenite=warn", "tokio_tungstenite=warn"] {
+            if let Ok(directive) = quiet.parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

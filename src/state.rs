@@ -29,6 +29,9 @@ pub struct Inner {
     /// Set first when stopping: `/readyz` fails so the load balancer stops sending traffic,
     /// and new upgrades are refused while the sockets drain.
     draining: AtomicBool,
+    /// Whether the database answered the last background ping (`http::health`): `/readyz`
+    /// reads this instead of waiting for a ping of its own.
+    database_answers: AtomicBool,
     /// One permit per open socket: the node-wide socket limit.
     pub sockets: Arc<Semaphore>,
     /// Each user's sockets on this node: the per-user limit.
@@ -55,6 +58,8 @@ impl AppState {
             catalogue,
             origins,
             draining: AtomicBool::new(false),
+            // The node has just connected and migrated.
+            database_answers: AtomicBool::new(true),
             sockets,
             seats,
             logins,
@@ -68,6 +73,14 @@ impl AppState {
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn database_answers(&self) -> bool {
+        self.database_answers.load(Ordering::Relaxed)
+    }
+
+    pub fn set_database_answers(&self, answers: bool) {
+        self.database_answers.store(answers, Ordering::Relaxed);
     }
 }
 

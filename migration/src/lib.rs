@@ -12,8 +12,19 @@ mod m20261126_000005_files_by_couple;
 mod m20261127_000006_sessions_by_expiry;
 mod m20261128_000007_accounts_deleted;
 mod m20261129_000008_our_story;
+mod m20261207_000009_username_keys;
 
 pub use m20261129_000008_our_story::SEARCH_EXPRESSION;
+
+/// The key a username is unique and found by: its NFKC form (compatibility characters such
+/// as fullwidth letters become the plain ones), lowercased, and NFKC again (lowercasing can
+/// undo the normal form). Look-alikes that differ only so are one name. Here, not in the
+/// store, because a migration computes the keys of existing accounts with it.
+pub fn username_key(username: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded = username.nfkc().collect::<String>().to_lowercase();
+    folded.nfkc().collect()
+}
 
 pub struct Migrator;
 
@@ -29,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000006_sessions_by_expiry::Migration),
             Box::new(m20261128_000007_accounts_deleted::Migration),
             Box::new(m20261129_000008_our_story::Migration),
+            Box::new(m20261207_000009_username_keys::Migration),
         ]
     }
 }

@@ -47,6 +47,8 @@ pub struct Guard {
     /// Attempts per username, whatever the address (`DUET_LOGIN_RATE_PER_USER`): guessing one
     /// account's password from many addresses stays slow.
     by_user: Option<DefaultKeyedRateLimiter<String>>,
+    /// Username availability checks per client address (`DUET_USERNAME_CHECKS_PER_ADDR`).
+    checks: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl Guard {
@@ -57,6 +59,7 @@ impl Guard {
             hash_wait: config.hash_wait(),
             by_addr: quota(config.login_rate_per_addr).map(RateLimiter::keyed),
             by_user: quota(config.login_rate_per_user).map(RateLimiter::keyed),
+            checks: quota(config.username_checks_per_addr).map(RateLimiter::keyed),
         }
     }
 
@@ -84,6 +87,21 @@ impl Guard {
             })?;
         }
         Ok(())
+    }
+
+    /// Counts one username availability check from `addr`; refused when it has had its share.
+    pub fn admit_check(&self, addr: IpAddr) -> Result<()> {
+        let Some(limiter) = &self.checks else {
+            return Ok(());
+        };
+        let key = addr_key(addr);
+        limiter.check_key(&key).map_err(|not_until| {
+            tracing::debug!(client = %key, "username checks limited (address)");
+            Error::TryLater {
+                message: "too many username checks from your address, try again later",
+                retry_after: not_until.wait_time_from(limiter.clock().now()),
+            }
+        })
     }
 
     /// Runs `work` (hashing or verifying a password) off the async workers once a hashing
@@ -115,6 +133,10 @@ impl Guard {
             limiter.shrink_to_fit();
         }
         if let Some(limiter) = &self.by_user {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &self.checks {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }

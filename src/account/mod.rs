@@ -83,8 +83,15 @@ pub async fn start_session(services: &Services, user_id: Uuid) -> Result<String>
     Ok(token)
 }
 
-/// Whether a username can still be had: well-formed and nobody's (whatever its case).
-pub async fn is_free(services: &Services, username: &str) -> Result<bool> {
+/// Whether a username can still be had: well-formed and nobody's (whatever its case and
+/// Unicode form). Rate-limited per client address like logins.
+pub async fn is_free(
+    services: &Services,
+    guard: &Guard,
+    client: IpAddr,
+    username: &str,
+) -> Result<bool> {
+    guard.admit_check(client)?;
     validate_username(username)?;
     Ok(!store::users::exists(&services.db, username).await?)
 }
@@ -129,11 +136,14 @@ pub async fn delete(
 ) -> Result<()> {
     confirm_password(guard, client, user, password, "the password is wrong").await?;
     let member = pairing::member(services, user.id, session_id).await?;
-    if let Some(me) = &member {
-        breakup::schedule(services, me).await?;
-    }
-    let ended = store::users::delete_account(&services.db, user.id, member.is_some()).await?;
-    if let Some(me) = &member {
+    let break_up = match &member {
+        Some(me) => Some((me.couple_id, breakup::due(services)?)),
+        None => None,
+    };
+    let (ended, delete_at) = store::users::delete_account(&services.db, user.id, break_up).await?;
+    if let (Some(me), Some(delete_at)) = (&member, delete_at) {
+        tracing::info!(couple_id = %me.couple_id, user_id = %me.user_id, %delete_at, "break-up scheduled");
+        breakup::announce(services, me.couple_id, Some(delete_at));
         for session_id in &ended {
             publish::session_ended(&services.bus, me.couple_id, *session_id);
         }
@@ -182,10 +192,12 @@ fn token_hash(token: &str) -> String {
     format!("{:x}", Sha256::digest(token.as_bytes()))
 }
 
+/// The rule holds for the name as typed and for its key (its normal form, which is what makes
+/// names the same): one character may expand into several, or into spaces, under NFKC.
 fn validate_username(username: &str) -> Result<()> {
-    let length = username.chars().count();
     let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '.' | '-');
-    if !(3..=32).contains(&length) || !username.chars().all(allowed) {
+    let fits = |name: &str| (3..=32).contains(&name.chars().count()) && name.chars().all(allowed);
+    if !fits(username) || !fits(&store::users::username_key(username)) {
         return Err(Error::InvalidInput(
             "a username has 3-32 letters, digits, '_', '.' or '-'".into(),
         ));

@@ -42,8 +42,10 @@ struct Listener {
 pub struct Hub {
     couples: Mutex<HashMap<Uuid, Vec<Listener>>>,
     users: Mutex<HashMap<Uuid, Local>>,
-    /// The presence this node last passed on, per user: a change is forwarded, a repeat is not.
-    presence: Mutex<HashMap<Uuid, bool>>,
+    /// The presence this node last passed on, per user, with the couple it was for: a change
+    /// is forwarded, a repeat is not. Entries go with the couple's last local socket, so the
+    /// map holds only the people of couples present here.
+    presence: Mutex<HashMap<Uuid, (Uuid, bool)>>,
     watch: Option<mpsc::UnboundedSender<Watch>>,
 }
 
@@ -91,8 +93,14 @@ impl Hub {
     pub fn deliver(&self, couple_id: Uuid, event: BusEvent) {
         let event = match event {
             BusEvent::Presence { user_id, online } => {
-                let changed = lock(&self.presence).insert(user_id, online) != Some(online);
-                if !changed {
+                // Under the couples' lock: a couple with nobody here leaves no entry behind.
+                let couples = lock(&self.couples);
+                if !couples.contains_key(&couple_id) {
+                    return;
+                }
+                let before = lock(&self.presence).insert(user_id, (couple_id, online));
+                drop(couples);
+                if before.map(|(_, was)| was) == Some(online) {
                     return;
                 }
                 BusEvent::Frame {
@@ -197,8 +205,13 @@ impl Hub {
     }
 
     /// Records what a socket was told in `hello`, so the next change is recognized as one.
-    pub fn note_presence(&self, user_id: Uuid, online: bool) {
-        lock(&self.presence).insert(user_id, online);
+    pub fn note_presence(&self, couple_id: Uuid, user_id: Uuid, online: bool) {
+        lock(&self.presence).insert(user_id, (couple_id, online));
+    }
+
+    /// People whose presence this node remembers.
+    pub fn presence_len(&self) -> usize {
+        lock(&self.presence).len()
     }
 }
 
@@ -226,9 +239,48 @@ impl Drop for Subscription {
         listeners.retain(|l| !Arc::ptr_eq(&l.outbox, &self.outbox));
         if listeners.is_empty() {
             couples.remove(&self.couple_id);
+            lock(&self.hub.presence).retain(|_, (couple_id, _)| *couple_id != self.couple_id);
             if let Some(watch) = &self.hub.watch {
                 let _ = watch.send(Watch::Forget(self.couple_id));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn presence_is_forgotten_with_the_couples_last_socket() {
+        let hub = Hub::new(None);
+        let (couple, mina, joon) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let laptop = hub.subscribe(couple, mina, Arc::new(Outbox::new(16))).0;
+        let phone = hub.subscribe(couple, mina, Arc::new(Outbox::new(16))).0;
+        hub.note_presence(couple, joon, true);
+        hub.deliver(
+            couple,
+            BusEvent::Presence {
+                user_id: joon,
+                online: false,
+            },
+        );
+        // A couple with nobody here is not remembered at all.
+        hub.deliver(
+            Uuid::now_v7(),
+            BusEvent::Presence {
+                user_id: Uuid::now_v7(),
+                online: true,
+            },
+        );
+        assert_eq!(hub.presence_len(), 1);
+        drop(laptop);
+        assert_eq!(
+            hub.presence_len(),
+            1,
+            "a socket of the couple is still here"
+        );
+        drop(phone);
+        assert_eq!(hub.presence_len(), 0);
     }
 }

@@ -123,7 +123,8 @@ impl Bus {
             }
             Bus::Redis(redis) => (false, redis.is_online(couple_id, partner_id).await),
         };
-        self.hub().note_presence(partner_id, partner_online);
+        self.hub()
+            .note_presence(couple_id, partner_id, partner_online);
         (came_online, partner_online)
     }
 

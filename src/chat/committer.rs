@@ -102,7 +102,7 @@ impl Committer {
             .map_err(|_| Error::Unavailable("the server is busy, send again".into()))
     }
 
-    /// Queues a read mark. Marks are coalesced per user within a batch; a mark dropped
+    /// Queues a read mark. Marks are coalesced per user and couple within a batch; a mark dropped
     /// because the queue is full is overtaken by the next one anyway.
     pub fn read(&self, me: Member, seq: i64) {
         let _ = self.shard(me.couple_id).try_send(Job::Read(me, seq));
@@ -153,12 +153,12 @@ async fn run(services: Services, mut queue: mpsc::Receiver<Job>) {
 
 async fn commit(services: &Services, jobs: Vec<Job>) {
     let mut sends = Vec::new();
-    let mut reads: HashMap<Uuid, (Member, i64)> = HashMap::new();
+    let mut reads: HashMap<(Uuid, Uuid), (Member, i64)> = HashMap::new();
     for job in jobs {
         match job {
             Job::Send(send) => sends.push(send),
             Job::Read(me, seq) => {
-                let mark = reads.entry(me.user_id).or_insert((me, seq));
+                let mark = reads.entry((me.user_id, me.couple_id)).or_insert((me, seq));
                 mark.1 = mark.1.max(seq);
             }
         }
@@ -424,7 +424,10 @@ fn reply(outbox: &Outbox, frame: &ServerFrame) {
 /// Stores read marks (the furthest per user in this batch) with one statement and tells the
 /// partners whose marks moved.
 async fn mark_read(services: &Services, marks: Vec<(Member, i64)>) {
-    let pairs: Vec<(Uuid, i64)> = marks.iter().map(|(me, seq)| (me.user_id, *seq)).collect();
+    let pairs: Vec<(Uuid, Uuid, i64)> = marks
+        .iter()
+        .map(|(me, seq)| (me.user_id, me.couple_id, *seq))
+        .collect();
     let marked = tokio::time::timeout(
         services.config.db_timeout(),
         store::sends::mark_read(&services.db, &pairs),

@@ -15,7 +15,7 @@ use crate::couple::Member;
 use crate::error::{Error, Result};
 use crate::services::Services;
 use crate::store;
-use crate::store::files::{File, NewFile};
+use crate::store::files::{File, NewFile, Recorded};
 use crate::view::FileView;
 
 pub use crate::store::blobs::{BlobStore, LocalDir};
@@ -92,27 +92,24 @@ pub async fn upload(services: &Services, me: &Member, mut field: Field<'_>) -> R
         height: dimensions.map(|d| d.1),
         blob: blob.clone(),
     };
-    let inserted = if quota == 0 {
-        store::files::insert(&services.db, new).await.map(Some)
-    } else {
-        let quota = i64::try_from(quota).unwrap_or(i64::MAX);
-        store::files::insert_within_quota(&services.db, new, quota).await
-    };
-    match inserted {
-        Ok(Some(file)) => {
+    let quota_bytes = (quota > 0).then(|| i64::try_from(quota).unwrap_or(i64::MAX));
+    let refused = match store::files::record(&services.db, new, quota_bytes).await {
+        Ok(Recorded::Kept(file)) => {
             tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, file_id = %file.id, size, "file uploaded");
-            Ok(file.into())
+            return Ok(file.into());
         }
-        Ok(None) => {
-            let _ = services.files.delete(&blob).await;
+        Ok(Recorded::OverQuota) => {
             tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, size, "upload over the couple's quota");
-            Err(over_quota(quota))
+            over_quota(quota)
         }
-        Err(e) => {
-            let _ = services.files.delete(&blob).await;
-            Err(e.into())
+        Ok(Recorded::BreakingUp) => {
+            tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, "upload refused: the break-up is due");
+            Error::NotPaired
         }
-    }
+        Err(e) => e.into(),
+    };
+    let _ = services.files.delete(&blob).await;
+    Err(refused)
 }
 
 fn over_quota(quota: u64) -> Error {

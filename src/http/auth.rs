@@ -287,12 +287,14 @@ pub struct UsernameBody {
     responses(
         (status = 200, description = "Whether it is free", body = UsernameBody),
         (status = 422, description = "`invalid_input`: not a well-formed username", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many checks from this address; `Retry-After` says when to try again", body = ErrorBody),
     ))]
 pub(super) async fn username(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     Path(username): Path<String>,
 ) -> Result<impl IntoResponse> {
-    let available = account::is_free(&state, &username).await?;
+    let available = account::is_free(&state, &state.logins, client, &username).await?;
     Ok(Json(UsernameBody {
         username,
         available,

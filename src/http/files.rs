@@ -52,7 +52,7 @@ pub struct Upload {
         (status = 201, description = "Stored", body = FileBody),
         (status = 400, description = "`invalid_input`: not multipart, or a malformed one", body = ErrorBody),
         (status = 401, description = "No session", body = ErrorBody),
-        (status = 409, description = "`not_paired`: I am not in a couple", body = ErrorBody),
+        (status = 409, description = "`not_paired`: I am not in a couple, or our break-up is due", body = ErrorBody),
         (status = 413, description = "`too_large`: over the size limit or the couple's quota", body = ErrorBody),
         (status = 422, description = "`invalid_input`: no part named `file`, or an empty file", body = ErrorBody),
     ))]

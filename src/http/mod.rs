@@ -18,7 +18,7 @@ mod words;
 
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +30,7 @@ use crate::error::Error;
 use crate::state::AppState;
 
 pub use auth::{CurrentUser, Paired};
+pub use health::{metrics_router, spawn_database_check};
 
 /// JSON bodies of the API are small; files have their own route and limit.
 const JSON_BODY_LIMIT: usize = 64 * 1024;
@@ -57,9 +58,27 @@ pub fn router(state: AppState, socket: Router<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .fallback_service(assets)
-        .layer(TraceLayer::new_for_http())
+        .layer(request_log())
         .with_state(state);
     headers::secure(app)
+}
+
+/// The request log: method and the route the request matched (`/api/words/excluded/{word}`),
+/// never the URI as sent, at any level: a couple's search terms ride in the query and their
+/// left-out words in the path.
+fn request_log() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&Request) -> tracing::Span,
+> {
+    TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> tracing::Span)
+}
+
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::debug_span!("request", method = %request.method(), route)
 }
 
 async fn not_found() -> Error {
@@ -151,5 +170,69 @@ impl From<PathRejection> for Error {
     fn from(_: PathRejection) -> Self {
         // A malformed id names nothing that exists.
         Error::NotFound
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::routing::{delete, get};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_request_log_names_the_route_never_the_query_or_a_word() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app: Router = Router::new()
+            .route("/api/chats/search", get(|| async { "found" }))
+            .route("/api/words/excluded/{word}", delete(|| async { "kept" }))
+            .layer(request_log());
+        for (method, uri) in [
+            ("GET", "/api/chats/search?q=honeymoonsecret"),
+            ("DELETE", "/api/words/excluded/leftoutword"),
+        ] {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains(r#"route="/api/chats/search""#), "{log}");
+        assert!(
+            log.contains(r#"route="/api/words/excluded/{word}""#),
+            "{log}"
+        );
+        for secret in ["honeymoonsecret", "leftoutword"] {
+            assert!(!log.contains(secret), "the log shows {secret:?}: {log}");
+        }
     }
 }

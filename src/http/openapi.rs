@@ -27,7 +27,7 @@ use crate::state::AppState;
         words::ours, words::exclude, words::include,
         anniversaries::calendar, anniversaries::set_start, anniversaries::add, anniversaries::remove,
         export::download,
-        health::healthz, health::readyz, health::metrics,
+        health::healthz, health::readyz,
     ),
     modifiers(&Sessions),
     tags(

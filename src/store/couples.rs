@@ -5,7 +5,7 @@
 //! circle.
 
 use chrono::{DateTime, Utc};
-use entity::{couple_members, couples, pair_requests, sessions, users};
+use entity::{couple_members, couples, files, pair_requests, sessions, users};
 use sea_orm::sea_query::{Expr, LockType, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
@@ -358,29 +358,61 @@ pub async fn schedule_deletion(
         .and_then(|c| c.delete_at))
 }
 
-/// Cancels a scheduled deletion that is not due yet. Once due it is irrevocable (the
-/// sweeper may already be removing files), which this single guarded UPDATE decides.
-/// Returns whether the couple is (now) not scheduled for deletion.
-pub async fn cancel_deletion(db: &impl ConnectionTrait, couple_id: Uuid) -> Result<bool, DbErr> {
-    couples::Entity::update_many()
+/// What became of a restore.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cancel {
+    /// Nothing is scheduled now.
+    Cancelled,
+    /// A member deleted their account: the break-up stands.
+    Irrevocable,
+    /// No such couple, or its break-up is due already (the sweeper may be removing files).
+    Gone,
+}
+
+/// Cancels a scheduled deletion that is not due yet, unless a member deleted their account.
+/// The couple's row is locked before the members are read: an account deletion schedules
+/// and marks its user in one transaction that writes this row (`users::delete_account`), so
+/// either it committed before and is seen here, or it waits and schedules again after us.
+/// Checked outside the lock, a deletion landing between the check and the UPDATE was taken
+/// back. SQLite has one writer: the transaction alone serialises.
+pub async fn cancel_deletion(db: &DatabaseConnection, couple_id: Uuid) -> Result<Cancel, DbErr> {
+    let txn = db.begin().await?;
+    let Some(couple) = couples::Entity::find_by_id(couple_id)
+        .lock(LockType::Update)
+        .one(&txn)
+        .await?
+    else {
+        return Ok(Cancel::Gone);
+    };
+    if !deleted_members(&txn, couple_id).await?.is_empty() {
+        return Ok(Cancel::Irrevocable);
+    }
+    if couple.delete_at.is_none() {
+        return Ok(Cancel::Cancelled);
+    }
+    // Guarded as well: once due it is irrevocable.
+    let updated = couples::Entity::update_many()
         .col_expr(
             couples::Column::DeleteAt,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .filter(couples::Column::Id.eq(couple_id))
         .filter(couples::Column::DeleteAt.gt(Utc::now()))
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(couples::Entity::find_by_id(couple_id)
-        .one(db)
-        .await?
-        .is_some_and(|c| c.delete_at.is_none()))
+    txn.commit().await?;
+    Ok(if updated.rows_affected > 0 {
+        Cancel::Cancelled
+    } else {
+        Cancel::Gone
+    })
 }
 
-/// Couples whose deletion is due.
+/// Couples whose deletion is due, the longest due first.
 pub async fn due_for_deletion(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<Uuid>, DbErr> {
     Ok(couples::Entity::find()
         .filter(couples::Column::DeleteAt.lte(Utc::now()))
+        .order_by_asc(couples::Column::DeleteAt)
         .limit(limit)
         .all(db)
         .await?
@@ -389,20 +421,53 @@ pub async fn due_for_deletion(db: &impl ConnectionTrait, limit: u64) -> Result<V
         .collect())
 }
 
+/// What became of a due couple handed to `delete_due`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    /// Not due (restored meanwhile) or gone already (another node was first).
+    NotDue,
+    /// It has a file whose blob was not removed (an upload that landed after the listing):
+    /// kept for the next round, which lists again.
+    FilesLeft,
+}
+
 /// Deletes a due couple with everything it owns (the foreign keys cascade: members, chats,
 /// events, questions asked, answers, file rows), and the accounts of members who deleted
-/// theirs. The others can pair again. False if it was not due (restored meanwhile) or is
-/// gone already (another node was first).
-pub async fn delete_due(db: &DatabaseConnection, couple_id: Uuid) -> Result<bool, DbErr> {
+/// theirs. The others can pair again. `removed` are the blobs already deleted: the files
+/// are listed again under the couple's lock (which uploads take too), so a file row never
+/// goes with the couple while its blob stays.
+pub async fn delete_due(
+    db: &DatabaseConnection,
+    couple_id: Uuid,
+    removed: &std::collections::HashSet<String>,
+) -> Result<Deletion, DbErr> {
     let txn = db.begin().await?;
+    let due = couples::Entity::find_by_id(couple_id)
+        .filter(couples::Column::DeleteAt.lte(Utc::now()))
+        .lock(LockType::Update)
+        .one(&txn)
+        .await?;
+    if due.is_none() {
+        return Ok(Deletion::NotDue);
+    }
+    let blobs: Vec<String> = files::Entity::find()
+        .select_only()
+        .column(files::Column::Blob)
+        .filter(files::Column::CoupleId.eq(couple_id))
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    if blobs.iter().any(|blob| !removed.contains(blob)) {
+        return Ok(Deletion::FilesLeft);
+    }
     let deleted_members: Vec<Uuid> = deleted_members(&txn, couple_id).await?;
     let deleted = couples::Entity::delete_many()
         .filter(couples::Column::Id.eq(couple_id))
-        .filter(couples::Column::DeleteAt.lte(Utc::now()))
         .exec(&txn)
         .await?;
     if deleted.rows_affected == 0 {
-        return Ok(false);
+        return Ok(Deletion::NotDue);
     }
     if !deleted_members.is_empty() {
         users::Entity::delete_many()
@@ -411,7 +476,7 @@ pub async fn delete_due(db: &DatabaseConnection, couple_id: Uuid) -> Result<bool
             .await?;
     }
     txn.commit().await?;
-    Ok(true)
+    Ok(Deletion::Deleted)
 }
 
 /// Members of the couple who deleted their account (its break-up then cannot be taken back).

@@ -63,26 +63,44 @@ pub async fn bytes_of_couple(db: &impl ConnectionTrait, couple_id: Uuid) -> Resu
     Ok(total.unwrap_or(0))
 }
 
-/// Inserts the file unless the couple's files would then take more than `quota` bytes
-/// (`None`). The couple's row is locked first, so two uploads finishing at once cannot both
-/// squeeze under the quota (SQLite's one writer does the same by itself).
-pub async fn insert_within_quota(
+/// What became of an upload handed to `record`.
+pub enum Recorded {
+    Kept(File),
+    /// The couple's files would then take more than its quota.
+    OverQuota,
+    /// The couple is gone or its break-up is due: the sweeper may have listed its files
+    /// already, and a file recorded now would be an orphaned blob.
+    BreakingUp,
+}
+
+/// Records an uploaded file, within the couple's `quota` of bytes if there is one. The
+/// couple's row is locked first, so two uploads finishing at once cannot both squeeze under
+/// the quota, and an upload cannot slip in between the break-up sweeper's listing of the
+/// couple's files and its deletion of the couple (which takes the same lock). SQLite's one
+/// writer does the same by itself.
+pub async fn record(
     db: &DatabaseConnection,
     new: NewFile,
-    quota: i64,
-) -> Result<Option<File>, DbErr> {
+    quota: Option<i64>,
+) -> Result<Recorded, DbErr> {
     let txn = db.begin().await?;
-    couples::Entity::find_by_id(new.couple_id)
+    let couple = couples::Entity::find_by_id(new.couple_id)
         .lock(LockType::NoKeyUpdate)
         .one(&txn)
         .await?;
-    let used = bytes_of_couple(&txn, new.couple_id).await?;
-    if used.saturating_add(new.size) > quota {
-        return Ok(None);
+    let due = |at: DateTime<Utc>| at <= Utc::now();
+    if couple.is_none_or(|c| c.delete_at.is_some_and(due)) {
+        return Ok(Recorded::BreakingUp);
+    }
+    if let Some(quota) = quota {
+        let used = bytes_of_couple(&txn, new.couple_id).await?;
+        if used.saturating_add(new.size) > quota {
+            return Ok(Recorded::OverQuota);
+        }
     }
     let file = insert(&txn, new).await?;
     txn.commit().await?;
-    Ok(Some(file))
+    Ok(Recorded::Kept(file))
 }
 
 /// A live file of this couple; another couple's file is as absent as a missing one.

@@ -54,11 +54,14 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     if sqlite {
         // SQLite allows one writer at a time; a single connection turns what would be
         // "database is locked" failures into an orderly queue, and WAL keeps it quick.
+        // FULL: every commit is synced to disk before it returns, so an acked chat survives
+        // a power loss too (NORMAL may lose the last commits of the WAL then; an ack must
+        // mean stored). The group commit shares one sync among the sends of a batch.
         options.max_connections(1).min_connections(1);
         options.map_sqlx_sqlite_opts(|o: SqliteConnectOptions| {
             o.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5))
         });

@@ -277,22 +277,25 @@ pub async fn write(txn: &DatabaseTransaction, writes: Writes) -> Result<(), DbEr
     Ok(())
 }
 
-/// Moves read marks forward (never back), many users at once. Returns `(user, couple, seq)`
-/// for the marks that moved.
+/// Moves read marks forward (never back), many users at once: `(user, couple, seq)`, each
+/// matched by user and couple, so a mark from a socket of a user's old couple (the break-up
+/// closes it, but a mark may be on its way) never moves their mark in a new one. Returns
+/// `(user, couple, seq)` for the marks that moved.
 pub async fn mark_read(
     db: &DatabaseConnection,
-    marks: &[(Uuid, i64)],
+    marks: &[(Uuid, Uuid, i64)],
 ) -> Result<Vec<(Uuid, Uuid, i64)>, DbErr> {
     if db.get_database_backend() == DbBackend::Postgres {
         const SQL: &str = r#"
 UPDATE couple_members m SET read_seq = v.seq
-FROM unnest($1::uuid[], $2::bigint[]) AS v(user_id, seq)
-WHERE m.user_id = v.user_id AND m.read_seq < v.seq
+FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS v(user_id, couple_id, seq)
+WHERE m.user_id = v.user_id AND m.couple_id = v.couple_id AND m.read_seq < v.seq
 RETURNING m.user_id, m.couple_id, m.read_seq
 "#;
         let values: Vec<sea_orm::Value> = vec![
             marks.iter().map(|m| m.0).collect::<Vec<_>>().into(),
             marks.iter().map(|m| m.1).collect::<Vec<_>>().into(),
+            marks.iter().map(|m| m.2).collect::<Vec<_>>().into(),
         ];
         let rows = db
             .query_all_raw(Statement::from_sql_and_values(
@@ -314,10 +317,11 @@ RETURNING m.user_id, m.couple_id, m.read_seq
     }
     // SQLite: statements run in-process, one per mark costs no round trip.
     let mut moved = Vec::new();
-    for &(user_id, seq) in marks {
+    for &(user_id, couple_id, seq) in marks {
         let updated = couple_members::Entity::update_many()
             .col_expr(couple_members::Column::ReadSeq, Expr::value(seq))
             .filter(couple_members::Column::UserId.eq(user_id))
+            .filter(couple_members::Column::CoupleId.eq(couple_id))
             .filter(couple_members::Column::ReadSeq.lt(seq))
             .exec_with_returning(db)
             .await?;

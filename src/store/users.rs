@@ -2,8 +2,8 @@
 //! token, so deleting the row ends it on every node and a leaked database leaks no tokens.
 
 use chrono::{DateTime, Utc};
-use entity::{sessions, users};
-use sea_orm::sea_query::Expr;
+use entity::{couples, sessions, users};
+use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     QuerySelect, Set, TransactionTrait,
@@ -29,23 +29,33 @@ pub async fn create(
     .await
 }
 
+/// The account a username names. Its key decides, except for the few accounts whose old key
+/// (the lowercase alone) was kept because two look-alikes had signed up before the normal
+/// form (`migration::username_key`): typed as before, such a name still finds its own account.
 pub async fn by_username(
     db: &impl ConnectionTrait,
     username: &str,
 ) -> Result<Option<User>, sea_orm::DbErr> {
-    users::Entity::find()
-        .filter(users::Column::UsernameKey.eq(username_key(username)))
-        .one(db)
-        .await
+    let legacy = username.to_lowercase();
+    let found = users::Entity::find()
+        .filter(users::Column::UsernameKey.is_in([username_key(username), legacy.clone()]))
+        .all(db)
+        .await?;
+    let legacy_match = found.iter().position(|u| u.username_key == legacy);
+    Ok(match legacy_match {
+        Some(i) => found.into_iter().nth(i),
+        None => found.into_iter().next(),
+    })
 }
 
 pub async fn by_id(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<User>, sea_orm::DbErr> {
     users::Entity::find_by_id(id).one(db).await
 }
 
-/// Usernames are unique case-insensitively: "Mina" and "mina" are one person.
+/// Usernames are unique whatever their case and Unicode form: "Mina", "mina" and "ｍｉｎａ"
+/// (fullwidth) are one person (see `migration::username_key`).
 pub fn username_key(username: &str) -> String {
-    username.to_lowercase()
+    migration::username_key(username)
 }
 
 pub struct SessionUser {
@@ -94,14 +104,38 @@ pub async fn session_user(
 }
 
 /// Deletes an account: at once with everything it owns (sessions, requests) when it is in no
-/// couple; otherwise it is only marked (it can no longer log in) and its sessions end, and
-/// the row goes with the couple (`couples::delete_due`). Returns the ended sessions.
+/// couple; otherwise its couple's break-up is scheduled for `break_up.1` (or stays when it
+/// was already), the account is only marked (it can no longer log in) and its sessions end,
+/// and the row goes with the couple (`couples::delete_due`). One transaction, which writes
+/// the couple's row first: a partner's restore locks that row before it looks for deleted
+/// members, so it can never take back a break-up whose member is marked. Returns the ended
+/// sessions and, in a couple, when its break-up falls due.
 pub async fn delete_account(
     db: &DatabaseConnection,
     user_id: Uuid,
-    in_couple: bool,
-) -> Result<Vec<Uuid>, sea_orm::DbErr> {
+    break_up: Option<(Uuid, DateTime<Utc>)>,
+) -> Result<(Vec<Uuid>, Option<DateTime<Utc>>), sea_orm::DbErr> {
     let txn = db.begin().await?;
+    let mut delete_at = None;
+    if let Some((couple_id, at)) = break_up {
+        // Always an UPDATE of the row (COALESCE keeps an earlier schedule): it takes the
+        // row's lock even when a break-up is scheduled already.
+        couples::Entity::update_many()
+            .col_expr(
+                couples::Column::DeleteAt,
+                Expr::from(Func::coalesce([
+                    Expr::col(couples::Column::DeleteAt),
+                    Expr::value(at),
+                ])),
+            )
+            .filter(couples::Column::Id.eq(couple_id))
+            .exec(&txn)
+            .await?;
+        delete_at = couples::Entity::find_by_id(couple_id)
+            .one(&txn)
+            .await?
+            .and_then(|c| c.delete_at);
+    }
     let ended: Vec<Uuid> = sessions::Entity::find()
         .select_only()
         .column(sessions::Column::Id)
@@ -109,7 +143,7 @@ pub async fn delete_account(
         .into_tuple()
         .all(&txn)
         .await?;
-    if in_couple {
+    if delete_at.is_some() {
         sessions::Entity::delete_many()
             .filter(sessions::Column::UserId.eq(user_id))
             .exec(&txn)
@@ -124,7 +158,7 @@ pub async fn delete_account(
         users::Entity::delete_by_id(user_id).exec(&txn).await?;
     }
     txn.commit().await?;
-    Ok(ended)
+    Ok((ended, delete_at))
 }
 
 /// Whether an account has this username (compared as stored: lowercase).

@@ -26,6 +26,10 @@ both_backends!(
     a_username_is_free_until_somebody_takes_it_in_any_case,
     deleting_my_account_needs_my_password_and_unpaired_it_goes_at_once,
     deleting_my_account_in_a_couple_schedules_the_breakup_and_i_go_with_the_couple,
+    a_look_alike_username_is_the_same_name,
+    a_pairing_request_to_a_look_alike_reaches_the_real_user,
+    username_checks_are_rate_limited_per_address,
+    existing_accounts_get_the_new_username_keys,
 );
 
 async fn signing_up_logs_in_and_logging_out_ends_the_session(backend: Backend) {
@@ -423,4 +427,145 @@ async fn deleting_my_account_in_a_couple_schedules_the_breakup_and_i_go_with_the
         .await
         .expect("counting");
     assert_eq!(left, 0, "her row went with the couple");
+}
+
+/// Fullwidth letters, ligatures and other compatibility forms read as the plain name: they
+/// are the same name (NFKC, then case), so nobody can sign up as a partner's look-alike.
+async fn a_look_alike_username_is_the_same_name(backend: Backend) {
+    let node = spawn_node(backend).await;
+    User::signup(&node, "bob").await;
+    User::signup(&node, "ﬁona").await;
+    for look_alike in ["Ｂｏｂ", "ＢＯＢ", "fiona", "FIONA"] {
+        let body = json!({ "username": look_alike, "password": PASSWORD });
+        let (status, value, _) = request(
+            Method::POST,
+            &format!("{}/api/signup", node.base()),
+            None,
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (status, value["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("username_taken")),
+            "{look_alike}: {value}"
+        );
+        assert!(!is_free(&node, look_alike).await, "{look_alike}");
+    }
+    // The plain name logs in whichever form is typed.
+    assert_eq!(can_log_in(&node, "Ｂｏｂ").await, StatusCode::OK);
+    // A character whose normal form is not a username's (spaces, here) is refused.
+    let body = json!({ "username": "ab\u{FDFA}", "password": PASSWORD });
+    let (status, value, _) = request(
+        Method::POST,
+        &format!("{}/api/signup", node.base()),
+        None,
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{value}");
+}
+
+/// Asking to pair with "Ｊｏｏｎ" asks the one joon there is, every time.
+async fn a_pairing_request_to_a_look_alike_reaches_the_real_user(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let mina = User::signup(&node, "mina").await;
+    let joon = User::signup(&node, "joon").await;
+    let (status, body) = mina
+        .post("/api/requests", json!({ "username": "Ｊｏｏｎ" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["request"]["to"]["id"], joon.id.to_string(), "{body}");
+    let (status, body) = mina
+        .post("/api/requests", json!({ "username": "ｊｏｏｎ" }))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("duplicate_request")),
+        "{body}"
+    );
+}
+
+/// The availability check tells whether an account exists: one address gets its share per
+/// minute, then 429 with `Retry-After`.
+async fn username_checks_are_rate_limited_per_address(backend: Backend) {
+    let node = spawn_node_with(backend, &["--username-checks-per-addr=5"]).await;
+    for i in 0..5 {
+        assert!(is_free(&node, &format!("nobody{i}")).await);
+    }
+    let url = format!("{}/api/usernames/nobody5", node.base());
+    let (status, value, headers) = request(Method::GET, &url, None, None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{value}");
+    assert_eq!(value["error"]["code"], "rate_limited");
+    assert!(headers.contains_key("retry-after"));
+}
+
+/// Accounts from before the normal form get its keys when the node migrates; two old
+/// look-alikes (which could sign up before) keep their old keys and both still log in.
+async fn existing_accounts_get_the_new_username_keys(backend: Backend) {
+    use migration::{Migrator, MigratorTrait};
+    let db = TestDb::new(backend).await;
+    let conn = duet::store::connect(&config(&db.url, db.data_dir(), &[]))
+        .await
+        .expect("connecting");
+    // Every step before the keys changed.
+    Migrator::up(&conn, Some(8)).await.expect("the old schema");
+    let hash = password_auth::generate_hash(PASSWORD);
+    for name in ["Ｍｉｎａ", "ﬁx", "Ｚｅｄ", "zed"] {
+        entity::users::ActiveModel {
+            id: Set(uuid::Uuid::now_v7()),
+            username: Set(name.to_owned()),
+            username_key: Set(name.to_lowercase()),
+            password_hash: Set(hash.clone()),
+            created_at: Set(chrono::Utc::now()),
+            deleted_at: Set(None),
+        }
+        .insert(&conn)
+        .await
+        .expect("an account of before");
+    }
+    let node = duet::start(config(&db.url, db.data_dir(), &[]))
+        .await
+        .expect("the node starts and migrates");
+    let key = |name: &'static str| {
+        let conn = conn.clone();
+        async move {
+            entity::users::Entity::find()
+                .filter(entity::users::Column::Username.eq(name))
+                .one(&conn)
+                .await
+                .expect("reading")
+                .expect("the account")
+                .username_key
+        }
+    };
+    assert_eq!(key("Ｍｉｎａ").await, "mina");
+    assert_eq!(key("ﬁx").await, "fix");
+    assert_eq!(
+        key("Ｚｅｄ").await,
+        "ｚｅｄ",
+        "a collision keeps its old key"
+    );
+    assert_eq!(key("zed").await, "zed");
+    let login = |username: &'static str| {
+        let url = format!("http://{}/api/login", node.addr());
+        async move {
+            let body = json!({ "username": username, "password": PASSWORD });
+            let (status, value, _) = request(Method::POST, &url, None, Some(body)).await;
+            assert_eq!(status, StatusCode::OK, "{username}: {value}");
+            value["user"]["username"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    for (typed, account) in [
+        ("mina", "Ｍｉｎａ"),
+        ("ＭＩＮＡ", "Ｍｉｎａ"),
+        ("fix", "ﬁx"),
+        ("zed", "zed"),
+        ("Ｚｅｄ", "Ｚｅｄ"),
+    ] {
+        assert_eq!(login(typed).await, account, "{typed}");
+    }
+    node.stop().await;
 }

@@ -20,6 +20,7 @@ both_backends!(
     the_partner_is_seen_coming_online_and_going_offline,
     older_history_pages_backwards_without_deleted_chats,
     a_silent_chat_reaches_the_partner_marked_silent_and_a_plain_one_does_not,
+    a_read_mark_from_an_old_couple_never_moves_the_new_couples,
 );
 
 async fn a_chat_reaches_the_partner_and_the_senders_second_tab(backend: Backend) {
@@ -361,4 +362,33 @@ async fn a_silent_chat_reaches_the_partner_marked_silent_and_a_plain_one_does_no
     let chat = theirs.until("chat").await;
     assert_eq!(chat["text"], "hello!");
     assert!(chat.get("silent").is_none(), "{chat}");
+}
+
+/// A socket of a user's old couple may still send a read mark on its way out (the break-up
+/// closes it, the mark is queued already): stored, it must not move the user's mark in the
+/// couple they are in now. The store is asked directly, as the committer asks it.
+async fn a_read_mark_from_an_old_couple_never_moves_the_new_couples(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let (_, me) = mina.get("/api/me").await;
+    let couple_id: Uuid = me["couple"]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("the couple's id");
+    let old_couple = Uuid::now_v7();
+    let db = sea_orm::Database::connect(&node.db.url)
+        .await
+        .expect("the test database");
+
+    let moved = duet::store::sends::mark_read(&db, &[(mina.id, old_couple, 5)])
+        .await
+        .expect("storing the mark");
+    assert_eq!(moved, vec![]);
+    assert_eq!(joon.socket().await.hello["partner_read_seq"], 0);
+
+    let moved = duet::store::sends::mark_read(&db, &[(mina.id, couple_id, 3)])
+        .await
+        .expect("storing the mark");
+    assert_eq!(moved, vec![(mina.id, couple_id, 3)]);
+    assert_eq!(joon.socket().await.hello["partner_read_seq"], 3);
 }

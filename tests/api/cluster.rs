@@ -230,7 +230,8 @@ async fn every_acked_chat_arrives_in_order_across_a_redis_disconnect() {
     // And nothing more arrives: the next frame after a sentinel is the sentinel.
     mine.say("sentinel").await;
     assert_eq!(theirs.until("chat").await["text"], "sentinel");
-    let metrics = reqwest::get(format!("http://{}/metrics", cluster.addrs[1]))
+    let metrics_addr = cluster.metrics[1].expect("node 1's metrics listener");
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
         .await
         .expect("metrics")
         .text()

@@ -25,7 +25,7 @@ const ALWAYS: &str = "--commit-window-after=1";
 
 /// `(batches committed, sends in them)` so far, from the node's `/metrics`.
 async fn batches(node: &TestNode) -> (u64, u64) {
-    let text = reqwest::get(format!("{}/metrics", node.base()))
+    let text = reqwest::get(node.metrics_url())
         .await
         .expect("metrics")
         .text()
@@ -226,4 +226,24 @@ async fn a_chat_whose_commit_timed_out_but_landed_reaches_the_partner_on_the_ret
         .await
         .expect("the partner hears of the chat right after the retry");
     assert_eq!(chat["text"], "stalled");
+}
+
+/// On SQLite an `ack` must mean what it means on Postgres: committed and on disk. With
+/// `synchronous=NORMAL` in WAL mode the last commits before a power loss may be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_every_commit_is_synced_to_disk() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(&db.url, db.data_dir(), &[]);
+    let conn = duet::store::connect(&config).await.expect("connecting");
+    use sea_orm::ConnectionTrait;
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "PRAGMA synchronous",
+        ))
+        .await
+        .expect("asking")
+        .expect("a row");
+    // 2 is FULL (1 NORMAL, 0 OFF, 3 EXTRA).
+    assert_eq!(row.try_get::<i64>("", "synchronous").expect("a level"), 2);
 }

@@ -329,7 +329,8 @@ async fn a_client_that_falls_behind_is_closed_with_a_close_frame_and_slows_nobod
     let closed = read_to_close(&mut silent, &mut seen).await;
     // The node has given up on it when only the traffic's own sockets are left open.
     let deadline = Instant::now() + Duration::from_secs(40);
-    while sockets_open(node.addr).await > 2 * COUPLES as u64 {
+    let metrics = node.metrics.expect("the node's metrics listener");
+    while sockets_open(metrics).await > 2 * COUPLES as u64 {
         assert!(
             Instant::now() < deadline,
             "the node never gave up on a client that fell behind"
@@ -401,7 +402,7 @@ async fn a_flooding_client_is_rate_limited_and_never_disconnected() {
     );
 }
 
-/// The node's open sockets, from `/metrics`.
+/// The node's open sockets, from `/metrics` on its metrics listener.
 async fn sockets_open(addr: SocketAddr) -> u64 {
     let metrics = reqwest::get(format!("http://{addr}/metrics"))
         .await

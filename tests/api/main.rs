@@ -25,6 +25,7 @@ mod headers;
 mod heavy;
 mod logins;
 mod openapi;
+mod operations;
 mod pairing;
 mod question;
 mod revocation;

@@ -124,6 +124,7 @@ for i in $(seq 1 "$nodes"); do
   node_port=$((port + i))
   env "${bus[@]}" \
     "DUET_BIND=127.0.0.1:$node_port" \
+    "DUET_METRICS_BIND=127.0.0.1:$((node_port + 100))" \
     "DATABASE_URL=$base/$db" \
     DUET_REDIS_PREFIX=duet-cluster: \
     "DUET_FILES_DIR=$dir/files" \
@@ -147,4 +148,4 @@ for i in $(seq 1 "$nodes"); do
   curl -fs "http://127.0.0.1:$((port + i))/readyz" >/dev/null || { echo "node $i did not become ready; see $dir/node-$i.log" >&2; stop; exit 1; }
 done
 curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { echo "nginx does not reach the nodes; see $dir/nginx-error.log" >&2; stop; exit 1; }
-echo "Duet cluster: $nodes nodes behind nginx at http://127.0.0.1:$port, on $redis_desc (logs in $dir; stop with: bash tests/cluster/start.sh stop)"
+echo "Duet cluster: $nodes nodes behind nginx at http://127.0.0.1:$port, on $redis_desc, /metrics of node i at 127.0.0.1:$((port + 100))+i (logs in $dir; stop with: bash tests/cluster/start.sh stop)"

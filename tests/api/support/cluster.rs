@@ -29,6 +29,8 @@ pub struct Cluster {
     pub db: TestDb,
     pub prefix: String,
     pub addrs: Vec<SocketAddr>,
+    /// Each node's `/metrics` listener, by the same index.
+    pub metrics: Vec<Option<SocketAddr>>,
     nodes: Vec<Option<duet::Node>>,
     extra: Vec<String>,
     /// `--redis-url=...` or `--redis-cluster-urls=...`.
@@ -70,6 +72,7 @@ impl Cluster {
             db,
             prefix: format!("duet-test-{}:", Uuid::new_v4().simple()),
             addrs: Vec::new(),
+            metrics: Vec::new(),
             nodes: Vec::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             redis_flag,
@@ -107,6 +110,7 @@ impl Cluster {
             .expect("the node starts");
         let addr = node.addr();
         self.addrs.push(addr);
+        self.metrics.push(node.metrics_addr());
         self.nodes.push(Some(node));
         addr
     }
@@ -126,6 +130,7 @@ pub fn duet_process() -> tokio::process::Command {
     without_node_env(&mut command);
     command
         .arg("--bind=127.0.0.1:0")
+        .arg("--metrics-bind=127.0.0.1:0")
         .arg("--origins=http://duet.test")
         .env("DUET_LOG", "warn")
         .stdout(std::process::Stdio::piped())

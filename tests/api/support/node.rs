@@ -5,6 +5,8 @@ use super::*;
 /// A node under test, with its own database.
 pub struct TestNode {
     pub addr: SocketAddr,
+    /// Where the node serves `/metrics` (its own listener, on a random port in tests).
+    pub metrics: Option<SocketAddr>,
     node: Option<duet::Node>,
     pub db: TestDb,
 }
@@ -19,6 +21,14 @@ impl TestNode {
         self.node
             .as_ref()
             .map_or(0, |node| node.metrics().slow_client_disconnects.get())
+    }
+
+    /// The node's `/metrics`, from its metrics listener.
+    pub fn metrics_url(&self) -> String {
+        format!(
+            "http://{}/metrics",
+            self.metrics.expect("a metrics listener")
+        )
     }
 
     pub async fn stop(&mut self) {
@@ -44,6 +54,7 @@ impl TestNode {
             .await
             .expect("the node starts again");
         self.addr = node.addr();
+        self.metrics = node.metrics_addr();
         self.node = Some(node);
         self.addr
     }
@@ -64,6 +75,10 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, extra: &[&str]) -> Confi
         format!("--assets-dir={}/assets", env!("CARGO_MANIFEST_DIR")),
         "--origins=http://duet.test".to_owned(),
     ];
+    // Tests run many nodes at once: each its own metrics port, unless the test says.
+    if !extra.iter().any(|a| a.starts_with("--metrics-bind")) {
+        args.push("--metrics-bind=127.0.0.1:0".to_owned());
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     // Only the flags count: a developer's own DUET_* (or DATABASE_URL, REDIS_URL) in the
     // environment must not change what a test runs.
@@ -100,6 +115,7 @@ pub async fn spawn_node_with(backend: Backend, extra: &[&str]) -> TestNode {
         .expect("the node starts");
     TestNode {
         addr: node.addr(),
+        metrics: node.metrics_addr(),
         node: Some(node),
         db,
     }

@@ -3,7 +3,7 @@ is the provisioned uid (duet-prometheus), every PromQL expression parses, and ev
 selects is in the exposition (or is Prometheus's own `up`). Run it after renaming a metric:
 
     python3 -m venv /tmp/promql && /tmp/promql/bin/pip install promql-parser
-    DUET_BIND=127.0.0.1:18555 DUET_DATA_DIR=/tmp/duet-metrics ./target/debug/duet &
+    DUET_BIND=127.0.0.1:18554 DUET_METRICS_BIND=127.0.0.1:18555 DUET_DATA_DIR=/tmp/duet-metrics ./target/debug/duet &
     /tmp/promql/bin/python tests/cluster/grafana/check_dashboard.py \
         tests/cluster/grafana/dashboards/duet.json http://127.0.0.1:18555/metrics
 
