@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::private_pg::PrivatePostgres;
 use crate::stream::{
-    CoupleRecord, Pace, Person, Seen, Traffic, people, tally, talkers_and_listeners,
+    CoupleRecord, Pace, Person, Seen, Traffic, people, talkers_and_listeners, tally,
 };
 use crate::support::*;
 

@@ -249,7 +249,9 @@ async fn a_master_fails_mid_stream(fault: MasterFault) {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Counted from the promotion: until then the shard has no master to publish on.
-    let tally = traffic.finish(scenario, promoted_at, cluster.addrs[0]).await;
+    let tally = traffic
+        .finish(scenario, promoted_at, cluster.addrs[0])
+        .await;
     tally.assert_listeners_hear_within(Duration::from_secs(1));
 }
 

@@ -540,7 +540,9 @@ impl Tally {
     /// Every listening-only client heard every acked chat within `bound` of its ack, or of
     /// the fault's end for one acked during the fault.
     pub fn assert_listeners_hear_within(&self, bound: Duration) {
-        let lag = self.listener_lag.expect("the scenario has listening-only clients");
+        let lag = self
+            .listener_lag
+            .expect("the scenario has listening-only clients");
         assert!(
             lag <= bound,
             "a listening-only partner heard a chat {:.2} s late (at most {:.2} s): {self}",
@@ -568,7 +570,9 @@ impl Tally {
 
 impl fmt::Display for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = |d: Option<Duration>| d.map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()));
+        let secs = |d: Option<Duration>| {
+            d.map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()))
+        };
         let recovery = secs(self.recovery);
         write!(
             f,
