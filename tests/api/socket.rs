@@ -320,9 +320,7 @@ async fn a_stopping_node_says_not_ready_and_serves_on_for_the_drain_delay(backen
 /// A client that stops reading (a phone put in the background, a 4 KiB receive buffer) while
 /// its partner sends some 15 MB, and reads again 7 s after the last, finds whole frames in seq order
 /// and then the 1013 close that tells it to resume; the node counts the drop.
-async fn a_client_that_stops_reading_finds_whole_frames_then_1013_and_is_counted(
-    backend: Backend,
-) {
+async fn a_client_that_stops_reading_finds_whole_frames_then_1013_and_is_counted(backend: Backend) {
     use futures_util::{SinkExt, StreamExt};
     use std::time::Duration;
 
@@ -407,9 +405,7 @@ async fn a_client_that_stops_reading_finds_whole_frames_then_1013_and_is_counted
 /// A `delete` waits inside the socket's loop: one that meets a stalled database (its couple's
 /// row held by another connection) is answered `unavailable` within the database timeout, not
 /// waited out, and the socket serves on; sent again once the database moves, it goes through.
-async fn a_delete_that_meets_a_stalled_database_is_answered_unavailable_in_time(
-    backend: Backend,
-) {
+async fn a_delete_that_meets_a_stalled_database_is_answered_unavailable_in_time(backend: Backend) {
     use sea_orm::{ConnectionTrait, TransactionTrait};
     use std::time::{Duration, Instant};
 

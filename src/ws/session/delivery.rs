@@ -54,7 +54,8 @@ impl<T> Order<T> {
         }
         if seq > self.cursor + 1 {
             self.early.insert(seq, item);
-            self.deadline.get_or_insert_with(|| Instant::now() + self.wait);
+            self.deadline
+                .get_or_insert_with(|| Instant::now() + self.wait);
             return self.released(None, false);
         }
         self.cursor = seq;

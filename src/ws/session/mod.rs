@@ -188,8 +188,8 @@ impl Session {
             // socket keeps it whole in its buffer), so a slow client that reads again in
             // time finds whole frames, then the close. One that does not is dropped.
             let write_timeout = self.state.config.socket_write_timeout();
-            let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(frame))))
-                .await;
+            let _ =
+                tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
             if code == close::TOO_BIG {
                 tokio::time::sleep(LINGER_AFTER_TOO_BIG).await;
             }
@@ -322,7 +322,15 @@ impl Session {
                 seq, from, json, ..
             } => {
                 for (seq, (from, json)) in self.order.arrive(seq, (from, json)) {
-                    give(&mut self.out, &mut self.readable, &self.me, &self.state, seq, from, json);
+                    give(
+                        &mut self.out,
+                        &mut self.readable,
+                        &self.me,
+                        &self.state,
+                        seq,
+                        from,
+                        json,
+                    );
                 }
             }
             BusEvent::SessionEnded { session_id } if session_id == self.me.session_id => {
@@ -497,7 +505,15 @@ impl Session {
         // What waited for the gap is in the database too; what waited beyond it may go now.
         let upto = self.order.cursor();
         for (seq, (from, json)) in self.order.caught_up(upto) {
-            give(&mut self.out, &mut self.readable, &self.me, &self.state, seq, from, json);
+            give(
+                &mut self.out,
+                &mut self.readable,
+                &self.me,
+                &self.state,
+                seq,
+                from,
+                json,
+            );
         }
         if result.is_err() && self.write_timed_out {
             return Err(self.too_slow());
@@ -511,8 +527,8 @@ impl Session {
     async fn catch_up_to(&mut self, sink: &mut Sink, upto: i64) -> Result<()> {
         while self.order.cursor() < upto {
             let after = self.order.cursor();
-            let page = chat::events_between(&self.state, self.me.couple_id, after, upto, PAGE)
-                .await?;
+            let page =
+                chat::events_between(&self.state, self.me.couple_id, after, upto, PAGE).await?;
             let Some(last) = page.last().map(|e| e.seq) else {
                 break;
             };
@@ -555,7 +571,10 @@ impl Session {
     /// How a replay or catch-up write went; a timeout marks the client as slow.
     fn written(
         &mut self,
-        outcome: std::result::Result<std::result::Result<(), axum::Error>, tokio::time::error::Elapsed>,
+        outcome: std::result::Result<
+            std::result::Result<(), axum::Error>,
+            tokio::time::error::Elapsed,
+        >,
     ) -> Result<()> {
         match outcome {
             Ok(Ok(())) => Ok(()),
