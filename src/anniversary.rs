@@ -7,6 +7,7 @@
 
 use chrono::{Datelike, Months, NaiveDate, Utc};
 use chrono_tz::Tz;
+use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use crate::couple::Member;
@@ -222,13 +223,18 @@ pub async fn add(
         ));
     }
     let max = services.config.max_couple_dates;
-    if store::anniversaries::count(&services.db, me.couple_id).await? >= max {
+    // Counted and added under the couple's lock: two adds at once cannot both pass the count.
+    let txn = services.db.begin().await?;
+    if !store::couples::lock(&txn, me.couple_id).await? {
+        return Err(Error::NotPaired);
+    }
+    if store::anniversaries::count(&txn, me.couple_id).await? >= max {
         return Err(Error::InvalidInput(format!(
             "a couple keeps at most {max} dates"
         )));
     }
     let added = store::anniversaries::add(
-        &services.db,
+        &txn,
         me.couple_id,
         me.user_id,
         title.to_owned(),
@@ -236,6 +242,7 @@ pub async fn add(
         yearly,
     )
     .await?;
+    txn.commit().await?;
     tracing::info!(couple_id = %me.couple_id, user_id = %me.user_id, date_id = %added.id, "date added");
     changed(services, me).await?;
     Ok(DateView {

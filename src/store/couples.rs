@@ -369,6 +369,17 @@ pub enum Cancel {
     Gone,
 }
 
+/// Takes the couple's row lock for the rest of `txn` (Postgres; SQLite has one writer and
+/// the transaction alone serialises): a count and the insert it allows, made under it, cannot
+/// be passed by two requests at once. `false` when the couple is gone.
+pub async fn lock(txn: &impl ConnectionTrait, couple_id: Uuid) -> Result<bool, DbErr> {
+    Ok(couples::Entity::find_by_id(couple_id)
+        .lock(LockType::Update)
+        .one(txn)
+        .await?
+        .is_some())
+}
+
 /// Cancels a scheduled deletion that is not due yet, unless a member deleted their account.
 /// The couple's row is locked before the members are read: an account deletion schedules
 /// and marks its user in one transaction that writes this row (`users::delete_account`), so

@@ -11,6 +11,7 @@ pub mod korean;
 
 use std::time::{Duration, Instant};
 
+use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use crate::couple::Member;
@@ -146,12 +147,18 @@ fn stored_form(word: &str) -> Result<String> {
 pub async fn exclude(services: &Services, me: &Member, word: &str) -> Result<Vec<String>> {
     let word = stored_form(word)?;
     let max = services.config.max_excluded_words;
-    if store::words::excluded_count(&services.db, me.couple_id).await? >= max {
+    // Counted and added under the couple's lock: two at once cannot both pass the count.
+    let txn = services.db.begin().await?;
+    if !store::couples::lock(&txn, me.couple_id).await? {
+        return Err(Error::NotPaired);
+    }
+    if store::words::excluded_count(&txn, me.couple_id).await? >= max {
         return Err(Error::InvalidInput(format!(
             "at most {max} words can be left out"
         )));
     }
-    store::words::exclude(&services.db, me.couple_id, &word).await?;
+    store::words::exclude(&txn, me.couple_id, &word).await?;
+    txn.commit().await?;
     changed(services, me).await
 }
 

@@ -15,6 +15,7 @@ both_backends!(
     only_we_can_remove_our_dates,
     impossible_dates_and_zones_are_refused,
     a_couple_keeps_at_most_the_configured_number_of_dates,
+    dates_added_at_once_cannot_pass_the_limit,
 );
 
 fn date(value: &Value) -> NaiveDate {
@@ -195,4 +196,26 @@ async fn a_couple_keeps_at_most_the_configured_number_of_dates(backend: Backend)
     joon.delete(&path).await;
     let (status, _) = joon.post("/api/anniversaries/dates", second).await;
     assert_eq!(status, StatusCode::CREATED);
+}
+
+async fn dates_added_at_once_cannot_pass_the_limit(backend: Backend) {
+    let node = spawn_node_with(backend, &["--max-couple-dates", "3"]).await;
+    let (mina, joon) = couple(&node).await;
+    let adds = (0..12).map(|i| {
+        let who = if i % 2 == 0 { &mina } else { &joon };
+        let body = json!({ "title": format!("date {i}"), "date": "2024-05-05" });
+        async move { who.post("/api/anniversaries/dates", body).await.0 }
+    });
+    let statuses = futures_util::future::join_all(adds).await;
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 3, "exactly the limit was added: {statuses:?}");
+    let (_, calendar) = mina.get("/api/anniversaries").await;
+    assert_eq!(
+        calendar["dates"].as_array().map(Vec::len),
+        Some(3),
+        "{calendar}"
+    );
 }

@@ -14,6 +14,7 @@ both_backends!(
     a_long_history_is_counted_in_batches_to_the_same_numbers,
     only_a_counted_word_can_be_left_out,
     a_couple_leaves_out_at_most_the_configured_number_of_words,
+    words_left_out_at_once_cannot_pass_the_limit,
 );
 
 async fn words(user: &User) -> Value {
@@ -191,4 +192,21 @@ async fn a_couple_leaves_out_at_most_the_configured_number_of_words(backend: Bac
     mina.delete("/api/words/excluded/kite").await;
     let (status, _) = joon.put("/api/words/excluded/umbrella").await;
     assert_eq!(status, StatusCode::OK);
+}
+
+async fn words_left_out_at_once_cannot_pass_the_limit(backend: Backend) {
+    let node = spawn_node_with(backend, &["--max-excluded-words", "3"]).await;
+    let (mina, joon) = couple(&node).await;
+    let words = [
+        "picnic", "kite", "umbrella", "river", "train", "museum", "garden", "beach",
+    ];
+    let puts = words.iter().enumerate().map(|(i, word)| {
+        let who = if i % 2 == 0 { &mina } else { &joon };
+        async move { who.put(&format!("/api/words/excluded/{word}")).await.0 }
+    });
+    let statuses = futures_util::future::join_all(puts).await;
+    let kept = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(kept, 3, "exactly the limit was left out: {statuses:?}");
+    let (_, body) = mina.get("/api/words").await;
+    assert_eq!(body["excluded"].as_array().map(Vec::len), Some(3), "{body}");
 }
