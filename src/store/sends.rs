@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use entity::{answers, chats, couple_members, couple_questions, couples, events, files};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use uuid::Uuid;
 
@@ -147,7 +147,8 @@ pub struct AskedBefore {
 /// What the rules of a send need to know, read under the couples' locks.
 #[derive(Default)]
 pub struct Loaded {
-    /// Every question the couples were asked, oldest first: which are asked, who owes what.
+    /// The questions the couples were asked that are still open, and those of the sends'
+    /// triggers asked before, oldest first: who owes what, and what is not asked again.
     pub asked: Vec<AskedBefore>,
     /// Chats these senders sent with these client_ids before: the sends are retries.
     pub earlier: Vec<chats::Model>,
@@ -165,8 +166,21 @@ pub async fn load(
     question_ids: Vec<i64>,
     file_ids: Vec<Uuid>,
 ) -> Result<Loaded, DbErr> {
+    // Only what the rules can use: questions still open (a partner's answer missing), which
+    // gate, and among those the sends would bring up, whether they were asked before. A long
+    // story's answered questions are neither.
+    let open = Expr::cust(
+        "(SELECT COUNT(*) FROM answers \
+          WHERE answers.couple_id = couple_questions.couple_id \
+          AND answers.question_id = couple_questions.question_id) < 2",
+    );
     let asked_rows = couple_questions::Entity::find()
         .filter(couple_questions::Column::CoupleId.is_in(couple_ids.to_vec()))
+        .filter(
+            Condition::any()
+                .add(open)
+                .add(couple_questions::Column::QuestionId.is_in(question_ids.clone())),
+        )
         .order_by_asc(couple_questions::Column::Seq)
         .all(txn)
         .await?;
@@ -174,6 +188,10 @@ pub async fn load(
     if !asked_rows.is_empty() {
         let answers = answers::Entity::find()
             .filter(answers::Column::CoupleId.is_in(couple_ids.to_vec()))
+            .filter(
+                answers::Column::QuestionId
+                    .is_in(asked_rows.iter().map(|r| r.question_id).collect::<Vec<_>>()),
+            )
             .all(txn)
             .await?;
         for row in asked_rows {

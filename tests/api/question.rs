@@ -19,6 +19,7 @@ both_backends!(
     the_partners_answer_stays_hidden_until_i_answer,
     answering_an_unknown_or_another_couples_question_is_not_found,
     importing_the_catalogue_twice_changes_nothing_and_running_nodes_pick_it_up,
+    the_rules_read_only_open_questions_and_those_brought_up_again,
 );
 
 const TRAVEL: &str = "우리가 함께 꼭 가보고 싶은 곳은 어디야?";
@@ -390,4 +391,76 @@ fn db_args(node: &TestNode) -> Vec<String> {
         format!("--database-url={}", node.db.url),
         format!("--data-dir={}", node.db.data_dir().display()),
     ]
+}
+
+/// A send's rules need the questions still open (they gate) and, of those its keywords bring
+/// up, whether they were asked before; a long story's answered questions are neither, so they
+/// are not read under the couple's lock.
+async fn the_rules_read_only_open_questions_and_those_brought_up_again(backend: Backend) {
+    use entity::{answers, couple_questions};
+    use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+
+    let node = spawn_node(backend).await;
+    let (mina, joon) = couple(&node).await;
+    let (_, me) = mina.get("/api/me").await;
+    let couple_id: uuid::Uuid = me["couple"]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("the couple's id");
+    let db = sea_orm::Database::connect(&node.db.url)
+        .await
+        .expect("the test database");
+    let catalogue = duet::store::questions::list(&db)
+        .await
+        .expect("the catalogue");
+    let ids: Vec<i64> = catalogue.iter().take(4).map(|(q, _)| q.id).collect();
+    // Asked in this order; answered by both, by mina only, by nobody, by both.
+    let answered_by = [
+        vec![mina.id, joon.id],
+        vec![mina.id],
+        vec![],
+        vec![mina.id, joon.id],
+    ];
+    for (i, (id, by)) in ids.iter().zip(&answered_by).enumerate() {
+        let seq = 10 * (i as i64 + 1);
+        couple_questions::ActiveModel {
+            couple_id: Set(couple_id),
+            question_id: Set(*id),
+            keyword: Set("kw".into()),
+            seq: Set(seq),
+            asked_at: Set(chrono::Utc::now()),
+        }
+        .insert(&db)
+        .await
+        .expect("a question asked");
+        for user in by {
+            answers::ActiveModel {
+                couple_id: Set(couple_id),
+                question_id: Set(*id),
+                user_id: Set(*user),
+                text: Set("an answer".into()),
+                seq: Set(seq + 1),
+                answered_at: Set(chrono::Utc::now()),
+            }
+            .insert(&db)
+            .await
+            .expect("an answer");
+        }
+    }
+
+    let txn = db.begin().await.expect("a transaction");
+    // A send whose keyword brings up the last one (answered) again.
+    let loaded = duet::store::sends::load(&txn, &[couple_id], &[], vec![ids[3]], vec![])
+        .await
+        .expect("the rules' reads");
+    let read: Vec<(i64, usize)> = loaded
+        .asked
+        .iter()
+        .map(|a| (a.question_id, a.answered_by.len()))
+        .collect();
+    assert_eq!(
+        read,
+        vec![(ids[1], 1), (ids[2], 0), (ids[3], 2)],
+        "the open ones and the one brought up again, nothing answered by both besides"
+    );
 }
