@@ -74,12 +74,15 @@ pub async fn log_in(
     Ok(user)
 }
 
-/// Starts a session for the user: the token to hand the client (stored only as its hash),
-/// valid for `DUET_SESSION_TTL`.
-pub async fn start_session(services: &Services, user_id: Uuid) -> Result<String> {
+/// Starts a session for the user as verified: the token to hand the client (stored only as
+/// its hash), valid for `DUET_SESSION_TTL`. A password changed (or the account deleted) since
+/// it was verified makes it `invalid_credentials`.
+pub async fn start_session(services: &Services, user: &User) -> Result<String> {
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let expires_at = Utc::now() + services.config.session_ttl();
-    store::users::create_session(&services.db, user_id, token_hash(&token), expires_at).await?;
+    store::users::create_session(&services.db, user, token_hash(&token), expires_at)
+        .await?
+        .ok_or(Error::InvalidCredentials)?;
     Ok(token)
 }
 

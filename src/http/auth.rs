@@ -112,7 +112,7 @@ pub(super) async fn signup(
 ) -> Result<impl IntoResponse> {
     let user =
         account::sign_up(&state, &state.logins, client, &body.username, body.password).await?;
-    let jar = start_session(&state, &headers, jar, user.id).await?;
+    let jar = start_session(&state, &headers, jar, &user).await?;
     Ok((
         StatusCode::CREATED,
         jar,
@@ -140,7 +140,7 @@ pub(super) async fn login(
 ) -> Result<impl IntoResponse> {
     let user =
         account::log_in(&state, &state.logins, client, &body.username, body.password).await?;
-    let jar = start_session(&state, &headers, jar, user.id).await?;
+    let jar = start_session(&state, &headers, jar, &user).await?;
     Ok((
         jar,
         Json(UserBody {
@@ -155,9 +155,9 @@ async fn start_session(
     state: &AppState,
     headers: &HeaderMap,
     jar: CookieJar,
-    user_id: Uuid,
+    user: &User,
 ) -> Result<CookieJar> {
-    let token = account::start_session(state, user_id).await?;
+    let token = account::start_session(state, user).await?;
     let cookie = Cookie::build((COOKIE, token))
         .http_only(true)
         .same_site(SameSite::Lax)

@@ -64,23 +64,39 @@ pub struct SessionUser {
     pub user: User,
 }
 
+/// Starts a session for the account as the caller verified it: only while its password is
+/// still the one verified (and it is not deleted), read under the account's row lock. A login
+/// that checked the old password just before a change of it gets no session: the change either
+/// committed first and is seen here, or waits and then ends this session with the others.
+/// `None` when the account changed.
 pub async fn create_session(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
+    db: &DatabaseConnection,
+    verified: &User,
     token_hash: String,
     expires_at: DateTime<Utc>,
-) -> Result<Uuid, sea_orm::DbErr> {
+) -> Result<Option<Uuid>, sea_orm::DbErr> {
+    let txn = db.begin().await?;
+    let current = users::Entity::find_by_id(verified.id)
+        .lock(sea_orm::sea_query::LockType::Update)
+        .one(&txn)
+        .await?;
+    let unchanged = current
+        .is_some_and(|u| u.deleted_at.is_none() && u.password_hash == verified.password_hash);
+    if !unchanged {
+        return Ok(None);
+    }
     let id = Uuid::now_v7();
     sessions::ActiveModel {
         id: Set(id),
         token_hash: Set(token_hash),
-        user_id: Set(user_id),
+        user_id: Set(verified.id),
         created_at: Set(Utc::now()),
         expires_at: Set(expires_at),
     }
-    .insert(db)
+    .insert(&txn)
     .await?;
-    Ok(id)
+    txn.commit().await?;
+    Ok(Some(id))
 }
 
 /// The live session with this token hash and its user; expired sessions count as none.

@@ -14,6 +14,7 @@ use crate::both_backends;
 use crate::support::*;
 
 both_backends!(
+    a_login_verified_before_a_password_change_gets_no_session,
     signing_up_logs_in_and_logging_out_ends_the_session,
     usernames_are_unique_whatever_their_case,
     bad_usernames_and_passwords_are_refused_with_invalid_input,
@@ -568,4 +569,36 @@ async fn existing_accounts_get_the_new_username_keys(backend: Backend) {
         assert_eq!(login(typed).await, account, "{typed}");
     }
     node.stop().await;
+}
+
+/// A login checks the password (an Argon2 hash, a while), then makes its session. Should the
+/// password change in between, the session is not made: the account as verified is gone.
+async fn a_login_verified_before_a_password_change_gets_no_session(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let mina = User::signup(&node, "mina").await;
+    let db = sea_orm::Database::connect(&node.db.url)
+        .await
+        .expect("the test database");
+    // What a login read and verified, just before the change.
+    let verified = duet::store::users::by_username(&db, "mina")
+        .await
+        .expect("reading the account")
+        .expect("mina's account");
+    let change = json!({ "old_password": PASSWORD, "new_password": "a new secret 1" });
+    let (status, value) = mina.post("/api/password", change).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{value}");
+
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    let made = duet::store::users::create_session(&db, &verified, "a token's hash".into(), expires)
+        .await
+        .expect("the session query");
+    assert_eq!(made, None, "a session for a password no longer current");
+    let current = duet::store::users::by_username(&db, "mina")
+        .await
+        .expect("reading the account")
+        .expect("mina's account");
+    let made = duet::store::users::create_session(&db, &current, "another hash".into(), expires)
+        .await
+        .expect("the session query");
+    assert!(made.is_some(), "the current password still logs in");
 }
