@@ -326,17 +326,14 @@ impl Session {
             BusEvent::Frame {
                 seq, from, json, ..
             } => {
-                for (seq, (from, json)) in self.order.arrive(seq, (from, json)) {
-                    give(
-                        &mut self.out,
-                        &mut self.readable,
-                        &self.me,
-                        &self.state,
-                        seq,
-                        from,
-                        json,
-                    );
-                }
+                let released = self.order.arrive(seq, (from, json));
+                give(
+                    &mut self.out,
+                    &mut self.readable,
+                    &self.me,
+                    &self.state,
+                    released,
+                );
             }
             BusEvent::SessionEnded { session_id } if session_id == self.me.session_id => {
                 return Err(Ending::Close(close::SESSION_ENDED, "signed out"));
@@ -523,17 +520,14 @@ impl Session {
         .await;
         // What waited for the gap is in the database too; what waited beyond it may go now.
         let upto = self.order.cursor();
-        for (seq, (from, json)) in self.order.caught_up(upto) {
-            give(
-                &mut self.out,
-                &mut self.readable,
-                &self.me,
-                &self.state,
-                seq,
-                from,
-                json,
-            );
-        }
+        let released = self.order.caught_up(upto);
+        give(
+            &mut self.out,
+            &mut self.readable,
+            &self.me,
+            &self.state,
+            released,
+        );
         if result.is_err() && self.write_timed_out {
             return Err(self.too_slow());
         }
@@ -646,23 +640,23 @@ async fn bounded<T>(state: &AppState, work: impl Future<Output = Result<T>>) -> 
         .map_err(|_| Error::Unavailable("the database is slow; send it again".into()))?
 }
 
-/// Queues a live frame the order released; marks how far a read mark may go.
+/// Queues the live frames the order released; marks how far a read mark may go.
 fn give(
     out: &mut Vec<Message>,
     readable: &mut i64,
     me: &Member,
     state: &AppState,
-    seq: Option<i64>,
-    from: Option<uuid::Uuid>,
-    json: Utf8Bytes,
+    released: impl Iterator<Item = (Option<i64>, (Option<uuid::Uuid>, Utf8Bytes))>,
 ) {
-    if let Some(seq) = seq
-        && from != Some(me.user_id)
-    {
-        *readable = seq;
+    for (seq, (from, json)) in released {
+        if let Some(seq) = seq
+            && from != Some(me.user_id)
+        {
+            *readable = seq;
+        }
+        state.metrics.frames_sent.inc();
+        out.push(Message::Text(json));
     }
-    state.metrics.frames_sent.inc();
-    out.push(Message::Text(json));
 }
 
 type Sink = SplitSink<WebSocket, Message>;
