@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use ipnet::IpNet;
 
+/// A node's settings, from flags and environment variables (docs/CONFIGURATION.md).
 #[derive(Args, Clone, Debug)]
 pub struct Config {
     /// Address to listen on (port 0 picks a free one).
@@ -272,7 +273,7 @@ pub struct Config {
 
 impl Config {
     /// The metrics listener's address; `None` for `off`.
-    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+    pub(crate) fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
         if self.metrics_bind.eq_ignore_ascii_case("off") {
             return Ok(None);
         }
@@ -291,62 +292,62 @@ impl Config {
         Ok(Some(addr))
     }
 
-    pub fn presence_ttl(&self) -> Duration {
+    pub(crate) fn presence_ttl(&self) -> Duration {
         Duration::from_secs(self.presence_ttl_secs.max(3))
     }
 
-    pub fn breakup_grace(&self) -> Duration {
+    pub(crate) fn breakup_grace(&self) -> Duration {
         Duration::from_secs(self.breakup_grace_secs)
     }
 
-    pub fn files_dir(&self) -> PathBuf {
+    pub(crate) fn files_dir(&self) -> PathBuf {
         self.files_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("files"))
     }
 
-    pub fn orphan_age(&self) -> Duration {
+    pub(crate) fn orphan_age(&self) -> Duration {
         Duration::from_secs(self.orphan_age_secs)
     }
 
-    pub fn sweep_period(&self) -> Duration {
+    pub(crate) fn sweep_period(&self) -> Duration {
         Duration::from_secs(self.sweep_secs.max(1))
     }
 
-    pub fn catalogue_refresh(&self) -> Duration {
+    pub(crate) fn catalogue_refresh(&self) -> Duration {
         Duration::from_secs(self.catalogue_refresh_secs.max(1))
     }
 
-    pub fn session_ttl(&self) -> Duration {
+    pub(crate) fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_hours * 3600)
     }
 
-    pub fn ping_interval(&self) -> Duration {
+    pub(crate) fn ping_interval(&self) -> Duration {
         Duration::from_secs(self.ping_secs.max(1))
     }
 
-    pub fn socket_write_timeout(&self) -> Duration {
+    pub(crate) fn socket_write_timeout(&self) -> Duration {
         Duration::from_millis(self.socket_write_timeout_ms.max(1))
     }
 
-    pub fn idle_timeout(&self) -> Duration {
+    pub(crate) fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs.max(1))
     }
 
-    pub fn commit_window(&self) -> Duration {
+    pub(crate) fn commit_window(&self) -> Duration {
         Duration::from_micros(self.commit_window_us)
     }
 
-    pub fn db_timeout(&self) -> Duration {
+    pub(crate) fn db_timeout(&self) -> Duration {
         Duration::from_millis(self.db_timeout_ms.max(1))
     }
 
-    pub fn read_timeout(&self) -> Duration {
+    pub(crate) fn read_timeout(&self) -> Duration {
         Duration::from_millis(self.read_timeout_ms.max(1))
     }
 
     /// The Redis the bus runs on; `None` for one process with the in-process bus.
-    pub fn redis_target(&self) -> Option<RedisTarget> {
+    pub(crate) fn redis_target(&self) -> Option<RedisTarget> {
         match (&self.redis_url, self.redis_cluster_urls.is_empty()) {
             (Some(url), _) => Some(RedisTarget::Single(url.clone())),
             (None, false) => Some(RedisTarget::Cluster(self.redis_cluster_urls.clone())),
@@ -354,28 +355,28 @@ impl Config {
         }
     }
 
-    pub fn drain_delay(&self) -> Duration {
+    pub(crate) fn drain_delay(&self) -> Duration {
         let default = if self.redis_target().is_some() { 5 } else { 0 };
         Duration::from_secs(self.drain_delay_secs.unwrap_or(default))
     }
 
-    pub fn drain_time(&self) -> Duration {
+    pub(crate) fn drain_time(&self) -> Duration {
         Duration::from_secs(self.drain_secs)
     }
 
-    pub fn hash_concurrency(&self) -> usize {
+    pub(crate) fn hash_concurrency(&self) -> usize {
         self.hash_concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1)
     }
 
-    pub fn hash_wait(&self) -> Duration {
+    pub(crate) fn hash_wait(&self) -> Duration {
         Duration::from_millis(self.hash_wait_ms)
     }
 
     /// The configured origins, or the defaults derived from the address actually bound
     /// (which matters when `bind` asked for port 0).
-    pub fn allowed_origins(&self, bound: SocketAddr) -> Vec<String> {
+    pub(crate) fn allowed_origins(&self, bound: SocketAddr) -> Vec<String> {
         if !self.origins.is_empty() {
             return self
                 .origins

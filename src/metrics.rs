@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// The node's Prometheus counters, gauges and histograms, served on `DUET_METRICS_BIND`.
 pub struct Metrics {
     registry: Registry,
     pub sockets_open: Gauge,

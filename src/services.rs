@@ -19,6 +19,8 @@ use crate::store::blobs::BlobStore;
 #[derive(Clone)]
 pub struct Services(Arc<Parts>);
 
+/// What `Services` shares: the configuration, the database pools, the bus, the metrics, the
+/// blob store and the stop signal.
 pub struct Parts {
     pub config: Config,
     pub db: DatabaseConnection,

@@ -18,6 +18,7 @@ use crate::services::Services;
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
+/// What `AppState` shares: the services and the parts of a node that serve sockets.
 pub struct Inner {
     pub services: Services,
     /// Persists the node's sends in batches (see `chat::committer`).

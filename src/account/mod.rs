@@ -19,7 +19,7 @@ use crate::store;
 use crate::store::users::{SessionUser, User};
 use crate::{breakup, pairing, publish};
 
-pub use guard::{Guard, spawn_sweeper, sweep};
+pub use guard::{Guard, spawn_sweeper};
 
 /// Creates an account. The username is free or the answer is `username_taken`.
 pub async fn sign_up(

@@ -39,6 +39,9 @@ struct Listener {
     outbox: Arc<Outbox>,
 }
 
+/// This node's sockets by couple and user: where an event of a couple, from this node or
+/// from the bus, is handed to each local socket's `Outbox`, and where the presence of the
+/// users present here is kept and passed on. The only per-node state of a chat.
 pub struct Hub {
     couples: Mutex<HashMap<Uuid, Vec<Listener>>>,
     users: Mutex<HashMap<Uuid, Local>>,

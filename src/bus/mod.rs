@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 pub use self::redis::{RedisBus, RedisSettings};
 pub use hub::{Hub, Subscription};
-pub use outbox::{Delivery, Outbox, Overflowed};
+pub use outbox::{Delivery, Outbox};
 
 /// How long a new session waits for the backend to listen to its couple's channel before
 /// going on anyway (it catches up from the database when the backend comes back).

@@ -27,6 +27,9 @@ pub enum Delivery {
     Reply(Utf8Bytes),
 }
 
+/// One socket's queue of what to write, filled by the hub and the committer and drained by
+/// the socket's session. Bounded: a client that reads too slowly overflows it and is closed
+/// with 1013 rather than slowing anyone else.
 pub struct Outbox {
     queue: Mutex<Queue>,
     waker: AtomicWaker,

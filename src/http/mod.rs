@@ -29,8 +29,8 @@ use tower_http::trace::TraceLayer;
 use crate::error::Error;
 use crate::state::AppState;
 
-pub use auth::{CurrentUser, Paired};
-pub use health::{metrics_router, spawn_database_check};
+pub(crate) use auth::{CurrentUser, Paired};
+pub(crate) use health::{metrics_router, spawn_database_check};
 
 /// JSON bodies of the API are small; files have their own route and limit.
 const JSON_BODY_LIMIT: usize = 64 * 1024;

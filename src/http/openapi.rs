@@ -71,7 +71,7 @@ pub fn document() -> String {
     format!("{json}\n")
 }
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/api/openapi.json", get(serve))
 }
 

@@ -18,6 +18,8 @@ use crate::store::questions::Trigger;
 
 type Version = (u64, Option<DateTime<Utc>>);
 
+/// The question catalogue as this node knows it: a matcher over every keyword, swapped for a
+/// new one when the catalogue in the database changes, so sends never wait for a reload.
 pub struct Catalogue {
     matcher: ArcSwap<Matcher>,
     loaded: Mutex<Option<Version>>,

@@ -12,6 +12,8 @@ use unicode_script::{Script, UnicodeScript};
 
 use crate::store::questions::Trigger;
 
+/// Finds the catalogue's keywords in a chat in one pass (Aho-Corasick): whole words, except a
+/// keyword in a script without spaces between words (Hangul, Han, kana), found inside words.
 pub struct Matcher {
     automaton: Option<AhoCorasick>,
     /// Per automaton pattern: the question it asks, its keyword, and whether it may match
@@ -60,10 +62,6 @@ impl Matcher {
 
     pub fn len(&self) -> usize {
         self.patterns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
     }
 
     /// The questions `text` brings up, in the order their keywords first appear, each once.

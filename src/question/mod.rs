@@ -4,8 +4,8 @@
 //! the send (see `chat::plan`), so it holds on every node and after every reconnect.
 
 pub mod bench;
-pub mod catalogue;
-pub mod matcher;
+pub(crate) mod catalogue;
+pub(crate) mod matcher;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -21,14 +21,14 @@ use crate::store;
 use crate::store::questions::Answered;
 use crate::view::{QuestionView, rfc3339};
 
-pub use catalogue::Catalogue;
+pub(crate) use catalogue::Catalogue;
 
 /// Longest answer, in characters, after trimming: as long as a chat may be.
-pub const MAX_ANSWER_CHARS: usize = 4000;
+pub(crate) const MAX_ANSWER_CHARS: usize = 4000;
 
 /// Questions this member has not answered, oldest first, asked up to seq `upto` (sent after
 /// `synced`; later ones reach the socket live, so none comes twice).
-pub async fn owed(services: &Services, me: &Member, upto: i64) -> Result<Vec<QuestionView>> {
+pub(crate) async fn owed(services: &Services, me: &Member, upto: i64) -> Result<Vec<QuestionView>> {
     let owed =
         store::questions::owed(&services.db, me.couple_id, me.user_id, Some(upto), None).await?;
     Ok(owed.into_iter().map(QuestionView::from).collect())
@@ -36,7 +36,7 @@ pub async fn owed(services: &Services, me: &Member, upto: i64) -> Result<Vec<Que
 
 /// Stores my answer and tells us both. Answering twice changes nothing; the caller gets the
 /// first answer's `answered` frame again so a retry settles like the original.
-pub async fn answer(
+pub(crate) async fn answer(
     services: &Services,
     me: &Member,
     question_id: i64,
@@ -79,7 +79,7 @@ pub async fn answer(
 
 /// One row of the answers page.
 #[derive(Serialize, Debug, ToSchema)]
-pub struct AnswerRow {
+pub(crate) struct AnswerRow {
     pub question_id: i64,
     pub question: String,
     pub keyword: String,
@@ -90,7 +90,7 @@ pub struct AnswerRow {
 }
 
 #[derive(Serialize, Debug, ToSchema)]
-pub struct AnswerText {
+pub(crate) struct AnswerText {
     pub text: String,
     #[serde(serialize_with = "rfc3339")]
     pub answered_at: DateTime<Utc>,
@@ -98,7 +98,7 @@ pub struct AnswerText {
 
 /// Every question we were asked, newest first, with both answers; my partner's stays hidden
 /// until I have answered, so neither can copy the other.
-pub async fn answers_page(services: &Services, me: &Member) -> Result<Vec<AnswerRow>> {
+pub(crate) async fn answers_page(services: &Services, me: &Member) -> Result<Vec<AnswerRow>> {
     let (asked, answers) = store::questions::asked_with_answers(&services.db, me.couple_id).await?;
     let find = |question_id: i64, user_id: Uuid| {
         answers

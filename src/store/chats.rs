@@ -2,7 +2,7 @@
 //! history pages. Their place in the couple's order is the event log's (`store::events`).
 
 use chrono::{DateTime, Utc};
-use entity::{chats, files};
+use entity::chats;
 use migration::SEARCH_EXPRESSION;
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
@@ -16,7 +16,6 @@ use super::events::{self, EventKind, EventRef, now_millis};
 use super::words;
 
 pub use chats::Model as Chat;
-pub use files::Model as File;
 
 /// A chat of this couple that is not deleted yet.
 pub async fn live_chat(

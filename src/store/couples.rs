@@ -18,14 +18,12 @@ use super::users::User;
 pub use couples::Model as Couple;
 pub use pair_requests::Model as PairRequest;
 
-/// A user's couple as they see it: the couple, the partner and both read marks, for the
-/// socket's `hello` and `/api/me`. (Who is acting, by ids only, is `chat::Member`.)
+/// A user's couple as they see it: the couple and the partner, for `/api/me`, pairing and the
+/// export. (Who is acting, by ids only, is `chat::Member`.)
 #[derive(Clone, Debug)]
 pub struct MyCouple {
     pub couple: Couple,
     pub partner: User,
-    pub read_seq: i64,
-    pub partner_read_seq: i64,
 }
 
 pub async fn my_couple(
@@ -43,12 +41,7 @@ pub async fn my_couple(
         .await?;
     let couple = couples::Entity::find_by_id(mine.couple_id).one(db).await?;
     Ok(match (members, couple) {
-        (Some((theirs, Some(partner))), Some(couple)) => Some(MyCouple {
-            couple,
-            partner,
-            read_seq: mine.read_seq,
-            partner_read_seq: theirs.read_seq,
-        }),
+        (Some((_, Some(partner))), Some(couple)) => Some(MyCouple { couple, partner }),
         _ => None,
     })
 }

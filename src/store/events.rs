@@ -16,8 +16,6 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-pub use events::Model as Event;
-
 type Chat = chats::Model;
 type File = files::Model;
 

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 pub use files::Model as File;
 
+/// An upload to record, its bytes already in the blob store under `blob`.
 pub struct NewFile {
     pub couple_id: Uuid,
     pub owner_id: Uuid,

@@ -1,16 +1,16 @@
 //! The only layer that touches the database. Everything above it speaks in the product's
 //! words (users, couples, chats); this layer speaks sea-orm, on Postgres or SQLite alike.
 
-pub mod anniversaries;
-pub mod blobs;
-pub mod chats;
-pub mod couples;
-pub mod events;
-pub mod files;
+pub(crate) mod anniversaries;
+pub(crate) mod blobs;
+pub(crate) mod chats;
+pub(crate) mod couples;
+pub(crate) mod events;
+pub(crate) mod files;
 pub mod questions;
 pub mod sends;
 pub mod users;
-pub mod words;
+pub(crate) mod words;
 
 use std::time::{Duration, Instant};
 

@@ -22,17 +22,24 @@ pub use questions::Model as Question;
 /// A question a chat's text brought up, through one of its keywords.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trigger {
+    /// The question brought up.
     pub question_id: i64,
+    /// The keyword of it that the text mentions.
     pub keyword: String,
 }
 
 /// A question as the couple was asked it.
 #[derive(Clone, Debug)]
 pub struct Asked {
+    /// The seq of the event that asked it.
     pub seq: i64,
+    /// The catalogue's question.
     pub question_id: i64,
+    /// The question's text when it was asked.
     pub text: String,
+    /// The keyword that brought it up.
     pub keyword: String,
+    /// When it was asked.
     pub asked_at: DateTime<Utc>,
 }
 
@@ -79,10 +86,14 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<(Question, Vec<String
         .collect())
 }
 
+/// What an import of the catalogue did, question by question.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
+    /// Questions with a key the catalogue did not have.
     pub added: usize,
+    /// Questions whose text or keywords changed.
     pub updated: usize,
+    /// Questions already as given.
     pub unchanged: usize,
 }
 
@@ -259,6 +270,7 @@ async fn with_text(
         .collect())
 }
 
+/// The outcome of an answer: stored now, or a repeat of one given before.
 pub enum Answered {
     /// Stored now, with this seq.
     Now(Answer),

@@ -28,10 +28,15 @@ pub use couples::Model as Couple;
 
 /// A text chat with no file and no question to ask, ready to take its couple's next seq.
 pub struct PlainChat<'a> {
+    /// The chat's id.
     pub id: Uuid,
+    /// Whose conversation it is in.
     pub couple_id: Uuid,
+    /// Who sent it.
     pub sender_id: Uuid,
+    /// The sender's id for the send, which makes a retry of it a repeat (`send` in PROTOCOL.md).
     pub client_id: Uuid,
+    /// What it says.
     pub text: &'a str,
 }
 
@@ -139,8 +144,11 @@ pub async fn lock_couples(
 
 /// A question a couple was asked, with who has answered it.
 pub struct AskedBefore {
+    /// The couple asked.
     pub couple_id: Uuid,
+    /// The question asked.
     pub question_id: i64,
+    /// The members who have answered it (both: it no longer holds the chat).
     pub answered_by: Vec<Uuid>,
 }
 
@@ -159,6 +167,9 @@ pub struct Loaded {
     pub files: Vec<files::Model>,
 }
 
+/// Reads what the rules of a batch of sends need, in the transaction that holds the couples'
+/// locks: `sends` are (sender, client_id) pairs, `question_ids` the questions their texts bring
+/// up, `file_ids` the uploads they carry.
 pub async fn load(
     txn: &DatabaseTransaction,
     couple_ids: &[Uuid],
@@ -242,8 +253,11 @@ pub async fn load(
 /// Everything a batch writes, decided under the locks.
 #[derive(Default)]
 pub struct Writes {
+    /// New chats.
     pub chats: Vec<chats::Model>,
+    /// The events that tell the couples, one seq each.
     pub events: Vec<events::Model>,
+    /// Questions the couples are asked now.
     pub asked: Vec<couple_questions::Model>,
     /// (file, chat): uploads attached to the chats carrying them.
     pub attach: Vec<(Uuid, Uuid)>,
@@ -251,6 +265,7 @@ pub struct Writes {
     pub couples: Vec<(Uuid, i64, i32)>,
 }
 
+/// Writes a batch's rows in a few multi-row statements, in the transaction that read them.
 pub async fn write(txn: &DatabaseTransaction, writes: Writes) -> Result<(), DbErr> {
     if !writes.chats.is_empty() {
         chats::Entity::insert_many(writes.chats.into_iter().map(chats::ActiveModel::from))

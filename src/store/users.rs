@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 pub use users::Model as User;
 
+/// Adds an account; a username taken (as `username_key` compares it) is a unique violation.
 pub async fn create(
     db: &impl ConnectionTrait,
     username: &str,
@@ -48,6 +49,7 @@ pub async fn by_username(
     })
 }
 
+/// The account with this id, deleted or not.
 pub async fn by_id(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<User>, sea_orm::DbErr> {
     users::Entity::find_by_id(id).one(db).await
 }
@@ -58,9 +60,13 @@ pub fn username_key(username: &str) -> String {
     migration::username_key(username)
 }
 
+/// A login session with the account it belongs to.
 pub struct SessionUser {
+    /// The session's id.
     pub session_id: Uuid,
+    /// When the session ends unless renewed.
     pub expires_at: DateTime<Utc>,
+    /// Whose it is.
     pub user: User,
 }
 
@@ -212,6 +218,7 @@ pub async fn change_password(
     Ok(ended)
 }
 
+/// Ends one login session (a logout).
 pub async fn delete_session(db: &impl ConnectionTrait, id: Uuid) -> Result<(), sea_orm::DbErr> {
     sessions::Entity::delete_by_id(id).exec(db).await?;
     Ok(())

@@ -62,6 +62,7 @@ pub struct OurWord {
     pub partner: i64,
 }
 
+/// "Our words": the couple's most used words, each with who said it how often.
 pub struct OurWords {
     pub words: Vec<OurWord>,
     pub excluded: Vec<String>,

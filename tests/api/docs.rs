@@ -3,7 +3,9 @@
 //! clap definition itself, so a setting added without its row, or a row left behind by a
 //! setting removed, fails here), and every relative link of README.md and docs/*.md reaches
 //! an existing file and heading. The README was split into docs/ pages; this is what keeps the
-//! split from rotting.
+//! split from rotting. And the two commands share one build: the test build turns on no
+//! feature of a dependency that the plain build lacks, so `cargo run` after `cargo test`
+//! starts at once instead of compiling some 60 crates again.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -47,6 +49,48 @@ fn the_readme_opens_with_the_two_commands() {
     assert!(first[3].starts_with("cargo run "), "{first:#?}");
     assert!(first[4].starts_with("cargo test "), "{first:#?}");
     assert_eq!(first[5], "```", "{first:#?}");
+}
+
+/// Every package of a build as `name version [features]`, one line each (a package built with
+/// two feature sets gives two lines).
+fn built_with(edges: &str) -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(root())
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "--no-dedupe",
+            "--prefix",
+            "none",
+        ])
+        .args(["-e", edges, "-f", "{p} [{f}]"])
+        .output()
+        .expect("running cargo tree");
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| line.replace(" (*)", ""))
+        .collect()
+}
+
+#[test]
+fn the_two_commands_share_one_build() {
+    let run = built_with("normal,build");
+    let test = built_with("normal,build,dev");
+    assert!(run.iter().any(|p| p.starts_with("tokio ")), "{run:?}");
+    // The test build may add packages (the dev-dependencies), never build one differently.
+    let rebuilt: Vec<_> = run.difference(&test).collect();
+    assert!(
+        rebuilt.is_empty(),
+        "`cargo test` builds these with other features than `cargo run` does, so each command \
+         rebuilds them and all above them; turn the same features on in [dependencies]: {rebuilt:#?}"
+    );
 }
 
 #[test]

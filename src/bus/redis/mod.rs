@@ -83,6 +83,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long stopping waits for the last publishes.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
+/// How a node reaches Redis: one server or a cluster, the key prefix that isolates a
+/// deployment (and each test), and how long a presence mark lives unrenewed.
 pub struct RedisSettings {
     pub target: RedisTarget,
     pub prefix: String,
@@ -110,6 +112,10 @@ enum Commands {
     },
 }
 
+/// The bus across nodes: every event of a couple is published on the couple's channel and
+/// reaches the hub of each node subscribed to it. Publishes that fail are kept per couple and
+/// retried, and a couple that may have missed one is told to catch up from the database, so
+/// the bus only rings the doorbell: the database holds what is said.
 pub struct RedisBus {
     hub: Arc<Hub>,
     commands: Commands,

@@ -83,6 +83,9 @@ enum Ending {
 
 type Step = std::result::Result<(), Ending>;
 
+/// One WebSocket of a member: replays what was missed, then writes the couple's events in seq
+/// order and reads the client's frames, until the client leaves, its login ends or the node
+/// stops.
 pub struct Session {
     state: AppState,
     me: Member,
