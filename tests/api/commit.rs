@@ -247,3 +247,61 @@ async fn on_sqlite_every_commit_is_synced_to_disk() {
     // 2 is FULL (1 NORMAL, 0 OFF, 3 EXTRA).
     assert_eq!(row.try_get::<i64>("", "synchronous").expect("a level"), 2);
 }
+
+/// Stopping: a send the socket already handed to the committer may still be waiting for its
+/// ack, so the node commits it before it exits, even queued behind a batch that waits for the
+/// database; only sends arriving after the stop began are refused (and sent again elsewhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_queued_when_the_node_stops_are_committed_before_it_exits() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    // One send per batch: each queued send is one more turn of the committer's loop at which
+    // a stop that dropped the queue would drop it.
+    let mut node = spawn_node_with(Backend::Postgres, &["--commit-max-batch=1"]).await;
+    let (mina, _joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let couple_id = mine.hello["couple_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let db = sea_orm::Database::connect(node.db.url.as_str())
+        .await
+        .expect("a connection of the test's own");
+    let blocker = db.begin().await.expect("a transaction");
+    blocker
+        .execute_unprepared(&format!(
+            "SELECT 1 FROM couples WHERE id = '{couple_id}' FOR UPDATE"
+        ))
+        .await
+        .expect("locking the couple");
+
+    // The first send's commit waits for the couple's row; the others queue behind it.
+    const QUEUED: usize = 6;
+    for n in 0..QUEUED {
+        mine.send(
+            json!({ "type": "send", "client_id": Uuid::new_v4(), "text": format!("queued {n}") }),
+        )
+        .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let stopped = node.begin_stop();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    blocker.commit().await.expect("releasing the couple");
+    tokio::time::timeout(std::time::Duration::from_secs(20), stopped)
+        .await
+        .expect("the node stops within its drain time")
+        .expect("stopping");
+
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT count(*) AS n FROM chats WHERE couple_id = '{couple_id}'"),
+        ))
+        .await
+        .expect("counting")
+        .expect("a row");
+    assert_eq!(
+        row.try_get::<i64>("", "n").expect("a count"),
+        QUEUED as i64,
+        "every send queued before the stop is committed"
+    );
+}
