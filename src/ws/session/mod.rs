@@ -158,20 +158,26 @@ impl Session {
 
     async fn live(mut self, mut sink: Sink, mut stream: Stream) {
         // Listen before reading where the couple stands, so nothing falls between the two.
-        let subscription = self
-            .state
-            .bus
-            .subscribe(self.me.couple_id, self.me.user_id, Arc::clone(&self.outbox))
-            .await;
-        self.state.metrics.sockets_open.inc();
+        // The presence round trip goes meanwhile: with a Redis that hangs, the client waits for
+        // the longer of the two bounds, not their sum.
         // Rare, large futures (Redis round trips, database reads) are boxed so that the
         // future every idle socket holds for its whole life stays small.
-        let (first, partner_online) = Box::pin(self.state.bus.socket_opened(
-            self.me.user_id,
-            self.me.couple_id,
-            self.me.partner_id,
-        ))
+        let (subscription, (first, partner_online)) = Box::pin(async {
+            tokio::join!(
+                self.state.bus.subscribe(
+                    self.me.couple_id,
+                    self.me.user_id,
+                    Arc::clone(&self.outbox)
+                ),
+                self.state.bus.socket_opened(
+                    self.me.user_id,
+                    self.me.couple_id,
+                    self.me.partner_id
+                ),
+            )
+        })
         .await;
+        self.state.metrics.sockets_open.inc();
         if first {
             chat::presence(&self.state, &self.me, true);
         }
