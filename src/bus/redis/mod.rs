@@ -80,6 +80,11 @@ const SHARD_BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// and never answers; only a deadline notices).
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connecting to a cluster master, which answers its handshake in a millisecond when it is
+/// well. Short, because while a master hangs its shard's repair keeps trying it and cannot
+/// see the promoted replica until the attempt gives up: with a second here a listener heard
+/// the failover up to 0.9 s late.
+const SHARD_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long stopping waits for the last publishes.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 

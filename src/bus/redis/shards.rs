@@ -28,7 +28,10 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{BACKOFF_MIN, COMMAND_TIMEOUT, CONNECT_TIMEOUT, RedisBus, SHARD_BACKOFF_MAX};
+use super::{
+    BACKOFF_MIN, COMMAND_TIMEOUT, CONNECT_TIMEOUT, RedisBus, SHARD_BACKOFF_MAX,
+    SHARD_CONNECT_TIMEOUT,
+};
 use crate::bus::BusEvent;
 use crate::bus::hub::Watch;
 
@@ -604,7 +607,7 @@ impl Shards {
             Ok(())
         };
         let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_connection_timeout(Some(SHARD_CONNECT_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT))
             .set_push_sender(on_push);
         let conn = client
