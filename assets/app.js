@@ -33,6 +33,8 @@
 //   js/pairing.js    the pairing screen
 //   js/session.js    /api/me at start, log in / sign up / log out, back to auth or pairing
 //   js/language.js   the language button and re-rendering after a switch
+//   js/install.js    the service worker (the installable app, the shell offline) and the offer
+//                    to reload when a new version is deployed
 //
 // Rules every module keeps: user data only ever reaches the DOM through textContent or
 // attributes (never innerHTML), styles go through the CSSOM (the Content-Security-Policy allows
@@ -78,6 +80,7 @@
 //   Dialogs:     confirm-dialog, confirm-ok, confirm-cancel
 //   Password:    password-dialog, password-old, password-new, password-submit, password-error,
 //                password-cancel
+//   Update:      update-banner, update-reload
 
 import { applyStatic } from './i18n.js';
 import { fillIcons } from './js/dom.js';
@@ -99,6 +102,7 @@ import { bindChat, leaveChat, onSocketClosed } from './js/chat.js';
 import { bindPairing, stopPairing } from './js/pairing.js';
 import { bindSession, loadMe, toAuth, unpaired } from './js/session.js';
 import { bindLanguage, updateLangButton } from './js/language.js';
+import { bindInstall } from './js/install.js';
 
 // The calls that go up the module graph (see js/hooks.js), wired before anything runs.
 registerHooks({
@@ -133,6 +137,7 @@ async function boot() {
   bindCalendar();
   bindWords();
   bindStory();
+  bindInstall();
   await loadMe();
 }
 

@@ -10,6 +10,8 @@ const STRINGS = {
     'app.loading': 'Opening Duet…',
     'app.unreachable': 'Can’t reach Duet right now.',
     'app.retry': 'Try again',
+    'update.ready': 'A new version of Duet is ready.',
+    'update.reload': 'Reload',
     'lang.switch': '한국어',
     'lang.switch_label': 'Switch language to Korean',
 
@@ -207,6 +209,8 @@ const STRINGS = {
     'app.loading': 'Duet 여는 중…',
     'app.unreachable': '지금은 Duet에 연결할 수 없어요.',
     'app.retry': '다시 시도',
+    'update.ready': '새 버전의 Duet이 준비됐어요.',
+    'update.reload': '새로고침',
     'lang.switch': 'English',
     'lang.switch_label': '영어로 바꾸기',
 

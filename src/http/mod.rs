@@ -14,6 +14,7 @@ mod headers;
 mod health;
 pub mod openapi;
 mod pairing;
+mod shell;
 mod words;
 
 use axum::Router;
@@ -53,6 +54,7 @@ pub fn router(state: AppState, socket: Router<AppState>) -> Router {
         .merge(files::router(state.config.max_upload_bytes))
         .merge(health::router())
         .merge(openapi::router())
+        .merge(shell::router(&state.config.assets_dir))
         .merge(socket)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))

@@ -23,6 +23,7 @@ mod faults;
 mod files;
 mod headers;
 mod heavy;
+mod install;
 mod logins;
 mod openapi;
 mod operations;

@@ -640,6 +640,43 @@ async function main() {
     B = await person('B', `jun.${RUN}`, nodeB.base, { locale: 'en-US', cuttable: true });
   });
 
+  await step('the app installs: Chromium finds no installability error, and the shell opens offline', async () => {
+    // Installability is not checked in a context that keeps nothing (Playwright's contexts
+    // are like incognito windows): this one has a profile of its own.
+    const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'duet-e2e-install-'));
+    const ctx = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+      baseURL: nodeA.base,
+    });
+    try {
+      const page = ctx.pages()[0] || (await ctx.newPage());
+      page.on('pageerror', (e) => pageErrors.push(`install: ${e.message}`));
+      await page.goto('/');
+      await see(tid(page, 'auth-screen'), 'the app should open at / in a fresh profile');
+      await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: WAIT_MS });
+      const cdp = await ctx.newCDPSession(page);
+      const manifest = await cdp.send('Page.getAppManifest');
+      check(manifest.errors.length === 0, `the manifest should parse cleanly: ${JSON.stringify(manifest.errors)}`);
+      const { installabilityErrors } = await cdp.send('Page.getInstallabilityErrors');
+      check(installabilityErrors.length === 0, `Chromium should find Duet installable, found: ${JSON.stringify(installabilityErrors)}`);
+      // Offline, the app shell comes from the worker's cache: Duet's own page says it cannot
+      // reach the server (not Chromium's error page), with a way to try again.
+      await ctx.setOffline(true);
+      await page.reload();
+      await see(tid(page, 'loading-screen'), 'offline, the installed app should still open its own page');
+      await see(page.locator('#loading-retry'), 'offline, the app should offer to try again');
+      await ctx.setOffline(false);
+      await page.locator('#loading-retry').click();
+      await see(tid(page, 'auth-screen'), 'back online, trying again should reach Duet');
+      log(`    installable: no installability errors; manifest ${manifest.url}`);
+    } finally {
+      await ctx.close();
+      fs.rmSync(profile, { recursive: true, force: true });
+    }
+  });
+
   await step('A and B sign up', async () => {
     for (const p of [A, B]) {
       await p.page.goto('/');
