@@ -233,9 +233,9 @@ function inheritedEnv() {
     .filter(([k]) => !k.startsWith('DUET_') && k !== 'DATABASE_URL' && k !== 'REDIS_URL'));
 }
 
-async function startNode(name, env) {
+async function startNode(name, env, fixedPort = null) {
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    const port = fixedPort || (await freePort());
     const base = `http://127.0.0.1:${port}`;
     const logFile = path.join(tmpDir, `${name.replace(/\s+/g, '-')}.log`);
     const out = fs.openSync(logFile, 'w');
@@ -251,7 +251,7 @@ async function startNode(name, env) {
       return child;
     } catch (err) {
       const text = tail(logFile, 40);
-      if (attempt < 3 && /in use|AddrInUse/i.test(text)) {
+      if (!fixedPort && attempt < 3 && /in use|AddrInUse/i.test(text)) {
         children.delete(child);
         log(`  port ${port} was taken, retrying with another one`);
         continue;
@@ -640,7 +640,20 @@ async function main() {
     B = await person('B', `jun.${RUN}`, nodeB.base, { locale: 'en-US', cuttable: true });
   });
 
-  await step('the app installs: Chromium finds no installability error, and the shell opens offline', async () => {
+  await step('the app installs (no installability error), opens offline, and a deploy is offered, not forced', async () => {
+    // A node of its own, so that this step can deploy a new version on the same origin.
+    const assets = path.join(tmpDir, 'deploy-assets');
+    fs.cpSync(ASSETS, assets, { recursive: true });
+    const env = () => ({ DUET_DATA_DIR: path.join(tmpDir, 'deploy-data'), DUET_ASSETS_DIR: assets });
+    let node = await startNode('duet (deploys)', env);
+    const stop = async (n) => {
+      if (n.proc.exitCode === null && n.proc.signalCode === null) {
+        const exited = once(n.proc, 'exit');
+        n.proc.kill('SIGTERM');
+        await exited;
+      }
+      children.delete(n);
+    };
     // Installability is not checked in a context that keeps nothing (Playwright's contexts
     // are like incognito windows): this one has a profile of its own.
     const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'duet-e2e-install-'));
@@ -648,7 +661,7 @@ async function main() {
       executablePath: CHROMIUM,
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-      baseURL: nodeA.base,
+      baseURL: node.base,
     });
     try {
       const page = ctx.pages()[0] || (await ctx.newPage());
@@ -661,6 +674,7 @@ async function main() {
       check(manifest.errors.length === 0, `the manifest should parse cleanly: ${JSON.stringify(manifest.errors)}`);
       const { installabilityErrors } = await cdp.send('Page.getInstallabilityErrors');
       check(installabilityErrors.length === 0, `Chromium should find Duet installable, found: ${JSON.stringify(installabilityErrors)}`);
+
       // Offline, the app shell comes from the worker's cache: Duet's own page says it cannot
       // reach the server (not Chromium's error page), with a way to try again.
       await ctx.setOffline(true);
@@ -670,10 +684,31 @@ async function main() {
       await ctx.setOffline(false);
       await page.locator('#loading-retry').click();
       await see(tid(page, 'auth-screen'), 'back online, trying again should reach Duet');
-      log(`    installable: no installability errors; manifest ${manifest.url}`);
+      const shells = () => page.evaluate(() => caches.keys());
+      const before = await shells();
+      check(before.length === 1, `one shell kept: ${before}`);
+
+      // A deploy: the same origin serves changed assets. Someone is typing; the page must not
+      // change under them, only offer the new version.
+      fs.appendFileSync(path.join(assets, 'style.css'), '\n/* e2e: a deploy */\n');
+      await stop(node);
+      node = await startNode('duet (deployed)', env, node.port);
+      await tid(page, 'auth-username').fill('still-typing');
+      await page.evaluate(() => navigator.serviceWorker.getRegistration().then((r) => r && r.update()));
+      await see(tid(page, 'update-banner'), 'a new version should be offered with a banner');
+      check(await tid(page, 'auth-username').inputValue() === 'still-typing', 'the offer must not reload the page by itself');
+      await tid(page, 'update-reload').click();
+      await eventually(async () => {
+        const now = await shells();
+        return now.length === 1 && now[0] !== before[0];
+      }, 'after the reload, the new version\'s shell should be the only one kept');
+      await see(tid(page, 'auth-screen'), 'the reloaded page should run the new version');
+      check(await tid(page, 'update-banner').isHidden(), 'the new version has nothing to offer');
+      log(`    installable: no installability errors; shell ${before[0]} -> ${(await shells())[0]}`);
     } finally {
       await ctx.close();
       fs.rmSync(profile, { recursive: true, force: true });
+      await stop(node);
     }
   });
 
