@@ -13,7 +13,7 @@ const STRINGS = {
     'update.ready': 'A new version of Duet is ready.',
     'update.reload': 'Reload',
     'lang.switch': '한국어',
-    'lang.switch_label': 'Switch language to Korean',
+    'lang.switch_label': '한국어: switch the language to Korean',
 
     'auth.title_login': 'Log in or create an account',
     'auth.title_signup': 'Create your account',
@@ -212,7 +212,7 @@ const STRINGS = {
     'update.ready': '새 버전의 Duet이 준비됐어요.',
     'update.reload': '새로고침',
     'lang.switch': 'English',
-    'lang.switch_label': '영어로 바꾸기',
+    'lang.switch_label': 'English: 영어로 바꾸기',
 
     'auth.title_login': '로그인하거나 새로 가입하세요',
     'auth.title_signup': '계정 만들기',

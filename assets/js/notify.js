@@ -1,7 +1,8 @@
 // Notifications while the tab is hidden: the count of the partner's unread chats and
-// questions in the title, and, once switched on (the browser asks only then), a system
-// notification for each, except a chat the partner sent silently. Also the composer's
-// "silent send" switch, which makes the next chat arrive without a notification.
+// questions in the title and on the installed app's badge, and, once switched on (the browser
+// asks only then), a system notification for each, except a chat the partner sent silently.
+// Also the composer's "silent send" switch, which makes the next chat arrive without a
+// notification.
 
 import { t } from '../i18n.js';
 import { $ } from './dom.js';
@@ -53,11 +54,19 @@ export function takeSilent() {
   return silent;
 }
 
+/** The installed app's icon shows the count too, where the Badging API exists. */
+function badge() {
+  if (!('setAppBadge' in navigator)) return;
+  const set = unread ? navigator.setAppBadge(unread) : navigator.clearAppBadge();
+  set.catch(() => {});
+}
+
 function clearUnread() {
   if (document.hidden || !unread) return;
   unread = 0;
   if (baseTitle != null) document.title = baseTitle;
   baseTitle = null;
+  badge();
 }
 
 /** A live chat or question from the partner arrived (`kind`: 'chat' or 'question'). */
@@ -66,6 +75,7 @@ export function noteArrival(kind, frame) {
   unread += 1;
   if (baseTitle == null) baseTitle = document.title;
   document.title = `(${unread}) ${baseTitle}`;
+  badge();
   if ((kind === 'chat' && frame.silent) || !wanted() || !allowed()) return;
   try {
     const title = kind === 'chat' ? partnerName() : t('q.title');

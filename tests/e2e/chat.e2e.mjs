@@ -403,6 +403,35 @@ async function openPage(p) {
 
 const tid = (page, id) => page.getByTestId(id);
 
+const AXE = fs.readFileSync(path.join(HERE, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+
+/** What axe-core finds serious or critical on the page as it is (WCAG 2.x A and AA rules). */
+async function axeProblems(page) {
+  // Evaluated through DevTools, which the page's Content-Security-Policy does not govern.
+  if (!(await page.evaluate(() => Boolean(window.axe)))) await page.evaluate(AXE);
+  const result = await page.evaluate(() => window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+    resultTypes: ['violations'],
+  }));
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
+}
+
+/** Buttons, links and fields the user can touch that are smaller than 44 x 44 px. */
+async function smallTargets(page) {
+  return page.evaluate(() => [...document.querySelectorAll('button, a[href], input, select, textarea, [role=button]')]
+    .filter((el) => {
+      // A checkbox's target is its label, which toggles it too.
+      const target = el.matches('[type=checkbox], [type=radio]') ? (el.closest('label') || el) : el;
+      const r = target.getBoundingClientRect();
+      const style = getComputedStyle(el);
+      // 1 px or less is a visually hidden control (the file input behind the attach button).
+      return r.width > 1 && r.height > 1 && style.visibility !== 'hidden' && (r.width < 44 || r.height < 44);
+    })
+    .map((el) => `${el.dataset.testid || el.id || el.tagName.toLowerCase()} ${Math.round(el.getBoundingClientRect().width)}x${Math.round(el.getBoundingClientRect().height)}`));
+}
+
 async function see(locator, message, timeout = WAIT_MS) {
   try {
     await locator.first().waitFor({ state: 'visible', timeout });
@@ -1220,6 +1249,61 @@ async function main() {
     await B.page.locator('[data-testid=word-excluded][data-word="여행"] [data-testid=word-include]').click();
     await see(trip(A), 'A should see 여행 ranked again once B brought it back');
     for (const p of [A, B]) await tid(p.page, 'words-close').click();
+  });
+
+  await step('on a phone (390x844), in Korean and English, light and dark: every screen passes axe-core, never scrolls sideways, and every target is at least 44 px', async () => {
+    const problems = [];
+    const audit = async (p, screen) => {
+      for (const colorScheme of ['light', 'dark']) {
+        await p.page.emulateMedia({ colorScheme });
+        const where = `${screen} (${p.label}, ${colorScheme})`;
+        for (const v of await axeProblems(p.page)) problems.push(`${where}: axe ${v}`);
+        const overflow = await p.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+        if (overflow > 0) problems.push(`${where}: scrolls sideways by ${overflow}px`);
+        for (const small of await smallTargets(p.page)) problems.push(`${where}: target ${small}`);
+        await shot(p, `16-phone-${screen}-${p.label}-${colorScheme}.png`);
+      }
+      await p.page.emulateMedia({ colorScheme: 'light' });
+    };
+    const dialogs = [
+      ['menu', async (page) => tid(page, 'menu-button').click()],
+      ['answers', async (page) => tid(page, 'answers-link').click()],
+      ['search', async (page) => tid(page, 'search-button').click()],
+      ['anniversaries', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'anniversaries-button').click(); }],
+      ['our-words', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'words-button').click(); }],
+      ['password', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'password-button').click(); }],
+    ];
+    const phone = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true };
+    const N = await person('B-phone', B.name, MODE === 'cluster' ? nodeA.base : nodeB.base, { ...phone, locale: 'en-US' });
+    await N.page.goto('/');
+    await see(tid(N.page, 'auth-screen'), 'the English phone should show the log-in screen');
+    await audit(N, 'auth');
+    await tid(N.page, 'auth-username').fill(B.name);
+    await tid(N.page, 'auth-password').fill(PASSWORD);
+    await tid(N.page, 'login-button').click();
+    await see(tid(N.page, 'chat-screen'), 'B should land in the chat on the phone');
+    for (const p of [M, N]) {
+      await online(p);
+      await audit(p, 'chat');
+      for (const [screen, open] of dialogs) {
+        await open(p.page);
+        await sleep(150);
+        await audit(p, screen);
+        await p.page.keyboard.press('Escape');
+        await sleep(150);
+      }
+    }
+    // The pairing screen, in Korean, for someone new.
+    const P = await person('new-phone', `새사람_${RUN}`, nodeA.base, { ...phone, locale: 'ko-KR' });
+    await P.page.goto('/');
+    await see(tid(P.page, 'auth-screen'), 'a new phone should show the sign-up screen');
+    await tid(P.page, 'auth-username').fill(P.name);
+    await tid(P.page, 'auth-password').fill(PASSWORD);
+    await tid(P.page, 'signup-button').click();
+    await see(tid(P.page, 'pairing-screen'), 'signing up on the phone should land on pairing');
+    await audit(P, 'pairing');
+    for (const p of [N, P]) await p.ctx.close();
+    check(problems.length === 0, `on the phone:\n  ${problems.join('\n  ')}`);
   });
 
   await step('notifications: while B\'s tab is hidden the title counts A\'s chats and a notification shows, except for a silent send', async () => {

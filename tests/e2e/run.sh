@@ -30,7 +30,7 @@ DUET_BIN="${DUET_BIN:-$repo/target/debug/duet}"
 [ -x "$DUET_BIN" ] || die "no duet binary at $DUET_BIN: run cargo build first (or set DUET_BIN)"
 export DUET_BIN
 
-if [ ! -d "$here/node_modules/playwright-core" ]; then
+if [ ! -d "$here/node_modules/playwright-core" ] || [ ! -d "$here/node_modules/axe-core" ]; then
   echo "e2e: installing test dependencies (npm ci)"
   npm ci --prefix "$here" --no-audit --no-fund
 fi
