@@ -1293,6 +1293,17 @@ async function main() {
         await sleep(150);
       }
     }
+    // The on-screen keyboard takes the lower half (the page is resized with it, see the
+    // viewport's interactive-widget): the composer stays in view above it.
+    await tid(M.page, 'message-input').focus();
+    await M.page.setViewportSize({ width: 390, height: 420 });
+    await sleep(150);
+    const composer = await tid(M.page, 'message-input').boundingBox();
+    const send = await tid(M.page, 'send-button').boundingBox();
+    check(composer && send && composer.y + composer.height <= 420 && send.y + send.height <= 420,
+      `with the keyboard up the composer should stay in view: ${JSON.stringify({ composer, send })}`);
+    await shot(M, '16-phone-keyboard-A-phone.png');
+    await M.page.setViewportSize({ width: 390, height: 844 });
     // The pairing screen, in Korean, for someone new.
     const P = await person('new-phone', `새사람_${RUN}`, nodeA.base, { ...phone, locale: 'ko-KR' });
     await P.page.goto('/');
