@@ -17,6 +17,7 @@ import { pollMe, updateBanner } from './couple.js';
 import { scheduleRead, updateEmpty, updateLatestButton } from './timeline.js';
 import { hideQuestionCard, updateAnswerButton } from './questions.js';
 import { setPresence } from './frames.js';
+import { renderAllPending } from './sending.js';
 
 /** Forgets the conversation: leaves the chat, drops its state and empties its DOM. */
 export function resetChatState() {
@@ -69,6 +70,7 @@ export function leaveChat() {
 /** hooks.socketClosed: the socket closed (connection.js has marked it down already). */
 export async function onSocketClosed(code, hadHello, lived) {
   for (const p of state.chat.pending.values()) clearTimeout(p.timer);
+  renderAllPending(); // what is not sent now waits, and can be taken back
   $('typing').hidden = true;
   updateAnswerButton();
   if (!state.chat.active) return;

@@ -16,7 +16,7 @@ import {
   afterInsert, announce, fillViewport, heldRecord, isHeld, nearBottom, pickChat, placeLive, removeChat,
   replaceRecordEl, scheduleRead, scrollToBottom, updateEmpty, updateLatestButton, updateReadMark,
 } from './timeline.js';
-import { dropPending, failPending, transmit } from './sending.js';
+import { dropPending, failPending, renderAllPending, restoreOutbox, transmit, waitingSends } from './sending.js';
 import {
   hideQuestionCard, onAnswered, onQuestion, updateAnswerButton, updateQuestionCard,
 } from './questions.js';
@@ -163,10 +163,16 @@ function onSynced(f) {
   setConn('online');
   updateEmpty();
   if (first) scrollToBottom();
-  // Resend what was waiting: same client_id, so the server will not duplicate it.
-  for (const p of state.chat.pending.values()) {
-    if (p.status === 'pending') transmit(p);
-  }
+  // Resend what was waiting, a reload's outbox first: same client_id, so the server will not
+  // duplicate it, and in the order written.
+  const chat = state.chat;
+  renderAllPending();
+  restoreOutbox().then(() => {
+    if (state.chat !== chat || !chat.synced) return;
+    for (const p of waitingSends()) {
+      if (p.status === 'pending') transmit(p);
+    }
+  });
   updateQuestionCard();
   updateAnswerButton();
   scheduleRead();

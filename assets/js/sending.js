@@ -14,6 +14,59 @@ import { takeSilent } from './notify.js';
 import { postFile } from './files.js';
 import { wsSend } from './connection.js';
 import { jumpToLatest, renderBubble, scrollToBottom, updateEmpty } from './timeline.js';
+import { forget, keep, waiting } from './outbox.js';
+
+// Written order across reloads: the wall clock, made strictly increasing within a page.
+let lastOrder = 0;
+function nextOrder() {
+  lastOrder = Math.max(Date.now(), lastOrder + 1);
+  return lastOrder;
+}
+
+/** A text chat waits in the outbox (files do not: the upload is the page's). */
+function store(p) {
+  if (p.localFile || p.file || !state.me || !state.couple) return;
+  keep({
+    client_id: p.client_id,
+    user_id: state.me.id,
+    couple_id: state.couple.id,
+    text: p.text,
+    silent: p.silent,
+    created: p.created,
+    order: p.order,
+    status: p.status,
+    code: p.code,
+  });
+}
+
+/** Brings back the chats a reload left waiting (once per conversation), in the order written,
+ *  before anything else goes out. A refused one comes back refused, to retry or discard. */
+export async function restoreOutbox() {
+  const chat = state.chat;
+  if (chat.restored) return chat.restored;
+  chat.restored = waiting(state.me.id, state.couple.id).then((entries) => {
+    if (state.chat !== chat) return;
+    for (const e of entries) {
+      if (chat.pending.has(e.client_id)) continue;
+      addPending({
+        client_id: e.client_id,
+        text: e.text,
+        file: null,
+        silent: e.silent,
+        created: e.created,
+        order: e.order,
+        status: e.status === 'failed' ? 'failed' : 'pending',
+        code: e.code,
+      });
+    }
+  });
+  return chat.restored;
+}
+
+/** What waits to go out again, oldest first. */
+export function waitingSends() {
+  return [...state.chat.pending.values()].sort((a, b) => a.order - b.order);
+}
 
 function sendText(text) {
   const p = {
@@ -22,10 +75,12 @@ function sendText(text) {
     file: null,
     silent: takeSilent(),
     created: new Date().toISOString(),
+    order: nextOrder(),
     status: 'pending',
     code: null,
   };
   addPending(p);
+  store(p);
   transmit(p);
 }
 
@@ -74,6 +129,13 @@ function renderPending(p) {
     );
   } else if (p.status === 'uploading') {
     meta.append(h('span', { class: 'msg-status' }, t('chat.uploading', { pct: Math.round((p.progress || 0) * 100) })));
+  } else if (!state.chat.synced && !p.localFile && !p.file) {
+    // Waiting for the network: nothing has left yet, so it can still be taken back.
+    meta.append(
+      h('span', { class: 'msg-status' }, t('chat.waiting')),
+      h('span', { class: 'failed-actions' },
+        h('button', { type: 'button', 'data-testid': 'discard-button', onclick: () => discardPending(p) }, t('chat.discard'))),
+    );
   } else {
     meta.append(h('span', { class: 'msg-status' }, t('chat.sending')));
   }
@@ -118,6 +180,7 @@ function updateProgress(p) {
 
 export function dropPending(p) {
   clearTimeout(p.timer);
+  forget(p.client_id);
   state.chat.pending.delete(p.client_id);
   if (p.el) p.el.remove();
   updateEmpty();
@@ -135,8 +198,10 @@ export function transmit(p) {
     upload(p);
     return;
   }
+  const was = p.status;
   p.status = 'pending';
   p.code = null;
+  if (was !== 'pending') store(p);
   updatePending(p);
   if (!state.chat.synced) return; // sent when the socket is back and synced
   const frame = { type: 'send', client_id: p.client_id, text: p.text };
@@ -153,6 +218,7 @@ export function failPending(p, code) {
   clearTimeout(p.timer);
   p.status = 'failed';
   p.code = code || null;
+  store(p);
   updatePending(p);
 }
 
@@ -170,6 +236,7 @@ function sendFiles(fileList) {
       localFile: file,
       preview: isImage ? URL.createObjectURL(file) : null,
       created: new Date().toISOString(),
+      order: nextOrder(),
       status: 'uploading',
       progress: 0,
       code: null,

@@ -23,6 +23,7 @@ function freshChat() {
     records: new Map(), // seq -> { kind: 'chat' | 'question', ...frame, el }
     byId: new Map(), // chat id -> seq
     pending: new Map(), // client_id -> pending send
+    restored: null, // the outbox's chats brought back into `pending` (a promise, once)
     partnerOnline: false,
     partnerReadSeq: 0,
     readMarkSeq: null,

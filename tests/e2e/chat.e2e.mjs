@@ -973,6 +973,46 @@ async function main() {
     await shot(A, '05-after-reconnect-A.png');
   });
 
+  await step('offline, B writes three chats and takes one more back, reloads, and once online A receives exactly the three, in order', async () => {
+    const words = ['outbox one', 'outbox two', 'outbox three'];
+    const takenBack = 'outbox taken back';
+    B.cut = true;
+    await B.ctx.setOffline(true);
+    for (const link of [...B.live]) {
+      link.ws.close({ code: 1001, reason: 'e2e: network down' });
+      link.server.close();
+    }
+    await eventually(async () => (await tid(B.page, 'connection-state').getAttribute('data-state')) !== 'online',
+      'B\'s header should stop saying online once the network is gone');
+    for (const text of [words[0], takenBack, words[1], words[2]]) {
+      await tid(B.page, 'message-input').fill(text);
+      await tid(B.page, 'message-input').press('Enter');
+    }
+    const waiting = B.page.locator('#pending-items [data-testid=bubble][data-status=pending]');
+    await eventually(async () => (await waiting.count()) === 4, 'the four chats should wait, shown as waiting');
+    await waiting.filter({ hasText: takenBack }).getByTestId('discard-button').click();
+    await eventually(async () => (await waiting.count()) === 3, 'the one taken back should be gone');
+    await shot(B, '05b-outbox-waiting-B.png');
+    // A reload without a network: the installed shell opens, the chats wait in the outbox.
+    await B.page.reload();
+    await see(B.page.locator('#loading-retry'), 'offline, the reloaded app should say it cannot reach Duet and offer to try again');
+    B.cut = false;
+    await B.ctx.setOffline(false);
+    await B.page.locator('#loading-retry').click();
+    await see(tid(B.page, 'chat-screen'), 'back online, B should be in the chat again');
+    await online(B);
+    await see(bubbleWithText(A.page, words[2]), 'A should receive what B wrote offline');
+    await eventually(async () => (await waiting.count()) === 0, 'B\'s outbox should be empty once the server has acked everything');
+    await sleep(500); // anything sent twice would have arrived by now
+    for (const page of [A.page, B.page]) {
+      const seen = await texts(page);
+      for (const text of words) check(seen.filter((t) => t === text).length === 1, `"${text}" should arrive exactly once, got ${seen.filter((t) => t === text).length}`);
+      check(!seen.includes(takenBack), 'the chat taken back should never leave');
+      const at = words.map((text) => seen.indexOf(text));
+      check(at[0] < at[1] && at[1] < at[2], `the chats should arrive in the order written: ${JSON.stringify(seen.slice(-5))}`);
+    }
+  });
+
   let M;
   await step(`A logs in on a phone (390x844${MODE === 'cluster' ? ', node 2' : ''}) and sees the chat`, async () => {
     M = await person('A-phone', A.name, MODE === 'cluster' ? nodeB.base : nodeA.base, {
