@@ -184,22 +184,22 @@ async fn a_lone_send_never_waits_for_company(backend: Backend) {
     assert_eq!(batches(&node).await, (2, 2));
 }
 
-/// A commit that outlives the database timeout is answered `unavailable`, yet may land later.
-/// The client sends again, gets the first chat's ack, and the partner must hear of the chat
-/// then, not whenever a later event happens to reveal the gap.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chat_whose_commit_timed_out_but_landed_reaches_the_partner_on_the_retry() {
+/// Locks the socket's couple row from a connection of the test's own, as a slow commit of
+/// someone else would: the node's commits for the couple wait until the transaction ends.
+/// Returns the connection, the transaction holding the lock, and the couple's id.
+async fn hold_the_couple(
+    node: &TestNode,
+    socket: &Socket,
+) -> (
+    sea_orm::DatabaseConnection,
+    sea_orm::DatabaseTransaction,
+    String,
+) {
     use sea_orm::{ConnectionTrait, TransactionTrait};
-    let node = spawn_node_with(Backend::Postgres, &["--db-timeout-ms=500"]).await;
-    let (mina, joon) = couple(&node).await;
-    let mut mine = mina.socket().await;
-    let mut theirs = joon.socket().await;
-    let couple_id = mine.hello["couple_id"]
+    let couple_id = socket.hello["couple_id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-
-    // Someone else holds the couple's row: the send's commit waits past the timeout.
     let db = sea_orm::Database::connect(node.db.url.as_str())
         .await
         .expect("a connection of the test's own");
@@ -210,6 +210,20 @@ async fn a_chat_whose_commit_timed_out_but_landed_reaches_the_partner_on_the_ret
         ))
         .await
         .expect("locking the couple");
+    (db, blocker, couple_id)
+}
+
+/// A commit that outlives the database timeout is answered `unavailable`, yet may land later.
+/// The client sends again, gets the first chat's ack, and the partner must hear of the chat
+/// then, not whenever a later event happens to reveal the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_whose_commit_timed_out_but_landed_reaches_the_partner_on_the_retry() {
+    let node = spawn_node_with(Backend::Postgres, &["--db-timeout-ms=500"]).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    // Someone else holds the couple's row: the send's commit waits past the timeout.
+    let (_db, blocker, _) = hold_the_couple(&node, &mine).await;
     let client_id = Uuid::new_v4();
     let send = json!({ "type": "send", "client_id": client_id, "text": "stalled" });
     mine.send(send.clone()).await;
@@ -253,26 +267,13 @@ async fn on_sqlite_every_commit_is_synced_to_disk() {
 /// database; only sends arriving after the stop began are refused (and sent again elsewhere).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_queued_when_the_node_stops_are_committed_before_it_exits() {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use sea_orm::ConnectionTrait;
     // One send per batch: each queued send is one more turn of the committer's loop at which
     // a stop that dropped the queue would drop it.
     let mut node = spawn_node_with(Backend::Postgres, &["--commit-max-batch=1"]).await;
     let (mina, _joon) = couple(&node).await;
     let mut mine = mina.socket().await;
-    let couple_id = mine.hello["couple_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let db = sea_orm::Database::connect(node.db.url.as_str())
-        .await
-        .expect("a connection of the test's own");
-    let blocker = db.begin().await.expect("a transaction");
-    blocker
-        .execute_unprepared(&format!(
-            "SELECT 1 FROM couples WHERE id = '{couple_id}' FOR UPDATE"
-        ))
-        .await
-        .expect("locking the couple");
+    let (db, blocker, couple_id) = hold_the_couple(&node, &mine).await;
 
     // The first send's commit waits for the couple's row; the others queue behind it.
     const QUEUED: usize = 6;

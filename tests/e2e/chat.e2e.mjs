@@ -492,6 +492,18 @@ async function say(p, text) {
     `${p.label}'s message "${text}" should be sent (acknowledged by the server, on ${p.label}'s side)`);
 }
 
+/** Takes a cuttable person's network away for real: HTTP fails and the open socket closes. */
+async function cutNetwork(p) {
+  p.cut = true;
+  await p.ctx.setOffline(true);
+  for (const link of [...p.live]) {
+    link.ws.close({ code: 1001, reason: 'e2e: network down' });
+    link.server.close();
+  }
+  await eventually(async () => (await tid(p.page, 'connection-state').getAttribute('data-state')) !== 'online',
+    `${p.label}'s header should stop saying online once the network is gone`);
+}
+
 async function texts(page) {
   return page.locator('#timeline [data-testid=bubble-text]').allTextContents();
 }
@@ -944,14 +956,7 @@ async function main() {
   const pings = ['Ping 4 while your network was down', 'Ping 5 while your network was down', 'Ping 6 while your network was down'];
   await step('B loses the network, A sends 3 messages, B reconnects and resumes without gaps or repeats', async () => {
     const socketsBefore = B.sockets.length;
-    B.cut = true;
-    await B.ctx.setOffline(true);
-    for (const link of [...B.live]) {
-      link.ws.close({ code: 1001, reason: 'e2e: network down' });
-      link.server.close();
-    }
-    await eventually(async () => (await tid(B.page, 'connection-state').getAttribute('data-state')) !== 'online',
-      'B\'s header should stop saying online once the network is gone');
+    await cutNetwork(B);
     await see(A.page.locator('[data-testid=partner-presence][data-online=false]'), 'A should see B go offline when B lost the network');
     for (const n of pings) await say(A, n);
     check(await bubbleWithText(B.page, pings[0]).count() === 0, 'B cannot have received anything while offline');
@@ -976,14 +981,7 @@ async function main() {
   await step('offline, B writes three chats and takes one more back, reloads, and once online A receives exactly the three, in order', async () => {
     const words = ['outbox one', 'outbox two', 'outbox three'];
     const takenBack = 'outbox taken back';
-    B.cut = true;
-    await B.ctx.setOffline(true);
-    for (const link of [...B.live]) {
-      link.ws.close({ code: 1001, reason: 'e2e: network down' });
-      link.server.close();
-    }
-    await eventually(async () => (await tid(B.page, 'connection-state').getAttribute('data-state')) !== 'online',
-      'B\'s header should stop saying online once the network is gone');
+    await cutNetwork(B);
     for (const text of [words[0], takenBack, words[1], words[2]]) {
       await tid(B.page, 'message-input').fill(text);
       await tid(B.page, 'message-input').press('Enter');
