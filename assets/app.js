@@ -26,7 +26,9 @@
 //                    an older window (after a jump) with newer pages and the way back to the present
 //   js/story.js      search (hits with the match marked), jumping to a hit or a day (the timeline
 //                    shows that window: timeline.js showWindow / jumpToLatest)
-//   js/outbox.js     the chats not acked yet, kept in IndexedDB across reloads
+//   js/idb.js        the browser's database (IndexedDB) that the two below keep things in
+//   js/outbox.js     the chats not acked yet, kept across reloads
+//   js/offline.js    the last conversation seen, to open and read without a network
 //   js/sending.js    the composer and pending sends (ack, retry, discard), files being sent
 //   js/questions.js  question events, the question card (answer gate), answering
 //   js/frames.js     dispatch of server frames

@@ -18,6 +18,11 @@ function title(item) {
   return item.title;
 }
 
+/** The calendar last shown, for the conversation kept offline (js/offline.js). */
+export function lastCalendar() {
+  return calendar;
+}
+
 export function applyCalendar(c) {
   if (!c || typeof c.days_together !== 'number') return;
   calendar = c;

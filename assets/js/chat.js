@@ -18,6 +18,7 @@ import { scheduleRead, updateEmpty, updateLatestButton } from './timeline.js';
 import { hideQuestionCard, updateAnswerButton } from './questions.js';
 import { setPresence } from './frames.js';
 import { renderAllPending } from './sending.js';
+import { saveNow } from './offline.js';
 
 /** Forgets the conversation: leaves the chat, drops its state and empties its DOM. */
 export function resetChatState() {
@@ -71,6 +72,7 @@ export function leaveChat() {
 export async function onSocketClosed(code, hadHello, lived) {
   for (const p of state.chat.pending.values()) clearTimeout(p.timer);
   renderAllPending(); // what is not sent now waits, and can be taken back
+  saveNow(); // the network may be gone for a while: keep what was seen
   $('typing').hidden = true;
   updateAnswerButton();
   if (!state.chat.active) return;

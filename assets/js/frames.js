@@ -17,6 +17,7 @@ import {
   replaceRecordEl, scheduleRead, scrollToBottom, updateEmpty, updateLatestButton, updateReadMark,
 } from './timeline.js';
 import { dropPending, failPending, renderAllPending, restoreOutbox, transmit, waitingSends } from './sending.js';
+import { saveSoon } from './offline.js';
 import {
   hideQuestionCard, onAnswered, onQuestion, updateAnswerButton, updateQuestionCard,
 } from './questions.js';
@@ -51,6 +52,11 @@ function onCouple(f) {
 }
 
 function onHello(f) {
+  if (state.chat.fromDevice) {
+    // What was shown offline came from this device: the server's history replaces it.
+    state.chat.fromDevice = false;
+    resetTimeline();
+  }
   const stale = (state.chat.coupleId && f.couple_id && f.couple_id !== state.chat.coupleId)
     || (state.chat.lastSeq != null && typeof f.last_seq === 'number' && f.last_seq < state.chat.lastSeq);
   if (stale) {
@@ -126,11 +132,13 @@ function onChat(f) {
     noteArrival('chat', f);
   }
   scheduleRead();
+  saveSoon();
 }
 
 function onDeleted(f) {
   bumpSeq(f.seq);
   removeChat(f.chat_id);
+  saveSoon();
 }
 
 function onAck(f) {
@@ -166,6 +174,7 @@ function onSynced(f) {
   // Resend what was waiting, a reload's outbox first: same client_id, so the server will not
   // duplicate it, and in the order written.
   const chat = state.chat;
+  saveSoon();
   renderAllPending();
   restoreOutbox().then(() => {
     if (state.chat !== chat || !chat.synced) return;

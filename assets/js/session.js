@@ -11,6 +11,11 @@ import { show } from './screens.js';
 import { resetUsernameHint, validUsername } from './username.js';
 import { leaveChat, resetChatState, showChat } from './chat.js';
 import { showPairing } from './pairing.js';
+import { handleFrame } from './frames.js';
+import { applyCalendar } from './calendar.js';
+import { restoreOutbox } from './sending.js';
+import { forgetConversation, lastConversation } from './offline.js';
+import { forgetUser } from './outbox.js';
 
 export async function loadMe() {
   show('loading');
@@ -22,12 +27,30 @@ export async function loadMe() {
   } catch (err) {
     if (err.status === 401) {
       showAuth();
+    } else if (!err.status && await openFromDevice()) {
+      // No network: the conversation kept on this device, to read (and write to the outbox).
     } else {
       $('loading-text').textContent = `${t('app.unreachable')} ${errorText(err)}`;
       $('loading-retry').hidden = false;
       $('loading-retry').focus();
     }
   }
+}
+
+/** Opens the conversation last kept on this device (js/offline.js); false when there is none. */
+async function openFromDevice() {
+  const kept = await lastConversation();
+  if (!kept || !kept.me || !kept.couple) return false;
+  state.me = kept.me;
+  state.couple = kept.couple;
+  showChat();
+  state.chat.fromDevice = true;
+  for (const r of kept.records || []) handleFrame({ ...r, type: r.kind });
+  // The socket, once back, loads the history afresh (frames.js onHello), not after these.
+  state.chat.lastSeq = null;
+  if (kept.calendar) applyCalendar(kept.calendar);
+  restoreOutbox();
+  return true;
 }
 
 function route(me) {
@@ -40,6 +63,9 @@ function route(me) {
 }
 
 export function toAuth(message) {
+  // Nothing of a signed-out session stays on this device.
+  forgetConversation();
+  if (state.me) forgetUser(state.me.id);
   state.me = null;
   state.couple = null;
   resetChatState();

@@ -24,6 +24,7 @@ function freshChat() {
     byId: new Map(), // chat id -> seq
     pending: new Map(), // client_id -> pending send
     restored: null, // the outbox's chats brought back into `pending` (a promise, once)
+    fromDevice: false, // the timeline shows the conversation kept offline, until the socket's hello
     partnerOnline: false,
     partnerReadSeq: 0,
     readMarkSeq: null,

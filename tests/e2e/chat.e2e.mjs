@@ -978,7 +978,7 @@ async function main() {
     await shot(A, '05-after-reconnect-A.png');
   });
 
-  await step('offline, B writes three chats and takes one more back, reloads, and once online A receives exactly the three, in order', async () => {
+  await step('offline, B writes three chats and takes one more back, reloads and reads the conversation from the device, and once online A receives exactly the three, in order', async () => {
     const words = ['outbox one', 'outbox two', 'outbox three'];
     const takenBack = 'outbox taken back';
     await cutNetwork(B);
@@ -991,13 +991,16 @@ async function main() {
     await waiting.filter({ hasText: takenBack }).getByTestId('discard-button').click();
     await eventually(async () => (await waiting.count()) === 3, 'the one taken back should be gone');
     await shot(B, '05b-outbox-waiting-B.png');
-    // A reload without a network: the installed shell opens, the chats wait in the outbox.
+    // A reload without a network: the shell comes from the service worker, the conversation
+    // from the device, and the chats still wait in the outbox.
     await B.page.reload();
-    await see(B.page.locator('#loading-retry'), 'offline, the reloaded app should say it cannot reach Duet and offer to try again');
+    await see(tid(B.page, 'chat-screen'), 'offline, the reloaded app should open the conversation kept on the device');
+    await see(bubbleWithText(B.page, pings[2]), 'offline, the history kept on the device should be there to read');
+    await eventually(async () => (await waiting.count()) === 3, 'offline, the three chats should still wait in the outbox');
+    check(await tid(B.page, 'connection-state').getAttribute('data-state') !== 'online', 'offline, the header must not say online');
+    await shot(B, '05c-offline-reading-B.png');
     B.cut = false;
     await B.ctx.setOffline(false);
-    await B.page.locator('#loading-retry').click();
-    await see(tid(B.page, 'chat-screen'), 'back online, B should be in the chat again');
     await online(B);
     await see(bubbleWithText(A.page, words[2]), 'A should receive what B wrote offline');
     await eventually(async () => (await waiting.count()) === 0, 'B\'s outbox should be empty once the server has acked everything');
@@ -1478,6 +1481,17 @@ async function main() {
       await see(tid(p.page, 'auth-error'), `${p.label}'s log-in screen should say why (log in again)`);
       const me = await getJson(p.page, '/api/me');
       check(me.status === 401, `GET /api/me in ${p.label} should be 401 after the password change, got ${me.status}`);
+      // Nothing of the ended session stays on the device to read offline.
+      const kept = await p.page.evaluate(() => new Promise((resolve) => {
+        const open = indexedDB.open('duet', 2);
+        open.onsuccess = () => {
+          const get = open.result.transaction('conversation').objectStore('conversation').get('last');
+          get.onsuccess = () => resolve(get.result ? get.result.records.length : 0);
+          get.onerror = () => resolve(-1);
+        };
+        open.onerror = () => resolve(-1);
+      }));
+      check(kept === 0, `${p.label} should keep no conversation on the device once its session ended, kept ${kept} records`);
     }
     const closes = await A2.page.evaluate(() => window.__wsCloses);
     check(closes.includes(4001), `A-2's chat socket should have been closed with 4001, saw close codes ${JSON.stringify(closes)}`);
