@@ -106,6 +106,7 @@ import { bindPairing, stopPairing } from './js/pairing.js';
 import { bindSession, loadMe, toAuth, unpaired } from './js/session.js';
 import { bindLanguage, updateLangButton } from './js/language.js';
 import { bindInstall } from './js/install.js';
+import { bindOffline } from './js/offline.js';
 
 // The calls that go up the module graph (see js/hooks.js), wired before anything runs.
 registerHooks({
@@ -141,6 +142,7 @@ async function boot() {
   bindWords();
   bindStory();
   bindInstall();
+  bindOffline();
   await loadMe();
 }
 

@@ -45,7 +45,9 @@ export function saveNow() {
   if (timer) save();
 }
 
-window.addEventListener('pagehide', saveNow);
+export function bindOffline() {
+  window.addEventListener('pagehide', saveNow);
+}
 
 /** The conversation last kept on this device, or null. */
 export async function lastConversation() {

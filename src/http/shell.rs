@@ -12,6 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use walkdir::WalkDir;
 
 use crate::state::AppState;
 
@@ -61,9 +62,7 @@ pub(crate) fn router(assets: &Path) -> Router<AppState> {
 
 fn worker(assets: &Path) -> std::io::Result<String> {
     let script = std::fs::read_to_string(assets.join(WORKER))?;
-    let mut found = Vec::new();
-    files_under(assets, assets, &mut found)?;
-    found.sort();
+    let found = files_under(assets)?;
     let mut digest = Sha256::new();
     for (url, path) in &found {
         digest.update(url.as_bytes());
@@ -82,24 +81,30 @@ fn worker(assets: &Path) -> std::io::Result<String> {
     Ok(format!("const SHELL = {shell};\n{script}"))
 }
 
-/// Every file under `dir` as (URL path, file path), skipping hidden ones.
-fn files_under(root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
+/// Every file under `root` as (URL path, file path), skipping hidden ones, following links (an
+/// operator may link assets in).
+fn files_under(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let hidden =
+        |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+    let mut found = Vec::new();
+    for entry in WalkDir::new(root)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|e| !hidden(e))
+    {
         let entry = entry?;
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
+        if !entry.file_type().is_file() {
             continue;
         }
-        if entry.file_type()?.is_dir() {
-            files_under(root, &path, found)?;
-        } else if let Ok(relative) = path.strip_prefix(root) {
+        if let Ok(relative) = entry.path().strip_prefix(root) {
             let url = relative
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
-            found.push((format!("/{url}"), path));
+            found.push((format!("/{url}"), entry.into_path()));
         }
     }
-    Ok(())
+    found.sort();
+    Ok(found)
 }
