@@ -11,6 +11,7 @@
 //   js/http.js       fetch wrapper for /api, error codes and their texts
 //   js/hooks.js      the calls that go up the graph (toAuth, unpaired, shown, frame, socketClosed)
 //   js/ui.js         toasts, the confirm dialog, the chat menu
+//   js/push.js       Web Push: this device's subscription, the devices dialog
 //   js/notify.js     while the tab is hidden: unread count in the title, system notifications;
 //                    the silent-send switch
 //   js/screens.js    which screen is shown, where the shared buttons sit
@@ -89,10 +90,12 @@ import { applyStatic } from './i18n.js';
 import { fillIcons } from './js/dom.js';
 import { registerHooks } from './js/hooks.js';
 import { bindMenu } from './js/ui.js';
+import { bindPush } from './js/push.js';
 import { bindNotify } from './js/notify.js';
 import { bindCalendar } from './js/calendar.js';
 import { bindWords } from './js/ourwords.js';
-import { bindStory } from './js/story.js';
+import { bindStory, openAt } from './js/story.js';
+import { state } from './js/state.js';
 import { bindUsernameHint } from './js/username.js';
 import { bindCouple } from './js/couple.js';
 import { bindPassword, closePasswordDialog } from './js/password.js';
@@ -121,6 +124,24 @@ registerHooks({
   socketClosed: onSocketClosed,
 });
 
+/** A notification clicked (sw.js): Duet opens at its chat, given as `/?seq=N` to a new window
+ * or by message to one already open. */
+function bindOpenAt() {
+  const params = new URLSearchParams(window.location.search);
+  const seq = Number.parseInt(params.get('seq') || '', 10);
+  if (Number.isFinite(seq)) {
+    state.openAtSeq = seq;
+    window.history.replaceState(null, '', '/');
+  }
+  if (!('serviceWorker' in navigator)) return;
+  navigator.serviceWorker.addEventListener('message', (event) => {
+    const data = event.data || {};
+    if (data.type !== 'open-chat' || typeof data.seq !== 'number') return;
+    if (state.screen === 'chat' && state.chat.synced) openAt(data.seq);
+    else state.openAtSeq = data.seq;
+  });
+}
+
 async function boot() {
   fillIcons();
   applyStatic();
@@ -138,11 +159,13 @@ async function boot() {
   bindPassword();
   bindMenu();
   bindNotify();
+  bindPush();
   bindCalendar();
   bindWords();
   bindStory();
   bindInstall();
   bindOffline();
+  bindOpenAt();
   await loadMe();
 }
 

@@ -14,6 +14,7 @@ use crate::couple::Member;
 use crate::error::{Error, Result};
 use crate::frame::ServerFrame;
 use crate::publish;
+use crate::push::What;
 use crate::services::Services;
 use crate::store;
 use crate::view::{AnniversariesView, DateView, UpcomingView};
@@ -269,6 +270,9 @@ async fn changed(services: &Services, me: &Member) -> Result<AnniversariesView> 
         me.couple_id,
         &ServerFrame::Anniversaries(view.clone()),
     );
+    services
+        .push
+        .notify(me.couple_id, me.partner_id, Some(me.user_id), What::Dates);
     Ok(view)
 }
 

@@ -262,6 +262,59 @@ pub struct Config {
     #[arg(long, env = "DUET_WORDS_BATCH_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub words_batch_bytes: usize,
 
+    /// The cluster's VAPID private key (RFC 8292), base64url of the 32-byte P-256 scalar.
+    /// Unset: the first node to start makes one and keeps it in the database, where every
+    /// node reads it. Changing it invalidates every device's push subscription.
+    #[arg(long, env = "DUET_VAPID_PRIVATE_KEY", hide_env_values = true)]
+    pub vapid_private_key: Option<String>,
+
+    /// Who push services contact about this deployment's pushes (the VAPID `sub`): a
+    /// `mailto:` or `https:` URL. Set it to the operator's address.
+    #[arg(
+        long,
+        env = "DUET_VAPID_SUBJECT",
+        default_value = "mailto:operator@duet.invalid"
+    )]
+    pub vapid_subject: String,
+
+    /// Pushes waiting to leave this node; beyond, new ones are dropped and counted as failed
+    /// (a dead push service never holds up a commit).
+    #[arg(long, env = "DUET_PUSH_QUEUE", default_value_t = 4096)]
+    pub push_queue: usize,
+
+    /// Requests to push services this node has open at once; beyond, a push is dropped and
+    /// counted as failed.
+    #[arg(long, env = "DUET_PUSH_IN_FLIGHT", default_value_t = 512)]
+    pub push_in_flight: usize,
+
+    /// Milliseconds a push service has to answer one request before it counts as failed
+    /// (and is retried).
+    #[arg(long, env = "DUET_PUSH_TIMEOUT_MS", default_value_t = 10_000)]
+    pub push_timeout_ms: u64,
+
+    /// Times a push answered with 429, 5xx or nothing is tried again (backoff 1 s, 2 s,
+    /// 4 s ..., or the service's `Retry-After` up to 60 s) before it is given up.
+    #[arg(long, env = "DUET_PUSH_RETRIES", default_value_t = 3)]
+    pub push_retries: u32,
+
+    /// Milliseconds after a push to a user during which further events for them wait and
+    /// leave together as one push that says how many.
+    #[arg(long, env = "DUET_PUSH_COLLAPSE_MS", default_value_t = 3000)]
+    pub push_collapse_ms: u64,
+
+    /// Seconds a push service keeps a push for a device that is offline (the `TTL` header).
+    #[arg(long, env = "DUET_PUSH_TTL_SECS", default_value_t = 12 * 60 * 60)]
+    pub push_ttl_secs: u64,
+
+    /// Devices one user may have subscribed to pushes; more get 409 `conflict`.
+    #[arg(long, env = "DUET_MAX_PUSH_DEVICES", default_value_t = 10)]
+    pub max_push_devices: u64,
+
+    /// Accept `http://` push endpoints (a push service on the same machine, as in the tests).
+    /// Off: only `https://`, as browsers' push services are.
+    #[arg(long, env = "DUET_PUSH_ALLOW_HTTP", default_value_t = false)]
+    pub push_allow_http: bool,
+
     /// `tracing` filter, e.g. `info` or `duet=debug,info`.
     #[arg(long, env = "DUET_LOG", default_value = "info")]
     pub log: String,
@@ -340,6 +393,14 @@ impl Config {
 
     pub(crate) fn db_timeout(&self) -> Duration {
         Duration::from_millis(self.db_timeout_ms.max(1))
+    }
+
+    pub(crate) fn push_timeout(&self) -> Duration {
+        Duration::from_millis(self.push_timeout_ms.max(1))
+    }
+
+    pub(crate) fn push_collapse(&self) -> Duration {
+        Duration::from_millis(self.push_collapse_ms)
     }
 
     pub(crate) fn read_timeout(&self) -> Duration {

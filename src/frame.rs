@@ -118,6 +118,11 @@ pub enum ClientFrame {
     Read {
         seq: i64,
     },
+    /// Whether the client shows the conversation now (a tab shown or hidden): pushes go to
+    /// the user's devices only while none of their clients does.
+    Looking {
+        looking: bool,
+    },
 }
 
 impl ClientFrame {
@@ -146,7 +151,7 @@ impl ClientFrame {
             .to_owned();
         if !matches!(
             kind.as_str(),
-            "send" | "answer" | "delete" | "typing" | "read"
+            "send" | "answer" | "delete" | "typing" | "read" | "looking"
         ) {
             let message = if kind.is_empty() {
                 "a frame needs a \"type\"".to_owned()
@@ -205,6 +210,9 @@ mod tests {
         Read {
             seq: i64,
         },
+        Looking {
+            looking: bool,
+        },
     }
 
     impl From<ClientFrame> for Model {
@@ -224,6 +232,7 @@ mod tests {
                 ClientFrame::Delete { chat_id } => Model::Delete { chat_id },
                 ClientFrame::Typing => Model::Typing,
                 ClientFrame::Read { seq } => Model::Read { seq },
+                ClientFrame::Looking { looking } => Model::Looking { looking },
             }
         }
     }
@@ -252,6 +261,7 @@ mod tests {
             Model::Delete { chat_id } => json!({ "type": "delete", "chat_id": chat_id }),
             Model::Typing => json!({ "type": "typing" }),
             Model::Read { seq } => json!({ "type": "read", "seq": seq }),
+            Model::Looking { looking } => json!({ "type": "looking", "looking": looking }),
         };
         if let (Some((key, value)), Some(object)) = (extra, frame.as_object_mut())
             && !object.contains_key(&key)
@@ -279,6 +289,7 @@ mod tests {
             uuid().prop_map(|chat_id| Model::Delete { chat_id }),
             Just(Model::Typing),
             any::<i64>().prop_map(|seq| Model::Read { seq }),
+            any::<bool>().prop_map(|looking| Model::Looking { looking }),
         ]
     }
 

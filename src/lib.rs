@@ -14,6 +14,7 @@ mod bus;
 mod chat;
 pub mod config;
 mod couple;
+mod device;
 mod error;
 mod export;
 mod file;
@@ -23,6 +24,7 @@ pub mod http;
 mod metrics;
 mod pairing;
 mod publish;
+mod push;
 pub mod question;
 mod seats;
 mod services;
@@ -38,6 +40,8 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+pub use crate::push::open as open_push;
 
 use crate::bus::Bus;
 use crate::config::Config;
@@ -98,7 +102,26 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         sea_orm::DbBackend::Sqlite => 1,
         _ => config.commit_writers,
     };
-    let services = Services::new(config, db, reads, bus, metrics, std::sync::Arc::new(files));
+    let vapid = push::Vapid::load(
+        &db,
+        config.vapid_private_key.as_deref(),
+        &config.vapid_subject,
+    )
+    .await?;
+    let (pusher, push_worker) =
+        push::Pusher::new(&config, db.clone(), bus.clone(), metrics.clone(), vapid)?;
+    let services = Services::new(
+        config,
+        db,
+        reads,
+        bus,
+        metrics,
+        std::sync::Arc::new(files),
+        pusher,
+    );
+    services
+        .tasks
+        .spawn(push_worker.run(services.shutdown.clone()));
     // Every background loop is a task of `services.tasks` and ends on `services.shutdown`,
     // so `Node::stop` below is the one place that decides the order things stop in.
     let committer = chat::Committer::spawn(&services, catalogue.clone(), writers);

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub redis_reconnects: Counter,
     pub publish_failures: Counter,
     pub slow_client_disconnects: Counter,
+    pub push_sent: Counter,
+    pub push_failed: Counter,
+    pub push_pruned: Counter,
+    pub push_seconds: Histogram,
 }
 
 impl Metrics {
@@ -35,6 +39,31 @@ impl Metrics {
         let redis_reconnects = Counter::default();
         let publish_failures = Counter::default();
         let slow_client_disconnects = Counter::default();
+        let push_sent = Counter::default();
+        let push_failed = Counter::default();
+        let push_pruned = Counter::default();
+        // 1 ms to ~33 s: a push service may take seconds, retries longer.
+        let push_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "push_sent",
+            "Web Pushes a push service accepted (one per device)",
+            push_sent.clone(),
+        );
+        registry.register(
+            "push_failed",
+            "Web Pushes given up: refused, retried past the bound, or dropped as the queue was full",
+            push_failed.clone(),
+        );
+        registry.register(
+            "push_pruned",
+            "Push subscriptions removed because their push service said they are gone (404, 410)",
+            push_pruned.clone(),
+        );
+        registry.register(
+            "push_seconds",
+            "From the commit of an event to the push service's answer to its push",
+            push_seconds.clone(),
+        );
         registry.register(
             "sockets_open",
             "WebSocket connections open on this node",
@@ -91,6 +120,10 @@ impl Metrics {
             redis_reconnects,
             publish_failures,
             slow_client_disconnects,
+            push_sent,
+            push_failed,
+            push_pruned,
+            push_seconds,
         }
     }
 

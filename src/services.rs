@@ -1,5 +1,5 @@
 //! What every part of a node shares: its config, the database, the bus, the blob store, the
-//! metrics and the owner of its background tasks. The domain modules (chat, question, file,
+//! pusher, the metrics and the owner of its background tasks. The domain modules (chat, question, file,
 //! breakup, pairing, account) take `&Services`; `state::AppState`, which handlers and socket
 //! sessions get, holds it next to the parts built from the domain (committer, catalogue,
 //! login guard, socket limits), and derefs to it.
@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::push::Pusher;
 use crate::store::blobs::BlobStore;
 
 #[derive(Clone)]
@@ -30,6 +31,8 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     /// Where file bytes live.
     pub files: Arc<dyn BlobStore>,
+    /// Web Push to the devices of users who are not looking.
+    pub push: Pusher,
     /// Fires when the node stops. HTTP graceful shutdown does not reach upgraded sockets
     /// (they run detached), so every session and background loop selects on this.
     pub shutdown: CancellationToken,
@@ -46,6 +49,7 @@ impl Services {
         bus: Bus,
         metrics: Arc<Metrics>,
         files: Arc<dyn BlobStore>,
+        push: Pusher,
     ) -> Self {
         Services(Arc::new(Parts {
             config,
@@ -54,6 +58,7 @@ impl Services {
             bus,
             metrics,
             files,
+            push,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }))

@@ -11,8 +11,9 @@ import { partnerName, resetChat, state } from './state.js';
 import { api } from './http.js';
 import { hooks } from './hooks.js';
 import { closeMenu } from './ui.js';
+import { resumePush } from './notify.js';
 import { show } from './screens.js';
-import { connect, disconnect, reconnectAfter, reconnectNow, setConn } from './connection.js';
+import { connect, disconnect, reconnectAfter, reconnectNow, reportLooking, setConn } from './connection.js';
 import { pollMe, updateBanner } from './couple.js';
 import { scheduleRead, updateEmpty, updateLatestButton } from './timeline.js';
 import { hideQuestionCard, updateAnswerButton } from './questions.js';
@@ -48,6 +49,7 @@ export function showChat() {
   state.chat.mePoll = setInterval(pollMe, ME_POLL_MS);
   connect();
   loadCalendar();
+  resumePush();
   setTimeout(() => {
     if (!$('question-card').hidden) $('answer-input').focus();
     else $('message-input').focus();
@@ -122,6 +124,7 @@ export function bindChat() {
     reconnectNow();
   });
   document.addEventListener('visibilitychange', () => {
+    if (state.screen === 'chat') reportLooking();
     if (document.visibilityState !== 'visible' || state.screen !== 'chat') return;
     scheduleRead();
     if (!state.chat.ws && state.chat.retryTimer) {

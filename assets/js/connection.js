@@ -116,6 +116,12 @@ export function disconnect() {
   clearInterval(state.chat.countdownTimer);
 }
 
+/** Tells the server whether this tab shows the conversation: while none of the user's tabs
+ * does, their devices get pushes. The server counts a new socket as looking. */
+export function reportLooking() {
+  return wsSend({ type: 'looking', looking: !document.hidden });
+}
+
 /** Sends one frame if the socket is open; false when it could not. */
 export function wsSend(frame) {
   if (!state.chat.ws || state.chat.ws.readyState !== WebSocket.OPEN) return false;

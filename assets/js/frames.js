@@ -7,7 +7,7 @@ import { $, TYPING_SHOW_MS } from './dom.js';
 import { bumpSeq, isMine, partnerName, state } from './state.js';
 import { errorText } from './http.js';
 import { toast } from './ui.js';
-import { connect, setConn } from './connection.js';
+import { connect, reportLooking, setConn } from './connection.js';
 import { updateBanner } from './couple.js';
 import { noteArrival } from './notify.js';
 import { applyCalendar, loadCalendar } from './calendar.js';
@@ -18,6 +18,7 @@ import {
 } from './timeline.js';
 import { dropPending, failPending, renderAllPending, restoreOutbox, transmit, waitingSends } from './sending.js';
 import { saveSoon } from './offline.js';
+import { openAt } from './story.js';
 import {
   hideQuestionCard, onAnswered, onQuestion, updateAnswerButton, updateQuestionCard,
 } from './questions.js';
@@ -69,6 +70,7 @@ function onHello(f) {
   }
   state.chat.gotHello = true;
   state.chat.helloAt = Date.now();
+  if (document.hidden) reportLooking();
   if (f.couple_id) state.chat.coupleId = f.couple_id;
   if (f.partner_id && state.couple && state.couple.partner && !state.couple.partner.id) state.couple.partner.id = f.partner_id;
   setPresence(!!f.partner_online);
@@ -171,6 +173,12 @@ function onSynced(f) {
   setConn('online');
   updateEmpty();
   if (first) scrollToBottom();
+  if (state.openAtSeq != null) {
+    // Opened from a notification: at the chat it was about.
+    const seq = state.openAtSeq;
+    state.openAtSeq = null;
+    openAt(seq);
+  }
   // Resend what was waiting, a reload's outbox first: same client_id, so the server will not
   // duplicate it, and in the order written.
   const chat = state.chat;

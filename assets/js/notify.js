@@ -1,6 +1,7 @@
 // Notifications while the tab is hidden: the count of the partner's unread chats and
 // questions in the title and on the installed app's badge, and, once switched on (the browser
-// asks only then), a system notification for each, except a chat the partner sent silently.
+// asks only then), a system notification for each, except a chat the partner sent silently;
+// switched on, this device also subscribes to Web Push (push.js) for when Duet is closed.
 // Also the composer's "silent send" switch, which makes the next chat arrive without a
 // notification.
 
@@ -8,6 +9,7 @@ import { t } from '../i18n.js';
 import { $ } from './dom.js';
 import { partnerName } from './state.js';
 import { toast } from './ui.js';
+import { subscribePush, unsubscribePush } from './push.js';
 
 const KEY = 'duet.notify';
 let unread = 0;
@@ -33,6 +35,7 @@ async function toggle() {
   if (wanted()) {
     localStorage.setItem(KEY, 'off');
     renderNotifyToggle();
+    unsubscribePush();
     return;
   }
   if (!('Notification' in window)) {
@@ -41,9 +44,18 @@ async function toggle() {
   }
   let permission = Notification.permission;
   if (permission === 'default') permission = await Notification.requestPermission();
-  if (permission === 'granted') localStorage.setItem(KEY, 'on');
-  else toast(t('notify.denied'));
+  if (permission === 'granted') {
+    localStorage.setItem(KEY, 'on');
+    subscribePush();
+  } else {
+    toast(t('notify.denied'));
+  }
   renderNotifyToggle();
+}
+
+/** Entering the chat with notifications on: this login subscribes this device (again). */
+export function resumePush() {
+  if (wanted() && allowed()) subscribePush();
 }
 
 /** Whether the chat being sent goes silently; the switch turns itself off after one. */

@@ -60,6 +60,7 @@ export const state = {
   me: null, // { id, username }
   couple: null, // { id, since, partner: { id, username }, delete_at }
   screen: 'loading',
+  openAtSeq: null, // a notification's chat to show once the history is in (app.js)
   chat: freshChat(),
 };
 

@@ -105,6 +105,11 @@ function openWindow(body, anchor) {
   showWindow((body && body.chats) || [], anchor, reachesPresent((body && body.chats) || [], anchor));
 }
 
+/** Shows the history around `seq` (a search hit, a notification clicked). */
+export function openAt(seq) {
+  return openAround(seq);
+}
+
 async function openAround(seq) {
   const gen = ++searchGen;
   setStatus(t('answers.loading'));

@@ -10,6 +10,8 @@ pub mod events;
 pub mod excluded_words;
 pub mod files;
 pub mod pair_requests;
+pub mod push_keys;
+pub mod push_subscriptions;
 pub mod question_keywords;
 pub mod questions;
 pub mod sessions;
@@ -28,6 +30,8 @@ pub mod prelude {
     pub use super::excluded_words::Entity as ExcludedWord;
     pub use super::files::Entity as File;
     pub use super::pair_requests::Entity as PairRequest;
+    pub use super::push_keys::Entity as PushKey;
+    pub use super::push_subscriptions::Entity as PushSubscription;
     pub use super::question_keywords::Entity as QuestionKeyword;
     pub use super::questions::Entity as Question;
     pub use super::sessions::Entity as Session;

@@ -13,6 +13,7 @@ mod m20261127_000006_sessions_by_expiry;
 mod m20261128_000007_accounts_deleted;
 mod m20261129_000008_our_story;
 mod m20261207_000009_username_keys;
+mod m20261207_000010_push;
 
 pub use m20261129_000008_our_story::SEARCH_EXPRESSION;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000007_accounts_deleted::Migration),
             Box::new(m20261129_000008_our_story::Migration),
             Box::new(m20261207_000009_username_keys::Migration),
+            Box::new(m20261207_000010_push::Migration),
         ]
     }
 }

@@ -29,6 +29,9 @@ const RESYNC_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
 struct Local {
     sockets: usize,
+    /// Sockets whose client shows the conversation (not a hidden tab): while any socket of
+    /// the user anywhere does, nothing is pushed to their devices.
+    looking: usize,
     couple_id: Uuid,
     partner_id: Uuid,
 }
@@ -168,25 +171,61 @@ impl Hub {
         lock(&self.couples).contains_key(&couple_id)
     }
 
-    /// Counts a local socket; returns how many the user now has here.
+    /// Counts a local socket, looking at the conversation until its client says otherwise;
+    /// returns how many the user now has here.
     pub fn socket_opened(&self, user_id: Uuid, couple_id: Uuid, partner_id: Uuid) -> usize {
         let mut users = lock(&self.users);
         let local = users.entry(user_id).or_insert(Local {
             sockets: 0,
+            looking: 0,
             couple_id,
             partner_id,
         });
         local.sockets += 1;
+        local.looking += 1;
         local.sockets
     }
 
-    /// Uncounts a local socket; returns how many the user still has here.
-    pub fn socket_closed(&self, user_id: Uuid) -> usize {
+    /// A socket's client started or stopped looking; returns how many of the user's sockets
+    /// here look now.
+    pub fn looking_changed(&self, user_id: Uuid, looking: bool) -> usize {
+        let mut users = lock(&self.users);
+        let Some(local) = users.get_mut(&user_id) else {
+            return 0;
+        };
+        local.looking = if looking {
+            (local.looking + 1).min(local.sockets)
+        } else {
+            local.looking.saturating_sub(1)
+        };
+        local.looking
+    }
+
+    pub fn looking_of(&self, user_id: Uuid) -> usize {
+        lock(&self.users).get(&user_id).map_or(0, |l| l.looking)
+    }
+
+    /// `(couple, user)` for every user looking from a socket here: whose looking entries this
+    /// node renews.
+    pub fn local_lookers(&self) -> Vec<(Uuid, Uuid)> {
+        lock(&self.users)
+            .iter()
+            .filter(|(_, l)| l.looking > 0)
+            .map(|(user, l)| (l.couple_id, *user))
+            .collect()
+    }
+
+    /// Uncounts a local socket (`looking`: whether its client was looking); returns how many
+    /// the user still has here.
+    pub fn socket_closed(&self, user_id: Uuid, looking: bool) -> usize {
         let mut users = lock(&self.users);
         let Some(local) = users.get_mut(&user_id) else {
             return 0;
         };
         local.sockets = local.sockets.saturating_sub(1);
+        if looking {
+            local.looking = local.looking.saturating_sub(1);
+        }
         let left = local.sockets;
         if left == 0 {
             users.remove(&user_id);

@@ -117,6 +117,9 @@ impl Bus {
         partner_id: Uuid,
     ) -> (bool, bool) {
         let here = self.hub().socket_opened(user_id, couple_id, partner_id);
+        if self.hub().looking_of(user_id) == 1 {
+            self.sync_looking(couple_id, user_id);
+        }
         let (came_online, partner_online) = match self {
             Bus::Local(hub) => (here == 1, hub.sockets_of(partner_id) > 0),
             Bus::Redis(redis) if here == 1 => {
@@ -129,12 +132,41 @@ impl Bus {
         (came_online, partner_online)
     }
 
-    /// Uncounts a socket; true when it was the user's last anywhere (went offline).
-    pub async fn socket_closed(&self, user_id: Uuid, couple_id: Uuid) -> bool {
-        let here = self.hub().socket_closed(user_id);
+    /// Uncounts a socket (`looking`: its client was looking at the conversation); true when
+    /// it was the user's last anywhere (went offline).
+    pub async fn socket_closed(&self, user_id: Uuid, couple_id: Uuid, looking: bool) -> bool {
+        let here = self.hub().socket_closed(user_id, looking);
+        if looking && self.hub().looking_of(user_id) == 0 {
+            self.sync_looking(couple_id, user_id);
+        }
         match self {
             Bus::Local(_) => here == 0,
             Bus::Redis(redis) => here == 0 && redis.went_offline(couple_id, user_id).await,
+        }
+    }
+
+    /// A socket's client started or stopped looking at the conversation (a tab shown or
+    /// hidden). Other nodes learn it when Redis has it, without the socket waiting.
+    pub fn looking(&self, user_id: Uuid, couple_id: Uuid, looking: bool) {
+        let now = self.hub().looking_changed(user_id, looking);
+        if (looking && now == 1) || (!looking && now == 0) {
+            self.sync_looking(couple_id, user_id);
+        }
+    }
+
+    fn sync_looking(&self, couple_id: Uuid, user_id: Uuid) {
+        if let Bus::Redis(redis) = self {
+            let redis = redis.clone();
+            tokio::spawn(async move { redis.sync_looking(couple_id, user_id).await });
+        }
+    }
+
+    /// Whether any socket of the user, on any node, looks at the conversation: then their
+    /// devices get no push.
+    pub async fn is_looking(&self, couple_id: Uuid, user_id: Uuid) -> bool {
+        match self {
+            Bus::Local(hub) => hub.looking_of(user_id) > 0,
+            Bus::Redis(redis) => redis.is_looking(couple_id, user_id).await,
         }
     }
 

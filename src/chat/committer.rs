@@ -31,6 +31,7 @@ use crate::couple::Member;
 use crate::error::{Error, Result};
 use crate::frame::ServerFrame;
 use crate::publish;
+use crate::push::What;
 use crate::question::Catalogue;
 use crate::services::Services;
 use crate::store;
@@ -377,6 +378,16 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
             );
             tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq = chat.seq, "chat sent");
             let seq = chat.seq;
+            if !send.silent {
+                let what = What::Chat {
+                    seq,
+                    text: send.text.clone(),
+                    file: file.is_some(),
+                };
+                services
+                    .push
+                    .notify(me.couple_id, me.partner_id, Some(me.user_id), what);
+            }
             let view = ChatView {
                 silent: send.silent,
                 ..ChatView::new(chat, file)
@@ -391,6 +402,13 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
             for asked in asked {
                 tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, question_id = asked.question_id, seq = asked.seq, "question asked");
                 let seq = asked.seq;
+                for to in [me.partner_id, me.user_id] {
+                    let what = What::Question {
+                        seq,
+                        text: asked.text.clone(),
+                    };
+                    services.push.notify(me.couple_id, to, None, what);
+                }
                 publish::persisted(
                     &services.bus,
                     me.couple_id,

@@ -14,6 +14,7 @@ mod headers;
 mod health;
 pub mod openapi;
 mod pairing;
+mod push;
 mod shell;
 mod words;
 
@@ -50,6 +51,7 @@ pub fn router(state: AppState, socket: Router<AppState>) -> Router {
         .merge(answers::router())
         .merge(words::router())
         .merge(anniversaries::router())
+        .merge(push::router())
         .merge(export::router())
         .merge(files::router(state.config.max_upload_bytes))
         .merge(health::router())

@@ -10,7 +10,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{anniversaries, answers, auth, chats, export, files, health, pairing, words};
+use super::{anniversaries, answers, auth, chats, export, files, health, pairing, push, words};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -26,6 +26,7 @@ use crate::state::AppState;
         chats::history, chats::search, answers::answers, files::upload, files::download,
         words::ours, words::exclude, words::include,
         anniversaries::calendar, anniversaries::set_start, anniversaries::add, anniversaries::remove,
+        push::key, push::list, push::subscribe, push::set_preview, push::remove,
         export::download,
         health::healthz, health::readyz,
     ),
@@ -38,6 +39,7 @@ use crate::state::AppState;
         (name = "files", description = "Uploads a chat then carries, and downloads"),
         (name = "words", description = "Our most used words and the ones we leave out"),
         (name = "anniversaries", description = "Day one, days together, milestones and our own dates"),
+        (name = "push", description = "Web Push: the key to subscribe with, and my devices that get pushes"),
         (name = "export", description = "Our whole history as one zip"),
         (name = "operations", description = "Health, readiness and metrics"),
     )

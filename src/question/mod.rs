@@ -16,6 +16,7 @@ use crate::couple::Member;
 use crate::error::{Error, Result};
 use crate::frame::ServerFrame;
 use crate::publish;
+use crate::push::What;
 use crate::services::Services;
 use crate::store;
 use crate::store::questions::Answered;
@@ -72,6 +73,10 @@ pub(crate) async fn answer(
                 Some(me.user_id),
                 &frame,
             );
+            let what = What::Answer { seq: answer.seq };
+            services
+                .push
+                .notify(me.couple_id, me.partner_id, Some(me.user_id), what);
             Ok(None)
         }
     }

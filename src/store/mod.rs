@@ -7,6 +7,7 @@ pub(crate) mod chats;
 pub(crate) mod couples;
 pub(crate) mod events;
 pub(crate) mod files;
+pub(crate) mod push;
 pub mod questions;
 pub mod sends;
 pub mod users;

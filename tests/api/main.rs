@@ -28,6 +28,7 @@ mod logins;
 mod openapi;
 mod operations;
 mod pairing;
+mod push;
 mod question;
 mod revocation;
 mod search;

@@ -309,15 +309,24 @@ impl RedisBus {
     }
 
     fn presence_key(&self, couple_id: Uuid, user_id: Uuid) -> String {
+        self.user_key("presence", couple_id, user_id)
+    }
+
+    /// Nodes where a socket of the user looks at the conversation (`presence.rs`).
+    fn looking_key(&self, couple_id: Uuid, user_id: Uuid) -> String {
+        self.user_key("looking", couple_id, user_id)
+    }
+
+    fn user_key(&self, kind: &str, couple_id: Uuid, user_id: Uuid) -> String {
         if self.sharded() {
             format!(
-                "{}presence:{{{}}}:{}",
+                "{}{kind}:{{{}}}:{}",
                 self.prefix,
                 couple_id.simple(),
                 user_id.simple()
             )
         } else {
-            format!("{}presence:{}", self.prefix, user_id.simple())
+            format!("{}{kind}:{}", self.prefix, user_id.simple())
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Who is online where: per user a sorted set of node ids scored by an expiry time, renewed by
 //! a heartbeat that also looks at every partner this node's sockets care about and passes on
-//! changes (a node that died silently shows up as its users' entries expire).
+//! changes (a node that died silently shows up as its users' entries expire). Beside it, the
+//! same kind of set of the nodes where a socket of the user looks at the conversation, which
+//! decides whether their devices get a push.
 
 use super::*;
 
@@ -80,6 +82,35 @@ impl RedisBus {
             .is_some_and(|n| n > 0)
     }
 
+    /// Puts this node in or out of the user's looking set, as its sockets are now. Several
+    /// changes may race on their way to Redis; each writes the state at the time it runs,
+    /// and a stale entry lapses within the presence TTL, as the heartbeat no longer renews it.
+    pub async fn sync_looking(&self, couple_id: Uuid, user_id: Uuid) {
+        let key = self.looking_key(couple_id, user_id);
+        let mut pipe = redis::pipe();
+        if self.hub.looking_of(user_id) > 0 {
+            self.renew(&mut pipe, &key, Self::now_ms());
+        } else {
+            pipe.cmd("ZREM").arg(&key).arg(&self.node_id).ignore();
+        }
+        if let Err(e) = self.run::<()>(&pipe).await {
+            tracing::debug!(couple_id = %couple_id, user_id = %user_id, error = %e, "looking: redis unavailable");
+        }
+    }
+
+    /// Whether a socket of the user, on any node, looks at the conversation. Redis away
+    /// counts as no: a push too many beats a chat missed.
+    pub async fn is_looking(&self, couple_id: Uuid, user_id: Uuid) -> bool {
+        if self.hub.looking_of(user_id) > 0 {
+            return true;
+        }
+        let mut pipe = redis::pipe();
+        count_live(&mut pipe, &self.looking_key(couple_id, user_id));
+        self.query_count(couple_id, user_id, &pipe)
+            .await
+            .is_some_and(|n| n > 0)
+    }
+
     /// Runs a presence pipeline whose one unignored reply is a count; `None` if Redis is away.
     async fn query_count(
         &self,
@@ -147,7 +178,21 @@ impl RedisBus {
                 Err(e) => tracing::debug!(error = %e, "presence heartbeat failed"),
             }
         });
-        futures_util::future::join_all(beats).await;
+        let lookers = self.hub.local_lookers();
+        let looks = self.by_slot(lookers).into_iter().map(|group| async move {
+            let mut pipe = redis::pipe();
+            for (couple, user) in &group {
+                self.renew(&mut pipe, &self.looking_key(*couple, *user), now);
+            }
+            if let Err(e) = self.run::<()>(&pipe).await {
+                tracing::debug!(error = %e, "looking heartbeat failed");
+            }
+        });
+        futures_util::future::join(
+            futures_util::future::join_all(beats),
+            futures_util::future::join_all(looks),
+        )
+        .await;
     }
 }
 

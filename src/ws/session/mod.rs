@@ -99,6 +99,9 @@ pub struct Session {
     readable: i64,
     /// The last read mark handed to the committer.
     read_sent: i64,
+    /// The client shows the conversation (it says so with `looking` frames): while it does,
+    /// its user's devices get no push.
+    looking: bool,
     outbox: Arc<Outbox>,
     limiter: DefaultDirectRateLimiter,
     /// When this socket was last told `rate_limited` for a frame that is not a send.
@@ -141,6 +144,7 @@ impl Session {
             order: Order::new(REORDER_WAIT, REORDER_LIMIT),
             readable: 0,
             read_sent: 0,
+            looking: true,
             last_heard: now,
             unflushed: 0,
             out: Vec::new(),
@@ -212,7 +216,7 @@ impl Session {
         if Box::pin(
             self.state
                 .bus
-                .socket_closed(self.me.user_id, self.me.couple_id),
+                .socket_closed(self.me.user_id, self.me.couple_id, self.looking),
         )
         .await
         {
@@ -452,6 +456,13 @@ impl Session {
             }
             ClientFrame::Typing => {
                 chat::typing(state, me);
+                Ok(None)
+            }
+            ClientFrame::Looking { looking } => {
+                if looking != self.looking {
+                    self.looking = looking;
+                    state.bus.looking(me.user_id, me.couple_id, looking);
+                }
                 Ok(None)
             }
             ClientFrame::Read { seq } => {

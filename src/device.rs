@@ -1,0 +1,122 @@
+//! A user's devices that get pushes: subscribing one (what its browser's `PushManager` gave),
+//! listing, removing, and whether its notifications show the text. Each is tied to the
+//! session that subscribed it and ends with it.
+
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::push::DeviceKeys;
+use crate::services::Services;
+use crate::store;
+use crate::store::push::{NewSubscription, Subscription};
+
+/// Longest endpoint URL kept; browsers' are a few hundred characters.
+pub const MAX_ENDPOINT_CHARS: usize = 1024;
+/// Longest name a device gives itself.
+pub const MAX_DEVICE_CHARS: usize = 100;
+
+/// What a client sends to subscribe this device.
+pub struct NewDevice {
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+    pub device: String,
+    pub preview: bool,
+}
+
+pub async fn subscribe(
+    services: &Services,
+    user_id: Uuid,
+    session_id: Uuid,
+    new: NewDevice,
+) -> Result<Subscription> {
+    check_endpoint(&new.endpoint, services.config.push_allow_http)?;
+    if DeviceKeys::parse(&new.p256dh, &new.auth).is_none() {
+        return Err(Error::InvalidInput(
+            "keys.p256dh must be a P-256 public key and keys.auth 16 bytes, both base64url".into(),
+        ));
+    }
+    let device: String = new.device.trim().chars().take(MAX_DEVICE_CHARS).collect();
+    let mine = store::push::of_user(&services.db, user_id).await?;
+    let again = mine.iter().any(|d| d.endpoint == new.endpoint);
+    let max = services.config.max_push_devices;
+    if !again && mine.len() as u64 >= max {
+        return Err(Error::InvalidInput(format!(
+            "at most {max} devices get notifications; remove one first"
+        )));
+    }
+    let kept = store::push::subscribe(
+        &services.db,
+        NewSubscription {
+            user_id,
+            session_id,
+            endpoint: new.endpoint,
+            p256dh: new.p256dh.trim().to_owned(),
+            auth: new.auth.trim().to_owned(),
+            device,
+            preview: new.preview,
+        },
+    )
+    .await?;
+    tracing::info!(user_id = %user_id, device_id = %kept.id, "device subscribed to pushes");
+    Ok(kept)
+}
+
+pub async fn list(services: &Services, user_id: Uuid) -> Result<Vec<Subscription>> {
+    Ok(store::push::of_user(&services.db, user_id).await?)
+}
+
+pub async fn remove(services: &Services, user_id: Uuid, id: Uuid) -> Result<()> {
+    if !store::push::remove(&services.db, user_id, id).await? {
+        return Err(Error::NotFound);
+    }
+    tracing::info!(user_id = %user_id, device_id = %id, "device unsubscribed from pushes");
+    Ok(())
+}
+
+pub async fn set_preview(
+    services: &Services,
+    user_id: Uuid,
+    id: Uuid,
+    preview: bool,
+) -> Result<Subscription> {
+    store::push::set_preview(&services.db, user_id, id, preview)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
+/// A push service's URL: `https://` with a host (`http://` too when the operator allows it,
+/// for a push service on the same machine). The server will POST to it, so nothing else.
+fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<()> {
+    let bad = |why: &str| Err(Error::InvalidInput(format!("endpoint {why}")));
+    if endpoint.chars().count() > MAX_ENDPOINT_CHARS {
+        return bad("is too long");
+    }
+    let Ok(uri) = endpoint.parse::<axum::http::Uri>() else {
+        return bad("must be a URL");
+    };
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if allow_http => {}
+        _ => return bad("must be an https:// URL"),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return bad("must name a host");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_endpoint;
+
+    #[test]
+    fn only_push_service_urls_are_endpoints() {
+        assert!(check_endpoint("https://fcm.googleapis.com/fcm/send/x", false).is_ok());
+        assert!(check_endpoint("http://127.0.0.1:9/push", false).is_err());
+        assert!(check_endpoint("http://127.0.0.1:9/push", true).is_ok());
+        assert!(check_endpoint("file:///etc/passwd", true).is_err());
+        assert!(check_endpoint("not a url", true).is_err());
+        assert!(check_endpoint(&format!("https://a.b/{}", "x".repeat(1100)), false).is_err());
+    }
+}

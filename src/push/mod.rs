@@ -1,0 +1,282 @@
+//! Web Push: a partner's chat, question, answer or calendar change reaches the user's devices
+//! when no client of theirs is looking at the conversation (RFC 8030 delivery, RFC 8291
+//! encryption, RFC 8292 VAPID; the crypto is web-push-native's).
+//!
+//! - **One node pushes each event**: the one that committed it calls `Pusher::notify`; the
+//!   bus carries no pushes, so however many nodes hold sockets, a device hears once.
+//! - **Nothing waits for a push service.** `notify` only queues (bounded; a full queue drops
+//!   and counts); a worker collapses bursts and hands each push to a task of its own (bounded
+//!   by `DUET_PUSH_IN_FLIGHT`), so a slow or dead push service delays no ack, no commit and no
+//!   other user's push.
+//! - **A burst is one push.** The first event for a user leaves at once; those within the
+//!   collapse window after it wait and leave together as one push that says how many. The
+//!   `Topic` header lets a push service replace a push the device has not fetched yet, and
+//!   the service worker merges what reaches it into the notification already shown.
+
+mod message;
+mod sender;
+mod vapid;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::DelayQueue;
+use uuid::Uuid;
+
+pub use message::{DeviceKeys, What, open};
+pub use vapid::Vapid;
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store;
+
+/// What every push task needs.
+pub struct Shared {
+    config: Config,
+    db: DatabaseConnection,
+    bus: Bus,
+    metrics: Arc<Metrics>,
+    vapid: Vapid,
+    client: reqwest::Client,
+    in_flight: Arc<Semaphore>,
+}
+
+/// An event for one user's devices, as its commit left it.
+struct Event {
+    couple_id: Uuid,
+    to: Uuid,
+    /// Who it is by (the partner), when anyone.
+    from: Option<Uuid>,
+    what: What,
+    committed: Instant,
+}
+
+/// Events for one user that leave as one push.
+struct Burst {
+    first_seq: Option<i64>,
+    count: u32,
+    /// The earliest event's: the push's latency counts from it.
+    committed: Instant,
+    /// The latest event: what a preview shows.
+    last: Event,
+}
+
+impl Burst {
+    fn of(event: Event) -> Burst {
+        Burst {
+            first_seq: event.what.seq(),
+            count: 1,
+            committed: event.committed,
+            last: event,
+        }
+    }
+
+    fn add(&mut self, event: Event) {
+        self.count = self.count.saturating_add(1);
+        self.first_seq = match (self.first_seq, event.what.seq()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last = event;
+    }
+}
+
+/// The node's way to push: cheap to clone, never waits.
+#[derive(Clone)]
+pub struct Pusher {
+    queue: mpsc::Sender<Event>,
+    shared: Arc<Shared>,
+}
+
+/// The loop that collapses bursts and starts pushes (`Worker::run`).
+pub struct Worker {
+    queue: mpsc::Receiver<Event>,
+    shared: Arc<Shared>,
+}
+
+impl Pusher {
+    pub fn new(
+        config: &Config,
+        db: DatabaseConnection,
+        bus: Bus,
+        metrics: Arc<Metrics>,
+        vapid: Vapid,
+    ) -> anyhow::Result<(Pusher, Worker)> {
+        let client = reqwest::Client::builder()
+            .timeout(config.push_timeout())
+            .connect_timeout(config.push_timeout())
+            // Push services answer at once; a redirect would only be somewhere else to send
+            // the user's (encrypted) events.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let (sender, queue) = mpsc::channel(config.push_queue.max(1));
+        let shared = Arc::new(Shared {
+            in_flight: Arc::new(Semaphore::new(config.push_in_flight.max(1))),
+            config: config.clone(),
+            db,
+            bus,
+            metrics,
+            vapid,
+            client,
+        });
+        let pusher = Pusher {
+            queue: sender,
+            shared: shared.clone(),
+        };
+        Ok((pusher, Worker { queue, shared }))
+    }
+
+    /// The VAPID public key clients subscribe with (`applicationServerKey`).
+    pub fn public_key(&self) -> &str {
+        self.shared.vapid.public_key()
+    }
+
+    /// Pushes `what` to `to`'s devices unless a client of theirs is looking. Called by the
+    /// node that committed it, after the commit.
+    pub fn notify(&self, couple_id: Uuid, to: Uuid, from: Option<Uuid>, what: What) {
+        let event = Event {
+            couple_id,
+            to,
+            from,
+            what,
+            committed: Instant::now(),
+        };
+        if self.queue.try_send(event).is_err() {
+            self.shared.metrics.push_failed.inc();
+            tracing::warn!(couple_id = %couple_id, user_id = %to, "push queue full; push dropped");
+        }
+    }
+}
+
+/// A user who was pushed to within the collapse window, and what has come for them since.
+struct Cooling {
+    waiting: Option<Burst>,
+}
+
+impl Worker {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let window = self.shared.config.push_collapse();
+        let mut cooling: HashMap<Uuid, Cooling> = HashMap::new();
+        let mut timers: DelayQueue<Uuid> = DelayQueue::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                event = self.queue.recv() => {
+                    let Some(event) = event else { return };
+                    match cooling.get_mut(&event.to) {
+                        Some(user) => match &mut user.waiting {
+                            Some(burst) => burst.add(event),
+                            None => user.waiting = Some(Burst::of(event)),
+                        },
+                        None => {
+                            let to = event.to;
+                            self.start(Burst::of(event));
+                            if !window.is_zero() {
+                                timers.insert(to, window);
+                                cooling.insert(to, Cooling { waiting: None });
+                            }
+                        }
+                    }
+                }
+                Some(expired) = std::future::poll_fn(|cx| timers.poll_expired(cx)), if !timers.is_empty() => {
+                    let to = expired.into_inner();
+                    if let Some(Cooling { waiting: Some(burst) }) = cooling.remove(&to) {
+                        self.start(burst);
+                        timers.insert(to, window);
+                        cooling.insert(to, Cooling { waiting: None });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a push to a task of its own, or drops it when too many are under way.
+    fn start(&self, burst: Burst) {
+        let Ok(permit) = self.shared.in_flight.clone().try_acquire_owned() else {
+            self.shared.metrics.push_failed.inc();
+            tracing::warn!(couple_id = %burst.last.couple_id, user_id = %burst.last.to, "too many pushes under way; push dropped");
+            return;
+        };
+        let shared = self.shared.clone();
+        // Not a task of the node's tracker: a stopping node does not wait for push services.
+        tokio::spawn(async move {
+            shared.push(burst).await;
+            drop(permit);
+        });
+    }
+}
+
+impl Shared {
+    /// Pushes a burst to each of its user's devices, unless a client of theirs is looking.
+    async fn push(&self, burst: Burst) {
+        let event = &burst.last;
+        let (couple_id, to) = (event.couple_id, event.to);
+        if self.bus.is_looking(couple_id, to).await {
+            return;
+        }
+        let timeout = self.config.db_timeout();
+        let devices = match tokio::time::timeout(timeout, store::push::of_user(&self.db, to)).await
+        {
+            Ok(Ok(devices)) => devices,
+            Ok(Err(e)) => {
+                tracing::warn!(couple_id = %couple_id, user_id = %to, error = %e, "reading push devices");
+                self.metrics.push_failed.inc();
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(couple_id = %couple_id, user_id = %to, "reading push devices timed out");
+                self.metrics.push_failed.inc();
+                return;
+            }
+        };
+        if devices.is_empty() {
+            return;
+        }
+        let from = match event.from {
+            Some(id) => {
+                match tokio::time::timeout(timeout, store::users::by_id(&self.db, id)).await {
+                    Ok(Ok(Some(user))) => Some(user.username),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        let pushes = devices.iter().map(|device| {
+            let payload = message::Payload::new(
+                couple_id,
+                &event.what,
+                burst.first_seq,
+                burst.count,
+                from.as_deref(),
+                device.preview,
+            );
+            let body = serde_json::to_vec(&payload).unwrap_or_default();
+            async move {
+                let outcome =
+                    sender::deliver(self, device, &body, event.what.kind(), event.what.urgency())
+                        .await;
+                match outcome {
+                    sender::Outcome::Sent => {
+                        self.metrics.push_sent.inc();
+                        self.metrics
+                            .push_seconds
+                            .observe(burst.committed.elapsed().as_secs_f64());
+                    }
+                    sender::Outcome::Pruned => {
+                        self.metrics.push_pruned.inc();
+                    }
+                    sender::Outcome::Failed => {
+                        self.metrics.push_failed.inc();
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(pushes).await;
+        tracing::debug!(couple_id = %couple_id, user_id = %to, devices = devices.len(), count = burst.count, "pushed");
+    }
+}
