@@ -34,6 +34,8 @@ const WAIT_MS = 10_000;
 
 // Every node gets these: plain logs, a one-line error instead of a backtrace, a quick drain.
 const QUIET = { NO_COLOR: '1', RUST_BACKTRACE: '0', RUST_LIB_BACKTRACE: '0', DUET_DRAIN_SECS: '2', DUET_DRAIN_DELAY_SECS: '0' };
+// The test's own push service listens on this machine, over http (see the Web Push step).
+const PUSH_ENV = { DUET_PUSH_ALLOW_HTTP: 'true', DUET_PUSH_COLLAPSE_MS: '0' };
 
 const QUESTION_KO = '우리가 함께 꼭 가보고 싶은 곳은 어디야?';
 const QUESTION_EN = 'Where is the one place we must travel to together?';
@@ -239,7 +241,7 @@ async function startNode(name, env, fixedPort = null) {
     const base = `http://127.0.0.1:${port}`;
     const logFile = path.join(tmpDir, `${name.replace(/\s+/g, '-')}.log`);
     const out = fs.openSync(logFile, 'w');
-    const fullEnv = { ...inheritedEnv(), ...QUIET, ...env(port), DUET_BIND: `127.0.0.1:${port}` };
+    const fullEnv = { ...inheritedEnv(), ...QUIET, ...PUSH_ENV, ...env(port), DUET_BIND: `127.0.0.1:${port}` };
     const proc = spawn(DUET_BIN, [], { env: fullEnv, stdio: ['ignore', out, out] });
     fs.closeSync(out);
     const child = { proc, name, logFile, base, port };
@@ -321,6 +323,7 @@ async function startServers() {
       env: {
         ...inheritedEnv(),
         ...QUIET,
+        ...PUSH_ENV,
         DUET_BIND: `127.0.0.1:${port}`,
         DUET_DATA_DIR: path.join(tmpDir, `data${i + 1}`),
         DUET_FILES_DIR: filesDir,
@@ -647,6 +650,54 @@ async function closeAnswers(p) {
 
 // ---------------------------------------------------------------------------------------------
 // The scenario
+
+
+// ---------------------------------------------------------------------------------------------
+// Web Push: a push service of the test's own, and what a browser does with what it receives
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+const hmac = (key, data) => crypto.createHmac('sha256', key).update(data).digest();
+
+/** A push service on this machine: keeps every request (headers and body) and answers 201. */
+async function startPushService() {
+  const received = [];
+  const server = (await import('node:http')).createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      received.push({ url: req.url, headers: req.headers, body: Buffer.concat(chunks) });
+      res.writeHead(201);
+      res.end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${server.address().port}`;
+  return { base, received, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+/** RFC 8291: decrypts an `aes128gcm` push body with the device's keys, as its browser would. */
+function openPush(body, { privateJwk, p256dh, auth }) {
+  const salt = body.subarray(0, 16);
+  const idlen = body[20];
+  const asPublic = body.subarray(21, 21 + idlen);
+  const sealed = body.subarray(21 + idlen);
+  const ecdh = crypto.createECDH('prime256v1');
+  ecdh.setPrivateKey(Buffer.from(privateJwk.d, 'base64url'));
+  const shared = ecdh.computeSecret(asPublic);
+  const uaPublic = Buffer.from(p256dh, 'base64url');
+  const keyInfo = Buffer.concat([Buffer.from('WebPush: info\0'), uaPublic, asPublic, Buffer.from([1])]);
+  const ikm = hmac(hmac(Buffer.from(auth, 'base64url'), shared), keyInfo);
+  const prk = hmac(salt, ikm);
+  const cek = hmac(prk, Buffer.from('Content-Encoding: aes128gcm\0\x01')).subarray(0, 16);
+  const nonce = hmac(prk, Buffer.from('Content-Encoding: nonce\0\x01')).subarray(0, 12);
+  const decipher = crypto.createDecipheriv('aes-128-gcm', cek, nonce);
+  decipher.setAuthTag(sealed.subarray(sealed.length - 16));
+  const padded = Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - 16)), decipher.final()]);
+  let end = padded.length - 1;
+  while (end >= 0 && padded[end] === 0) end -= 1;
+  check(padded[end] === 2, 'a single-record push ends with the 0x02 delimiter');
+  return JSON.parse(padded.subarray(0, end).toString('utf8'));
+}
 
 const steps = [];
 async function step(name, fn) {
@@ -1292,6 +1343,154 @@ async function main() {
     for (const p of [A, B]) await tid(p.page, 'words-close').click();
   });
 
+  await step('notifications: while B\'s tab is hidden the title counts A\'s chats and a notification shows, except for a silent send', async () => {
+    await B.page.evaluate(() => {
+      window.__notes = [];
+      window.Notification = class {
+        static permission = 'default';
+        static async requestPermission() { this.permission = 'granted'; return 'granted'; }
+        constructor(title, opts) { window.__notes.push({ title, body: opts && opts.body }); }
+        close() {}
+      };
+    });
+    await tid(B.page, 'menu-button').click();
+    await tid(B.page, 'notify-toggle').click();
+    await see(B.page.locator('[data-testid=notify-toggle][aria-pressed=true]'), 'switching notifications on should show them on');
+    await B.page.keyboard.press('Escape');
+    const setHidden = (hide) => B.page.evaluate((hide) => {
+      Object.defineProperty(document, 'hidden', { value: hide, configurable: true });
+      Object.defineProperty(document, 'visibilityState', { value: hide ? 'hidden' : 'visible', configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    }, hide);
+    await setHidden(true);
+    await say(A, '보고 있어?');
+    await eventually(async () => (await B.page.title()).startsWith('(1) '), 'B\'s title should count one unread chat');
+    await eventually(async () => (await B.page.evaluate(() => window.__notes.length)) === 1, 'B should get one notification');
+    const note = await B.page.evaluate(() => window.__notes[0]);
+    check(note.body === '보고 있어?', `the notification should carry the chat, got ${JSON.stringify(note)}`);
+    await tid(A.page, 'silent-toggle').click();
+    await see(A.page.locator('[data-testid=silent-toggle][aria-pressed=true]'), 'the silent switch should show on');
+    await say(A, '조용히 보낼게');
+    await see(A.page.locator('[data-testid=silent-toggle][aria-pressed=false]'), 'the silent switch should turn itself off after one send');
+    await eventually(async () => (await B.page.title()).startsWith('(2) '), 'B\'s title should count the silent chat too');
+    await B.page.waitForTimeout(300);
+    check((await B.page.evaluate(() => window.__notes.length)) === 1, 'a silent send should not notify');
+    await setHidden(false);
+    await eventually(async () => !(await B.page.title()).startsWith('('), 'the count should go once B looks again');
+  });
+
+
+  await step('Web Push: with B\'s tab hidden, A\'s chat reaches B\'s device once through a push service, the service worker shows it, and a click opens B\'s Duet at that chat', async () => {
+    const pushService = await startPushService();
+    try {
+      // Chromium can create a push subscription only with its vendor's push service, which this
+      // machine cannot reach: this one browser call (PushManager's subscribe) is stood in for,
+      // with a real P-256 key pair and auth secret whose private half the test keeps to decrypt
+      // what the server sends, as the browser would. Everything else is the real path.
+      await B.ctx.grantPermissions(['notifications'], { origin: B.base });
+      await B.ctx.addInitScript((endpoint) => {
+        if (!('PushManager' in window)) return;
+        let current = null;
+        const b64 = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+        PushManager.prototype.getSubscription = async function getSubscription() { return current; };
+        PushManager.prototype.subscribe = async function subscribe(options) {
+          const pair = await crypto.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, true, ['deriveBits']);
+          const json = {
+            endpoint,
+            expirationTime: null,
+            keys: {
+              p256dh: b64(await crypto.subtle.exportKey('raw', pair.publicKey)),
+              auth: b64(crypto.getRandomValues(new Uint8Array(16))),
+            },
+          };
+          window.__device = { ...json.keys, privateJwk: await crypto.subtle.exportKey('jwk', pair.privateKey) };
+          current = {
+            endpoint,
+            options: { applicationServerKey: options.applicationServerKey },
+            toJSON: () => json,
+            unsubscribe: async () => { current = null; return true; },
+          };
+          return current;
+        };
+      }, `${pushService.base}/push/b-phone`);
+      // The real Notification again (the step before replaced it), with notifications on:
+      // entering the chat subscribes this device.
+      await B.page.reload();
+      await online(B);
+      const devices = async () => (await getJson(B.page, '/api/push/devices')).body.devices;
+      await eventually(async () => (await devices()).length === 1, 'B\'s device should be subscribed once notifications are on');
+      const [device] = await devices();
+      check(device.current === true && device.preview === false, `this device, previews off by default: ${JSON.stringify(device)}`);
+      const keys = await B.page.evaluate(() => window.__device);
+
+      await B.page.evaluate(() => {
+        Object.defineProperty(document, 'hidden', { value: true, configurable: true });
+        Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await B.page.waitForTimeout(300);
+      await say(A, '자니?');
+      await eventually(async () => pushService.received.length >= 1, 'the server should push A\'s chat to B\'s device');
+      await B.page.waitForTimeout(500);
+      check(pushService.received.length === 1, `one chat, one push: ${pushService.received.length}`);
+      const [request] = pushService.received;
+      check(request.headers['content-encoding'] === 'aes128gcm', 'the push is encrypted (aes128gcm)');
+      check(/^vapid t=[^,]+, k=/.test(request.headers.authorization || ''), 'the push carries a VAPID signature');
+      const payload = openPush(request.body, keys);
+      const seq = Number(await bubbleWithText(A.page, '자니?').getAttribute('data-seq'));
+      check(payload.kind === 'chat' && payload.seq === seq && payload.count === 1 && payload.from === A.name && payload.text === undefined,
+        `the decrypted push should name the chat and A, without its text: ${JSON.stringify(payload)}`);
+
+      // What the browser does when its push service delivers: the decrypted body reaches the
+      // service worker's push event.
+      const cdp = await B.ctx.newCDPSession(B.page);
+      const registered = new Promise((resolve) => {
+        cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
+          const mine = registrations.find((r) => r.scopeURL === `${B.base}/` && !r.isDeleted);
+          if (mine) resolve(mine.registrationId);
+        });
+      });
+      await cdp.send('ServiceWorker.enable');
+      const registrationId = await registered;
+      await cdp.send('ServiceWorker.deliverPushMessage', { origin: B.base, registrationId, data: JSON.stringify(payload) });
+      const shown = () => B.page.evaluate(async () => {
+        const registration = await navigator.serviceWorker.ready;
+        return (await registration.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }));
+      });
+      await eventually(async () => (await shown()).length === 1, 'the service worker should show the push as a notification');
+      const [note] = await shown();
+      check(note.title === A.name && ['New message', '새 메시지'].includes(note.body) && note.data.seq === seq,
+        `the notification should say a new message from A, at that chat: ${JSON.stringify(note)}`);
+      // A second push of the same kind merges into it: one notification that counts two.
+      await cdp.send('ServiceWorker.deliverPushMessage', { origin: B.base, registrationId, data: JSON.stringify({ ...payload, seq: seq + 1 }) });
+      await eventually(async () => {
+        const now = await shown();
+        return now.length === 1 && now[0].data.count === 2 && now[0].data.seq === seq;
+      }, 'a second push should merge into the notification shown, counting two');
+
+      // The click: Chromium has no DevTools call to click a notification, so the test runs
+      // what sw.js's notificationclick handler runs, with the notification shown.
+      const [worker] = B.ctx.serviceWorkers();
+      check(worker, 'B\'s service worker should be running');
+      await worker.evaluate(async () => {
+        const [shownNote] = await self.registration.getNotifications();
+        shownNote.close();
+        await openAt(shownNote.data);
+      });
+      await see(B.page.locator(`[data-testid=bubble][data-seq="${seq}"][data-jumped=true]`), 'the click should open B\'s Duet at the chat the notification was about');
+      check((await shown()).length === 0, 'the clicked notification should close');
+      await B.page.evaluate(() => {
+        Object.defineProperty(document, 'hidden', { value: false, configurable: true });
+        Object.defineProperty(document, 'visibilityState', { value: 'visible', configurable: true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await cdp.detach();
+      log(`    push: ${request.body.length} bytes encrypted, decrypted to ${JSON.stringify(payload)}`);
+    } finally {
+      await pushService.close();
+    }
+  });
+
   await step('on a phone (390x844), in Korean and English, light and dark: every screen passes axe-core, never scrolls sideways, and every target is at least 44 px', async () => {
     const problems = [];
     const audit = async (p, screen) => {
@@ -1312,6 +1511,7 @@ async function main() {
       ['search', async (page) => tid(page, 'search-button').click()],
       ['anniversaries', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'anniversaries-button').click(); }],
       ['our-words', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'words-button').click(); }],
+      ['devices', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'devices-button').click(); }],
       ['password', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'password-button').click(); }],
     ];
     const phone = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true };
@@ -1356,42 +1556,6 @@ async function main() {
     await audit(P, 'pairing');
     for (const p of [N, P]) await p.ctx.close();
     check(problems.length === 0, `on the phone:\n  ${problems.join('\n  ')}`);
-  });
-
-  await step('notifications: while B\'s tab is hidden the title counts A\'s chats and a notification shows, except for a silent send', async () => {
-    await B.page.evaluate(() => {
-      window.__notes = [];
-      window.Notification = class {
-        static permission = 'default';
-        static async requestPermission() { this.permission = 'granted'; return 'granted'; }
-        constructor(title, opts) { window.__notes.push({ title, body: opts && opts.body }); }
-        close() {}
-      };
-    });
-    await tid(B.page, 'menu-button').click();
-    await tid(B.page, 'notify-toggle').click();
-    await see(B.page.locator('[data-testid=notify-toggle][aria-pressed=true]'), 'switching notifications on should show them on');
-    await B.page.keyboard.press('Escape');
-    const setHidden = (hide) => B.page.evaluate((hide) => {
-      Object.defineProperty(document, 'hidden', { value: hide, configurable: true });
-      Object.defineProperty(document, 'visibilityState', { value: hide ? 'hidden' : 'visible', configurable: true });
-      document.dispatchEvent(new Event('visibilitychange'));
-    }, hide);
-    await setHidden(true);
-    await say(A, '보고 있어?');
-    await eventually(async () => (await B.page.title()).startsWith('(1) '), 'B\'s title should count one unread chat');
-    await eventually(async () => (await B.page.evaluate(() => window.__notes.length)) === 1, 'B should get one notification');
-    const note = await B.page.evaluate(() => window.__notes[0]);
-    check(note.body === '보고 있어?', `the notification should carry the chat, got ${JSON.stringify(note)}`);
-    await tid(A.page, 'silent-toggle').click();
-    await see(A.page.locator('[data-testid=silent-toggle][aria-pressed=true]'), 'the silent switch should show on');
-    await say(A, '조용히 보낼게');
-    await see(A.page.locator('[data-testid=silent-toggle][aria-pressed=false]'), 'the silent switch should turn itself off after one send');
-    await eventually(async () => (await B.page.title()).startsWith('(2) '), 'B\'s title should count the silent chat too');
-    await B.page.waitForTimeout(300);
-    check((await B.page.evaluate(() => window.__notes.length)) === 1, 'a silent send should not notify');
-    await setHidden(false);
-    await eventually(async () => !(await B.page.title()).startsWith('('), 'the count should go once B looks again');
   });
 
   let C;
