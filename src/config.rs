@@ -299,7 +299,7 @@ pub struct Config {
 
     /// Milliseconds after a push to a user during which further events for them wait and
     /// leave together as one push that says how many.
-    #[arg(long, env = "DUET_PUSH_COLLAPSE_MS", default_value_t = 3000)]
+    #[arg(long, env = "DUET_PUSH_COLLAPSE_MS", default_value_t = 1000)]
     pub push_collapse_ms: u64,
 
     /// Seconds a push service keeps a push for a device that is offline (the `TTL` header).

@@ -36,7 +36,16 @@ pub async fn subscribe(
             "keys.p256dh must be a P-256 public key and keys.auth 16 bytes, both base64url".into(),
         ));
     }
-    let device: String = new.device.trim().chars().take(MAX_DEVICE_CHARS).collect();
+    // A name for a list: no control characters (Postgres refuses NUL in text).
+    let device: String = new
+        .device
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(MAX_DEVICE_CHARS)
+        .collect();
     let mine = store::push::of_user(&services.db, user_id).await?;
     let again = mine.iter().any(|d| d.endpoint == new.endpoint);
     let max = services.config.max_push_devices;

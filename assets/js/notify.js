@@ -9,7 +9,7 @@ import { t } from '../i18n.js';
 import { $ } from './dom.js';
 import { partnerName } from './state.js';
 import { toast } from './ui.js';
-import { subscribePush, unsubscribePush } from './push.js';
+import { pushActive, subscribePush, unsubscribePush } from './push.js';
 
 const KEY = 'duet.notify';
 let unread = 0;
@@ -88,7 +88,8 @@ export function noteArrival(kind, frame) {
   if (baseTitle == null) baseTitle = document.title;
   document.title = `(${unread}) ${baseTitle}`;
   badge();
-  if ((kind === 'chat' && frame.silent) || !wanted() || !allowed()) return;
+  // A device that gets pushes is notified by them (the server pushes while no tab looks).
+  if ((kind === 'chat' && frame.silent) || !wanted() || !allowed() || pushActive()) return;
   try {
     const title = kind === 'chat' ? partnerName() : t('q.title');
     const body = kind === 'chat' ? (frame.text || t('notify.file')) : frame.text;

@@ -11,6 +11,16 @@ import { closeMenu, toast } from './ui.js';
 
 const DEVICE = 'duet.push.device';
 
+/** This device gets pushes: the page leaves notifying to them (one notification, not two). */
+export function pushActive() {
+  return localStorage.getItem(DEVICE) !== null;
+}
+
+/** The session ended: its device is gone on the server too. */
+export function forgetPushDevice() {
+  localStorage.removeItem(DEVICE);
+}
+
 export function pushSupported() {
   return 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
 }
@@ -45,7 +55,10 @@ function deviceName() {
 
 /** Subscribes this device (again: the server replaces what the endpoint was). */
 export async function subscribePush() {
-  if (!pushSupported() || Notification.permission !== 'granted') return false;
+  if (!pushSupported() || Notification.permission !== 'granted') {
+    localStorage.removeItem(DEVICE);
+    return false;
+  }
   try {
     const registration = await navigator.serviceWorker.ready;
     const { public_key: publicKey } = await api('GET', '/api/push/key');
@@ -66,7 +79,8 @@ export async function subscribePush() {
     return true;
   } catch {
     // No push service reachable, or the browser has none: notifications still work while
-    // a tab is open.
+    // a tab is open, from the page.
+    localStorage.removeItem(DEVICE);
     return false;
   }
 }

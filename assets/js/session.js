@@ -16,6 +16,7 @@ import { applyCalendar } from './calendar.js';
 import { restoreOutbox } from './sending.js';
 import { forgetConversation, lastConversation } from './offline.js';
 import { forgetUser } from './outbox.js';
+import { forgetPushDevice } from './push.js';
 
 export async function loadMe() {
   show('loading');
@@ -65,6 +66,7 @@ function route(me) {
 export function toAuth(message) {
   // Nothing of a signed-out session stays on this device.
   forgetConversation();
+  forgetPushDevice();
   if (state.me) forgetUser(state.me.id);
   state.me = null;
   state.couple = null;

@@ -10,7 +10,8 @@
 # (postgres://postgres@127.0.0.1:5432), REDIS_URL (redis://127.0.0.1:6379), COUPLES (200),
 # RATES (step rates), SECS (seconds per step, 10), RATE (the fixed-rate run, 1000), REPS (3),
 # IDLE_COUNTS (2000,10000,18000: this machine allows 20,000 open files per process),
-# STORM_SOCKETS (10000), MODES ("step rate idle resume storm"), DUET_EXTRA_ENV (added to both
+# STORM_SOCKETS (10000), PUSH_RATE (200: chats/s to offline partners in `push`), MODES ("step
+# rate idle resume storm push"), DUET_EXTRA_ENV (added to both
 # nodes, e.g. "DUET_COMMIT_WINDOW_US=0"), REDIS_MODES ("single": the Redis at REDIS_URL;
 # "single cluster" also runs every measurement against a Redis Cluster of three masters and
 # three replicas that tests/cluster/redis-cluster.sh starts on ports CLUSTER_PORT..+5 (7400 by default),
@@ -30,7 +31,8 @@ RATE="${RATE:-1000}"
 REPS="${REPS:-3}"
 IDLE_COUNTS="${IDLE_COUNTS:-2000,10000,18000}"
 STORM_SOCKETS="${STORM_SOCKETS:-10000}"
-MODES="${MODES:-step rate idle resume storm}"
+PUSH_RATE="${PUSH_RATE:-200}"
+MODES="${MODES:-step rate idle resume storm push}"
 REDIS_MODES="${REDIS_MODES:-single}"
 CLUSTER_PORT="${CLUSTER_PORT:-7400}"
 redis_mode=single
@@ -74,6 +76,7 @@ start_node() { # name addr
     DUET_DATA_DIR="$out/data-$1" DUET_ASSETS_DIR="$repo/assets" DUET_LOG=warn \
     DUET_FRAME_RATE=100000 DUET_FRAME_BURST=100000 DUET_MAX_SOCKETS=30000 DUET_MAX_SOCKETS_PER_USER=30000 DUET_SOCKET_RATE_PER_USER=0 \
     DUET_LOGIN_RATE_PER_ADDR=0 DUET_HASH_WAIT_MS=60000 DUET_DRAIN_DELAY_SECS=0 \
+    DUET_PUSH_ALLOW_HTTP=true \
     ${DUET_EXTRA_ENV:-} "$DUET_BIN") >>"$out/$1.log" 2>&1 &
   PID[$1]=$!
   for _ in $(seq 1 300); do curl -fs -o /dev/null "http://$2/readyz" && return 0; sleep 0.1; done
@@ -137,6 +140,11 @@ for redis_mode in $REDIS_MODES; do
     fresh
     run storm-$redis_mode.jsonl "$LOAD_BIN" storm --nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --sockets "$STORM_SOCKETS" --kill-pid "${PID[node1]}"
     unset "PID[node1]"
+  fi
+  if [[ " $MODES " == *" push "* ]]; then
+    log "rep $rep: Web Push to $COUPLES offline partners at $PUSH_RATE chats/s for 30 s"
+    fresh
+    run push-$redis_mode.jsonl "$LOAD_BIN" push --nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --couples "$COUPLES" --rate "$PUSH_RATE" --secs 30
   fi
 done
 done

@@ -9,6 +9,7 @@
 //! duet-load idle   --node H:P --tokens FILE --users U --counts 2000,10000,100000 --pid PID
 //! duet-load resume --nodes H:P,H:P --tokens FILE --count 1000 --reps 5
 //! duet-load storm  --nodes H:P,H:P --tokens FILE --sockets 10000 [--kill-pid PID]
+//! duet-load push   --nodes H:P,H:P --tokens FILE --couples 200 --rate 200 --secs 30
 //! ```
 //!
 //! Output convention, the same for every mode: **stdout carries only results**, one JSON
@@ -27,7 +28,7 @@
 //!
 //! What each mode measures and how is documented at the top of its module: `setup.rs`,
 //! `rate.rs` (`rate` and `step`; its send schedule and writers are in `schedule.rs`, what its
-//! readers count in `ledger.rs`), `idle.rs`, `resume.rs` and `storm.rs`. The protocol is in
+//! readers count in `ledger.rs`), `idle.rs`, `resume.rs`, `storm.rs` and `push.rs`. The protocol is in
 //! `client.rs`, CPU and memory in `measure.rs`, output in `report.rs`, descriptor limits in
 //! `limits.rs`. The node's own limits matter for every mode: Duet by default allows 20
 //! frames/s per socket (`DUET_FRAME_RATE`, `DUET_FRAME_BURST`), 8 sockets per user per node
@@ -41,6 +42,7 @@ mod idle;
 mod ledger;
 mod limits;
 mod measure;
+mod push;
 mod rate;
 mod report;
 mod resume;
@@ -82,6 +84,9 @@ enum Mode {
     Resume(resume::Args),
     /// Kill (or wait for) a node holding many sockets and time their reconnects elsewhere.
     Storm(storm::Args),
+    /// Time from a chat to the Web Push reaching its offline partner's device (a push service
+    /// of its own, decrypting every push).
+    Push(push::Args),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
                 Mode::Idle(args) => idle::run(args).await,
                 Mode::Resume(args) => resume::run(args).await,
                 Mode::Storm(args) => storm::run(args).await,
+                Mode::Push(args) => push::run(args).await,
             }
         }),
         Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
