@@ -46,7 +46,9 @@ self.addEventListener('fetch', (event) => {
 // Web Push (docs/PROTOCOL.md, "Web Push"): the server pushes a partner's chat, a question, an
 // answer or a calendar change while none of this user's clients looks at the conversation.
 // The browser has decrypted it; its JSON says what, how many, and from whom. A push merges
-// into the notification of its kind already shown, so a burst is one notification that counts.
+// into the notification of its kind already shown, so a burst is one notification that counts:
+// a chat's number is the server's count of unread chats; other kinds add up. The page closes
+// them when the conversation is looked at.
 
 const WORDS = {
   en: {
@@ -81,7 +83,9 @@ function words() {
 function notification(push, shown) {
   const w = words();
   const before = shown && shown.data ? shown.data : null;
-  const count = (before ? before.count : 0) + (push.count || 1);
+  const count = typeof push.unread === 'number' && push.unread > 0
+    ? push.unread
+    : (before ? before.count : 0) + (push.count || 1);
   const seqs = [before && before.seq, push.seq].filter((s) => typeof s === 'number');
   const data = { kind: push.kind, count, seq: seqs.length ? Math.min(...seqs) : null };
   const from = push.from || w.partner;
@@ -102,6 +106,8 @@ function notification(push, shown) {
     options: {
       body,
       tag: `duet-${push.kind}`,
+      // A merged notification still alerts: a new chat hours later is not a silent update.
+      renotify: true,
       data,
       icon: '/icons/icon-192.png',
       badge: '/icons/icon-192.png',

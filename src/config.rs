@@ -282,8 +282,9 @@ pub struct Config {
     #[arg(long, env = "DUET_PUSH_QUEUE", default_value_t = 4096)]
     pub push_queue: usize,
 
-    /// Requests to push services this node has open at once; beyond, a push is dropped and
-    /// counted as failed.
+    /// Pushes under way on this node at once (each to every device of one user, with its
+    /// retries; one per user and kind at a time); beyond, a push is dropped and counted as
+    /// failed.
     #[arg(long, env = "DUET_PUSH_IN_FLIGHT", default_value_t = 512)]
     pub push_in_flight: usize,
 
@@ -306,7 +307,7 @@ pub struct Config {
     #[arg(long, env = "DUET_PUSH_TTL_SECS", default_value_t = 12 * 60 * 60)]
     pub push_ttl_secs: u64,
 
-    /// Devices one user may have subscribed to pushes; more get 409 `conflict`.
+    /// Devices one user may have subscribed to pushes; more get 422 `invalid_input`.
     #[arg(long, env = "DUET_MAX_PUSH_DEVICES", default_value_t = 10)]
     pub max_push_devices: u64,
 

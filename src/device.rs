@@ -109,10 +109,45 @@ fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<()> {
         Some("http") if allow_http => {}
         _ => return bad("must be an https:// URL"),
     }
-    if uri.host().is_none_or(str::is_empty) {
+    let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
         return bad("must name a host");
+    };
+    // The server POSTs to it: not to itself or its network, unless the operator runs the push
+    // service there (DUET_PUSH_ALLOW_HTTP, as the tests do). A name that resolves to such an
+    // address is not caught here; the firewall of a node that reaches out is the real fence.
+    if !allow_http && !public_host(host) {
+        return bad("must be a push service on the internet");
     }
     Ok(())
+}
+
+fn public_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        return false;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            let [a, b, ..] = ip.octets();
+            !(ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let first = ip.segments()[0];
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some())
+        }
+        Err(_) => true,
+    }
 }
 
 #[cfg(test)]
@@ -127,5 +162,19 @@ mod tests {
         assert!(check_endpoint("file:///etc/passwd", true).is_err());
         assert!(check_endpoint("not a url", true).is_err());
         assert!(check_endpoint(&format!("https://a.b/{}", "x".repeat(1100)), false).is_err());
+        // Not the node itself or its network.
+        for inside in [
+            "https://127.0.0.1/x",
+            "https://localhost:8080/x",
+            "https://10.1.2.3/x",
+            "https://192.168.0.1/x",
+            "https://169.254.169.254/latest",
+            "https://[::1]/x",
+            "https://[fd00::1]/x",
+            "https://[::ffff:127.0.0.1]/x",
+        ] {
+            assert!(check_endpoint(inside, false).is_err(), "{inside}");
+        }
+        assert!(check_endpoint("https://8.8.8.8/x", false).is_ok());
     }
 }

@@ -7,7 +7,7 @@
 
 import { t } from '../i18n.js';
 import { $ } from './dom.js';
-import { partnerName } from './state.js';
+import { partnerName, state } from './state.js';
 import { toast } from './ui.js';
 import { pushActive, subscribePush, unsubscribePush } from './push.js';
 
@@ -73,8 +73,19 @@ function badge() {
   set.catch(() => {});
 }
 
+/** Looking at the conversation: the pushes' notifications have been seen. */
+function closePushed() {
+  if (!('serviceWorker' in navigator) || !navigator.serviceWorker.controller) return;
+  navigator.serviceWorker.ready
+    .then((registration) => registration.getNotifications())
+    .then((shown) => shown.filter((n) => n.tag.startsWith('duet-')).forEach((n) => n.close()))
+    .catch(() => {});
+}
+
 function clearUnread() {
-  if (document.hidden || !unread) return;
+  if (document.hidden) return;
+  if (state.screen === 'chat') closePushed();
+  if (!unread) return;
   unread = 0;
   if (baseTitle != null) document.title = baseTitle;
   baseTitle = null;

@@ -172,8 +172,13 @@ impl Hub {
     }
 
     /// Counts a local socket, looking at the conversation until its client says otherwise;
-    /// returns how many the user now has here.
-    pub fn socket_opened(&self, user_id: Uuid, couple_id: Uuid, partner_id: Uuid) -> usize {
+    /// returns how many sockets of the user are here now, and how many of them look.
+    pub fn socket_opened(
+        &self,
+        user_id: Uuid,
+        couple_id: Uuid,
+        partner_id: Uuid,
+    ) -> (usize, usize) {
         let mut users = lock(&self.users);
         let local = users.entry(user_id).or_insert(Local {
             sockets: 0,
@@ -183,7 +188,7 @@ impl Hub {
         });
         local.sockets += 1;
         local.looking += 1;
-        local.sockets
+        (local.sockets, local.looking)
     }
 
     /// A socket's client started or stopped looking; returns how many of the user's sockets
@@ -216,18 +221,18 @@ impl Hub {
     }
 
     /// Uncounts a local socket (`looking`: whether its client was looking); returns how many
-    /// the user still has here.
-    pub fn socket_closed(&self, user_id: Uuid, looking: bool) -> usize {
+    /// sockets the user still has here, and how many of them look.
+    pub fn socket_closed(&self, user_id: Uuid, looking: bool) -> (usize, usize) {
         let mut users = lock(&self.users);
         let Some(local) = users.get_mut(&user_id) else {
-            return 0;
+            return (0, 0);
         };
         local.sockets = local.sockets.saturating_sub(1);
         if looking {
             local.looking = local.looking.saturating_sub(1);
         }
-        let left = local.sockets;
-        if left == 0 {
+        let left = (local.sockets, local.looking);
+        if left.0 == 0 {
             users.remove(&user_id);
         }
         left

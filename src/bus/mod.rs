@@ -116,8 +116,8 @@ impl Bus {
         couple_id: Uuid,
         partner_id: Uuid,
     ) -> (bool, bool) {
-        let here = self.hub().socket_opened(user_id, couple_id, partner_id);
-        if self.hub().looking_of(user_id) == 1 {
+        let (here, looking) = self.hub().socket_opened(user_id, couple_id, partner_id);
+        if looking == 1 {
             self.sync_looking(couple_id, user_id);
         }
         let (came_online, partner_online) = match self {
@@ -135,8 +135,8 @@ impl Bus {
     /// Uncounts a socket (`looking`: its client was looking at the conversation); true when
     /// it was the user's last anywhere (went offline).
     pub async fn socket_closed(&self, user_id: Uuid, couple_id: Uuid, looking: bool) -> bool {
-        let here = self.hub().socket_closed(user_id, looking);
-        if looking && self.hub().looking_of(user_id) == 0 {
+        let (here, looking_here) = self.hub().socket_closed(user_id, looking);
+        if looking && looking_here == 0 {
             self.sync_looking(couple_id, user_id);
         }
         match self {

@@ -63,6 +63,11 @@ pub struct Payload<'a> {
     pub seq: Option<i64>,
     /// How many events this push stands for (a burst collapses into one push).
     pub count: u32,
+    /// For a chat: how many of the partner's chats the user has not read, all told (the
+    /// notification's number: right even when a push service dropped an earlier push for a
+    /// later one of the same `Topic`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<u64>,
     /// The partner's name, when it is by them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<&'a str>,
@@ -79,6 +84,7 @@ impl<'a> Payload<'a> {
         what: &What,
         first_seq: Option<i64>,
         count: u32,
+        unread: Option<u64>,
         from: Option<&'a str>,
         preview: bool,
     ) -> Self {
@@ -93,6 +99,7 @@ impl<'a> Payload<'a> {
             couple_id,
             seq: first_seq,
             count,
+            unread,
             from,
             text,
             file: matches!(what, What::Chat { file: true, .. }),

@@ -56,7 +56,7 @@ struct Event {
     committed: Instant,
 }
 
-/// Events for one user that leave as one push.
+/// Events for one user of one kind that leave as one push.
 struct Burst {
     first_seq: Option<i64>,
     count: u32,
@@ -85,6 +85,10 @@ impl Burst {
         self.last = event;
     }
 }
+
+/// Bursts are per user and kind: a chat and the question it brought up are two pushes, each
+/// with its own count, urgency and `Topic`.
+type Stream = (Uuid, &'static str);
 
 /// The node's way to push: cheap to clone, never waits.
 #[derive(Clone)]
@@ -146,67 +150,132 @@ impl Pusher {
             what,
             committed: Instant::now(),
         };
-        if self.queue.try_send(event).is_err() {
-            self.shared.metrics.push_failed.inc();
-            tracing::warn!(couple_id = %couple_id, user_id = %to, "push queue full; push dropped");
+        match self.queue.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.metrics.push_failed.inc();
+                tracing::warn!(couple_id = %couple_id, user_id = %to, "push queue full; push dropped");
+            }
+            // The node is stopping: its last commits are not pushed.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.shared.metrics.push_failed.inc();
+                tracing::debug!(couple_id = %couple_id, user_id = %to, "node stopping; push dropped");
+            }
         }
     }
 }
 
-/// A user who was pushed to within the collapse window, and what has come for them since.
-struct Cooling {
+/// A stream pushed to lately: what has come for it since, whether its push is still under
+/// way, and whether its collapse window is over.
+#[derive(Default)]
+struct Recent {
     waiting: Option<Burst>,
+    under_way: bool,
+    window_over: bool,
 }
 
 impl Worker {
+    /// Collapses and starts pushes until the node stops; then starts what was waiting (the
+    /// node's stop does not wait for push services).
     pub async fn run(mut self, shutdown: CancellationToken) {
         let window = self.shared.config.push_collapse();
-        let mut cooling: HashMap<Uuid, Cooling> = HashMap::new();
-        let mut timers: DelayQueue<Uuid> = DelayQueue::new();
+        let mut recent: HashMap<Stream, Recent> = HashMap::new();
+        let mut timers: DelayQueue<Stream> = DelayQueue::new();
+        let (done_tx, mut done) = mpsc::unbounded_channel::<Stream>();
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 event = self.queue.recv() => {
-                    let Some(event) = event else { return };
-                    match cooling.get_mut(&event.to) {
-                        Some(user) => match &mut user.waiting {
+                    let Some(event) = event else { break };
+                    let stream = (event.to, event.what.kind());
+                    match recent.get_mut(&stream) {
+                        Some(r) => match &mut r.waiting {
                             Some(burst) => burst.add(event),
-                            None => user.waiting = Some(Burst::of(event)),
+                            None => r.waiting = Some(Burst::of(event)),
                         },
                         None => {
-                            let to = event.to;
-                            self.start(Burst::of(event));
-                            if !window.is_zero() {
-                                timers.insert(to, window);
-                                cooling.insert(to, Cooling { waiting: None });
-                            }
+                            self.start(stream, Burst::of(event), &done_tx);
+                            timers.insert(stream, window);
+                            recent.insert(stream, Recent { under_way: true, ..Recent::default() });
                         }
                     }
                 }
                 Some(expired) = std::future::poll_fn(|cx| timers.poll_expired(cx)), if !timers.is_empty() => {
-                    let to = expired.into_inner();
-                    if let Some(Cooling { waiting: Some(burst) }) = cooling.remove(&to) {
-                        self.start(burst);
-                        timers.insert(to, window);
-                        cooling.insert(to, Cooling { waiting: None });
+                    let stream = expired.into_inner();
+                    if let Some(r) = recent.get_mut(&stream) {
+                        r.window_over = true;
                     }
+                    self.next(stream, &mut recent, &mut timers, window, &done_tx);
                 }
+                Some(stream) = done.recv() => {
+                    if let Some(r) = recent.get_mut(&stream) {
+                        r.under_way = false;
+                    }
+                    self.next(stream, &mut recent, &mut timers, window, &done_tx);
+                }
+            }
+        }
+        self.queue.close();
+        while let Ok(event) = self.queue.try_recv() {
+            let stream = (event.to, event.what.kind());
+            match recent.get_mut(&stream).and_then(|r| r.waiting.as_mut()) {
+                Some(burst) => burst.add(event),
+                None => recent.entry(stream).or_default().waiting = Some(Burst::of(event)),
+            }
+        }
+        for (stream, r) in recent {
+            if let Some(burst) = r.waiting {
+                self.start(stream, burst, &done_tx);
             }
         }
     }
 
-    /// Hands a push to a task of its own, or drops it when too many are under way.
-    fn start(&self, burst: Burst) {
+    /// A stream's window ended or its push finished: once both, what waited leaves (and a new
+    /// window starts), or, with nothing waiting, the stream is forgotten.
+    fn next(
+        &self,
+        stream: Stream,
+        recent: &mut HashMap<Stream, Recent>,
+        timers: &mut DelayQueue<Stream>,
+        window: std::time::Duration,
+        done: &mpsc::UnboundedSender<Stream>,
+    ) {
+        let Some(r) = recent.get_mut(&stream) else {
+            return;
+        };
+        if r.under_way || !r.window_over {
+            return;
+        }
+        match r.waiting.take() {
+            Some(burst) => {
+                self.start(stream, burst, done);
+                r.under_way = true;
+                r.window_over = false;
+                timers.insert(stream, window);
+            }
+            None => {
+                recent.remove(&stream);
+            }
+        }
+    }
+
+    /// Hands a push to a task of its own, or drops it when too many are under way. One push
+    /// per stream is under way at a time, so a push service that hangs holds one permit per
+    /// user and kind, however much is sent to them.
+    fn start(&self, stream: Stream, burst: Burst, done: &mpsc::UnboundedSender<Stream>) {
         let Ok(permit) = self.shared.in_flight.clone().try_acquire_owned() else {
             self.shared.metrics.push_failed.inc();
             tracing::warn!(couple_id = %burst.last.couple_id, user_id = %burst.last.to, "too many pushes under way; push dropped");
+            let _ = done.send(stream);
             return;
         };
         let shared = self.shared.clone();
+        let done = done.clone();
         // Not a task of the node's tracker: a stopping node does not wait for push services.
         tokio::spawn(async move {
             shared.push(burst).await;
             drop(permit);
+            let _ = done.send(stream);
         });
     }
 }
@@ -237,6 +306,20 @@ impl Shared {
         if devices.is_empty() {
             return;
         }
+        let unread = match event.what {
+            What::Chat { .. } => {
+                match tokio::time::timeout(
+                    timeout,
+                    store::push::unread_chats(&self.db, couple_id, to),
+                )
+                .await
+                {
+                    Ok(Ok(unread)) => Some(unread),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         let from = match event.from {
             Some(id) => {
                 match tokio::time::timeout(timeout, store::users::by_id(&self.db, id)).await {
@@ -252,6 +335,7 @@ impl Shared {
                 &event.what,
                 burst.first_seq,
                 burst.count,
+                unread,
                 from.as_deref(),
                 device.preview,
             );

@@ -61,6 +61,11 @@ pub async fn deliver(
                 retry_after(response.headers().get(header::RETRY_AFTER)).unwrap_or(backoff)
             }
             Err(e) => {
+                // Without the URL: an endpoint is a capability to push to the device.
+                let e = match e.downcast::<reqwest::Error>() {
+                    Ok(e) => e.without_url().to_string(),
+                    Err(e) => e.to_string(),
+                };
                 tracing::debug!(user_id = %device.user_id, error = %e, "push service did not answer");
                 backoff
             }

@@ -21,6 +21,8 @@ use crate::store;
 const VALID_FOR: Duration = Duration::from_secs(12 * 60 * 60);
 /// A signature is reused for a push service while it has at least this long left.
 const REUSE_UNTIL_LEFT: Duration = Duration::from_secs(60 * 60);
+/// Audiences whose signature is kept.
+const MAX_AUDIENCES: usize = 1024;
 
 pub struct Vapid {
     key: ES256KeyPair,
@@ -66,8 +68,8 @@ impl Vapid {
         &self.public
     }
 
-    /// `vapid t=<JWT>, k=<public key>` for a push service at `origin` (`https://host[:port]`:
-    /// the audience is the origin, port included when it is not the scheme's default).
+    /// `vapid t=<JWT>, k=<public key>` for a push service at `origin` (`scheme://host[:port]`,
+    /// the port as the endpoint names it: RFC 8292's audience is the endpoint's origin).
     pub fn header(&self, origin: &str) -> anyhow::Result<String> {
         let now = Instant::now();
         let mut signed = self
@@ -86,7 +88,12 @@ impl Vapid {
             .key
             .sign(claims)
             .map_err(|e| anyhow::anyhow!("signing the VAPID token: {e}"))?;
-        // Push services are few (one per browser vendor): the map stays small.
+        // Push services are few (one per browser vendor), but endpoints are the clients'
+        // choice: what has expired goes, and a map grown past any real need starts over.
+        signed.retain(|_, (_, until)| *until > now + REUSE_UNTIL_LEFT);
+        if signed.len() >= MAX_AUDIENCES {
+            signed.clear();
+        }
         signed.insert(origin.to_owned(), (token.clone(), now + VALID_FOR));
         Ok(format!("vapid t={token}, k={}", self.public))
     }

@@ -1,11 +1,11 @@
 //! Web Push: the cluster's VAPID key and each device's subscription.
 
 use chrono::Utc;
-use entity::{push_keys, push_subscriptions};
+use entity::{chats, couple_members, push_keys, push_subscriptions};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, Set,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -121,6 +121,33 @@ pub async fn set_preview(
     let mut row = found.into_active_model();
     row.preview = Set(preview);
     row.update(db).await.map(Some)
+}
+
+/// The partner's chats this member has not read: after their read mark, not deleted. The
+/// range is the member's unread tail of the couple's `(couple_id, seq)` index.
+pub async fn unread_chats(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    user_id: Uuid,
+) -> Result<u64, DbErr> {
+    let read: Option<i64> = couple_members::Entity::find()
+        .select_only()
+        .column(couple_members::Column::ReadSeq)
+        .filter(couple_members::Column::UserId.eq(user_id))
+        .filter(couple_members::Column::CoupleId.eq(couple_id))
+        .into_tuple()
+        .one(db)
+        .await?;
+    let Some(read) = read else {
+        return Ok(0);
+    };
+    chats::Entity::find()
+        .filter(chats::Column::CoupleId.eq(couple_id))
+        .filter(chats::Column::Seq.gt(read))
+        .filter(chats::Column::SenderId.ne(user_id))
+        .filter(chats::Column::DeletedAt.is_null())
+        .count(db)
+        .await
 }
 
 /// Forgets a subscription its push service says is gone (404, 410).

@@ -1438,7 +1438,7 @@ async function main() {
       check(/^vapid t=[^,]+, k=/.test(request.headers.authorization || ''), 'the push carries a VAPID signature');
       const payload = openPush(request.body, keys);
       const seq = Number(await bubbleWithText(A.page, '자니?').getAttribute('data-seq'));
-      check(payload.kind === 'chat' && payload.seq === seq && payload.count === 1 && payload.from === A.name && payload.text === undefined,
+      check(payload.kind === 'chat' && payload.seq === seq && payload.count === 1 && payload.unread >= 1 && payload.from === A.name && payload.text === undefined,
         `the decrypted push should name the chat and A, without its text: ${JSON.stringify(payload)}`);
 
       // What the browser does when its push service delivers: the decrypted body reaches the
@@ -1459,14 +1459,17 @@ async function main() {
       });
       await eventually(async () => (await shown()).length === 1, 'the service worker should show the push as a notification');
       const [note] = await shown();
-      check(note.title === A.name && ['New message', '새 메시지'].includes(note.body) && note.data.seq === seq,
+      check(note.title === A.name && note.data.seq === seq && note.data.count === payload.unread
+        && (payload.unread > 1 || ['New message', '새 메시지'].includes(note.body)),
         `the notification should say a new message from A, at that chat: ${JSON.stringify(note)}`);
-      // A second push of the same kind merges into it: one notification that counts two.
-      await cdp.send('ServiceWorker.deliverPushMessage', { origin: B.base, registrationId, data: JSON.stringify({ ...payload, seq: seq + 1 }) });
+      // A second push of the same kind merges into it: one notification, the server's count of
+      // unread chats, opening at the first.
+      const more = { ...payload, seq: seq + 1, unread: payload.unread + 1 };
+      await cdp.send('ServiceWorker.deliverPushMessage', { origin: B.base, registrationId, data: JSON.stringify(more) });
       await eventually(async () => {
         const now = await shown();
-        return now.length === 1 && now[0].data.count === 2 && now[0].data.seq === seq;
-      }, 'a second push should merge into the notification shown, counting two');
+        return now.length === 1 && now[0].data.count === more.unread && now[0].data.seq === seq;
+      }, 'a second push should merge into the notification shown, with the new count');
 
       // The click: Chromium has no DevTools call to click a notification, so the test runs
       // what sw.js's notificationclick handler runs, with the notification shown.

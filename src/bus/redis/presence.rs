@@ -187,6 +187,13 @@ impl RedisBus {
             if let Err(e) = self.run::<()>(&pipe).await {
                 tracing::debug!(error = %e, "looking heartbeat failed");
             }
+            // A tab hidden while the renewal was on its way: its ZREM may have gone first,
+            // and the renewal would keep the user looking (and unpushed) until the TTL.
+            for (couple, user) in group {
+                if self.hub.looking_of(user) == 0 {
+                    self.sync_looking(couple, user).await;
+                }
+            }
         });
         futures_util::future::join(
             futures_util::future::join_all(beats),
