@@ -282,9 +282,9 @@ pub struct Config {
     #[arg(long, env = "DUET_PUSH_QUEUE", default_value_t = 4096)]
     pub push_queue: usize,
 
-    /// Pushes under way on this node at once (each to every device of one user, with its
-    /// retries; one per user and kind at a time); beyond, a push is dropped and counted as
-    /// failed.
+    /// Pushes under way on this node at once: each delivery to one device, with its retries
+    /// (a device has one at a time; a push that finds it busy skips it), and each lookup of a
+    /// user's devices. Beyond, a push is dropped and counted as failed.
     #[arg(long, env = "DUET_PUSH_IN_FLIGHT", default_value_t = 512)]
     pub push_in_flight: usize,
 

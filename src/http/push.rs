@@ -157,6 +157,7 @@ pub struct PreviewChange {
         (status = 401, description = "No session", body = ErrorBody),
         (status = 403, description = "`forbidden_origin`", body = ErrorBody),
         (status = 404, description = "`not_found`: not one of my devices", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `preview` missing or not a boolean", body = ErrorBody),
     ))]
 pub(super) async fn set_preview(
     State(state): State<AppState>,

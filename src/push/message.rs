@@ -54,8 +54,8 @@ impl What {
 }
 
 /// The decrypted body of a push (docs/PROTOCOL.md, "Web Push").
-#[derive(Serialize, Debug)]
-pub struct Payload<'a> {
+#[derive(Serialize, Debug, Clone)]
+pub struct Payload {
     pub kind: &'static str,
     pub couple_id: Uuid,
     /// Where a click opens the conversation: the first event of those this push stands for.
@@ -70,7 +70,7 @@ pub struct Payload<'a> {
     pub unread: Option<u64>,
     /// The partner's name, when it is by them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<&'a str>,
+    pub from: Option<String>,
     /// The chat's or question's text, only for a device that chose previews.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -78,14 +78,14 @@ pub struct Payload<'a> {
     pub file: bool,
 }
 
-impl<'a> Payload<'a> {
+impl Payload {
     pub fn new(
         couple_id: Uuid,
         what: &What,
         first_seq: Option<i64>,
         count: u32,
         unread: Option<u64>,
-        from: Option<&'a str>,
+        from: Option<String>,
         preview: bool,
     ) -> Self {
         let text = match what {
@@ -104,6 +104,23 @@ impl<'a> Payload<'a> {
             text,
             file: matches!(what, What::Chat { file: true, .. }),
         }
+    }
+}
+
+impl Payload {
+    /// A later push for the same device and kind, while this one still waits: one push that
+    /// stands for both, opening at the first, saying what the later says.
+    pub fn merge(&mut self, later: Payload) {
+        let seq = match (self.seq, later.seq) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let count = self.count.saturating_add(later.count);
+        *self = Payload {
+            seq,
+            count,
+            ..later
+        };
     }
 }
 

@@ -5,9 +5,10 @@
 //! - **One node pushes each event**: the one that committed it calls `Pusher::notify`; the
 //!   bus carries no pushes, so however many nodes hold sockets, a device hears once.
 //! - **Nothing waits for a push service.** `notify` only queues (bounded; a full queue drops
-//!   and counts); a worker collapses bursts and hands each push to a task of its own (bounded
-//!   by `DUET_PUSH_IN_FLIGHT`), so a slow or dead push service delays no ack, no commit and no
-//!   other user's push.
+//!   and counts); a worker collapses bursts and hands each push to a task of its own, which
+//!   hands each device's delivery to another (all bounded by `DUET_PUSH_IN_FLIGHT`; a device
+//!   has one delivery at a time), so a slow or dead push service delays no ack, no commit, no
+//!   other device and no other user's push.
 //! - **A burst is one push.** The first event for a user leaves at once; those within the
 //!   collapse window after it wait and leave together as one push that says how many. The
 //!   `Topic` header lets a push service replace a push the device has not fetched yet, and
@@ -34,6 +35,7 @@ use crate::bus::Bus;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store;
+use crate::store::push::Subscription;
 
 /// What every push task needs.
 pub struct Shared {
@@ -43,7 +45,10 @@ pub struct Shared {
     metrics: Arc<Metrics>,
     vapid: Vapid,
     client: reqwest::Client,
+    /// Pushes under way, streams' and devices' together (`DUET_PUSH_IN_FLIGHT`).
     in_flight: Arc<Semaphore>,
+    /// Devices with a push of a kind under way, and what waits for them (merged).
+    busy: std::sync::Mutex<HashMap<(Uuid, &'static str), Option<Note>>>,
 }
 
 /// An event for one user's devices, as its commit left it.
@@ -54,6 +59,21 @@ struct Event {
     from: Option<Uuid>,
     what: What,
     committed: Instant,
+}
+
+/// A push for one device, waiting or under way.
+struct Note {
+    payload: message::Payload,
+    /// The earliest event's commit: the push's latency counts from it.
+    committed: Instant,
+    urgency: &'static str,
+}
+
+impl Note {
+    fn merge(&mut self, later: Note) {
+        self.payload.merge(later.payload);
+        self.urgency = later.urgency;
+    }
 }
 
 /// Events for one user of one kind that leave as one push.
@@ -121,6 +141,7 @@ impl Pusher {
         let (sender, queue) = mpsc::channel(config.push_queue.max(1));
         let shared = Arc::new(Shared {
             in_flight: Arc::new(Semaphore::new(config.push_in_flight.max(1))),
+            busy: std::sync::Mutex::default(),
             config: config.clone(),
             db,
             bus,
@@ -281,8 +302,43 @@ impl Worker {
 }
 
 impl Shared {
-    /// Pushes a burst to each of its user's devices, unless a client of theirs is looking.
-    async fn push(&self, burst: Burst) {
+    /// Delivers to one device, then whatever came for it (of this kind) meanwhile, until
+    /// nothing waits.
+    async fn deliver_all(&self, device: Subscription, key: (Uuid, &'static str), first: Note) {
+        let mut note = first;
+        loop {
+            let body = serde_json::to_vec(&note.payload).unwrap_or_default();
+            let outcome = sender::deliver(self, &device, &body, key.1, note.urgency).await;
+            match outcome {
+                sender::Outcome::Sent => {
+                    self.metrics.push_sent.inc();
+                    self.metrics
+                        .push_seconds
+                        .observe(note.committed.elapsed().as_secs_f64());
+                }
+                sender::Outcome::Pruned => {
+                    self.metrics.push_pruned.inc();
+                }
+                sender::Outcome::Failed => {
+                    self.metrics.push_failed.inc();
+                }
+            }
+            let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+            let next = busy.get_mut(&key).and_then(Option::take);
+            match (next, outcome) {
+                // A device that is gone gets nothing more.
+                (Some(next), sender::Outcome::Sent | sender::Outcome::Failed) => note = next,
+                _ => {
+                    busy.remove(&key);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Pushes a burst to each of its user's devices, unless a client of theirs is looking: a
+    /// task per device, so one whose service hangs holds up none of the others.
+    async fn push(self: &Arc<Self>, burst: Burst) {
         let event = &burst.last;
         let (couple_id, to) = (event.couple_id, event.to);
         if self.bus.is_looking(couple_id, to).await {
@@ -329,38 +385,52 @@ impl Shared {
             }
             None => None,
         };
-        let pushes = devices.iter().map(|device| {
+        let (kind, urgency) = (event.what.kind(), event.what.urgency());
+        for device in devices {
             let payload = message::Payload::new(
                 couple_id,
                 &event.what,
                 burst.first_seq,
                 burst.count,
                 unread,
-                from.as_deref(),
+                from.clone(),
                 device.preview,
             );
-            let body = serde_json::to_vec(&payload).unwrap_or_default();
-            async move {
-                let outcome =
-                    sender::deliver(self, device, &body, event.what.kind(), event.what.urgency())
-                        .await;
-                match outcome {
-                    sender::Outcome::Sent => {
-                        self.metrics.push_sent.inc();
-                        self.metrics
-                            .push_seconds
-                            .observe(burst.committed.elapsed().as_secs_f64());
+            let note = Note {
+                payload,
+                committed: burst.committed,
+                urgency,
+            };
+            // A device busy with an earlier push of this kind (its service slow, or
+            // retrying) gets this one after it, merged with anything else that waits: one
+            // dead device holds up none of the user's others, and nothing piles up for it.
+            let key = (device.id, kind);
+            {
+                let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(waiting) = busy.get_mut(&key) {
+                    match waiting {
+                        Some(earlier) => earlier.merge(note),
+                        None => *waiting = Some(note),
                     }
-                    sender::Outcome::Pruned => {
-                        self.metrics.push_pruned.inc();
-                    }
-                    sender::Outcome::Failed => {
-                        self.metrics.push_failed.inc();
-                    }
+                    continue;
                 }
+                busy.insert(key, None);
             }
-        });
-        futures_util::future::join_all(pushes).await;
-        tracing::debug!(couple_id = %couple_id, user_id = %to, devices = devices.len(), count = burst.count, "pushed");
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                self.busy
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                self.metrics.push_failed.inc();
+                tracing::warn!(couple_id = %couple_id, user_id = %to, "too many pushes under way; push dropped");
+                continue;
+            };
+            let shared = Arc::clone(self);
+            tokio::spawn(async move {
+                shared.deliver_all(device, key, note).await;
+                drop(permit);
+            });
+        }
+        tracing::debug!(couple_id = %couple_id, user_id = %to, count = burst.count, "pushing");
     }
 }
