@@ -60,6 +60,7 @@ const WORDS = {
     questions: (n) => `${n} new questions`,
     answered: 'answered a question',
     dates: 'changed your calendar',
+    nudge: 'is thinking of you 💗',
     partner: 'Your partner',
   },
   ko: {
@@ -71,6 +72,7 @@ const WORDS = {
     questions: (n) => `새 질문 ${n}개`,
     answered: '질문에 답했어요',
     dates: '우리의 기념일을 바꿨어요',
+    nudge: '님이 당신을 생각하고 있어요 💗',
     partner: '상대',
   },
 };
@@ -98,6 +100,8 @@ function notification(push, shown) {
     body = count > 1 ? w.questions(count) : (push.text || w.questionBody);
   } else if (push.kind === 'answer') {
     body = w.answered;
+  } else if (push.kind === 'nudge') {
+    body = w === WORDS.ko ? `${from}${w.nudge}` : `${from} ${w.nudge}`;
   } else {
     body = w.dates;
   }

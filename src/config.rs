@@ -262,6 +262,11 @@ pub struct Config {
     #[arg(long, env = "DUET_WORDS_BATCH_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub words_batch_bytes: usize,
 
+    /// "Thinking of you" nudges one user may send per minute on this node (and as many at
+    /// once); beyond, `rate_limited`. 0: no limit.
+    #[arg(long, env = "DUET_NUDGES_PER_MINUTE", default_value_t = 3)]
+    pub nudges_per_minute: u32,
+
     /// The cluster's VAPID private key (RFC 8292), base64url of the 32-byte P-256 scalar.
     /// Unset: the first node to start makes one and keeps it in the database, where every
     /// node reads it. Changing it invalidates every device's push subscription.

@@ -55,6 +55,10 @@ pub enum ServerFrame {
     Typing {
         user_id: Uuid,
     },
+    /// The partner is thinking of you (live only).
+    Nudge {
+        user_id: Uuid,
+    },
     Read {
         user_id: Uuid,
         seq: i64,
@@ -123,6 +127,8 @@ pub enum ClientFrame {
     Looking {
         looking: bool,
     },
+    /// "Thinking of you": a nudge to the partner.
+    Nudge,
 }
 
 impl ClientFrame {
@@ -151,7 +157,7 @@ impl ClientFrame {
             .to_owned();
         if !matches!(
             kind.as_str(),
-            "send" | "answer" | "delete" | "typing" | "read" | "looking"
+            "send" | "answer" | "delete" | "typing" | "read" | "looking" | "nudge"
         ) {
             let message = if kind.is_empty() {
                 "a frame needs a \"type\"".to_owned()
@@ -213,6 +219,7 @@ mod tests {
         Looking {
             looking: bool,
         },
+        Nudge,
     }
 
     impl From<ClientFrame> for Model {
@@ -233,6 +240,7 @@ mod tests {
                 ClientFrame::Typing => Model::Typing,
                 ClientFrame::Read { seq } => Model::Read { seq },
                 ClientFrame::Looking { looking } => Model::Looking { looking },
+                ClientFrame::Nudge => Model::Nudge,
             }
         }
     }
@@ -262,6 +270,7 @@ mod tests {
             Model::Typing => json!({ "type": "typing" }),
             Model::Read { seq } => json!({ "type": "read", "seq": seq }),
             Model::Looking { looking } => json!({ "type": "looking", "looking": looking }),
+            Model::Nudge => json!({ "type": "nudge" }),
         };
         if let (Some((key, value)), Some(object)) = (extra, frame.as_object_mut())
             && !object.contains_key(&key)
@@ -290,6 +299,7 @@ mod tests {
             Just(Model::Typing),
             any::<i64>().prop_map(|seq| Model::Read { seq }),
             any::<bool>().prop_map(|looking| Model::Looking { looking }),
+            Just(Model::Nudge),
         ]
     }
 

@@ -22,6 +22,7 @@ mod frame;
 mod heavy;
 pub mod http;
 mod metrics;
+mod nudge;
 mod pairing;
 mod publish;
 mod push;

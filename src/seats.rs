@@ -20,32 +20,31 @@ const TRIM_PERIOD: Duration = Duration::from_secs(60);
 #[derive(Default)]
 pub struct Seats {
     taken: Mutex<HashMap<Uuid, usize>>,
-    /// Sockets opened per user per minute (`DUET_SOCKET_RATE_PER_USER`); `None`: unlimited.
-    openings: Option<DefaultKeyedRateLimiter<Uuid>>,
-    /// When the openings were last trimmed.
+    /// Sockets opened per user per minute (`DUET_SOCKET_RATE_PER_USER`).
+    openings: PerMinute,
+}
+
+/// So many of something per user per minute (and as many at once), on this node.
+#[derive(Default)]
+pub struct PerMinute {
+    /// `None`: unlimited.
+    limiter: Option<DefaultKeyedRateLimiter<Uuid>>,
+    /// When the counts were last trimmed.
     trimmed: Mutex<Option<Instant>>,
 }
 
-/// One socket's place in its user's count; dropping it (the socket closed, or the upgrade
-/// never completed) frees the place.
-pub struct Seat {
-    seats: Arc<Seats>,
-    user_id: Uuid,
-}
-
-impl Seats {
-    /// Seats with at most `per_minute` openings per user (and as many at once); 0: no limit.
-    pub fn new(per_minute: u32) -> Seats {
-        Seats {
-            openings: NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n))),
-            ..Seats::default()
+impl PerMinute {
+    /// At most `per_minute` per user; 0: no limit.
+    pub fn new(per_minute: u32) -> PerMinute {
+        PerMinute {
+            limiter: NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+            trimmed: Mutex::default(),
         }
     }
 
-    /// Counts one socket the user opens; `Err` with how long to wait when they have opened
-    /// their share of the minute.
-    pub fn open(&self, user_id: Uuid) -> Result<(), Duration> {
-        let Some(limiter) = &self.openings else {
+    /// Counts one for the user; `Err` with how long to wait when they have had their share.
+    pub fn check(&self, user_id: Uuid) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else {
             return Ok(());
         };
         self.trim(limiter);
@@ -65,6 +64,29 @@ impl Seats {
         drop(trimmed);
         limiter.retain_recent();
         limiter.shrink_to_fit();
+    }
+}
+
+/// One socket's place in its user's count; dropping it (the socket closed, or the upgrade
+/// never completed) frees the place.
+pub struct Seat {
+    seats: Arc<Seats>,
+    user_id: Uuid,
+}
+
+impl Seats {
+    /// Seats with at most `per_minute` openings per user (and as many at once); 0: no limit.
+    pub fn new(per_minute: u32) -> Seats {
+        Seats {
+            openings: PerMinute::new(per_minute),
+            ..Seats::default()
+        }
+    }
+
+    /// Counts one socket the user opens; `Err` with how long to wait when they have opened
+    /// their share of the minute.
+    pub fn open(&self, user_id: Uuid) -> Result<(), Duration> {
+        self.openings.check(user_id)
     }
 
     /// A place for one more socket of the user, if they hold fewer than `max`.

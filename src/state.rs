@@ -12,7 +12,7 @@ use crate::account;
 use crate::chat::Committer;
 use crate::heavy::Heavy;
 use crate::question::Catalogue;
-use crate::seats::Seats;
+use crate::seats::{PerMinute, Seats};
 use crate::services::Services;
 
 #[derive(Clone)]
@@ -41,6 +41,8 @@ pub struct Inner {
     pub logins: Arc<account::Guard>,
     /// Each member's running search, count of words or export: one of each at a time.
     pub heavy: Arc<Heavy>,
+    /// Nudges per user per minute (`DUET_NUDGES_PER_MINUTE`).
+    pub nudges: Arc<PerMinute>,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
     ) -> Self {
         let sockets = Arc::new(Semaphore::new(services.config.max_sockets));
         let seats = Arc::new(Seats::new(services.config.socket_rate_per_user));
+        let nudges = Arc::new(PerMinute::new(services.config.nudges_per_minute));
         AppState(Arc::new(Inner {
             services,
             committer,
@@ -65,6 +68,7 @@ impl AppState {
             seats,
             logins,
             heavy: Arc::default(),
+            nudges,
         }))
     }
 

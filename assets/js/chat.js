@@ -10,10 +10,10 @@ import { initial } from './format.js';
 import { partnerName, resetChat, state } from './state.js';
 import { api } from './http.js';
 import { hooks } from './hooks.js';
-import { closeMenu } from './ui.js';
+import { closeMenu, toast } from './ui.js';
 import { resumePush } from './notify.js';
 import { show } from './screens.js';
-import { connect, disconnect, reconnectAfter, reconnectNow, reportLooking, setConn } from './connection.js';
+import { connect, disconnect, reconnectAfter, reconnectNow, reportLooking, setConn, wsSend } from './connection.js';
 import { pollMe, updateBanner } from './couple.js';
 import { scheduleRead, updateEmpty, updateLatestButton } from './timeline.js';
 import { hideQuestionCard, updateAnswerButton } from './questions.js';
@@ -118,7 +118,13 @@ export async function onSocketClosed(code, hadHello, lived) {
   reconnectAfter(lived);
 }
 
+function nudge() {
+  closeMenu();
+  toast(wsSend({ type: 'nudge' }) ? t('nudge.sent') : t('err.network'));
+}
+
 export function bindChat() {
+  $('nudge-button').addEventListener('click', nudge);
   $('reconnect-now').addEventListener('click', () => {
     state.chat.attempt = 0;
     reconnectNow();

@@ -37,6 +37,7 @@ export function handleFrame(f) {
     case 'error': return onError(f);
     case 'presence': return onPresence(f);
     case 'typing': return onTyping(f);
+    case 'nudge': return onNudge(f);
     case 'read': return onRead(f);
     case 'couple': return onCouple(f);
     case 'anniversaries': return applyCalendar(f);
@@ -250,6 +251,19 @@ function onTyping(f) {
   if (stick) scrollToBottom();
   clearTimeout(state.chat.typingTimer);
   state.chat.typingTimer = setTimeout(() => { $('typing').hidden = true; }, TYPING_SHOW_MS);
+}
+
+/** The partner is thinking of us: a heart rises over the conversation, and a word says so. */
+function onNudge(f) {
+  if (state.me && f.user_id === state.me.id) return;
+  toast(t('nudge.got', { name: partnerName() }));
+  const heart = $('nudge-heart');
+  heart.hidden = false;
+  heart.classList.remove('rise');
+  void heart.offsetWidth; // restart the animation for a second nudge
+  heart.classList.add('rise');
+  clearTimeout(state.chat.nudgeTimer);
+  state.chat.nudgeTimer = setTimeout(() => { heart.hidden = true; }, 1800);
 }
 
 function onRead(f) {

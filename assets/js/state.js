@@ -41,6 +41,7 @@ function freshChat() {
     hasMore: true,
     loadingOlder: false,
     typingTimer: null,
+    nudgeTimer: null,
     lastTypingSent: 0,
     mePoll: null,
     lastDeleteAt: 0,

@@ -22,6 +22,8 @@ pub enum What {
     Answer { seq: i64 },
     /// The partner changed our calendar (day one, our own dates).
     Dates,
+    /// The partner is thinking of you.
+    Nudge,
 }
 
 impl What {
@@ -31,6 +33,7 @@ impl What {
             What::Question { .. } => "question",
             What::Answer { .. } => "answer",
             What::Dates => "dates",
+            What::Nudge => "nudge",
         }
     }
 
@@ -39,7 +42,7 @@ impl What {
             What::Chat { seq, .. } | What::Question { seq, .. } | What::Answer { seq } => {
                 Some(*seq)
             }
-            What::Dates => None,
+            What::Dates | What::Nudge => None,
         }
     }
 
@@ -47,7 +50,7 @@ impl What {
     pub fn urgency(&self) -> &'static str {
         match self {
             What::Chat { .. } => "high",
-            What::Question { .. } | What::Answer { .. } => "normal",
+            What::Question { .. } | What::Answer { .. } | What::Nudge => "normal",
             What::Dates => "low",
         }
     }

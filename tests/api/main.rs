@@ -25,6 +25,7 @@ mod headers;
 mod heavy;
 mod install;
 mod logins;
+mod nudge;
 mod openapi;
 mod operations;
 mod pairing;

@@ -31,6 +31,7 @@ both_backends!(
     a_silent_chat_pushes_nothing,
     a_burst_of_thirty_chats_collapses_into_pushes_that_say_how_many,
     questions_answers_and_dates_reach_the_partner_too,
+    a_nudge_reaches_a_partner_who_is_away_as_a_push,
     a_subscription_the_push_service_says_is_gone_is_removed,
     a_push_service_that_hangs_or_fails_delays_no_ack_and_no_other_push,
     ending_a_session_removes_its_device,
@@ -566,6 +567,25 @@ async fn questions_answers_and_dates_reach_the_partner_too(backend: Backend) {
         "{:?}",
         service.received("hers")
     );
+}
+
+async fn a_nudge_reaches_a_partner_who_is_away_as_a_push(backend: Backend) {
+    let (_node, mina, joon, service) = setup(backend, &["--push-collapse-ms=0"]).await;
+    let phone = Device::new("phone");
+    service.add(&phone, Answer::Accept);
+    subscribe(&joon, &service, &phone, false).await;
+
+    let mut m = mina.socket().await;
+    m.send(json!({ "type": "nudge" })).await;
+    let pushes = service.pushes("phone", 1).await;
+    assert_eq!(pushes[0].payload["kind"], "nudge");
+    assert_eq!(pushes[0].payload["from"], mina.username.as_str());
+    assert!(
+        pushes[0].payload.get("seq").is_none(),
+        "{}",
+        pushes[0].payload
+    );
+    assert_eq!(pushes[0].topic, "nudge");
 }
 
 async fn a_subscription_the_push_service_says_is_gone_is_removed(backend: Backend) {

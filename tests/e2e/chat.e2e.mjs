@@ -854,6 +854,15 @@ async function main() {
   });
 
   let qid;
+  await step('thinking of you: A taps it in the menu and B, on the other node in cluster mode, sees a heart rise and who sent it', async () => {
+    await tid(A.page, 'menu-button').click();
+    await tid(A.page, 'nudge-button').click();
+    await see(tid(B.page, 'nudge-heart'), 'B should see the heart of A\'s nudge');
+    await see(tid(B.page, 'toast').filter({ hasText: A.name }), 'B should be told A is thinking of B');
+    await shot(B, '05b-nudge-B.png');
+    check(await tid(A.page, 'nudge-heart').isHidden(), 'the sender sees no heart of their own');
+  });
+
   await step('A mentions 여행: both get the question card and both are blocked', async () => {
     await say(A, '이번 여행 어디 갈까?');
     await see(bubbleWithText(B.page, '이번 여행 어디 갈까?'), 'B should receive "이번 여행 어디 갈까?" before the question');

@@ -39,6 +39,7 @@ use crate::chat;
 use crate::couple::Member;
 use crate::error::{Error, Result};
 use crate::frame::{ClientFrame, ServerFrame};
+use crate::nudge;
 use crate::pairing::{self, SocketStanding};
 use crate::question;
 use crate::state::AppState;
@@ -456,6 +457,10 @@ impl Session {
             }
             ClientFrame::Typing => {
                 chat::typing(state, me);
+                Ok(None)
+            }
+            ClientFrame::Nudge => {
+                nudge::send(state, &state.nudges, me)?;
                 Ok(None)
             }
             ClientFrame::Looking { looking } => {
