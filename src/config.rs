@@ -316,8 +316,9 @@ pub struct Config {
     #[arg(long, env = "DUET_MAX_PUSH_DEVICES", default_value_t = 10)]
     pub max_push_devices: u64,
 
-    /// Accept `http://` push endpoints (a push service on the same machine, as in the tests).
-    /// Off: only `https://`, as browsers' push services are.
+    /// Accept `http://` push endpoints, and endpoints on this machine or a private network (a
+    /// push service beside the node, as in the tests). Off: only `https://`, as browsers' push
+    /// services are, and only to public addresses.
     #[arg(long, env = "DUET_PUSH_ALLOW_HTTP", default_value_t = false)]
     pub push_allow_http: bool,
 

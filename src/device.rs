@@ -5,7 +5,7 @@
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::push::DeviceKeys;
+use crate::push::{self, DeviceKeys};
 use crate::services::Services;
 use crate::store;
 use crate::store::push::{NewSubscription, Subscription};
@@ -126,26 +126,9 @@ fn public_host(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
         return false;
     }
+    // A name is checked where it is resolved, at every connect (`push::resolve`).
     match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => {
-            let [a, b, ..] = ip.octets();
-            !(ip.is_loopback()
-                || ip.is_private()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-                || ip.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        Ok(std::net::IpAddr::V6(ip)) => {
-            let first = ip.segments()[0];
-            !(ip.is_loopback()
-                || ip.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || ip.to_ipv4_mapped().is_some())
-        }
+        Ok(ip) => push::is_public(ip),
         Err(_) => true,
     }
 }

@@ -15,6 +15,7 @@
 //!   the service worker merges what reaches it into the notification already shown.
 
 mod message;
+mod resolve;
 mod sender;
 mod vapid;
 
@@ -29,6 +30,7 @@ use tokio_util::time::DelayQueue;
 use uuid::Uuid;
 
 pub use message::{DeviceKeys, What, open};
+pub use resolve::is_public;
 pub use vapid::Vapid;
 
 use crate::bus::Bus;
@@ -131,13 +133,18 @@ impl Pusher {
         metrics: Arc<Metrics>,
         vapid: Vapid,
     ) -> anyhow::Result<(Pusher, Worker)> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .timeout(config.push_timeout())
             .connect_timeout(config.push_timeout())
             // Push services answer at once; a redirect would only be somewhere else to send
             // the user's (encrypted) events.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none());
+        if !config.push_allow_http {
+            // An endpoint's name is the client's choice: it must not lead to this machine or
+            // its network (addresses written out are refused when the device subscribes).
+            client = client.dns_resolver(Arc::new(resolve::PublicOnly));
+        }
+        let client = client.build()?;
         let (sender, queue) = mpsc::channel(config.push_queue.max(1));
         let shared = Arc::new(Shared {
             in_flight: Arc::new(Semaphore::new(config.push_in_flight.max(1))),
