@@ -15,21 +15,9 @@ pub const MAX_ENDPOINT_CHARS: usize = 1024;
 /// Longest name a device gives itself.
 pub const MAX_DEVICE_CHARS: usize = 100;
 
-/// What a client sends to subscribe this device.
-pub struct NewDevice {
-    pub endpoint: String,
-    pub p256dh: String,
-    pub auth: String,
-    pub device: String,
-    pub preview: bool,
-}
-
-pub async fn subscribe(
-    services: &Services,
-    user_id: Uuid,
-    session_id: Uuid,
-    new: NewDevice,
-) -> Result<Subscription> {
+/// Keeps what a client's `PushManager` gave (`new`, for the session that sent it), checked and
+/// with its name made fit for a list.
+pub async fn subscribe(services: &Services, new: NewSubscription) -> Result<Subscription> {
     check_endpoint(&new.endpoint, services.config.push_allow_http)?;
     if DeviceKeys::parse(&new.p256dh, &new.auth).is_none() {
         return Err(Error::InvalidInput(
@@ -46,6 +34,7 @@ pub async fn subscribe(
         .chars()
         .take(MAX_DEVICE_CHARS)
         .collect();
+    let user_id = new.user_id;
     let mine = store::push::of_user(&services.db, user_id).await?;
     let again = mine.iter().any(|d| d.endpoint == new.endpoint);
     let max = services.config.max_push_devices;
@@ -54,19 +43,13 @@ pub async fn subscribe(
             "at most {max} devices get notifications; remove one first"
         )));
     }
-    let kept = store::push::subscribe(
-        &services.db,
-        NewSubscription {
-            user_id,
-            session_id,
-            endpoint: new.endpoint,
-            p256dh: new.p256dh.trim().to_owned(),
-            auth: new.auth.trim().to_owned(),
-            device,
-            preview: new.preview,
-        },
-    )
-    .await?;
+    let new = NewSubscription {
+        p256dh: new.p256dh.trim().to_owned(),
+        auth: new.auth.trim().to_owned(),
+        device,
+        ..new
+    };
+    let kept = store::push::subscribe(&services.db, new).await?;
     tracing::info!(user_id = %user_id, device_id = %kept.id, "device subscribed to pushes");
     Ok(kept)
 }

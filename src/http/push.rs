@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{CurrentUser, Json, Path};
-use crate::device::{self, NewDevice};
+use crate::device;
 use crate::error::{ErrorBody, Result};
 use crate::state::AppState;
-use crate::store::push::Subscription;
+use crate::store::push::{NewSubscription, Subscription};
 use crate::view::rfc3339;
 
 pub fn router() -> Router<AppState> {
@@ -129,14 +129,16 @@ pub(super) async fn subscribe(
     me: CurrentUser,
     Json(body): Json<NewSubscriptionBody>,
 ) -> Result<impl IntoResponse> {
-    let new = NewDevice {
+    let new = NewSubscription {
+        user_id: me.user.id,
+        session_id: me.session_id,
         endpoint: body.endpoint,
         p256dh: body.keys.p256dh,
         auth: body.keys.auth,
         device: body.device,
         preview: body.preview,
     };
-    let row = device::subscribe(&state, me.user.id, me.session_id, new).await?;
+    let row = device::subscribe(&state, new).await?;
     Ok((
         StatusCode::CREATED,
         Json(DeviceView::new(row, me.session_id)),

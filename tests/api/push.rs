@@ -798,15 +798,17 @@ async fn subscriptions_a_browser_would_not_make_are_refused(backend: Backend) {
         .await;
     assert!(status.is_client_error(), "{answer}");
     assert_eq!(answer["error"]["code"], "invalid_input");
-    // The limit of devices per user.
+    // The limit of devices per user. A name with control characters (a NUL, which Postgres
+    // refuses in text) is kept without them.
     for i in 0..2 {
         let (status, body) = mina
             .post(
                 "/api/push/devices",
-                json!({ "endpoint": format!("https://push.example/{i}"), "keys": { "p256dh": device.p256dh, "auth": device.auth } }),
+                json!({ "endpoint": format!("https://push.example/{i}"), "keys": { "p256dh": device.p256dh, "auth": device.auth }, "device": " my\u{0} phone\n" }),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["device"], "my phone");
     }
     let (status, body) = mina
         .post(
