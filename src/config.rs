@@ -267,6 +267,14 @@ pub struct Config {
     #[arg(long, env = "DUET_NUDGES_PER_MINUTE", default_value_t = 3)]
     pub nudges_per_minute: u32,
 
+    /// How long after sending it a chat can be edited, in seconds.
+    #[arg(long, env = "DUET_EDIT_WINDOW_SECS", default_value_t = 24 * 60 * 60)]
+    pub edit_window_secs: u64,
+
+    /// How many times one chat can be edited.
+    #[arg(long, env = "DUET_MAX_EDITS", default_value_t = 10)]
+    pub max_edits: u32,
+
     /// The cluster's VAPID private key (RFC 8292), base64url of the 32-byte P-256 scalar.
     /// Unset: the first node to start makes one and keeps it in the database, where every
     /// node reads it. Changing it invalidates every device's push subscription.

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! manifest.json        what this is, who, when, and where everything is
-//! chats.ndjson         every chat that is not deleted, oldest first, as the API shows it,
-//!                      plus "file_path" for a chat with a file
+//! chats.ndjson         every chat that is not deleted, oldest first, as the API shows it
+//!                      (with the chat it replies to and its reactions), plus "file_path"
+//!                      for a chat with a file and "versions" for an edited one
 //! answers.json         every question asked and both answers (as the answers page)
 //! anniversaries.json   day one, the time zone and our own dates (as GET /api/anniversaries)
 //! files/<id>/<name>    the files themselves, byte for byte
@@ -33,7 +34,7 @@ use crate::pairing;
 use crate::question;
 use crate::services::Services;
 use crate::store;
-use crate::view::{ChatView, rfc3339, rfc3339_opt};
+use crate::view::{ChatView, VersionView, rfc3339, rfc3339_opt};
 
 /// Chats (and files) read per query.
 const PAGE: u64 = 500;
@@ -81,6 +82,9 @@ struct ChatLine<'a> {
     chat: &'a ChatView,
     #[serde(skip_serializing_if = "Option::is_none")]
     file_path: Option<String>,
+    /// An edited chat's texts, as sent and after each edit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    versions: Option<Vec<VersionView>>,
 }
 
 /// Where a file goes in the archive.
@@ -103,7 +107,8 @@ pub async fn archive(services: &Services, me: &Member, turn: Permit) -> Result<(
         .ok_or(Error::NotFound)?;
     let manifest = Manifest {
         format: "duet-export",
-        version: 1,
+        // 2: chats carry replies (`reply_to`), reactions and edits (`edits`, `versions`).
+        version: 2,
         exported_at: Utc::now(),
         exported_by: me.user_id,
         couple: CoupleEntry {
@@ -170,9 +175,15 @@ async fn write(
         after = last.seq;
         let mut lines = Vec::new();
         for view in &page {
+            let versions = if view.edits > 0 {
+                Some(chat::versions_on(&services.reads, me.couple_id, view.id).await?)
+            } else {
+                None
+            };
             let line = ChatLine {
                 chat: view,
                 file_path: view.file.as_ref().map(|f| file_path(f.id, &f.name)),
+                versions,
             };
             serde_json::to_writer(&mut lines, &line).map_err(|e| Error::Internal(e.into()))?;
             lines.push(b'\n');

@@ -26,6 +26,22 @@ pub enum ServerFrame {
         seq: i64,
         chat_id: Uuid,
     },
+    /// A partner reacted to a chat (`emoji`), or took their reaction away (`None`).
+    Reacted {
+        seq: i64,
+        chat_id: Uuid,
+        user_id: Uuid,
+        emoji: Option<String>,
+    },
+    /// The sender changed a chat's text.
+    Edited {
+        seq: i64,
+        chat_id: Uuid,
+        user_id: Uuid,
+        text: String,
+        #[serde(serialize_with = "crate::view::rfc3339")]
+        edited_at: chrono::DateTime<chrono::Utc>,
+    },
     Question(QuestionView),
     Answered {
         seq: i64,
@@ -110,6 +126,23 @@ pub enum ClientFrame {
         /// The partner's client should not notify for this chat.
         #[serde(default)]
         silent: bool,
+        /// The earlier chat of the couple this one answers (quotes).
+        #[serde(default)]
+        reply_to: Option<Uuid>,
+    },
+    /// Puts my reaction on a chat of ours, replacing my earlier one; `None` (or `""`) takes it
+    /// away.
+    React {
+        client_id: Uuid,
+        chat_id: Uuid,
+        #[serde(default)]
+        emoji: Option<String>,
+    },
+    /// Changes the text of a chat of mine.
+    Edit {
+        client_id: Uuid,
+        chat_id: Uuid,
+        text: String,
     },
     Answer {
         question_id: i64,
@@ -157,7 +190,15 @@ impl ClientFrame {
             .to_owned();
         if !matches!(
             kind.as_str(),
-            "send" | "answer" | "delete" | "typing" | "read" | "looking" | "nudge"
+            "send"
+                | "answer"
+                | "delete"
+                | "typing"
+                | "read"
+                | "looking"
+                | "nudge"
+                | "react"
+                | "edit"
         ) {
             let message = if kind.is_empty() {
                 "a frame needs a \"type\"".to_owned()
@@ -204,6 +245,7 @@ mod tests {
             client_id: Uuid,
             text: String,
             file_id: Option<Uuid>,
+            reply_to: Option<Uuid>,
         },
         Answer {
             question_id: i64,
@@ -211,6 +253,16 @@ mod tests {
         },
         Delete {
             chat_id: Uuid,
+        },
+        React {
+            client_id: Uuid,
+            chat_id: Uuid,
+            emoji: Option<String>,
+        },
+        Edit {
+            client_id: Uuid,
+            chat_id: Uuid,
+            text: String,
         },
         Typing,
         Read {
@@ -229,11 +281,31 @@ mod tests {
                     client_id,
                     text,
                     file_id,
+                    reply_to,
                     ..
                 } => Model::Send {
                     client_id,
                     text,
                     file_id,
+                    reply_to,
+                },
+                ClientFrame::React {
+                    client_id,
+                    chat_id,
+                    emoji,
+                } => Model::React {
+                    client_id,
+                    chat_id,
+                    emoji,
+                },
+                ClientFrame::Edit {
+                    client_id,
+                    chat_id,
+                    text,
+                } => Model::Edit {
+                    client_id,
+                    chat_id,
+                    text,
                 },
                 ClientFrame::Answer { question_id, text } => Model::Answer { question_id, text },
                 ClientFrame::Delete { chat_id } => Model::Delete { chat_id },
@@ -253,6 +325,7 @@ mod tests {
                 client_id,
                 text,
                 file_id,
+                reply_to,
             } => {
                 let mut f = json!({ "type": "send", "client_id": client_id });
                 if !text.is_empty() {
@@ -261,7 +334,28 @@ mod tests {
                 if let Some(file_id) = file_id {
                     f["file_id"] = json!(file_id);
                 }
+                if let Some(reply_to) = reply_to {
+                    f["reply_to"] = json!(reply_to);
+                }
                 f
+            }
+            Model::React {
+                client_id,
+                chat_id,
+                emoji,
+            } => {
+                let mut f = json!({ "type": "react", "client_id": client_id, "chat_id": chat_id });
+                if let Some(emoji) = emoji {
+                    f["emoji"] = json!(emoji);
+                }
+                f
+            }
+            Model::Edit {
+                client_id,
+                chat_id,
+                text,
+            } => {
+                json!({ "type": "edit", "client_id": client_id, "chat_id": chat_id, "text": text })
             }
             Model::Answer { question_id, text } => {
                 json!({ "type": "answer", "question_id": question_id, "text": text })
@@ -286,13 +380,32 @@ mod tests {
 
     fn model() -> impl Strategy<Value = Model> {
         prop_oneof![
-            (uuid(), any::<String>(), proptest::option::of(uuid())).prop_map(
-                |(client_id, text, file_id)| Model::Send {
+            (
+                uuid(),
+                any::<String>(),
+                proptest::option::of(uuid()),
+                proptest::option::of(uuid())
+            )
+                .prop_map(|(client_id, text, file_id, reply_to)| Model::Send {
                     client_id,
                     text,
-                    file_id
+                    file_id,
+                    reply_to
+                }),
+            (uuid(), uuid(), proptest::option::of(any::<String>())).prop_map(
+                |(client_id, chat_id, emoji)| Model::React {
+                    client_id,
+                    chat_id,
+                    emoji
                 }
             ),
+            (uuid(), uuid(), any::<String>()).prop_map(|(client_id, chat_id, text)| {
+                Model::Edit {
+                    client_id,
+                    chat_id,
+                    text,
+                }
+            }),
             (any::<i64>(), any::<String>())
                 .prop_map(|(question_id, text)| Model::Answer { question_id, text }),
             uuid().prop_map(|chat_id| Model::Delete { chat_id }),
@@ -332,7 +445,9 @@ mod tests {
                 Just("answer"),
                 Just("delete"),
                 Just("typing"),
-                Just("read")
+                Just("read"),
+                Just("react"),
+                Just("edit")
             ]
             .prop_map(Value::from),
             1 => json_value(),
@@ -345,6 +460,8 @@ mod tests {
                 Just("question_id"),
                 Just("chat_id"),
                 Just("seq"),
+                Just("emoji"),
+                Just("reply_to"),
             ]
             .prop_map(str::to_owned),
             1 => any::<String>(),

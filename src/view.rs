@@ -29,6 +29,20 @@ pub struct ChatView {
     /// shows it without a notification.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub silent: bool,
+    /// Extension: the earlier chat this one answers, as it is now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<QuoteView>,
+    /// Extension: how many times its sender edited it (`text` is the latest); left out when
+    /// never.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub edits: i32,
+    /// Extension: each partner's reaction to it, oldest first; left out when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionView>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 impl ChatView {
@@ -43,8 +57,55 @@ impl ChatView {
             file: file.map(FileView::from),
             sent_at: chat.sent_at,
             client_id: Some(chat.client_id),
+            reply_to: None,
+            edits: chat.edits,
+            reactions: Vec::new(),
         }
     }
+}
+
+/// Longest quote of a chat replied to, in characters.
+pub const QUOTE_CHARS: usize = 100;
+
+/// The chat a reply quotes: enough to show it above the reply and to jump to it.
+#[derive(Serialize, Debug, Clone, ToSchema)]
+pub struct QuoteView {
+    pub id: Uuid,
+    pub seq: i64,
+    pub sender_id: Uuid,
+    /// Its text's first 100 characters (`""` for a file without text, or once deleted).
+    pub text: String,
+    /// Deleted since: the quote shows that it was.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl From<&Chat> for QuoteView {
+    fn from(chat: &Chat) -> Self {
+        QuoteView {
+            id: chat.id,
+            seq: chat.seq,
+            sender_id: chat.sender_id,
+            text: chat.text.chars().take(QUOTE_CHARS).collect(),
+            deleted: chat.deleted_at.is_some(),
+        }
+    }
+}
+
+/// One text a chat had: `GET /api/chats/{id}/versions` and the export.
+#[derive(Serialize, Debug, Clone, ToSchema)]
+pub struct VersionView {
+    pub text: String,
+    /// When it was sent or edited to this.
+    #[serde(serialize_with = "rfc3339")]
+    pub at: DateTime<Utc>,
+}
+
+/// A partner's reaction to a chat.
+#[derive(Serialize, Debug, Clone, ToSchema)]
+pub struct ReactionView {
+    pub user_id: Uuid,
+    pub emoji: String,
 }
 
 /// The file object of the contract (`chat.file`, `POST /api/files`), plus image size hints so

@@ -1,6 +1,7 @@
 //! A chat. `(sender_id, client_id)` is unique, which makes `send` idempotent; `(couple_id,
 //! seq)` is unique, the couple's order. A deleted chat keeps its row (its seq stays taken)
-//! with the text wiped.
+//! with the text wiped. An edited chat holds its latest text in `text` and its first in
+//! `first_text`; the texts between are its `edited` events'.
 
 use sea_orm::entity::prelude::*;
 
@@ -17,6 +18,15 @@ pub struct Model {
     pub text: String,
     pub sent_at: DateTimeUtc,
     pub deleted_at: Option<DateTimeUtc>,
+    /// The earlier chat of the couple this one quotes.
+    pub reply_to: Option<Uuid>,
+    /// How many times its sender edited it.
+    pub edits: i32,
+    /// The seq of its latest edit.
+    pub edited_seq: Option<i64>,
+    /// Its text as it was sent, once it was edited.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub first_text: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

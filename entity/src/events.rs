@@ -11,12 +11,17 @@ pub struct Model {
     pub couple_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
     pub seq: i64,
-    /// `deleted`, `question` or `answered` (`chat` only in rows written by older versions).
+    /// `deleted`, `question`, `answered`, `reacted` or `edited` (`chat` only in rows written
+    /// by older versions).
     pub kind: String,
     pub chat_id: Option<Uuid>,
     pub question_id: Option<i64>,
     pub user_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
+    /// What it set: an edit's new text, a reaction's emoji (`None`: taken away). Wiped when
+    /// the chat is deleted.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub text: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

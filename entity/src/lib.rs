@@ -14,6 +14,7 @@ pub mod push_keys;
 pub mod push_subscriptions;
 pub mod question_keywords;
 pub mod questions;
+pub mod reactions;
 pub mod sessions;
 pub mod users;
 pub mod word_counts;
@@ -34,6 +35,7 @@ pub mod prelude {
     pub use super::push_subscriptions::Entity as PushSubscription;
     pub use super::question_keywords::Entity as QuestionKeyword;
     pub use super::questions::Entity as Question;
+    pub use super::reactions::Entity as Reaction;
     pub use super::sessions::Entity as Session;
     pub use super::users::Entity as User;
     pub use super::word_counts::Entity as WordCount;

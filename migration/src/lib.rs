@@ -14,6 +14,7 @@ mod m20261128_000007_accounts_deleted;
 mod m20261129_000008_our_story;
 mod m20261207_000009_username_keys;
 mod m20261207_000010_push;
+mod m20261208_000011_gestures;
 
 pub use m20261129_000008_our_story::SEARCH_EXPRESSION;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000008_our_story::Migration),
             Box::new(m20261207_000009_username_keys::Migration),
             Box::new(m20261207_000010_push::Migration),
+            Box::new(m20261208_000011_gestures::Migration),
         ]
     }
 }

@@ -25,7 +25,8 @@ use sea_orm::{DbBackend, TransactionTrait};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::plan::{self, Decision};
+use super::Gesture;
+use super::plan::{self, Decision, Limits};
 use crate::bus::{Delivery, Outbox};
 use crate::couple::Member;
 use crate::error::{Error, Result};
@@ -37,19 +38,19 @@ use crate::services::Services;
 use crate::store;
 use crate::store::questions::Trigger;
 use crate::store::sends::PlainChat;
-use crate::view::ChatView;
+use crate::view::{ChatView, QuoteView};
+use crate::words;
 
 /// A send waiting for its commit.
 pub struct PendingSend {
     pub me: Member,
     pub client_id: Uuid,
-    /// Trimmed, at most `MAX_TEXT_CHARS`.
-    pub text: String,
-    pub file_id: Option<Uuid>,
+    /// A chat, a reaction or an edit.
+    pub gesture: Gesture,
     /// The sender asked the partner's client not to notify (live frames only: a replay
     /// notifies nobody).
     pub silent: bool,
-    /// What the node's catalogue found in the text.
+    /// What the node's catalogue found in the text (a chat's or an edit's).
     pub triggers: Vec<Trigger>,
     /// The sending socket's outbox: the ack or error goes there.
     pub reply: Arc<Outbox>,
@@ -252,8 +253,14 @@ async fn append_plain(
     let mut involved: HashSet<Uuid> = HashSet::new();
     let mut seen: HashSet<(Uuid, Uuid)> = HashSet::new();
     for send in sends {
-        let plain = send.file_id.is_none()
-            && send.triggers.is_empty()
+        let plain = matches!(
+            send.gesture,
+            Gesture::Chat {
+                file_id: None,
+                reply_to: None,
+                ..
+            }
+        ) && send.triggers.is_empty()
             && seen.insert((send.me.user_id, send.client_id));
         if !plain {
             involved.insert(send.me.couple_id);
@@ -273,7 +280,11 @@ async fn append_plain(
             couple_id: sends[i].me.couple_id,
             sender_id: sends[i].me.user_id,
             client_id: sends[i].client_id,
-            text: &sends[i].text,
+            text: match &sends[i].gesture {
+                Gesture::Chat { text, .. } => text,
+                // Only chats are plain.
+                _ => "",
+            },
         })
         .collect();
     let advanced = match store::sends::append_plain(&services.db, &chats, now).await {
@@ -314,8 +325,13 @@ async fn append_plain(
                 text: chat.text.to_owned(),
                 sent_at: now,
                 deleted_at: None,
+                reply_to: None,
+                edits: 0,
+                edited_seq: None,
+                first_text: None,
             },
             file: None,
+            quoted: None,
             asked: Vec::new(),
         }));
     }
@@ -328,28 +344,49 @@ async fn append_plain(
 /// write.
 async fn with_rules(services: &Services, sends: &[&PendingSend]) -> Result<Vec<Decision>> {
     let couple_ids: Vec<Uuid> = sends.iter().map(|s| s.me.couple_id).collect();
-    let pairs: Vec<(Uuid, Uuid)> = sends.iter().map(|s| (s.me.user_id, s.client_id)).collect();
-    let question_ids: Vec<i64> = sends
-        .iter()
-        .flat_map(|s| s.triggers.iter().map(|t| t.question_id))
-        .collect();
-    let file_ids: Vec<Uuid> = sends.iter().filter_map(|s| s.file_id).collect();
+    let mut pairs: Vec<(Uuid, Uuid)> = Vec::new();
+    let mut wanted = store::sends::Wanted::default();
+    for send in sends {
+        wanted
+            .question_ids
+            .extend(send.triggers.iter().map(|t| t.question_id));
+        match &send.gesture {
+            Gesture::Chat {
+                file_id, reply_to, ..
+            } => {
+                pairs.push((send.me.user_id, send.client_id));
+                wanted.file_ids.extend(*file_id);
+                wanted.target_ids.extend(*reply_to);
+            }
+            Gesture::React { chat_id, .. } => {
+                wanted.target_ids.push(*chat_id);
+                wanted.reactors.push(send.me.user_id);
+            }
+            Gesture::Edit { chat_id, .. } => wanted.target_ids.push(*chat_id),
+        }
+    }
     let txn = services.db.begin().await?;
     let couples = store::sends::lock_couples(&txn, couple_ids.clone()).await?;
-    let loaded = store::sends::load(&txn, &couple_ids, &pairs, question_ids, file_ids).await?;
+    let loaded = store::sends::load(&txn, &couple_ids, &pairs, wanted).await?;
     let rules: Vec<plan::Send<'_>> = sends
         .iter()
         .map(|s| plan::Send {
             couple_id: s.me.couple_id,
             sender_id: s.me.user_id,
             client_id: s.client_id,
-            text: &s.text,
-            file_id: s.file_id,
+            gesture: &s.gesture,
             triggers: &s.triggers,
         })
         .collect();
-    let (decisions, writes) = plan::plan(&couples, loaded, &rules, store::events::now_millis());
-    store::sends::write(&txn, writes).await?;
+    let limits = Limits {
+        edit_window: chrono::Duration::seconds(
+            i64::try_from(services.config.edit_window_secs).unwrap_or(i64::MAX / 1000),
+        ),
+        max_edits: i32::try_from(services.config.max_edits).unwrap_or(i32::MAX),
+    };
+    let now = store::events::now_millis();
+    let (decisions, writes) = plan::plan(&couples, loaded, &rules, limits, now);
+    store::sends::write(&txn, writes, words::words_of).await?;
     txn.commit().await?;
     Ok(decisions)
 }
@@ -367,7 +404,12 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
     let me = &send.me;
     let client_id = send.client_id;
     match decision {
-        Ok(Decision::Sent { chat, file, asked }) => {
+        Ok(Decision::Sent {
+            chat,
+            file,
+            quoted,
+            asked,
+        }) => {
             reply(
                 &send.reply,
                 &ServerFrame::Ack {
@@ -381,7 +423,7 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
             if !send.silent {
                 let what = What::Chat {
                     seq,
-                    text: send.text.clone(),
+                    text: chat.text.clone(),
                     file: file.is_some(),
                 };
                 services
@@ -390,6 +432,7 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
             }
             let view = ChatView {
                 silent: send.silent,
+                reply_to: quoted.as_ref().map(QuoteView::from),
                 ..ChatView::new(chat, file)
             };
             publish::persisted(
@@ -399,24 +442,54 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
                 Some(me.user_id),
                 &ServerFrame::Chat(view),
             );
-            for asked in asked {
-                tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, question_id = asked.question_id, seq = asked.seq, "question asked");
-                let seq = asked.seq;
-                for to in [me.partner_id, me.user_id] {
-                    let what = What::Question {
-                        seq,
-                        text: asked.text.clone(),
-                    };
-                    services.push.notify(me.couple_id, to, None, what);
-                }
-                publish::persisted(
-                    &services.bus,
-                    me.couple_id,
+            ask(services, me, asked);
+        }
+        Ok(Decision::Reacted {
+            chat_id,
+            seq,
+            emoji,
+        }) => {
+            reply(
+                &send.reply,
+                &ServerFrame::Ack {
+                    client_id,
+                    id: chat_id,
                     seq,
-                    None,
-                    &ServerFrame::Question(asked.into()),
-                );
-            }
+                },
+            );
+            tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq, "reacted");
+            let frame = ServerFrame::Reacted {
+                seq,
+                chat_id,
+                user_id: me.user_id,
+                emoji,
+            };
+            publish::persisted(&services.bus, me.couple_id, seq, Some(me.user_id), &frame);
+        }
+        Ok(Decision::Edited {
+            chat,
+            seq,
+            at,
+            asked,
+        }) => {
+            reply(
+                &send.reply,
+                &ServerFrame::Ack {
+                    client_id,
+                    id: chat.id,
+                    seq,
+                },
+            );
+            tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq, "chat edited");
+            let frame = ServerFrame::Edited {
+                seq,
+                chat_id: chat.id,
+                user_id: me.user_id,
+                text: chat.text,
+                edited_at: at,
+            };
+            publish::persisted(&services.bus, me.couple_id, seq, Some(me.user_id), &frame);
+            ask(services, me, asked);
         }
         Ok(Decision::Again { id, seq }) => {
             reply(&send.reply, &ServerFrame::Ack { client_id, id, seq });
@@ -430,6 +503,28 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
                 &ServerFrame::error(&err, Some(client_id.to_string())),
             );
         }
+    }
+}
+
+/// Tells both partners of the questions a chat or an edit asked.
+fn ask(services: &Services, me: &Member, asked: Vec<crate::store::questions::Asked>) {
+    for asked in asked {
+        tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, question_id = asked.question_id, seq = asked.seq, "question asked");
+        let seq = asked.seq;
+        for to in [me.partner_id, me.user_id] {
+            let what = What::Question {
+                seq,
+                text: asked.text.clone(),
+            };
+            services.push.notify(me.couple_id, to, None, what);
+        }
+        publish::persisted(
+            &services.bus,
+            me.couple_id,
+            seq,
+            None,
+            &ServerFrame::Question(asked.into()),
+        );
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod committer;
 pub mod find;
 pub mod plan;
+pub mod reaction;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use crate::services::Services;
 use crate::store;
 use crate::store::chats::Chat;
 use crate::store::events::EventKind;
-use crate::view::{ChatView, QuestionView};
+use crate::view::{ChatView, QuestionView, QuoteView, ReactionView, VersionView};
 use crate::words;
 
 pub use committer::{Committer, PendingSend};
@@ -32,8 +33,27 @@ pub use committer::{Committer, PendingSend};
 /// Longest chat text, in characters, after trimming.
 pub const MAX_TEXT_CHARS: usize = 4000;
 
-/// Chats as the contract shows them, each with its file (read from `db`, the pool the
-/// chats came from).
+/// What a send does to the conversation.
+#[derive(Debug)]
+pub enum Gesture {
+    /// A new chat, perhaps with a file, perhaps answering an earlier one. `text` is trimmed
+    /// and at most `MAX_TEXT_CHARS`.
+    Chat {
+        text: String,
+        file_id: Option<Uuid>,
+        reply_to: Option<Uuid>,
+    },
+    /// A reaction put on a chat (`Some`), or taken away.
+    React {
+        chat_id: Uuid,
+        emoji: Option<String>,
+    },
+    /// A chat's new text.
+    Edit { chat_id: Uuid, text: String },
+}
+
+/// Chats as the contract shows them, each with its file, the chat it quotes and its
+/// reactions (read from `db`, the pool the chats came from).
 async fn with_files(db: &DatabaseConnection, chats: Vec<Chat>) -> Result<Vec<ChatView>> {
     let ids = chats.iter().map(|c| c.id).collect();
     let mut files: HashMap<Uuid, store::files::File> = store::files::of_chats(db, ids)
@@ -41,13 +61,68 @@ async fn with_files(db: &DatabaseConnection, chats: Vec<Chat>) -> Result<Vec<Cha
         .into_iter()
         .filter_map(|f| f.chat_id.map(|chat_id| (chat_id, f)))
         .collect();
-    Ok(chats
+    let chats = chats
         .into_iter()
         .map(|chat| {
             let file = files.remove(&chat.id);
-            ChatView::new(chat, file)
+            (chat, file)
+        })
+        .collect();
+    dress(db, chats).await
+}
+
+/// Chats read back (one couple's) with their files, as the contract shows them: each with
+/// the chat it quotes as it is now, and its reactions.
+async fn dress(
+    db: &DatabaseConnection,
+    chats: Vec<(Chat, Option<store::files::File>)>,
+) -> Result<Vec<ChatView>> {
+    let Some(couple_id) = chats.first().map(|(chat, _)| chat.couple_id) else {
+        return Ok(Vec::new());
+    };
+    let quoted_ids: Vec<Uuid> = chats.iter().filter_map(|(c, _)| c.reply_to).collect();
+    let quoted: HashMap<Uuid, QuoteView> = store::chats::by_ids(db, couple_id, quoted_ids)
+        .await?
+        .iter()
+        .map(|chat| (chat.id, QuoteView::from(chat)))
+        .collect();
+    let live: Vec<Uuid> = chats
+        .iter()
+        .filter(|(c, _)| c.deleted_at.is_none())
+        .map(|(c, _)| c.id)
+        .collect();
+    let mut reactions: HashMap<Uuid, Vec<ReactionView>> = HashMap::new();
+    for reaction in store::chats::reactions_on(db, live).await? {
+        reactions
+            .entry(reaction.chat_id)
+            .or_default()
+            .push(ReactionView {
+                user_id: reaction.user_id,
+                emoji: reaction.emoji,
+            });
+    }
+    Ok(chats
+        .into_iter()
+        .map(|(chat, file)| {
+            let reply_to = chat.reply_to.and_then(|id| quoted.get(&id).cloned());
+            let reactions = reactions.remove(&chat.id).unwrap_or_default();
+            ChatView {
+                reply_to,
+                reactions,
+                ..ChatView::new(chat, file)
+            }
         })
         .collect())
+}
+
+/// A chat about to be sent.
+pub struct NewChat<'a> {
+    pub text: &'a str,
+    pub file_id: Option<Uuid>,
+    /// The earlier chat it answers.
+    pub reply_to: Option<Uuid>,
+    /// The partner's client should not notify.
+    pub silent: bool,
 }
 
 /// Checks a send and hands it to the committer; its `ack` (or `error`) reaches `reply` once
@@ -57,29 +132,110 @@ pub fn send(
     committer: &Committer,
     me: &Member,
     client_id: Uuid,
-    text: &str,
-    file_id: Option<Uuid>,
-    silent: bool,
+    chat: NewChat<'_>,
     reply: Arc<Outbox>,
 ) -> Result<()> {
-    let text = text.trim();
-    if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(Error::TooLong);
-    }
-    if text.is_empty() && file_id.is_none() {
-        return Err(Error::InvalidInput("a chat needs some text".into()));
-    }
+    let text = checked_text(chat.text, chat.file_id.is_some())?;
     let triggers = committer.catalogue().find(text);
     committer.send(PendingSend {
         me: me.clone(),
         client_id,
-        text: text.to_owned(),
-        file_id,
-        silent,
+        gesture: Gesture::Chat {
+            text: text.to_owned(),
+            file_id: chat.file_id,
+            reply_to: chat.reply_to,
+        },
+        silent: chat.silent,
         triggers,
         reply,
         queued_at: tokio::time::Instant::now(),
     })
+}
+
+/// A chat's text, trimmed, within the length; empty only with a file.
+fn checked_text(text: &str, with_file: bool) -> Result<&str> {
+    let text = text.trim();
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(Error::TooLong);
+    }
+    if text.is_empty() && !with_file {
+        return Err(Error::InvalidInput("a chat needs some text".into()));
+    }
+    Ok(text)
+}
+
+/// Puts my reaction on a chat of ours (replacing mine), or takes it away (`None` or `""`).
+/// Answered like a send, through the committer.
+pub fn react(
+    committer: &Committer,
+    me: &Member,
+    client_id: Uuid,
+    chat_id: Uuid,
+    emoji: Option<&str>,
+    reply: Arc<Outbox>,
+) -> Result<()> {
+    let emoji = match emoji.map(str::trim) {
+        None | Some("") => None,
+        Some(emoji) => Some(reaction::checked(emoji)?.to_owned()),
+    };
+    committer.send(PendingSend {
+        me: me.clone(),
+        client_id,
+        gesture: Gesture::React { chat_id, emoji },
+        silent: false,
+        triggers: Vec::new(),
+        reply,
+        queued_at: tokio::time::Instant::now(),
+    })
+}
+
+/// Changes the text of a chat of mine. Answered like a send, through the committer; its new
+/// keywords ask their questions like a chat's.
+pub fn edit(
+    committer: &Committer,
+    me: &Member,
+    client_id: Uuid,
+    chat_id: Uuid,
+    text: &str,
+    reply: Arc<Outbox>,
+) -> Result<()> {
+    let text = checked_text(text, false)?;
+    let triggers = committer.catalogue().find(text);
+    committer.send(PendingSend {
+        me: me.clone(),
+        client_id,
+        gesture: Gesture::Edit {
+            chat_id,
+            text: text.to_owned(),
+        },
+        silent: false,
+        triggers,
+        reply,
+        queued_at: tokio::time::Instant::now(),
+    })
+}
+
+/// A live chat's texts, first to latest, each with when it was written.
+pub async fn versions(
+    services: &Services,
+    couple_id: Uuid,
+    chat_id: Uuid,
+) -> Result<Vec<VersionView>> {
+    versions_on(&services.db, couple_id, chat_id).await
+}
+
+/// `versions` on the given pool: the export reads through the read pool.
+pub async fn versions_on(
+    db: &DatabaseConnection,
+    couple_id: Uuid,
+    chat_id: Uuid,
+) -> Result<Vec<VersionView>> {
+    Ok(store::chats::versions(db, couple_id, chat_id)
+        .await?
+        .ok_or(Error::NotFound)?
+        .into_iter()
+        .map(|(text, at)| VersionView { text, at })
+        .collect())
 }
 
 /// Deletes one of my own chats for both of us.
@@ -166,23 +322,31 @@ pub async fn events_between(
             .into_iter()
             .map(|asked| (asked.seq, asked))
             .collect();
+    // The page's chats, dressed (quotes, reactions) in one go, then put back in order.
+    let mut rows = rows;
+    let chats: Vec<(Chat, Option<store::files::File>)> = rows
+        .iter_mut()
+        .filter_map(|row| row.chat.take().map(|chat| (chat, row.file.take())))
+        .collect();
+    let mut views: HashMap<i64, ChatView> = dress(db, chats)
+        .await?
+        .into_iter()
+        .map(|view| (view.seq, view))
+        .collect();
     let mut replayed = Vec::with_capacity(rows.len());
     for row in rows {
         let seq = row.seq;
-        let (from, frame) = match (row.kind, row.chat_id, row.chat) {
-            (EventKind::Chat, _, Some(chat)) => (
-                Some(chat.sender_id),
-                ServerFrame::Chat(ChatView::new(chat, row.file)),
-            ),
-            (EventKind::Deleted, Some(chat_id), chat) => (
-                chat.map(|c| c.sender_id),
-                ServerFrame::Deleted { seq, chat_id },
-            ),
-            (EventKind::Question, ..) if asked.contains_key(&seq) => match asked.remove(&seq) {
+        let (from, frame) = match (row.kind, row.chat_id) {
+            (EventKind::Chat, _) => match views.remove(&seq) {
+                Some(view) => (Some(view.sender_id), ServerFrame::Chat(view)),
+                None => continue,
+            },
+            (EventKind::Deleted, Some(chat_id)) => (None, ServerFrame::Deleted { seq, chat_id }),
+            (EventKind::Question, _) if asked.contains_key(&seq) => match asked.remove(&seq) {
                 Some(question) => (None, ServerFrame::Question(QuestionView::from(question))),
                 None => continue,
             },
-            (EventKind::Answered, ..) => match (row.question_id, row.user_id) {
+            (EventKind::Answered, _) => match (row.question_id, row.user_id) {
                 (Some(question_id), Some(user_id)) => (
                     Some(user_id),
                     ServerFrame::Answered {
@@ -193,7 +357,33 @@ pub async fn events_between(
                 ),
                 _ => continue,
             },
-            (kind, ..) => {
+            (EventKind::Reacted, Some(chat_id)) => match row.user_id {
+                Some(user_id) => (
+                    Some(user_id),
+                    ServerFrame::Reacted {
+                        seq,
+                        chat_id,
+                        user_id,
+                        emoji: row.text,
+                    },
+                ),
+                None => continue,
+            },
+            (EventKind::Edited, Some(chat_id)) => match row.user_id {
+                // A deleted chat's edits lost their text with it; the `deleted` follows.
+                Some(user_id) => (
+                    Some(user_id),
+                    ServerFrame::Edited {
+                        seq,
+                        chat_id,
+                        user_id,
+                        text: row.text.unwrap_or_default(),
+                        edited_at: row.created_at,
+                    },
+                ),
+                None => continue,
+            },
+            (kind, _) => {
                 tracing::warn!(%couple_id, seq, kind = kind.as_str(), "event without its row");
                 continue;
             }

@@ -1,34 +1,52 @@
 //! The rules of a send, applied to a whole batch at once, with no I/O: given where each
 //! couple stands (read under its row lock) and the sends in the order they arrived, decide
 //! what each send becomes and what must be written. Sends of one couple are taken one after
-//! another, so a chat that brings up a question gates a later send of the same batch exactly
-//! as if the two had been committed apart.
+//! another, so a chat (or an edit) that brings up a question gates a later send of the same
+//! batch exactly as if the two had been committed apart.
 //!
-//! For each send, in order: a `(sender, client_id)` seen before is a retry and gets the first
-//! chat's ack; a sender who owes an answer is refused (`answer_required`); a file that is not
-//! the sender's own unsent upload is `not_found`; otherwise the chat takes the couple's next
-//! seq and every question its keywords bring up that the couple was never asked takes the
-//! seqs after it. One send's refusal never touches the others.
+//! A send is a chat, a reaction or an edit (`Gesture`). For each, in order:
+//! - a chat: a `(sender, client_id)` seen before is a retry and gets the first chat's ack; a
+//!   sender who owes an answer is refused (`answer_required`); a file that is not the
+//!   sender's own unsent upload, or a `reply_to` that is not a live chat of the couple, is
+//!   `not_found`; otherwise the chat takes the couple's next seq and every question its
+//!   keywords bring up that the couple was never asked takes the seqs after it.
+//! - a reaction: to a live chat of the couple (else `not_found`), not gated (it says
+//!   nothing new); the same reaction again changes nothing and is acked with the seq that
+//!   set it.
+//! - an edit: of one's own live text chat (`not_found`, `forbidden`), gated like a chat,
+//!   within the window and the count (`forbidden`); the same text again changes nothing;
+//!   otherwise it takes the next seq and asks what its keywords bring up, like a chat.
+//!
+//! One send's refusal never touches the others.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::{chats, couple_questions, events, files};
+use entity::{chats, couple_questions, events, files, reactions};
 use uuid::Uuid;
 
+use super::Gesture;
 use crate::error::Error;
 use crate::store::events::EventKind;
 use crate::store::questions::{Asked, Trigger};
-use crate::store::sends::{Couple, Loaded, Writes};
+use crate::store::sends::{Couple, Edit, Loaded, ReactionWrite, Writes};
 
 /// A send as the rules see it.
 pub struct Send<'a> {
     pub couple_id: Uuid,
     pub sender_id: Uuid,
     pub client_id: Uuid,
-    pub text: &'a str,
-    pub file_id: Option<Uuid>,
+    pub gesture: &'a Gesture,
     pub triggers: &'a [Trigger],
+}
+
+/// How far edits go.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// How long after sending a chat can be edited.
+    pub edit_window: chrono::Duration,
+    /// How many times one chat can be edited.
+    pub max_edits: i32,
 }
 
 /// What a send became.
@@ -36,13 +54,28 @@ pub struct Send<'a> {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decision {
-    /// Persisted with this seq, carrying this file, asking these questions.
+    /// Persisted with this seq, carrying this file, quoting this chat, asking these questions.
     Sent {
         chat: chats::Model,
         file: Option<files::Model>,
+        quoted: Option<chats::Model>,
         asked: Vec<Asked>,
     },
-    /// A retry of a chat persisted before: its ack again, nothing new.
+    /// A reaction put on (`emoji`) or taken away (`None`) at this seq.
+    Reacted {
+        chat_id: Uuid,
+        seq: i64,
+        emoji: Option<String>,
+    },
+    /// The chat as edited at this seq and instant, and the questions its new text asks.
+    Edited {
+        chat: chats::Model,
+        seq: i64,
+        at: DateTime<Utc>,
+        asked: Vec<Asked>,
+    },
+    /// A retry of a send persisted before (or a change that changes nothing): its ack again,
+    /// nothing new.
     Again {
         id: Uuid,
         seq: i64,
@@ -55,6 +88,7 @@ pub fn plan(
     couples: &[Couple],
     loaded: Loaded,
     sends: &[Send<'_>],
+    limits: Limits,
     now: DateTime<Utc>,
 ) -> (Vec<Decision>, Writes) {
     let mut services: HashMap<Uuid, CoupleNow> =
@@ -67,15 +101,24 @@ pub fn plan(
                 .push((asked.question_id, asked.answered_by.clone()));
         }
     }
-    let mut earlier: HashMap<(Uuid, Uuid), (Uuid, i64)> = loaded
-        .earlier
-        .iter()
-        .map(|c| ((c.sender_id, c.client_id), (c.id, c.seq)))
-        .collect();
-    let mut files: HashMap<Uuid, files::Model> =
-        loaded.files.into_iter().map(|f| (f.id, f)).collect();
-
-    let mut writes = Writes::default();
+    let mut batch = Batch {
+        earlier: loaded
+            .earlier
+            .iter()
+            .map(|c| ((c.sender_id, c.client_id), (c.id, c.seq)))
+            .collect(),
+        files: loaded.files.into_iter().map(|f| (f.id, f)).collect(),
+        targets: loaded.targets.into_iter().map(|c| (c.id, c)).collect(),
+        reactions: loaded
+            .reactions
+            .into_iter()
+            .map(|r| ((r.chat_id, r.user_id), r))
+            .collect(),
+        questions: loaded.questions,
+        limits,
+        now,
+        writes: Writes::default(),
+    };
     let decisions = sends
         .iter()
         .map(|send| {
@@ -83,80 +126,265 @@ pub fn plan(
                 // The couple is gone (its break-up fell due); its sockets are closing.
                 return Decision::Refused(Error::NotPaired);
             };
-            if let Some(&(id, seq)) = earlier.get(&(send.sender_id, send.client_id)) {
-                return Decision::Again { id, seq };
-            }
-            if let Some(question_id) = couple.owed_by(send.sender_id) {
-                return Decision::Refused(Error::AnswerRequired(question_id));
-            }
-            let file = match send.file_id {
-                None => None,
-                Some(file_id) => match files.remove(&file_id) {
-                    Some(file) if sendable(&file, send) => Some(file),
-                    // Not mine, sent already, swept, or no such file: as if it did not exist.
-                    _ => return Decision::Refused(Error::NotFound),
-                },
+            let decided = match send.gesture {
+                Gesture::Chat {
+                    text,
+                    file_id,
+                    reply_to,
+                } => batch.chat(couple, send, text, *file_id, *reply_to),
+                Gesture::React { chat_id, emoji } => batch.react(couple, send, *chat_id, emoji),
+                Gesture::Edit { chat_id, text } => batch.edit(couple, send, *chat_id, text),
             };
-            couple.last_seq += 1;
-            let chat = chats::Model {
-                id: Uuid::now_v7(),
-                couple_id: send.couple_id,
-                seq: couple.last_seq,
-                sender_id: send.sender_id,
-                client_id: send.client_id,
-                text: send.text.to_owned(),
-                sent_at: now,
-                deleted_at: None,
-            };
-            earlier.insert((send.sender_id, send.client_id), (chat.id, chat.seq));
-            // A chat is its own entry in the couple's log (its seq); `events` holds the rest.
-            writes.chats.push(chat.clone());
-            let file = file.map(|mut file| {
-                writes.attach.push((file.id, chat.id));
-                file.chat_id = Some(chat.id);
-                file
-            });
-            let mut asked = Vec::new();
-            for trigger in send.triggers {
-                let Some(text) = loaded.questions.get(&trigger.question_id) else {
-                    continue;
-                };
-                if !couple.asked.insert(trigger.question_id) {
-                    continue;
-                }
-                couple.last_seq += 1;
-                couple.opened += 1;
-                couple.open.push((trigger.question_id, Vec::new()));
-                writes.asked.push(couple_questions::Model {
-                    couple_id: send.couple_id,
-                    question_id: trigger.question_id,
-                    keyword: trigger.keyword.clone(),
-                    seq: couple.last_seq,
-                    asked_at: now,
-                });
-                writes.events.push(question_event(
-                    send.couple_id,
-                    couple.last_seq,
-                    trigger.question_id,
-                    now,
-                ));
-                asked.push(Asked {
-                    seq: couple.last_seq,
-                    question_id: trigger.question_id,
-                    text: text.clone(),
-                    keyword: trigger.keyword.clone(),
-                    asked_at: now,
-                });
-            }
-            Decision::Sent { chat, file, asked }
+            decided.unwrap_or_else(Decision::Refused)
         })
         .collect();
+    let mut writes = batch.writes;
     for (id, couple) in services {
         if couple.last_seq != couple.locked_seq {
             writes.couples.push((id, couple.last_seq, couple.opened));
         }
     }
     (decisions, writes)
+}
+
+/// What the batch knows and has decided so far.
+struct Batch {
+    /// (sender, client_id) -> (chat, seq) of chats sent before or earlier in the batch.
+    earlier: HashMap<(Uuid, Uuid), (Uuid, i64)>,
+    files: HashMap<Uuid, files::Model>,
+    /// The chats replied to, reacted to and edited, as this batch has left them.
+    targets: HashMap<Uuid, chats::Model>,
+    /// (chat, user) -> their reaction now.
+    reactions: HashMap<(Uuid, Uuid), reactions::Model>,
+    questions: HashMap<i64, String>,
+    limits: Limits,
+    now: DateTime<Utc>,
+    writes: Writes,
+}
+
+impl Batch {
+    /// A live chat of the send's couple.
+    fn target(&self, send: &Send<'_>, chat_id: Uuid) -> Result<&chats::Model, Error> {
+        self.targets
+            .get(&chat_id)
+            .filter(|c| c.couple_id == send.couple_id && c.deleted_at.is_none())
+            .ok_or(Error::NotFound)
+    }
+
+    fn chat(
+        &mut self,
+        couple: &mut CoupleNow,
+        send: &Send<'_>,
+        text: &str,
+        file_id: Option<Uuid>,
+        reply_to: Option<Uuid>,
+    ) -> Result<Decision, Error> {
+        if let Some(&(id, seq)) = self.earlier.get(&(send.sender_id, send.client_id)) {
+            return Ok(Decision::Again { id, seq });
+        }
+        if let Some(question_id) = couple.owed_by(send.sender_id) {
+            return Err(Error::AnswerRequired(question_id));
+        }
+        let quoted = match reply_to {
+            None => None,
+            Some(chat_id) => Some(self.target(send, chat_id)?.clone()),
+        };
+        let file = match file_id {
+            None => None,
+            Some(file_id) => match self.files.remove(&file_id) {
+                Some(file) if sendable(&file, send) => Some(file),
+                // Not mine, sent already, swept, or no such file: as if it did not exist.
+                _ => return Err(Error::NotFound),
+            },
+        };
+        couple.last_seq += 1;
+        let chat = chats::Model {
+            id: Uuid::now_v7(),
+            couple_id: send.couple_id,
+            seq: couple.last_seq,
+            sender_id: send.sender_id,
+            client_id: send.client_id,
+            text: text.to_owned(),
+            sent_at: self.now,
+            deleted_at: None,
+            reply_to,
+            edits: 0,
+            edited_seq: None,
+            first_text: None,
+        };
+        self.earlier
+            .insert((send.sender_id, send.client_id), (chat.id, chat.seq));
+        // A chat is its own entry in the couple's log (its seq); `events` holds the rest.
+        self.writes.chats.push(chat.clone());
+        let file = file.map(|mut file| {
+            self.writes.attach.push((file.id, chat.id));
+            file.chat_id = Some(chat.id);
+            file
+        });
+        let asked = self.ask(couple, send);
+        Ok(Decision::Sent {
+            chat,
+            file,
+            quoted,
+            asked,
+        })
+    }
+
+    fn react(
+        &mut self,
+        couple: &mut CoupleNow,
+        send: &Send<'_>,
+        chat_id: Uuid,
+        emoji: &Option<String>,
+    ) -> Result<Decision, Error> {
+        let chat_seq = self.target(send, chat_id)?.seq;
+        let key = (chat_id, send.sender_id);
+        let now = self.reactions.get(&key);
+        if now.map(|r| &r.emoji) == emoji.as_ref() {
+            return Ok(Decision::Again {
+                id: chat_id,
+                seq: now.map_or(chat_seq, |r| r.seq),
+            });
+        }
+        couple.last_seq += 1;
+        let seq = couple.last_seq;
+        self.writes.events.push(events::Model {
+            couple_id: send.couple_id,
+            seq,
+            kind: EventKind::Reacted.as_str().to_owned(),
+            chat_id: Some(chat_id),
+            question_id: None,
+            user_id: Some(send.sender_id),
+            created_at: self.now,
+            text: emoji.clone(),
+        });
+        let reaction = emoji.as_ref().map(|emoji| reactions::Model {
+            chat_id,
+            user_id: send.sender_id,
+            couple_id: send.couple_id,
+            emoji: emoji.clone(),
+            seq,
+            reacted_at: self.now,
+        });
+        self.writes.reactions.push(ReactionWrite {
+            chat_id,
+            user_id: send.sender_id,
+            set: reaction.clone(),
+        });
+        match reaction {
+            Some(reaction) => self.reactions.insert(key, reaction),
+            None => self.reactions.remove(&key),
+        };
+        Ok(Decision::Reacted {
+            chat_id,
+            seq,
+            emoji: emoji.clone(),
+        })
+    }
+
+    fn edit(
+        &mut self,
+        couple: &mut CoupleNow,
+        send: &Send<'_>,
+        chat_id: Uuid,
+        text: &str,
+    ) -> Result<Decision, Error> {
+        let (limits, now) = (self.limits, self.now);
+        let chat = self.target(send, chat_id)?;
+        if chat.sender_id != send.sender_id {
+            return Err(Error::Forbidden("only the sender may edit a chat"));
+        }
+        if chat.text.is_empty() {
+            return Err(Error::InvalidInput(
+                "only a chat with text can be edited".into(),
+            ));
+        }
+        if let Some(question_id) = couple.owed_by(send.sender_id) {
+            return Err(Error::AnswerRequired(question_id));
+        }
+        if chat.text == text {
+            return Ok(Decision::Again {
+                id: chat_id,
+                seq: chat.edited_seq.unwrap_or(chat.seq),
+            });
+        }
+        if now - chat.sent_at > limits.edit_window {
+            return Err(Error::Forbidden("the time to edit this chat is over"));
+        }
+        if chat.edits >= limits.max_edits {
+            return Err(Error::Forbidden("this chat cannot be edited again"));
+        }
+        couple.last_seq += 1;
+        let seq = couple.last_seq;
+        let before = chat.text.clone();
+        let edited = chats::Model {
+            text: text.to_owned(),
+            edits: chat.edits + 1,
+            edited_seq: Some(seq),
+            first_text: chat.first_text.clone().or_else(|| Some(before.clone())),
+            ..chat.clone()
+        };
+        self.writes.events.push(events::Model {
+            couple_id: send.couple_id,
+            seq,
+            kind: EventKind::Edited.as_str().to_owned(),
+            chat_id: Some(chat_id),
+            question_id: None,
+            user_id: Some(send.sender_id),
+            created_at: now,
+            text: Some(text.to_owned()),
+        });
+        self.writes.edits.push(Edit {
+            chat: edited.clone(),
+            before,
+        });
+        self.targets.insert(chat_id, edited.clone());
+        let asked = self.ask(couple, send);
+        Ok(Decision::Edited {
+            chat: edited,
+            seq,
+            at: now,
+            asked,
+        })
+    }
+
+    /// Asks the questions the send's keywords bring up that the couple was never asked,
+    /// each at the next seq.
+    fn ask(&mut self, couple: &mut CoupleNow, send: &Send<'_>) -> Vec<Asked> {
+        let mut asked = Vec::new();
+        for trigger in send.triggers {
+            let Some(text) = self.questions.get(&trigger.question_id) else {
+                continue;
+            };
+            if !couple.asked.insert(trigger.question_id) {
+                continue;
+            }
+            couple.last_seq += 1;
+            couple.opened += 1;
+            couple.open.push((trigger.question_id, Vec::new()));
+            self.writes.asked.push(couple_questions::Model {
+                couple_id: send.couple_id,
+                question_id: trigger.question_id,
+                keyword: trigger.keyword.clone(),
+                seq: couple.last_seq,
+                asked_at: self.now,
+            });
+            self.writes.events.push(question_event(
+                send.couple_id,
+                couple.last_seq,
+                trigger.question_id,
+                self.now,
+            ));
+            asked.push(Asked {
+                seq: couple.last_seq,
+                question_id: trigger.question_id,
+                text: text.clone(),
+                keyword: trigger.keyword.clone(),
+                asked_at: self.now,
+            });
+        }
+        asked
+    }
 }
 
 /// A couple while its sends are being decided.
@@ -211,6 +439,7 @@ fn question_event(
         question_id: Some(question_id),
         user_id: None,
         created_at: now,
+        text: None,
     }
 }
 
@@ -237,13 +466,27 @@ mod tests {
         }
     }
 
-    fn send<'a>(sender: Uuid, client: u128, text: &'a str, triggers: &'a [Trigger]) -> Send<'a> {
+    const LIMITS: Limits = Limits {
+        edit_window: chrono::Duration::hours(24),
+        max_edits: 10,
+    };
+
+    fn send<'a>(sender: Uuid, client: u128, text: &str, triggers: &'a [Trigger]) -> Send<'a> {
+        let chat = Gesture::Chat {
+            text: text.to_owned(),
+            file_id: None,
+            reply_to: None,
+        };
+        gesture(sender, client, chat, triggers)
+    }
+
+    fn gesture<'a>(sender: Uuid, client: u128, what: Gesture, triggers: &'a [Trigger]) -> Send<'a> {
         Send {
             couple_id: COUPLE,
             sender_id: sender,
             client_id: Uuid::from_u128(client),
-            text,
-            file_id: None,
+            // A test's few gestures live as long as it does.
+            gesture: Box::leak(Box::new(what)),
             triggers,
         }
     }
@@ -279,7 +522,7 @@ mod tests {
             send(JOON, 2, "b", &[]),
             send(MINA, 3, "c", &[]),
         ];
-        let (decisions, writes) = plan(&[couple(4)], Loaded::default(), &sends, Utc::now());
+        let (decisions, writes) = plan(&[couple(4)], Loaded::default(), &sends, LIMITS, Utc::now());
         assert_eq!(seqs(&decisions), vec![Some(5), Some(6), Some(7)]);
         assert_eq!(writes.couples, vec![(COUPLE, 7, 0)]);
         assert_eq!(writes.chats.len(), 3);
@@ -294,7 +537,13 @@ mod tests {
             send(JOON, 2, "좋아", &[]),
             send(MINA, 3, "언제?", &[]),
         ];
-        let (decisions, writes) = plan(&[couple(0)], loaded_with_question(), &sends, Utc::now());
+        let (decisions, writes) = plan(
+            &[couple(0)],
+            loaded_with_question(),
+            &sends,
+            LIMITS,
+            Utc::now(),
+        );
         match &decisions[0] {
             Decision::Sent { chat, asked, .. } => {
                 assert_eq!(chat.seq, 1);
@@ -321,7 +570,13 @@ mod tests {
             send(MINA, 1, "여행", &travel),
             send(JOON, 2, "여행", &travel),
         ];
-        let (decisions, writes) = plan(&[couple(0)], loaded_with_question(), &sends, Utc::now());
+        let (decisions, writes) = plan(
+            &[couple(0)],
+            loaded_with_question(),
+            &sends,
+            LIMITS,
+            Utc::now(),
+        );
         assert_eq!(writes.asked.len(), 1);
         assert!(matches!(
             decisions[1],
@@ -339,7 +594,7 @@ mod tests {
             answered_by: vec![MINA],
         });
         let sends = [send(MINA, 1, "또 여행", &travel), send(JOON, 2, "hi", &[])];
-        let (decisions, writes) = plan(&[couple(3)], loaded, &sends, Utc::now());
+        let (decisions, writes) = plan(&[couple(3)], loaded, &sends, LIMITS, Utc::now());
         assert!(writes.asked.is_empty());
         assert_eq!(seqs(&decisions)[0], Some(4));
         assert!(matches!(
@@ -360,6 +615,10 @@ mod tests {
             text: "a".into(),
             sent_at: Utc::now(),
             deleted_at: None,
+            reply_to: None,
+            edits: 0,
+            edited_seq: None,
+            first_text: None,
         };
         loaded.earlier.push(first);
         let sends = [
@@ -367,7 +626,7 @@ mod tests {
             send(JOON, 5, "b", &[]),
             send(JOON, 5, "b", &[]),
         ];
-        let (decisions, writes) = plan(&[couple(3)], loaded, &sends, Utc::now());
+        let (decisions, writes) = plan(&[couple(3)], loaded, &sends, LIMITS, Utc::now());
         assert!(matches!(decisions[0], Decision::Again { seq: 3, .. }));
         let Decision::Sent { chat, .. } = &decisions[1] else {
             panic!("{:?}", decisions[1])
@@ -396,10 +655,14 @@ mod tests {
             files: vec![upload],
             ..Loaded::default()
         };
-        let mut stolen = send(MINA, 1, "", &[]);
-        stolen.file_id = Some(Uuid::from_u128(50));
+        let with_file = Gesture::Chat {
+            text: String::new(),
+            file_id: Some(Uuid::from_u128(50)),
+            reply_to: None,
+        };
+        let stolen = gesture(MINA, 1, with_file, &[]);
         let sends = [stolen, send(MINA, 2, "fine", &[])];
-        let (decisions, writes) = plan(&[couple(0)], loaded, &sends, Utc::now());
+        let (decisions, writes) = plan(&[couple(0)], loaded, &sends, LIMITS, Utc::now());
         assert!(matches!(decisions[0], Decision::Refused(Error::NotFound)));
         assert_eq!(seqs(&decisions)[1], Some(1));
         assert!(writes.attach.is_empty());
@@ -408,8 +671,81 @@ mod tests {
     #[test]
     fn a_send_to_a_couple_that_is_gone_is_refused() {
         let sends = [send(MINA, 1, "a", &[])];
-        let (decisions, writes) = plan(&[], Loaded::default(), &sends, Utc::now());
+        let (decisions, writes) = plan(&[], Loaded::default(), &sends, LIMITS, Utc::now());
         assert!(matches!(decisions[0], Decision::Refused(Error::NotPaired)));
         assert!(writes.chats.is_empty());
+    }
+
+    fn sent_chat(seq: i64, sender: Uuid, text: &str) -> chats::Model {
+        chats::Model {
+            id: Uuid::from_u128(500 + seq as u128),
+            couple_id: COUPLE,
+            seq,
+            sender_id: sender,
+            client_id: Uuid::from_u128(900 + seq as u128),
+            text: text.into(),
+            sent_at: Utc::now(),
+            deleted_at: None,
+            reply_to: None,
+            edits: 0,
+            edited_seq: None,
+            first_text: None,
+        }
+    }
+
+    #[test]
+    fn an_edits_question_gates_a_later_send_of_the_same_batch() {
+        let original = sent_chat(1, MINA, "주말에 뭐 해?");
+        let loaded = Loaded {
+            targets: vec![original.clone()],
+            ..loaded_with_question()
+        };
+        let travel = travel();
+        let edit = Gesture::Edit {
+            chat_id: original.id,
+            text: "주말에 여행 갈까?".into(),
+        };
+        let sends = [gesture(MINA, 1, edit, &travel), send(JOON, 2, "좋아", &[])];
+        let (decisions, writes) = plan(&[couple(1)], loaded, &sends, LIMITS, Utc::now());
+        match &decisions[0] {
+            Decision::Edited {
+                chat, seq, asked, ..
+            } => {
+                assert_eq!((*seq, chat.edits), (2, 1));
+                assert_eq!(chat.first_text.as_deref(), Some("주말에 뭐 해?"));
+                assert_eq!(asked[0].seq, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decisions[1],
+            Decision::Refused(Error::AnswerRequired(7))
+        ));
+        assert_eq!(writes.edits.len(), 1);
+        assert_eq!(writes.couples, vec![(COUPLE, 3, 1)]);
+    }
+
+    #[test]
+    fn a_second_reaction_in_a_batch_replaces_the_first_and_the_same_again_is_nothing() {
+        let chat = sent_chat(1, MINA, "hi");
+        let loaded = Loaded {
+            targets: vec![chat.clone()],
+            ..Loaded::default()
+        };
+        let react = |emoji: &str| Gesture::React {
+            chat_id: chat.id,
+            emoji: Some(emoji.into()),
+        };
+        let sends = [
+            gesture(JOON, 1, react("❤️"), &[]),
+            gesture(JOON, 2, react("😂"), &[]),
+            gesture(JOON, 3, react("😂"), &[]),
+        ];
+        let (decisions, writes) = plan(&[couple(1)], loaded, &sends, LIMITS, Utc::now());
+        assert!(matches!(decisions[0], Decision::Reacted { seq: 2, .. }));
+        assert!(matches!(decisions[1], Decision::Reacted { seq: 3, .. }));
+        assert!(matches!(decisions[2], Decision::Again { seq: 3, .. }));
+        assert_eq!(writes.events.len(), 2);
+        assert_eq!(writes.couples, vec![(COUPLE, 3, 0)]);
     }
 }

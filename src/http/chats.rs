@@ -8,13 +8,14 @@ use axum::routing::get;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
-use super::{Json, Paired, Query, page_limit};
+use super::{Json, Paired, Path, Query, page_limit};
 use crate::chat;
 use crate::error::{Error, ErrorBody, Result};
 use crate::heavy::Kind;
 use crate::state::AppState;
-use crate::view::ChatView;
+use crate::view::{ChatView, VersionView};
 
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 200;
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/chats", get(history))
         .route("/api/chats/search", get(search))
+        .route("/api/chats/{id}/versions", get(versions))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -148,4 +150,30 @@ pub(super) async fn search(
         chats,
         anchor: None,
     }))
+}
+
+/// A chat's texts, as sent and after each edit.
+#[derive(Serialize, ToSchema)]
+pub struct VersionsBody {
+    /// Oldest first: the text it was sent with, then each edit's; the last is its text now.
+    pub versions: Vec<VersionView>,
+}
+
+/// The earlier versions of an edited chat of ours (either partner's).
+#[utoipa::path(get, path = "/api/chats/{id}/versions", tag = "chat",
+    params(("id" = Uuid, Path, description = "The chat")),
+    responses(
+        (status = 200, description = "Its texts, oldest first", body = VersionsBody),
+        (status = 400, description = "`invalid_input`: the id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such chat of ours, or deleted", body = ErrorBody),
+        (status = 409, description = "`not_paired`: I am not in a couple", body = ErrorBody),
+    ))]
+pub(super) async fn versions(
+    State(state): State<AppState>,
+    Paired(me): Paired,
+    Path(id): Path<Uuid>,
+) -> Result<impl IntoResponse> {
+    let versions = chat::versions(&state, me.couple_id, id).await?;
+    Ok(Json(VersionsBody { versions }))
 }

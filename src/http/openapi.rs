@@ -23,7 +23,7 @@ use crate::state::AppState;
         auth::signup, auth::login, auth::logout, auth::me, auth::delete_me, auth::change_password, auth::username,
         pairing::list, pairing::create, pairing::accept, pairing::remove,
         pairing::break_up, pairing::restore,
-        chats::history, chats::search, answers::answers, files::upload, files::download,
+        chats::history, chats::search, chats::versions, answers::answers, files::upload, files::download,
         words::ours, words::exclude, words::include,
         anniversaries::calendar, anniversaries::set_start, anniversaries::add, anniversaries::remove,
         push::key, push::list, push::subscribe, push::set_preview, push::remove,

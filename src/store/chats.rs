@@ -1,8 +1,9 @@
-//! Chats: one that is live, deleting one (its text wiped, a `deleted` event logged), and
-//! history pages. Their place in the couple's order is the event log's (`store::events`).
+//! Chats: one that is live, deleting one (its text wiped with its earlier versions and
+//! reactions, a `deleted` event logged), history pages, and what decorates a page (the chats
+//! quoted, the reactions). Their place in the couple's order is the event log's (`store::events`).
 
 use chrono::{DateTime, Utc};
-use entity::chats;
+use entity::{chats, reactions};
 use migration::SEARCH_EXPRESSION;
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
@@ -49,6 +50,7 @@ pub async fn delete(
     let wiped = chats::Entity::update_many()
         .col_expr(chats::Column::DeletedAt, Expr::value(Some(now_millis())))
         .col_expr(chats::Column::Text, Expr::value(String::new()))
+        .col_expr(chats::Column::FirstText, Expr::value(None::<String>))
         .filter(chats::Column::Id.eq(chat_id))
         .filter(chats::Column::CoupleId.eq(couple_id))
         .filter(chats::Column::DeletedAt.is_null())
@@ -59,6 +61,19 @@ pub async fn delete(
         return Ok(None);
     }
     let file = super::files::release_chat(&txn, chat_id).await?;
+    // Its reactions and earlier versions go with it, the log's copies too.
+    let reacted = reactions::Entity::delete_many()
+        .filter(reactions::Column::ChatId.eq(chat_id))
+        .exec(&txn)
+        .await?;
+    if chat.edits > 0 || reacted.rows_affected > 0 {
+        entity::events::Entity::update_many()
+            .col_expr(entity::events::Column::Text, Expr::value(None::<String>))
+            .filter(entity::events::Column::CoupleId.eq(couple_id))
+            .filter(entity::events::Column::ChatId.eq(chat_id))
+            .exec(&txn)
+            .await?;
+    }
     words::uncount(&txn, &chat, words_of(&chat.text)).await?;
     let refs = EventRef {
         chat_id: Some(chat_id),
@@ -67,6 +82,72 @@ pub async fn delete(
     events::append(&txn, couple_id, seq, EventKind::Deleted, refs).await?;
     txn.commit().await?;
     Ok(Some((seq, file)))
+}
+
+/// The chats of this couple with these ids (deleted ones too): what replies quote.
+pub async fn by_ids(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    ids: Vec<Uuid>,
+) -> Result<Vec<Chat>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    chats::Entity::find()
+        .filter(chats::Column::CoupleId.eq(couple_id))
+        .filter(chats::Column::Id.is_in(ids))
+        .all(db)
+        .await
+}
+
+/// The reactions on these chats.
+pub async fn reactions_on(
+    db: &impl ConnectionTrait,
+    chat_ids: Vec<Uuid>,
+) -> Result<Vec<reactions::Model>, DbErr> {
+    if chat_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    reactions::Entity::find()
+        .filter(reactions::Column::ChatId.is_in(chat_ids))
+        .order_by_asc(reactions::Column::Seq)
+        .all(db)
+        .await
+}
+
+/// A live chat's texts, first to latest, each with when it was written: the one it was
+/// sent with, then each edit's.
+pub async fn versions(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    chat_id: Uuid,
+) -> Result<Option<Vec<(String, DateTime<Utc>)>>, DbErr> {
+    let Some(chat) = live_chat(db, couple_id, chat_id).await? else {
+        return Ok(None);
+    };
+    let Some(first) = chat.first_text else {
+        return Ok(Some(vec![(chat.text, chat.sent_at)]));
+    };
+    let edits: Vec<(Option<String>, DateTime<Utc>)> = entity::events::Entity::find()
+        .select_only()
+        .columns([
+            entity::events::Column::Text,
+            entity::events::Column::CreatedAt,
+        ])
+        .filter(entity::events::Column::ChatId.eq(chat_id))
+        .filter(entity::events::Column::CoupleId.eq(couple_id))
+        .filter(entity::events::Column::Kind.eq(EventKind::Edited.as_str()))
+        .order_by_asc(entity::events::Column::Seq)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut versions = vec![(first, chat.sent_at)];
+    versions.extend(
+        edits
+            .into_iter()
+            .map(|(text, at)| (text.unwrap_or_default(), at)),
+    );
+    Ok(Some(versions))
 }
 
 /// Chats that are not deleted with `seq < before` (or the newest), newest first.

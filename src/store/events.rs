@@ -1,8 +1,8 @@
 //! The couple's event log. Every persisted event takes the couple's next `seq` inside the
 //! transaction that writes it (under the couple's row lock), so seqs are gapless and both
 //! partners see one order. A chat is its own entry in that log (`chats.seq`); the `events`
-//! table holds every other kind (deleted, question, answered) and points at the rows with
-//! their content. A replay reads both, merged by seq. (Chat rows in `events` written before
+//! table holds every other kind (deleted, question, answered, reacted, edited) and points at
+//! the rows with their content (a reaction's emoji and an edit's text are its own). A replay reads both, merged by seq. (Chat rows in `events` written before
 //! this was so are skipped.)
 
 use std::collections::HashMap;
@@ -26,6 +26,8 @@ pub enum EventKind {
     Deleted,
     Question,
     Answered,
+    Reacted,
+    Edited,
 }
 
 impl EventKind {
@@ -35,6 +37,8 @@ impl EventKind {
             EventKind::Deleted => "deleted",
             EventKind::Question => "question",
             EventKind::Answered => "answered",
+            EventKind::Reacted => "reacted",
+            EventKind::Edited => "edited",
         }
     }
 
@@ -46,6 +50,8 @@ impl EventKind {
             EventKind::Deleted,
             EventKind::Question,
             EventKind::Answered,
+            EventKind::Reacted,
+            EventKind::Edited,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == stored)
@@ -94,6 +100,7 @@ pub(super) async fn append(
         question_id: Set(refs.question_id),
         user_id: Set(refs.user_id),
         created_at: Set(Utc::now()),
+        text: Set(None),
     }
     .insert(txn)
     .await?;
@@ -107,6 +114,9 @@ pub struct Replayed {
     pub chat_id: Option<Uuid>,
     pub question_id: Option<i64>,
     pub user_id: Option<Uuid>,
+    /// What the event set (an edit's text, a reaction's emoji).
+    pub text: Option<String>,
+    pub created_at: DateTime<Utc>,
     pub chat: Option<Chat>,
     pub file: Option<File>,
 }
@@ -192,6 +202,8 @@ pub async fn between(
                     chat_id: Some(chat.id),
                     question_id: None,
                     user_id: None,
+                    text: None,
+                    created_at: chat.sent_at,
                     chat: Some(chat),
                     file,
                 }
@@ -202,6 +214,8 @@ pub async fn between(
                 chat_id: event.chat_id,
                 question_id: event.question_id,
                 user_id: event.user_id,
+                text: event.text,
+                created_at: event.created_at,
                 chat: None,
                 file: None,
             },
@@ -222,6 +236,10 @@ fn chat_at(row: &sea_orm::QueryResult) -> Result<Chat, DbErr> {
         text: row.try_get_by_index(5)?,
         sent_at: row.try_get_by_index(6)?,
         deleted_at: row.try_get_by_index(7)?,
+        reply_to: row.try_get_by_index(8)?,
+        edits: row.try_get_by_index(9)?,
+        edited_seq: row.try_get_by_index(10)?,
+        first_text: row.try_get_by_index(11)?,
     })
 }
 

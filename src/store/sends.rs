@@ -16,8 +16,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{answers, chats, couple_members, couple_questions, couples, events, files};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use entity::{answers, chats, couple_members, couple_questions, couples, events, files, reactions};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
     DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -165,18 +165,40 @@ pub struct Loaded {
     pub questions: HashMap<i64, String>,
     /// The files the sends would carry, locked until commit.
     pub files: Vec<files::Model>,
+    /// The chats the sends reply to, react to or edit (of any couple: the rules check).
+    pub targets: Vec<chats::Model>,
+    /// The reactions the reacting senders have on those chats now.
+    pub reactions: Vec<reactions::Model>,
+}
+
+/// What the rules of a batch read beyond the sends themselves.
+#[derive(Default)]
+pub struct Wanted {
+    /// The questions the sends' texts bring up.
+    pub question_ids: Vec<i64>,
+    /// The uploads they carry.
+    pub file_ids: Vec<Uuid>,
+    /// The chats they reply to, react to or edit.
+    pub target_ids: Vec<Uuid>,
+    /// The users who react.
+    pub reactors: Vec<Uuid>,
 }
 
 /// Reads what the rules of a batch of sends need, in the transaction that holds the couples'
-/// locks: `sends` are (sender, client_id) pairs, `question_ids` the questions their texts bring
-/// up, `file_ids` the uploads they carry.
+/// locks (every write to a couple's chats holds its lock, so the chats read are current):
+/// `sends` are the chats' (sender, client_id) pairs.
 pub async fn load(
     txn: &DatabaseTransaction,
     couple_ids: &[Uuid],
     sends: &[(Uuid, Uuid)],
-    question_ids: Vec<i64>,
-    file_ids: Vec<Uuid>,
+    wanted: Wanted,
 ) -> Result<Loaded, DbErr> {
+    let Wanted {
+        question_ids,
+        file_ids,
+        target_ids,
+        reactors,
+    } = wanted;
     // Only what the rules can use: questions still open (a partner's answer missing), which
     // gate, and among those the sends would bring up, whether they were asked before. A long
     // story's answered questions are neither.
@@ -220,14 +242,18 @@ pub async fn load(
     }
     let senders: Vec<Uuid> = sends.iter().map(|s| s.0).collect();
     let client_ids: Vec<Uuid> = sends.iter().map(|s| s.1).collect();
-    let earlier = chats::Entity::find()
-        .filter(chats::Column::SenderId.is_in(senders))
-        .filter(chats::Column::ClientId.is_in(client_ids))
-        .all(txn)
-        .await?
-        .into_iter()
-        .filter(|c| sends.contains(&(c.sender_id, c.client_id)))
-        .collect();
+    let earlier = if sends.is_empty() {
+        Vec::new()
+    } else {
+        chats::Entity::find()
+            .filter(chats::Column::SenderId.is_in(senders))
+            .filter(chats::Column::ClientId.is_in(client_ids))
+            .all(txn)
+            .await?
+            .into_iter()
+            .filter(|c| sends.contains(&(c.sender_id, c.client_id)))
+            .collect()
+    };
     let questions = if question_ids.is_empty() {
         HashMap::new()
     } else {
@@ -242,11 +268,31 @@ pub async fn load(
             .all(txn)
             .await?
     };
+    let targets = if target_ids.is_empty() {
+        Vec::new()
+    } else {
+        chats::Entity::find()
+            .filter(chats::Column::Id.is_in(target_ids.clone()))
+            .filter(chats::Column::CoupleId.is_in(couple_ids.to_vec()))
+            .all(txn)
+            .await?
+    };
+    let reactions = if reactors.is_empty() {
+        Vec::new()
+    } else {
+        reactions::Entity::find()
+            .filter(reactions::Column::ChatId.is_in(target_ids))
+            .filter(reactions::Column::UserId.is_in(reactors))
+            .all(txn)
+            .await?
+    };
     Ok(Loaded {
         asked,
         earlier,
         questions,
         files,
+        targets,
+        reactions,
     })
 }
 
@@ -263,10 +309,39 @@ pub struct Writes {
     pub attach: Vec<(Uuid, Uuid)>,
     /// (couple, new last_seq, questions opened).
     pub couples: Vec<(Uuid, i64, i32)>,
+    /// Reactions put on, replaced or taken away, in order.
+    pub reactions: Vec<ReactionWrite>,
+    /// Chats edited, in order.
+    pub edits: Vec<Edit>,
+}
+
+/// A partner's reaction to a chat as it is to be: `set`, or none.
+#[derive(Debug)]
+pub struct ReactionWrite {
+    /// The chat reacted to.
+    pub chat_id: Uuid,
+    /// Who reacted.
+    pub user_id: Uuid,
+    /// Their reaction now; `None`: taken away.
+    pub set: Option<reactions::Model>,
+}
+
+/// A chat as an edit leaves it, and its text before.
+#[derive(Debug)]
+pub struct Edit {
+    /// The chat with its new text.
+    pub chat: chats::Model,
+    /// Its text before the edit.
+    pub before: String,
 }
 
 /// Writes a batch's rows in a few multi-row statements, in the transaction that read them.
-pub async fn write(txn: &DatabaseTransaction, writes: Writes) -> Result<(), DbErr> {
+/// `words_of` splits an edited text into the words our words count.
+pub async fn write(
+    txn: &DatabaseTransaction,
+    writes: Writes,
+    words_of: impl Fn(&str) -> Vec<String>,
+) -> Result<(), DbErr> {
     if !writes.chats.is_empty() {
         chats::Entity::insert_many(writes.chats.into_iter().map(chats::ActiveModel::from))
             .exec_without_returning(txn)
@@ -295,6 +370,46 @@ pub async fn write(txn: &DatabaseTransaction, writes: Writes) -> Result<(), DbEr
             .filter(files::Column::ChatId.is_null())
             .exec(txn)
             .await?;
+    }
+    for reaction in writes.reactions {
+        match reaction.set {
+            Some(set) => {
+                reactions::Entity::insert(reactions::ActiveModel::from(set))
+                    .on_conflict(
+                        OnConflict::columns([reactions::Column::ChatId, reactions::Column::UserId])
+                            .update_columns([
+                                reactions::Column::Emoji,
+                                reactions::Column::Seq,
+                                reactions::Column::ReactedAt,
+                            ])
+                            .to_owned(),
+                    )
+                    .exec_without_returning(txn)
+                    .await?;
+            }
+            None => {
+                reactions::Entity::delete_many()
+                    .filter(reactions::Column::ChatId.eq(reaction.chat_id))
+                    .filter(reactions::Column::UserId.eq(reaction.user_id))
+                    .exec(txn)
+                    .await?;
+            }
+        }
+    }
+    for edit in writes.edits {
+        let chat = &edit.chat;
+        chats::Entity::update_many()
+            .col_expr(chats::Column::Text, Expr::value(chat.text.clone()))
+            .col_expr(chats::Column::Edits, Expr::value(chat.edits))
+            .col_expr(chats::Column::EditedSeq, Expr::value(chat.edited_seq))
+            .col_expr(
+                chats::Column::FirstText,
+                Expr::value(chat.first_text.clone()),
+            )
+            .filter(chats::Column::Id.eq(chat.id))
+            .exec(txn)
+            .await?;
+        super::words::recount(txn, chat, words_of(&edit.before), words_of(&chat.text)).await?;
     }
     for (couple_id, last_seq, opened) in writes.couples {
         couples::Entity::update_many()

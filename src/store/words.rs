@@ -9,8 +9,8 @@ use chrono::Utc;
 use entity::{chats, couples, excluded_words, word_counts, word_marks};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -155,8 +155,8 @@ pub fn tally(
 
 /// Adds a batch's `counts` (its `tally`) and moves the mark past it, in one short
 /// transaction. Returns `false`, changing nothing, when the mark moved since the batch was
-/// read (another look counted it first). A chat of the batch deleted since it was read
-/// found the mark below it and took nothing out (`uncount`), so its words are left out here.
+/// read (another look counted it first). A chat of the batch deleted or edited since it was
+/// read is counted as it is now.
 pub async fn record(
     db: &DatabaseConnection,
     couple_id: Uuid,
@@ -168,25 +168,35 @@ pub async fn record(
     if lock_mark(&txn, couple_id).await? != batch.counted {
         return Ok(false);
     }
-    let deleted: Vec<i64> = chats::Entity::find()
+    // Chats deleted or edited since the batch was read found the mark below them and left
+    // the counts alone (`recount`): they are counted here as they are now.
+    let changed: Vec<(i64, String)> = chats::Entity::find()
         .select_only()
-        .column(chats::Column::Seq)
+        .columns([chats::Column::Seq, chats::Column::Text])
         .filter(chats::Column::CoupleId.eq(couple_id))
         .filter(chats::Column::Seq.gt(batch.counted))
         .filter(chats::Column::Seq.lte(batch.reached))
-        .filter(chats::Column::DeletedAt.is_not_null())
+        .filter(
+            Condition::any()
+                .add(chats::Column::DeletedAt.is_not_null())
+                .add(chats::Column::Edits.gt(0)),
+        )
         .into_tuple()
         .all(&txn)
         .await?;
-    for seq in deleted {
+    for (seq, now) in changed {
         let Ok(at) = batch.chats.binary_search_by_key(&seq, |(seq, _, _)| *seq) else {
             continue;
         };
-        let (_, sender, text) = &batch.chats[at];
-        for word in words_of(text) {
-            if let Some(count) = counts.get_mut(&(word, *sender)) {
-                *count -= 1;
-            }
+        let (_, sender, read) = &batch.chats[at];
+        if *read == now {
+            continue;
+        }
+        for word in words_of(read) {
+            *counts.entry((word, *sender)).or_default() -= 1;
+        }
+        for word in words_of(&now) {
+            *counts.entry((word, *sender)).or_default() += 1;
         }
     }
     counts.retain(|_, count| *count > 0);
@@ -247,12 +257,31 @@ pub(super) async fn uncount(
     chat: &chats::Model,
     words: Vec<String>,
 ) -> Result<(), DbErr> {
-    if words.is_empty() || lock_mark(txn, chat.couple_id).await? < chat.seq {
+    recount(txn, chat, words, Vec::new()).await
+}
+
+/// Replaces a chat's words `before` with its words `after` in the counts, if it was counted
+/// (an edit; a deletion has none after). Runs inside the transaction that changes the chat.
+/// A chat not counted yet is counted as it is when its turn comes (`record`).
+pub(super) async fn recount(
+    txn: &DatabaseTransaction,
+    chat: &chats::Model,
+    before: Vec<String>,
+    after: Vec<String>,
+) -> Result<(), DbErr> {
+    if (before.is_empty() && after.is_empty()) || lock_mark(txn, chat.couple_id).await? < chat.seq {
         return Ok(());
     }
     let mut counts: HashMap<(String, Uuid), i64> = HashMap::new();
-    for word in words {
+    for word in before {
         *counts.entry((word, chat.sender_id)).or_default() -= 1;
+    }
+    for word in after {
+        *counts.entry((word, chat.sender_id)).or_default() += 1;
+    }
+    counts.retain(|_, count| *count != 0);
+    if counts.is_empty() {
+        return Ok(());
     }
     let touched: Vec<String> = counts.keys().map(|(word, _)| word.clone()).collect();
     add(txn, chat.couple_id, counts).await?;

@@ -15,7 +15,7 @@ both_backends!(
     a_failure_half_way_breaks_the_download_rather_than_ending_it_short,
 );
 
-async fn export(user: &User) -> reqwest::Response {
+pub(crate) async fn export(user: &User) -> reqwest::Response {
     reqwest::Client::new()
         .get(format!("{}/api/export", user.base))
         .header("cookie", format!("duet_session={}", user.token))
@@ -26,7 +26,7 @@ async fn export(user: &User) -> reqwest::Response {
 
 /// Every entry of the archive, by name, read by another implementation than the one that
 /// wrote it (Python's `zipfile`, which also checks every CRC).
-async fn unzip(bytes: Vec<u8>) -> Vec<(String, Vec<u8>)> {
+pub(crate) async fn unzip(bytes: Vec<u8>) -> Vec<(String, Vec<u8>)> {
     const READ: &str = "import base64, json, sys, zipfile\n\
         z = zipfile.ZipFile(sys.argv[1])\n\
         assert z.testzip() is None\n\
@@ -56,7 +56,7 @@ async fn unzip(bytes: Vec<u8>) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn entry<'a>(entries: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
+pub(crate) fn entry<'a>(entries: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
     entries
         .iter()
         .find(|(n, _)| n == name)

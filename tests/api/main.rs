@@ -21,6 +21,7 @@ mod docs;
 mod export;
 mod faults;
 mod files;
+mod gestures;
 mod headers;
 mod heavy;
 mod install;

@@ -450,7 +450,11 @@ async fn the_rules_read_only_open_questions_and_those_brought_up_again(backend: 
 
     let txn = db.begin().await.expect("a transaction");
     // A send whose keyword brings up the last one (answered) again.
-    let loaded = duet::store::sends::load(&txn, &[couple_id], &[], vec![ids[3]], vec![])
+    let wanted = duet::store::sends::Wanted {
+        question_ids: vec![ids[3]],
+        ..Default::default()
+    };
+    let loaded = duet::store::sends::load(&txn, &[couple_id], &[], wanted)
         .await
         .expect("the rules' reads");
     let read: Vec<(i64, usize)> = loaded

@@ -390,7 +390,11 @@ impl Session {
     async fn on_text(&mut self, text: &str) -> Option<ServerFrame> {
         let parsed = ClientFrame::parse(text);
         let client_id = match &parsed {
-            Ok(ClientFrame::Send { client_id, .. }) => Some(client_id.to_string()),
+            Ok(
+                ClientFrame::Send { client_id, .. }
+                | ClientFrame::React { client_id, .. }
+                | ClientFrame::Edit { client_id, .. },
+            ) => Some(client_id.to_string()),
             Ok(_) => None,
             Err((_, client_id)) => client_id.clone(),
         };
@@ -428,22 +432,41 @@ impl Session {
     async fn apply(&mut self, frame: ClientFrame) -> Result<Option<ServerFrame>> {
         let (state, me) = (&self.state, &self.me);
         match frame {
+            // Answered later, through the outbox, once committed.
             ClientFrame::Send {
                 client_id,
                 text,
                 file_id,
                 silent,
+                reply_to,
             } => {
-                // Answered later, through the outbox, once committed.
-                chat::send(
-                    &state.committer,
-                    me,
-                    client_id,
-                    &text,
+                let new = chat::NewChat {
+                    text: &text,
                     file_id,
+                    reply_to,
                     silent,
-                    Arc::clone(&self.outbox),
-                )?;
+                };
+                let outbox = Arc::clone(&self.outbox);
+                chat::send(&state.committer, me, client_id, new, outbox)?;
+                Ok(None)
+            }
+            ClientFrame::React {
+                client_id,
+                chat_id,
+                emoji,
+            } => {
+                let outbox = Arc::clone(&self.outbox);
+                let emoji = emoji.as_deref();
+                chat::react(&state.committer, me, client_id, chat_id, emoji, outbox)?;
+                Ok(None)
+            }
+            ClientFrame::Edit {
+                client_id,
+                chat_id,
+                text,
+            } => {
+                let outbox = Arc::clone(&self.outbox);
+                chat::edit(&state.committer, me, client_id, chat_id, &text, outbox)?;
                 Ok(None)
             }
             // Rare, and their futures are large (a transaction): boxed, so that the future

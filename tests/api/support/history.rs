@@ -40,6 +40,10 @@ pub async fn seed_history(
             text: Set(format!("chat {seq}")),
             sent_at: Set(now),
             deleted_at: Set(None),
+            reply_to: Set(None),
+            edits: Set(0),
+            edited_seq: Set(None),
+            first_text: Set(None),
         });
         if carries(seq) {
             file_rows.push(files::ActiveModel {
