@@ -101,6 +101,7 @@ import { bindCouple } from './js/couple.js';
 import { bindPassword, closePasswordDialog } from './js/password.js';
 import { bindAnswers } from './js/answers.js';
 import { bindTimeline } from './js/timeline.js';
+import { bindGestures, openBubbleMenu, showVersions } from './js/gestures.js';
 import { bindComposer } from './js/sending.js';
 import { bindQuestions } from './js/questions.js';
 import { handleFrame } from './js/frames.js';
@@ -122,6 +123,9 @@ registerHooks({
   },
   frame: handleFrame,
   socketClosed: onSocketClosed,
+  openAt,
+  bubbleMenu: openBubbleMenu,
+  showVersions,
 });
 
 /** A notification clicked (sw.js): Duet opens at its chat, given as `/?seq=N` to a new window
@@ -152,6 +156,7 @@ async function boot() {
   bindLanguage();
   bindComposer();
   bindTimeline();
+  bindGestures();
   bindChat();
   bindQuestions();
   bindAnswers();

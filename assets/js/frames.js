@@ -19,6 +19,7 @@ import {
 import { dropPending, failPending, renderAllPending, restoreOutbox, transmit, waitingSends } from './sending.js';
 import { saveSoon } from './offline.js';
 import { openAt } from './story.js';
+import { onEdited, onGestureAck, onGestureError, onReacted } from './gestures.js';
 import {
   hideQuestionCard, onAnswered, onQuestion, updateAnswerButton, updateQuestionCard,
 } from './questions.js';
@@ -28,6 +29,8 @@ export function handleFrame(f) {
     case 'hello': return onHello(f);
     case 'chat': return onChat(f);
     case 'deleted': return onDeleted(f);
+    case 'reacted': return onReacted(f);
+    case 'edited': return onEdited(f);
     case 'question':
       if (state.chat.synced) noteArrival('question', f);
       return onQuestion(f);
@@ -145,6 +148,7 @@ function onDeleted(f) {
 }
 
 function onAck(f) {
+  if (onGestureAck(f)) return;
   const p = state.chat.pending.get(f.client_id);
   if (!p) return;
   dropPending(p);
@@ -162,6 +166,9 @@ function onAck(f) {
     sent_at: p.created,
     client_id: p.client_id,
     preview: p.preview,
+    reply_to: p.quote || null,
+    edits: 0,
+    reactions: {},
   });
   afterInsert(stick, true);
 }
@@ -198,6 +205,7 @@ function onSynced(f) {
 }
 
 function onError(f) {
+  if (f.client_id && onGestureError(f)) return;
   if (f.client_id && state.chat.pending.has(f.client_id)) {
     failPending(state.chat.pending.get(f.client_id), f.code);
   }

@@ -9,6 +9,9 @@
 //   frame(f)                    a parsed server frame, from the socket (connection.js -> frames.js)
 //   socketClosed(code, hadHello, lived)  the socket closed: what it means for the app (session
 //                               gone, couple gone, or reconnect after a backoff) (connection.js -> chat.js)
+//   openAt(seq)                 show the conversation around a chat (a quote clicked) (timeline.js -> story.js)
+//   bubbleMenu(rec)             a bubble's menu: react, reply, edit (timeline.js -> gestures.js)
+//   showVersions(rec)           an edited chat's earlier versions (timeline.js -> gestures.js)
 
 const unset = (name) => () => {
   throw new Error(`duet: hook ${name} is not registered`);
@@ -20,6 +23,9 @@ export const hooks = {
   shown: unset('shown'),
   frame: unset('frame'),
   socketClosed: unset('socketClosed'),
+  openAt: unset('openAt'),
+  bubbleMenu: unset('bubbleMenu'),
+  showVersions: unset('showVersions'),
 };
 
 export function registerHooks(fns) {

@@ -19,7 +19,7 @@ function snapshot() {
     .sort((a, b) => a.seq - b.seq)
     .slice(-KEEP)
     .map((r) => r.kind === 'chat'
-      ? { kind: 'chat', seq: r.seq, id: r.id, sender_id: r.sender_id, text: r.text, file: r.file, sent_at: r.sent_at, client_id: r.client_id }
+      ? { kind: 'chat', seq: r.seq, id: r.id, sender_id: r.sender_id, text: r.text, file: r.file, sent_at: r.sent_at, client_id: r.client_id, reply_to: r.reply_to || null, edits: r.edits || 0, reactions: r.reactions || {} }
       : { kind: 'question', seq: r.seq, question_id: r.question_id, text: r.text, asked_at: r.asked_at });
   return { me: state.me, couple: state.couple, calendar: lastCalendar(), records, saved_at: Date.now() };
 }

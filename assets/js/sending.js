@@ -13,7 +13,8 @@ import { toast } from './ui.js';
 import { takeSilent } from './notify.js';
 import { postFile } from './files.js';
 import { wsSend } from './connection.js';
-import { jumpToLatest, renderBubble, scrollToBottom, updateEmpty } from './timeline.js';
+import { jumpToLatest, renderBubble, renderQuote, scrollToBottom, updateEmpty } from './timeline.js';
+import { submitEdit, takeReply } from './gestures.js';
 import { forget, keep, waiting } from './outbox.js';
 
 // Written order across reloads: the wall clock, made strictly increasing within a page.
@@ -32,6 +33,7 @@ function store(p) {
     couple_id: state.couple.id,
     text: p.text,
     silent: p.silent,
+    quote: p.quote || null,
     created: p.created,
     order: p.order,
     status: p.status,
@@ -53,6 +55,7 @@ export async function restoreOutbox() {
         text: e.text,
         file: null,
         silent: e.silent,
+        quote: e.quote || null,
         created: e.created,
         order: e.order,
         status: e.status === 'failed' ? 'failed' : 'pending',
@@ -68,11 +71,12 @@ export function waitingSends() {
   return [...state.chat.pending.values()].sort((a, b) => a.order - b.order);
 }
 
-function sendText(text) {
+function sendText(text, quote) {
   const p = {
     client_id: uuid(),
     text,
     file: null,
+    quote,
     silent: takeSilent(),
     created: new Date().toISOString(),
     order: nextOrder(),
@@ -105,6 +109,7 @@ function renderPending(p) {
   });
   const fileView = p.file || (p.localFile ? { name: p.localFile.name, size: p.localFile.size, content_type: p.localFile.type } : null);
   const bubble = renderBubble(p.text, fileView, p.preview);
+  if (p.quote) bubble.prepend(renderQuote(p.quote));
   if (p.status === 'uploading') {
     const pct = Math.round((p.progress || 0) * 100);
     bubble.append(h('div', {
@@ -207,6 +212,7 @@ export function transmit(p) {
   const frame = { type: 'send', client_id: p.client_id, text: p.text };
   if (p.file) frame.file_id = p.file.id;
   if (p.silent) frame.silent = true;
+  if (p.quote) frame.reply_to = p.quote.id;
   if (!wsSend(frame)) return;
   clearTimeout(p.timer);
   p.timer = setTimeout(() => {
@@ -293,7 +299,7 @@ function onComposerSubmit(event) {
   autoGrow(input);
   // The partner's indicator hides when this chat arrives: announce the next keystroke again.
   state.chat.lastTypingSent = 0;
-  sendText(text);
+  if (!submitEdit(text)) sendText(text, takeReply());
   input.focus();
 }
 

@@ -54,6 +54,11 @@ function freshChat() {
     unseenWhileAway: 0, // the partner's chats among them, for the "jump to latest" button
     hasNewer: false,
     loadingNewer: false,
+    // Gestures (gestures.js): the chat the next send answers, the chat being edited, and the
+    // reactions and edits sent and not yet answered (client_id -> type).
+    replyTo: null,
+    editing: null,
+    gestures: new Map(),
   };
 }
 

@@ -1,5 +1,7 @@
 // The timeline: rendering records (chat bubbles, question events) in seq order, day
 // separators, grouping, the partner's read mark, scrolling, the delete button of a bubble,
+// what a bubble shows of its gestures (the chat it quotes, its reactions, "edited"; the menu
+// that makes them is gestures.js's),
 // this user's own read marks, and paging older history in as the list scrolls up.
 //
 // Looking back: showWindow puts an older window of history in place of the present (a search
@@ -28,7 +30,21 @@ export function pickChat(f) {
     file: f.file || null,
     sent_at: f.sent_at,
     client_id: f.client_id || null,
+    reply_to: f.reply_to || null,
+    edits: typeof f.edits === 'number' ? f.edits : 0,
+    reactions: reactionsOf(f.reactions),
   };
+}
+
+/** A chat's reactions as user id -> emoji (the wire's array, or a record kept offline). */
+function reactionsOf(list) {
+  if (!list) return {};
+  if (!Array.isArray(list)) return { ...list };
+  const out = {};
+  for (const r of list) {
+    if (r && typeof r.user_id === 'string' && typeof r.emoji === 'string') out[r.user_id] = r.emoji;
+  }
+  return out;
 }
 
 export function insertRecord(rec, layout = true) {
@@ -97,6 +113,7 @@ export function replaceRecordEl(rec) {
 }
 
 export function removeChat(chatId) {
+  markQuotesDeleted(chatId);
   for (const [seq, rec] of state.chat.skipped) {
     if (rec.kind === 'chat' && rec.id === chatId) state.chat.skipped.delete(seq);
   }
@@ -112,6 +129,16 @@ export function removeChat(chatId) {
   }
   refreshLayout();
   updateEmpty();
+}
+
+/** Replies to a chat that is gone say so. */
+function markQuotesDeleted(chatId) {
+  for (const rec of state.chat.records.values()) {
+    if (rec.kind === 'chat' && rec.reply_to && rec.reply_to.id === chatId && !rec.reply_to.deleted) {
+      rec.reply_to = { ...rec.reply_to, text: '', deleted: true };
+      if (rec.el) replaceRecordEl(rec);
+    }
+  }
 }
 
 /** Builds every record's element again (the language changed). The pending sends below the
@@ -142,7 +169,20 @@ function renderChat(rec) {
     'data-day': dayKey(when),
   });
   const bubble = renderBubble(rec.text, rec.file, rec.preview);
+  if (rec.reply_to) bubble.prepend(renderQuote(rec.reply_to));
   const row = h('div', { class: 'msg-row' }, bubble);
+  if (rec.id) {
+    row.append(h('button', {
+      class: 'msg-more',
+      type: 'button',
+      'data-testid': 'more-button',
+      'aria-label': t('chat.more'),
+      'aria-haspopup': 'menu',
+      'aria-expanded': 'false',
+      title: t('chat.more'),
+      onclick: () => hooks.bubbleMenu(rec),
+    }, icon('more')));
+  }
   if (mine && rec.id) {
     row.append(h('button', {
       class: 'msg-delete',
@@ -155,8 +195,45 @@ function renderChat(rec) {
   }
   const meta = h('div', { class: 'msg-meta' },
     h('time', { datetime: when.toISOString(), 'data-testid': 'bubble-time', title: fmtDateTime(when) }, fmtTime(when)));
-  root.append(row, meta);
+  if (rec.edits) {
+    meta.append(h('button', {
+      class: 'edited-mark',
+      type: 'button',
+      'data-testid': 'edited-mark',
+      title: t('chat.versions'),
+      onclick: () => hooks.showVersions(rec),
+    }, t('chat.edited')));
+  }
+  root.append(row);
+  const reactions = Object.entries(rec.reactions || {});
+  if (reactions.length) {
+    root.append(h('div', { class: 'reactions', 'data-testid': 'reactions' },
+      ...reactions.map(([user, emoji]) => h('span', {
+        class: `reaction${isMine(user) ? ' is-mine' : ''}`,
+        'data-testid': 'reaction',
+        'data-user': user,
+        title: isMine(user) ? t('chat.you') : partnerName(),
+      }, emoji))));
+  }
+  root.append(meta);
   return root;
+}
+
+/** The chat a reply answers, above its text: a jump to it while it exists. */
+export function renderQuote(quote) {
+  const who = isMine(quote.sender_id) ? t('chat.you') : partnerName();
+  const text = quote.deleted ? t('chat.quote_deleted') : (quote.text || t('chat.quote_file'));
+  return h('button', {
+    class: `quote${quote.deleted ? ' is-deleted' : ''}`,
+    type: 'button',
+    'data-testid': 'quote',
+    'data-seq': quote.seq,
+    disabled: quote.deleted ? true : null,
+    'aria-label': t('chat.quote_label', { name: who, text }),
+    onclick: () => hooks.openAt(quote.seq),
+  },
+  h('span', { class: 'quote-who' }, who),
+  h('span', { class: 'quote-text' }, text));
 }
 
 export function renderBubble(text, file, preview) {

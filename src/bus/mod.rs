@@ -163,6 +163,11 @@ impl Bus {
 
     /// Whether any socket of the user, on any node, looks at the conversation: then their
     /// devices get no push.
+    /// Whether a socket of the user on this node is looking now (no I/O).
+    pub fn looking_here(&self, user_id: Uuid) -> bool {
+        self.hub().looking_of(user_id) > 0
+    }
+
     pub async fn is_looking(&self, couple_id: Uuid, user_id: Uuid) -> bool {
         match self {
             Bus::Local(hub) => hub.looking_of(user_id) > 0,

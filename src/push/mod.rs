@@ -171,6 +171,11 @@ impl Pusher {
     /// Pushes `what` to `to`'s devices unless a client of theirs is looking. Called by the
     /// node that committed it, after the commit.
     pub fn notify(&self, couple_id: Uuid, to: Uuid, from: Option<Uuid>, what: What) {
+        // Looked at when it happened, on this node: seen, whatever the user does before the
+        // push would leave (a tab hidden right after). Other nodes' sockets are asked then.
+        if self.shared.bus.looking_here(to) {
+            return;
+        }
         let event = Event {
             couple_id,
             to,

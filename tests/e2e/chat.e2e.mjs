@@ -995,6 +995,65 @@ async function main() {
     }
   });
 
+  await step('gestures: B replies to A\'s chat and the quote jumps to it; A reacts ❤️ and B, on the other node in cluster mode, sees it live; A edits a chat and B sees "edited" and the earlier version', async () => {
+    const original = `Sunset at Gwangalli tonight? ${RUN}`;
+    await say(A, original);
+    const origB = bubbleWithText(B.page, original);
+    await see(origB, 'B should receive the chat B will reply to');
+    await origB.hover();
+    await origB.getByTestId('more-button').click();
+    await see(tid(B.page, 'bubble-menu'), 'B should see the bubble\'s menu');
+    await tid(B.page, 'reply-button').click();
+    await see(tid(B.page, 'composer-context').filter({ hasText: original }), 'B\'s composer should say what B replies to');
+    const answer = `Yes, let's go ${RUN}`;
+    await say(B, answer);
+    await hidden(tid(B.page, 'composer-context'), 'the reply bar should close once the reply is sent');
+    const replyA = bubbleWithText(A.page, answer);
+    await see(replyA.getByTestId('quote').filter({ hasText: original }), 'A should see B\'s reply quoting A\'s chat');
+    await see(bubbleWithText(B.page, answer).getByTestId('quote').filter({ hasText: original }), 'B should see the quote on B\'s own reply');
+
+    // A reacts to B's reply; B sees it under the bubble, live.
+    await replyA.hover();
+    await replyA.getByTestId('more-button').click();
+    await A.page.locator('[data-testid=react-option][data-emoji="❤️"]').click();
+    const replyB = bubbleWithText(B.page, answer);
+    await see(replyB.getByTestId('reaction').filter({ hasText: '❤️' }), 'B should see A\'s ❤️ under B\'s reply');
+    await see(replyA.getByTestId('reaction').filter({ hasText: '❤️' }), 'A should see A\'s own ❤️');
+
+    // A edits the original; B sees the new text, marked edited, and can read the earlier one.
+    const origA = bubbleWithText(A.page, original);
+    await origA.hover();
+    await origA.getByTestId('more-button').click();
+    await tid(A.page, 'edit-button').click();
+    const input = tid(A.page, 'message-input');
+    check(await input.inputValue() === original, `A's composer should hold the chat being edited, got "${await input.inputValue()}"`);
+    const edited = `Sunset at Haeundae tonight? ${RUN}`;
+    await input.fill(edited);
+    await input.press('Enter');
+    const editedB = bubbleWithText(B.page, edited);
+    await see(editedB.getByTestId('edited-mark'), 'B should see A\'s chat with its new text, marked edited');
+    await see(bubbleWithText(A.page, edited).getByTestId('edited-mark'), 'A should see the chat edited too');
+    check(await bubbleWithText(B.page, original).count() === 0, 'the old text should be gone from B\'s conversation');
+    await see(replyB.getByTestId('quote'), 'B\'s reply keeps its quote');
+    await shot(A, '04c-gestures-A.png');
+    await shot(B, '04c-gestures-B.png');
+    await editedB.getByTestId('edited-mark').click();
+    await see(tid(B.page, 'versions-dialog'), 'B should see the earlier versions');
+    const versions = tid(B.page, 'version');
+    await see(versions.nth(1), 'B should see two versions');
+    const first = (await versions.nth(0).locator('.version-text').textContent()).trim();
+    const latest = (await versions.nth(1).locator('.version-text').textContent()).trim();
+    check(first === original && latest === edited, `B's versions should be "${original}" then "${edited}", got "${first}", "${latest}"`);
+    await shot(B, '04d-versions-B.png');
+    await tid(B.page, 'versions-close').click();
+
+    // The quote opens the conversation at the chat it answers (the same jump as a search hit).
+    await bubbleWithText(A.page, answer).getByTestId('quote').click();
+    await see(A.page.locator('[data-testid=bubble][data-jumped=true]').filter({ hasText: edited }), 'A\'s click on the quote should open the conversation at the chat it answers');
+    await tid(A.page, 'jump-latest').click();
+    await hidden(tid(A.page, 'jump-latest'), 'A should be back at the present');
+  });
+
   const notes = ['Note 1 while you were away', 'Note 2 while you were away', 'Note 3 while you were away'];
   await step('B closes the app, A sends 3 messages, B comes back and finds each exactly once, in order', async () => {
     await B.page.close();
