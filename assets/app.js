@@ -102,6 +102,7 @@ import { bindPassword, closePasswordDialog } from './js/password.js';
 import { bindAnswers } from './js/answers.js';
 import { bindTimeline } from './js/timeline.js';
 import { bindGestures, openBubbleMenu, showVersions } from './js/gestures.js';
+import { bindAlbum } from './js/album.js';
 import { bindComposer } from './js/sending.js';
 import { bindQuestions } from './js/questions.js';
 import { handleFrame } from './js/frames.js';
@@ -157,6 +158,7 @@ async function boot() {
   bindComposer();
   bindTimeline();
   bindGestures();
+  bindAlbum();
   bindChat();
   bindQuestions();
   bindAnswers();

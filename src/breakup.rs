@@ -98,7 +98,7 @@ pub async fn sweep(services: &Services) -> anyhow::Result<Swept> {
         let mut removed = HashSet::new();
         let mut stuck = false;
         for file in store::files::all_of_couple(&services.db, couple_id).await? {
-            match services.files.delete(&file.blob).await {
+            match crate::file::remove_blobs(services, &file).await {
                 Ok(()) => {
                     removed.insert(file.blob);
                 }

@@ -267,6 +267,20 @@ pub struct Config {
     #[arg(long, env = "DUET_NUDGES_PER_MINUTE", default_value_t = 3)]
     pub nudges_per_minute: u32,
 
+    /// The most pixels a photo may have (width times height); a bigger one (a decompression
+    /// bomb, or simply too big to show) is refused at upload with `too_large`.
+    #[arg(long, env = "DUET_MAX_IMAGE_PIXELS", default_value_t = 40_000_000)]
+    pub max_image_pixels: u64,
+
+    /// The longest voice note, in seconds; a longer recording is refused at upload.
+    #[arg(long, env = "DUET_MAX_VOICE_SECS", default_value_t = 300)]
+    pub max_voice_secs: u64,
+
+    /// Photos whose thumbnails are made at once on a node (decoding is CPU and memory work,
+    /// on the blocking pool); more wait their turn.
+    #[arg(long, env = "DUET_THUMBNAIL_CONCURRENCY", default_value_t = 2)]
+    pub thumbnail_concurrency: usize,
+
     /// How long after sending it a chat can be edited, in seconds.
     #[arg(long, env = "DUET_EDIT_WINDOW_SECS", default_value_t = 24 * 60 * 60)]
     pub edit_window_secs: u64,

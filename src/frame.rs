@@ -9,6 +9,9 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::view::{AnniversariesView, ChatView, QuestionView};
 
+// One frame per event, serialized once and dropped: boxing the chat would cost an allocation
+// per chat on the hot path for no saving.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Debug)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {

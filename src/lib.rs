@@ -8,6 +8,7 @@
 // (checked by tests/api/architecture.rs); docs/LAYOUT.md describes them. Public are only what
 // `main` and the integration tests call, each item of it documented (`missing_docs`).
 mod account;
+mod album;
 mod anniversary;
 mod breakup;
 mod bus;
@@ -21,6 +22,7 @@ mod file;
 mod frame;
 mod heavy;
 pub mod http;
+mod memory;
 mod metrics;
 mod nudge;
 mod pairing;

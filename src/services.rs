@@ -33,6 +33,8 @@ pub struct Parts {
     pub files: Arc<dyn BlobStore>,
     /// Web Push to the devices of users who are not looking.
     pub push: Pusher,
+    /// Turns to make a photo's thumbnail (`DUET_THUMBNAIL_CONCURRENCY`).
+    pub thumbnails: Arc<tokio::sync::Semaphore>,
     /// Fires when the node stops. HTTP graceful shutdown does not reach upgraded sockets
     /// (they run detached), so every session and background loop selects on this.
     pub shutdown: CancellationToken,
@@ -51,7 +53,11 @@ impl Services {
         files: Arc<dyn BlobStore>,
         push: Pusher,
     ) -> Self {
+        let thumbnails = Arc::new(tokio::sync::Semaphore::new(
+            config.thumbnail_concurrency.max(1),
+        ));
         Services(Arc::new(Parts {
+            thumbnails,
             config,
             db,
             reads,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::store::chats::Chat;
-use crate::store::files::File;
+use crate::store::files::{File, Photo};
 use crate::store::questions::Asked;
 
 /// A chat as the contract shows it, in `chat` frames and in `GET /api/chats`.
@@ -118,6 +118,10 @@ pub struct FileView {
     pub content_type: String,
     pub width: Option<i32>,
     pub height: Option<i32>,
+    /// Extension: how long a recording (a voice note) lasts, in milliseconds, measured by the
+    /// server; left out for anything else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
 }
 
 impl From<File> for FileView {
@@ -129,6 +133,7 @@ impl From<File> for FileView {
             content_type: file.content_type,
             width: file.width,
             height: file.height,
+            duration_ms: file.duration_ms,
         }
     }
 }
@@ -227,4 +232,48 @@ pub struct UpcomingView {
     /// An own date's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
+}
+
+/// A photo of our album (`GET /api/album`).
+#[derive(Serialize, Debug, Clone, ToSchema)]
+pub struct PhotoView {
+    /// The chat that sent it: where "show in the conversation" jumps.
+    pub chat_id: Uuid,
+    pub seq: i64,
+    pub sender_id: Uuid,
+    #[serde(serialize_with = "rfc3339")]
+    pub sent_at: DateTime<Utc>,
+    /// The original, byte for byte, at `GET /api/files/{id}`.
+    pub file: FileView,
+    /// Its thumbnail at `GET /api/files/{id}/thumbnail` (`null`: none could be made; show
+    /// the original).
+    pub thumbnail: Option<ThumbnailView>,
+}
+
+/// A thumbnail's size in pixels (its longest side is at most 400).
+#[derive(Serialize, Debug, Clone, ToSchema)]
+pub struct ThumbnailView {
+    pub width: i32,
+    pub height: i32,
+}
+
+impl From<Photo> for PhotoView {
+    fn from(photo: Photo) -> Self {
+        let thumbnail = match (
+            &photo.file.thumb_blob,
+            photo.file.thumb_width,
+            photo.file.thumb_height,
+        ) {
+            (Some(_), Some(width), Some(height)) => Some(ThumbnailView { width, height }),
+            _ => None,
+        };
+        PhotoView {
+            chat_id: photo.file.chat_id.unwrap_or_default(),
+            seq: photo.seq,
+            sender_id: photo.sender_id,
+            sent_at: photo.sent_at,
+            file: FileView::from(photo.file),
+            thumbnail,
+        }
+    }
 }

@@ -20,6 +20,7 @@ import { dropPending, failPending, renderAllPending, restoreOutbox, transmit, wa
 import { saveSoon } from './offline.js';
 import { openAt } from './story.js';
 import { onEdited, onGestureAck, onGestureError, onReacted } from './gestures.js';
+import { showMemories } from './memories.js';
 import {
   hideQuestionCard, onAnswered, onQuestion, updateAnswerButton, updateQuestionCard,
 } from './questions.js';
@@ -180,7 +181,10 @@ function onSynced(f) {
   state.chat.everSynced = true;
   setConn('online');
   updateEmpty();
-  if (first) scrollToBottom();
+  if (first) {
+    scrollToBottom();
+    showMemories();
+  }
   if (state.openAtSeq != null) {
     // Opened from a notification: at the chat it was about.
     const seq = state.openAtSeq;

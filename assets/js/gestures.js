@@ -110,6 +110,13 @@ export function onEdited(f) {
   }
   rec.text = f.text;
   refresh(rec);
+  // Replies quote it as it is now.
+  for (const other of state.chat.records.values()) {
+    if (other.kind === 'chat' && other.reply_to && other.reply_to.id === f.chat_id && !other.reply_to.deleted) {
+      other.reply_to = { ...other.reply_to, text: Array.from(f.text).slice(0, 100).join('') };
+      refresh(other);
+    }
+  }
 }
 
 /** The record of a chat, shown or waiting. */

@@ -22,6 +22,12 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Set when its chat is deleted or it was never sent: the blob is to be removed.
     pub deleted_at: Option<DateTimeUtc>,
+    /// A photo's thumbnail in the blob store (oriented, without metadata), and its size.
+    pub thumb_blob: Option<String>,
+    pub thumb_width: Option<i32>,
+    pub thumb_height: Option<i32>,
+    /// How long a recording lasts, measured from its bytes.
+    pub duration_ms: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

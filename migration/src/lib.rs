@@ -15,6 +15,7 @@ mod m20261129_000008_our_story;
 mod m20261207_000009_username_keys;
 mod m20261207_000010_push;
 mod m20261208_000011_gestures;
+mod m20261208_000012_media;
 
 pub use m20261129_000008_our_story::SEARCH_EXPRESSION;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000009_username_keys::Migration),
             Box::new(m20261207_000010_push::Migration),
             Box::new(m20261208_000011_gestures::Migration),
+            Box::new(m20261208_000012_media::Migration),
         ]
     }
 }

@@ -251,7 +251,7 @@ pub async fn delete(services: &Services, me: &Member, chat_id: Uuid) -> Result<(
         .ok_or(Error::NotFound)?;
     if let Some(file) = file {
         // The row stays marked until the blob is gone, so the sweeper retries a failure.
-        match services.files.delete(&file.blob).await {
+        match crate::file::remove_blobs(services, &file).await {
             Ok(()) => store::files::forget(&services.db, file.id).await?,
             Err(e) => {
                 tracing::warn!(couple_id = %me.couple_id, file_id = %file.id, error = %e, "removing a file; the sweeper will retry")

@@ -650,6 +650,10 @@ mod tests {
             chat_id: None,
             created_at: Utc::now(),
             deleted_at: None,
+            thumb_blob: None,
+            thumb_width: None,
+            thumb_height: None,
+            duration_ms: None,
         };
         let loaded = Loaded {
             files: vec![upload],

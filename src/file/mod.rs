@@ -4,7 +4,9 @@
 //! couple can read a file; a couple's files together stay within its quota; deleting its chat
 //! deletes it.
 
+pub mod recording;
 pub mod sweeper;
+pub mod thumbnail;
 
 use axum::extract::multipart::Field;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -28,7 +30,14 @@ const SNIFF_BYTES: usize = 64 * 1024;
 /// Streams one multipart field into a new blob, enforcing the size limit and the couple's
 /// quota as bytes arrive. Over either, or on any failure, the partial blob is removed:
 /// nothing is kept.
-pub async fn upload(services: &Services, me: &Member, mut field: Field<'_>) -> Result<FileView> {
+/// `voice`: the upload is a voice note, which must be a recording this server recognises, no
+/// longer than `DUET_MAX_VOICE_SECS`.
+pub async fn upload(
+    services: &Services,
+    me: &Member,
+    mut field: Field<'_>,
+    voice: bool,
+) -> Result<FileView> {
     let name = clean_name(field.file_name().unwrap_or_default());
     let limit = services.config.max_upload_bytes;
     let quota = services.config.couple_quota_bytes;
@@ -81,7 +90,26 @@ pub async fn upload(services: &Services, me: &Member, mut field: Field<'_>) -> R
         .finish()
         .await
         .map_err(|e| Error::Internal(anyhow::Error::new(e).context("storing an upload")))?;
-    let (content_type, dimensions) = sniff(&head);
+    let (sniffed, dimensions) = sniff(&head);
+    let (content_type, duration_ms) = match measure(services, &blob, sniffed, voice).await {
+        Ok(measured) => measured,
+        Err(e) => {
+            let _ = services.files.delete(&blob).await;
+            return Err(e);
+        }
+    };
+    let thumb = if content_type.starts_with("image/") {
+        match thumbnail_of(services, &blob, dimensions).await {
+            Ok(thumb) => thumb,
+            Err(e) => {
+                let _ = services.files.delete(&blob).await;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    let thumb_blob = thumb.as_ref().map(|t| t.0.clone());
     let new = NewFile {
         couple_id: me.couple_id,
         owner_id: me.user_id,
@@ -91,12 +119,14 @@ pub async fn upload(services: &Services, me: &Member, mut field: Field<'_>) -> R
         width: dimensions.map(|d| d.0),
         height: dimensions.map(|d| d.1),
         blob: blob.clone(),
+        thumb,
+        duration_ms,
     };
     let quota_bytes = (quota > 0).then(|| i64::try_from(quota).unwrap_or(i64::MAX));
     let refused = match store::files::record(&services.db, new, quota_bytes).await {
         Ok(Recorded::Kept(file)) => {
             tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, file_id = %file.id, size, "file uploaded");
-            return Ok(file.into());
+            return Ok(FileView::from(*file));
         }
         Ok(Recorded::OverQuota) => {
             tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, size, "upload over the couple's quota");
@@ -109,7 +139,127 @@ pub async fn upload(services: &Services, me: &Member, mut field: Field<'_>) -> R
         Err(e) => e.into(),
     };
     let _ = services.files.delete(&blob).await;
+    if let Some(thumb_blob) = thumb_blob {
+        let _ = services.files.delete(&thumb_blob).await;
+    }
     Err(refused)
+}
+
+/// Makes a photo's thumbnail and stores it: `(blob, width, height)`, or `None` for an image
+/// that does not decode (it stays a file, without a place in the album). A photo over
+/// `DUET_MAX_IMAGE_PIXELS` is `too_large`, refused before anything is decoded.
+async fn thumbnail_of(
+    services: &Services,
+    blob: &str,
+    dimensions: Option<(i32, i32)>,
+) -> Result<Option<(String, i32, i32)>> {
+    let max_pixels = services.config.max_image_pixels;
+    let too_large = || Error::TooLarge(format!("a photo may have at most {max_pixels} pixels"));
+    if let Some((width, height)) = dimensions
+        && !thumbnail::allowed(width, height, max_pixels)
+    {
+        return Err(too_large());
+    }
+    let internal = |e: std::io::Error, what: &'static str| {
+        Error::Internal(anyhow::Error::new(e).context(what))
+    };
+    let bytes = read_blob(services, blob).await?;
+    let _turn = services
+        .thumbnails
+        .acquire()
+        .await
+        .map_err(|_| Error::Unavailable("the node is stopping".into()))?;
+    let rendered = tokio::task::spawn_blocking(move || thumbnail::render(&bytes, max_pixels))
+        .await
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("making a thumbnail")))?;
+    let made = match rendered {
+        Ok(made) => made,
+        Err(image::ImageError::Limits(_)) => return Err(too_large()),
+        Err(e) => {
+            tracing::debug!(error = %e, "an image without a thumbnail");
+            return Ok(None);
+        }
+    };
+    let mut writer = services
+        .files
+        .create()
+        .await
+        .map_err(|e| internal(e, "storing a thumbnail"))?;
+    if let Err(e) = writer.write(&made.bytes).await {
+        writer.abort().await;
+        return Err(internal(e, "storing a thumbnail"));
+    }
+    let thumb_blob = writer
+        .finish()
+        .await
+        .map_err(|e| internal(e, "storing a thumbnail"))?;
+    let size = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    Ok(Some((thumb_blob, size(made.width), size(made.height))))
+}
+
+/// The type a file is kept with and, for a recording, how long it lasts. Audio (and what a
+/// voice note is sent as) is measured from its bytes; a voice note that holds no audio this
+/// server recognises, or lasts longer than `DUET_MAX_VOICE_SECS`, is `invalid_input`.
+async fn measure(
+    services: &Services,
+    blob: &str,
+    sniffed: String,
+    voice: bool,
+) -> Result<(String, Option<i64>)> {
+    let audio = sniffed.starts_with("audio/")
+        || matches!(
+            sniffed.as_str(),
+            "video/webm" | "video/mp4" | "application/ogg"
+        );
+    if !voice && !audio {
+        return Ok((sniffed, None));
+    }
+    let bytes = read_blob(services, blob).await?;
+    let _turn = services
+        .thumbnails
+        .acquire()
+        .await
+        .map_err(|_| Error::Unavailable("the node is stopping".into()))?;
+    let kind = sniffed.clone();
+    let found = tokio::task::spawn_blocking(move || recording::probe(bytes, &kind))
+        .await
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("measuring a recording")))?;
+    match found {
+        Some(found) if voice => {
+            let max = services.config.max_voice_secs;
+            if found.duration_ms > i64::try_from(max.saturating_mul(1000)).unwrap_or(i64::MAX) {
+                return Err(Error::InvalidInput(format!(
+                    "a voice note may last at most {max} seconds"
+                )));
+            }
+            Ok((found.content_type, Some(found.duration_ms)))
+        }
+        Some(found) => Ok((sniffed, Some(found.duration_ms))),
+        None if voice => Err(Error::InvalidInput(
+            "a voice note must be a recording: WebM, Ogg, MP4, MP3, WAV or FLAC audio".into(),
+        )),
+        None => Ok((sniffed, None)),
+    }
+}
+
+/// A blob's bytes, whole (an upload, within the size limit).
+async fn read_blob(services: &Services, blob: &str) -> Result<Vec<u8>> {
+    let failed =
+        |e: std::io::Error| Error::Internal(anyhow::Error::new(e).context("reading an upload"));
+    let mut reader = services.files.open(blob).await.map_err(failed)?;
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut bytes)
+        .await
+        .map_err(failed)?;
+    Ok(bytes)
+}
+
+/// Removes a file's bytes from the blob store: its thumbnail, then the file itself.
+pub async fn remove_blobs(services: &Services, file: &File) -> std::io::Result<()> {
+    if let Some(thumb) = &file.thumb_blob {
+        services.files.delete(thumb).await?;
+    }
+    services.files.delete(&file.blob).await
 }
 
 fn over_quota(quota: u64) -> Error {
@@ -219,23 +369,56 @@ pub async fn download(
     let file = store::files::find_in_couple(&services.db, couple_id, file_id)
         .await?
         .ok_or(Error::NotFound)?;
+    serve(
+        services,
+        &file.blob,
+        served_type(&file.content_type),
+        &disposition(&file),
+        headers,
+    )
+    .await
+}
+
+/// A photo's thumbnail (a JPEG without metadata), for the members of its couple.
+pub async fn thumbnail(
+    services: &Services,
+    couple_id: Uuid,
+    file_id: Uuid,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let file = store::files::find_in_couple(&services.db, couple_id, file_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let thumb = file.thumb_blob.as_deref().ok_or(Error::NotFound)?;
+    serve(services, thumb, "image/jpeg", "inline", headers).await
+}
+
+/// A blob as a response: ranges and conditional requests answered, the type given, never
+/// sniffed, never kept unchecked in a cache.
+async fn serve(
+    services: &Services,
+    blob: &str,
+    content_type: &str,
+    disposition: &str,
+    headers: &HeaderMap,
+) -> Result<Response> {
     let mut response = services
         .files
-        .serve(&file.blob, headers)
+        .serve(blob, headers)
         .await
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound,
             _ => Error::Internal(anyhow::Error::new(e).context("reading a file")),
         })?;
     let out = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(served_type(&file.content_type)) {
+    if let Ok(value) = HeaderValue::from_str(content_type) {
         out.insert(header::CONTENT_TYPE, value);
     }
     out.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if let Ok(value) = HeaderValue::from_str(&disposition(&file)) {
+    if let Ok(value) = HeaderValue::from_str(disposition) {
         out.insert(header::CONTENT_DISPOSITION, value);
     }
     out.insert(
@@ -379,6 +562,10 @@ mod tests {
             chat_id: None,
             created_at: chrono::Utc::now(),
             deleted_at: None,
+            thumb_blob: None,
+            thumb_width: None,
+            thumb_height: None,
+            duration_ms: None,
         }
     }
 

@@ -38,7 +38,7 @@ pub async fn sweep(services: &Services) -> anyhow::Result<usize> {
     for file in store::files::released(&services.db, BATCH).await? {
         // One blob that cannot be removed (a permission, a disk error) is logged and tried
         // again next round; it must not keep every other file from being removed.
-        if let Err(e) = services.files.delete(&file.blob).await {
+        if let Err(e) = super::remove_blobs(services, &file).await {
             tracing::warn!(file_id = %file.id, couple_id = %file.couple_id, error = %e, "removing a file's blob failed; trying again next round");
             continue;
         }

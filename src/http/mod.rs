@@ -3,6 +3,7 @@
 //! too: the Origin allow-list, body limits, and extractors whose rejections speak the
 //! contract's error body.
 
+mod album;
 mod anniversaries;
 mod answers;
 mod auth;
@@ -12,6 +13,7 @@ mod export;
 mod files;
 mod headers;
 mod health;
+mod memories;
 pub mod openapi;
 mod pairing;
 mod push;
@@ -48,6 +50,8 @@ pub fn router(state: AppState, socket: Router<AppState>) -> Router {
         .merge(auth::router())
         .merge(pairing::router())
         .merge(chats::router())
+        .merge(album::router())
+        .merge(memories::router())
         .merge(answers::router())
         .merge(words::router())
         .merge(anniversaries::router())

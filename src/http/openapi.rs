@@ -10,7 +10,10 @@ use axum::routing::get;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{anniversaries, answers, auth, chats, export, files, health, pairing, push, words};
+use super::{
+    album, anniversaries, answers, auth, chats, export, files, health, memories, pairing, push,
+    words,
+};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -23,7 +26,7 @@ use crate::state::AppState;
         auth::signup, auth::login, auth::logout, auth::me, auth::delete_me, auth::change_password, auth::username,
         pairing::list, pairing::create, pairing::accept, pairing::remove,
         pairing::break_up, pairing::restore,
-        chats::history, chats::search, chats::versions, answers::answers, files::upload, files::download,
+        chats::history, chats::search, chats::versions, memories::memories, answers::answers, files::upload, files::download, files::thumbnail, album::photos,
         words::ours, words::exclude, words::include,
         anniversaries::calendar, anniversaries::set_start, anniversaries::add, anniversaries::remove,
         push::key, push::list, push::subscribe, push::set_preview, push::remove,

@@ -2,11 +2,11 @@
 //! UPDATEs, so a send, a delete and the sweepers of every node can race without harm.
 
 use chrono::{DateTime, Utc};
-use entity::{couples, files};
+use entity::{chats, couples, files};
 use sea_orm::sea_query::{Alias, Expr, Func, LockType};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QuerySelect, Set, TransactionTrait,
+    JoinType, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -22,6 +22,10 @@ pub struct NewFile {
     pub width: Option<i32>,
     pub height: Option<i32>,
     pub blob: String,
+    /// A photo's thumbnail: its blob, width and height.
+    pub thumb: Option<(String, i32, i32)>,
+    /// A recording's length.
+    pub duration_ms: Option<i64>,
 }
 
 pub async fn insert(db: &impl ConnectionTrait, new: NewFile) -> Result<File, DbErr> {
@@ -38,6 +42,10 @@ pub async fn insert(db: &impl ConnectionTrait, new: NewFile) -> Result<File, DbE
         chat_id: Set(None),
         created_at: Set(Utc::now()),
         deleted_at: Set(None),
+        thumb_blob: Set(new.thumb.as_ref().map(|t| t.0.clone())),
+        thumb_width: Set(new.thumb.as_ref().map(|t| t.1)),
+        thumb_height: Set(new.thumb.as_ref().map(|t| t.2)),
+        duration_ms: Set(new.duration_ms),
     }
     .insert(db)
     .await
@@ -66,7 +74,7 @@ pub async fn bytes_of_couple(db: &impl ConnectionTrait, couple_id: Uuid) -> Resu
 
 /// What became of an upload handed to `record`.
 pub enum Recorded {
-    Kept(File),
+    Kept(Box<File>),
     /// The couple's files would then take more than its quota.
     OverQuota,
     /// The couple is gone or its break-up is due: the sweeper may have listed its files
@@ -101,7 +109,7 @@ pub async fn record(
     }
     let file = insert(&txn, new).await?;
     txn.commit().await?;
-    Ok(Recorded::Kept(file))
+    Ok(Recorded::Kept(Box::new(file)))
 }
 
 /// A live file of this couple; another couple's file is as absent as a missing one.
@@ -206,4 +214,66 @@ pub async fn sent_in_couple(
         .limit(limit)
         .all(db)
         .await
+}
+
+/// A photo of our album: the file, and the chat that sent it (seq, when, by whom).
+pub struct Photo {
+    pub file: File,
+    pub seq: i64,
+    pub sent_at: DateTime<Utc>,
+    pub sender_id: Uuid,
+}
+
+/// The couple's photos (images sent in chats that are not deleted) with `seq < before` (or
+/// the newest), newest first, at most `limit`.
+pub async fn album(
+    db: &impl ConnectionTrait,
+    couple_id: Uuid,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Photo>, DbErr> {
+    let carried_by = files::Entity::belongs_to(chats::Entity)
+        .from(files::Column::ChatId)
+        .to(chats::Column::Id)
+        .into();
+    let mut query = files::Entity::find()
+        .select_only()
+        .column(files::Column::Id)
+        .column(chats::Column::Seq)
+        .column(chats::Column::SentAt)
+        .column(chats::Column::SenderId)
+        .join(JoinType::InnerJoin, carried_by)
+        .filter(files::Column::CoupleId.eq(couple_id))
+        .filter(files::Column::DeletedAt.is_null())
+        .filter(files::Column::ContentType.starts_with("image/"))
+        .filter(chats::Column::CoupleId.eq(couple_id))
+        .filter(chats::Column::DeletedAt.is_null());
+    if let Some(before) = before {
+        query = query.filter(chats::Column::Seq.lt(before));
+    }
+    let found: Vec<(Uuid, i64, DateTime<Utc>, Uuid)> = query
+        .order_by_desc(chats::Column::Seq)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let ids: Vec<Uuid> = found.iter().map(|f| f.0).collect();
+    let mut files: std::collections::HashMap<Uuid, File> = files::Entity::find()
+        .filter(files::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|f| (f.id, f))
+        .collect();
+    Ok(found
+        .into_iter()
+        .filter_map(|(id, seq, sent_at, sender_id)| {
+            Some(Photo {
+                file: files.remove(&id)?,
+                seq,
+                sent_at,
+                sender_id,
+            })
+        })
+        .collect())
 }

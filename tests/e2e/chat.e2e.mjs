@@ -545,6 +545,27 @@ async function checkSide(p, text, mine) {
   }
 }
 
+/** Moves a chat one year into the past, straight in the database (the test's only way to
+ * have a story older than the test). */
+function backdateYear(text) {
+  if (MODE === 'cluster') {
+    const sql = `UPDATE chats SET sent_at = sent_at - interval '1 year' WHERE text = '${text.replace(/'/g, "''")}'`;
+    const r = spawnSync('psql', [...pgArgs().slice(0, -1), pgDb, '-c', sql], { encoding: 'utf8', timeout: 15000 });
+    if (r.status !== 0) fail(`backdating "${text}": ${r.stderr}`);
+    return;
+  }
+  // SQLite keeps times as text starting with the year: one year less is the year less one.
+  const py = `import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=10)
+rows = db.execute("SELECT id, sent_at FROM chats WHERE text = ?", (sys.argv[2],)).fetchall()
+assert rows, "no such chat"
+for (id, at) in rows:
+    db.execute("UPDATE chats SET sent_at = ? WHERE id = ?", (str(int(at[:4]) - 1) + at[4:], id))
+db.commit()`;
+  const r = spawnSync('python3', ['-c', py, path.join(tmpDir, 'data', 'duet.db'), text], { encoding: 'utf8', timeout: 15000 });
+  if (r.status !== 0) fail(`backdating "${text}": ${r.stderr}`);
+}
+
 async function shot(p, file) {
   await p.page.waitForTimeout(150); // let the last frame paint
   const target = path.join(SHOTS, file);
@@ -975,6 +996,28 @@ async function main() {
     await shot(B, '04-image-in-chat-B.png');
   });
 
+  await step('our album: B opens it from the menu and sees A\'s photo as the server\'s thumbnail, opens it full size and jumps to it in the conversation', async () => {
+    await tid(B.page, 'menu-button').click();
+    await tid(B.page, 'album-button').click();
+    await see(tid(B.page, 'album-dialog'), 'B should see our album');
+    const tile = tid(B.page, 'album-photo').first();
+    await see(tile, 'B\'s album should show A\'s photo');
+    const thumb = await eventually(() => tile.locator('img').evaluate((el) => el.complete && el.naturalWidth > 0 && { src: el.getAttribute('src'), w: el.naturalWidth, h: el.naturalHeight }),
+      'the album\'s thumbnail should load');
+    check(/^\/api\/files\/[0-9a-f-]{36}\/thumbnail$/i.test(thumb.src), `the album should show the server's thumbnail, got ${thumb.src}`);
+    check(thumb.w === 40 && thumb.h === 30, `a 40x30 photo's thumbnail keeps its size (at most 400 px), got ${thumb.w}x${thumb.h}`);
+    await shot(B, '04e-album-B.png');
+    await tile.click();
+    await see(tid(B.page, 'photo-dialog'), 'B should see the photo full size');
+    const full = await eventually(() => tid(B.page, 'photo-full').evaluate((el) => el.complete && el.naturalWidth > 0 && el.getAttribute('src')),
+      'the full-size photo should load');
+    check(full === fileUrl, `the full-size photo should be the original ${fileUrl}, got ${full}`);
+    await tid(B.page, 'photo-jump').click();
+    await hidden(tid(B.page, 'album-dialog'), 'the album should close on the jump');
+    await see(B.page.locator(`[data-testid=bubble][data-chat-id="${chatId}"][data-jumped=true]`), 'B should be taken to A\'s photo in the conversation');
+    if (await tid(B.page, 'jump-latest').isVisible()) await tid(B.page, 'jump-latest').click();
+  });
+
   await step('A deletes the photo: it disappears for both and the file is gone (404)', async () => {
     const bubble = A.page.locator(`[data-testid=bubble][data-chat-id="${chatId}"]`);
     await bubble.hover();
@@ -1050,8 +1093,28 @@ async function main() {
     // The quote opens the conversation at the chat it answers (the same jump as a search hit).
     await bubbleWithText(A.page, answer).getByTestId('quote').click();
     await see(A.page.locator('[data-testid=bubble][data-jumped=true]').filter({ hasText: edited }), 'A\'s click on the quote should open the conversation at the chat it answers');
-    await tid(A.page, 'jump-latest').click();
+    // The window around it reaches the present here (a short conversation): no way back needed.
+    if (await tid(A.page, 'jump-latest').isVisible()) await tid(A.page, 'jump-latest').click();
     await hidden(tid(A.page, 'jump-latest'), 'A should be back at the present');
+  });
+
+  await step('on this day: A\'s first chat is dated a year back; when B opens Duet again a card shows it, and opens the conversation that day', async () => {
+    backdateYear('Hi from A 👋');
+    await B.page.reload();
+    const card = tid(B.page, 'memory-card');
+    await see(card, 'B should see an on-this-day card for the chat of a year ago');
+    const text = (await tid(B.page, 'memory-text').textContent()).trim();
+    check(text === 'Hi from A 👋', `the card should show what A said a year ago, got "${text}"`);
+    await shot(B, '04f-on-this-day-B.png');
+    await tid(B.page, 'memory-open').click();
+    await see(B.page.locator('[data-testid=bubble][data-jumped=true]').filter({ hasText: 'Hi from A 👋' }), 'the card should open the conversation at that chat');
+    if (await tid(B.page, 'jump-latest').isVisible()) await tid(B.page, 'jump-latest').click();
+    await tid(B.page, 'memory-close').click();
+    await hidden(card, 'a closed card goes until tomorrow');
+    await B.page.reload();
+    await online(B);
+    await B.page.waitForTimeout(500);
+    check(await card.isHidden(), 'a card closed today stays closed after a reload');
   });
 
   const notes = ['Note 1 while you were away', 'Note 2 while you were away', 'Note 3 while you were away'];
@@ -1322,9 +1385,10 @@ async function main() {
     await tid(B.page, 'search-date').fill(calendar.today);
     await tid(B.page, 'date-submit').click();
     await hidden(tid(B.page, 'search-dialog'), 'jumping to today should show the conversation');
-    await eventually(async () => ((await jumped.textContent()) || '').includes('Hi from A 👋'), 'today should open at its first chat ("Hi from A 👋"), highlighted');
+    // A's very first chat was dated a year back (on this day): today starts at B's answer.
+    await eventually(async () => ((await jumped.textContent()) || '').includes('Hello back from B'), 'today should open at its first chat ("Hello back from B"), highlighted');
     shown = await texts(B.page);
-    check(shown[0] === 'Hi from A 👋' && !shown.includes('Live at the end'), `the day's window should start at its first chat and not reach the present: ${JSON.stringify(shown.slice(0, 3))}…`);
+    check(shown[0] === 'Hi from A 👋' && shown[1] === 'Hello back from B' && !shown.includes('Live at the end'), `the day's window should hold its first chat, the one before it, and not reach the present: ${JSON.stringify(shown.slice(0, 3))}…`);
     await shot(B, '21-jump-to-day-B.png');
     await tid(B.page, 'jump-latest').click();
     await hidden(tid(B.page, 'jump-latest'), '"jump to latest" should bring B back to the present');
@@ -1583,6 +1647,8 @@ async function main() {
       ['anniversaries', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'anniversaries-button').click(); }],
       ['our-words', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'words-button').click(); }],
       ['devices', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'devices-button').click(); }],
+      ['album', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'album-button').click(); }],
+      ['bubble-menu', async (page) => { const b = page.locator('[data-testid=bubble][data-status=sent]').last(); await b.hover(); await b.getByTestId('more-button').click(); }],
       ['password', async (page) => { await tid(page, 'menu-button').click(); await tid(page, 'password-button').click(); }],
     ];
     const phone = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true };

@@ -59,6 +59,10 @@ pub async fn seed_history(
                 chat_id: Set(Some(id)),
                 created_at: Set(now),
                 deleted_at: Set(None),
+                thumb_blob: Set(None),
+                thumb_width: Set(None),
+                thumb_height: Set(None),
+                duration_ms: Set(None),
             });
         }
     }
