@@ -103,6 +103,7 @@ import { bindAnswers } from './js/answers.js';
 import { bindTimeline } from './js/timeline.js';
 import { bindGestures, openBubbleMenu, showVersions } from './js/gestures.js';
 import { bindAlbum } from './js/album.js';
+import { bindVoice } from './js/voice.js';
 import { bindComposer } from './js/sending.js';
 import { bindQuestions } from './js/questions.js';
 import { handleFrame } from './js/frames.js';
@@ -159,6 +160,7 @@ async function boot() {
   bindTimeline();
   bindGestures();
   bindAlbum();
+  bindVoice();
   bindChat();
   bindQuestions();
   bindAnswers();

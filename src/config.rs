@@ -272,6 +272,11 @@ pub struct Config {
     #[arg(long, env = "DUET_MAX_IMAGE_PIXELS", default_value_t = 40_000_000)]
     pub max_image_pixels: u64,
 
+    /// The program that measures a voice note in a process of its own (`duet
+    /// measure-recording`); unset: this program.
+    #[arg(long, env = "DUET_RECORDING_PROBE")]
+    pub recording_probe: Option<std::path::PathBuf>,
+
     /// The longest voice note, in seconds; a longer recording is refused at upload.
     #[arg(long, env = "DUET_MAX_VOICE_SECS", default_value_t = 300)]
     pub max_voice_secs: u64,

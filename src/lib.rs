@@ -46,6 +46,13 @@ use tokio::task::JoinHandle;
 
 pub use crate::push::open as open_push;
 
+/// Measures a recording (`duet measure-recording`, run by a node in a process of its own):
+/// its content type and length in milliseconds, or `None` when the bytes hold no audio this
+/// server recognises.
+pub fn measure_recording(bytes: Vec<u8>, sniffed: &str) -> Option<(String, i64)> {
+    file::recording::probe(bytes, sniffed).map(|r| (r.content_type, r.duration_ms))
+}
+
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::services::Services;

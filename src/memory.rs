@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::anniversary;
 use crate::chat;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::services::Services;
 use crate::store;
 use crate::view::ChatView;
@@ -41,11 +41,18 @@ pub async fn on_this_day(services: &Services, couple_id: Uuid) -> Result<(NaiveD
         let Some(date) = NaiveDate::from_ymd_opt(year, today.month(), today.day()) else {
             continue;
         };
-        let Some(from) = chat::find::first_on(services, couple_id, date).await? else {
-            continue;
+        // A day the zone skipped (a date-line move) has no chats: no memory that year.
+        let from = match chat::find::first_on(services, couple_id, date).await {
+            Ok(Some(from)) => from,
+            Ok(None) | Err(Error::InvalidInput(_)) => continue,
+            Err(e) => return Err(e),
         };
         let until = match date.succ_opt() {
-            Some(next) => chat::find::first_on(services, couple_id, next).await?,
+            Some(next) => match chat::find::first_on(services, couple_id, next).await {
+                Ok(until) => until,
+                Err(Error::InvalidInput(_)) => None,
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         let chats: Vec<ChatView> =

@@ -11,9 +11,27 @@ function fileUrl(file) {
   return `/api/files/${encodeURIComponent(file.id)}`;
 }
 
+/** m:ss of a length in milliseconds, counted as the browser's player counts (whole seconds
+ * gone by), but never 0:00 for a recording. */
+function clock(ms) {
+  const s = Math.max(1, Math.floor(Number(ms) / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
 export function renderFile(file, preview) {
   const type = String(file.content_type || '');
   const name = String(file.name || 'file');
+  if (type.startsWith('audio/') && file.id) {
+    // A voice note (or any recording): the browser's player shows the position and plays it;
+    // the length is the server's (a recording made in a browser often does not say its own).
+    const length = typeof file.duration_ms === 'number' ? clock(file.duration_ms) : '';
+    return h('div', { class: 'voice', 'data-testid': 'voice-note' },
+      h('audio', { controls: true, preload: 'metadata', src: fileUrl(file), 'data-testid': 'voice-player', 'aria-label': t('voice.note', { length }) }),
+      h('span', { class: 'voice-length', 'data-testid': 'voice-length' }, length));
+  }
+  if (type.startsWith('audio/') && !file.id) {
+    return h('div', { class: 'voice' }, icon('mic'), h('span', { class: 'voice-length' }, t('voice.sending')));
+  }
   if (type.startsWith('image/') || (preview && !file.id)) {
     const img = h('img', {
       class: 'file-image',
@@ -58,9 +76,9 @@ export function renderFile(file, preview) {
  * then exactly one of onDone(file), with the server's file object, or onFail(status, code),
  * status 0 for a network error. Returns the request, for abort().
  */
-export function postFile(file, { onProgress, onDone, onFail }) {
+export function postFile(file, { onProgress, onDone, onFail, voice = false }) {
   const xhr = new XMLHttpRequest();
-  xhr.open('POST', '/api/files');
+  xhr.open('POST', voice ? '/api/files?voice=true' : '/api/files');
   xhr.responseType = 'text';
   xhr.upload.onprogress = (event) => {
     if (!event.lengthComputable) return;

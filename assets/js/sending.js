@@ -232,6 +232,25 @@ function retryPending(p) {
   transmit(p);
 }
 
+/** A recording from the voice button (voice.js): uploaded as a voice note, then sent. */
+export function sendVoice(file) {
+  const p = {
+    client_id: uuid(),
+    text: '',
+    file: null,
+    localFile: file,
+    voice: true,
+    preview: null,
+    created: new Date().toISOString(),
+    order: nextOrder(),
+    status: 'uploading',
+    progress: 0,
+    code: null,
+  };
+  addPending(p);
+  upload(p);
+}
+
 function sendFiles(fileList) {
   for (const file of Array.from(fileList || [])) {
     const isImage = /^image\//.test(file.type);
@@ -259,6 +278,7 @@ function upload(p) {
   p.code = null;
   updatePending(p);
   p.xhr = postFile(p.localFile, {
+    voice: !!p.voice,
     onProgress(fraction) {
       p.progress = fraction;
       updateProgress(p);

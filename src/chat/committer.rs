@@ -379,9 +379,10 @@ async fn with_rules(services: &Services, sends: &[&PendingSend]) -> Result<Vec<D
         })
         .collect();
     let limits = Limits {
-        edit_window: chrono::Duration::seconds(
-            i64::try_from(services.config.edit_window_secs).unwrap_or(i64::MAX / 1000),
-        ),
+        edit_window: i64::try_from(services.config.edit_window_secs)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .unwrap_or(chrono::TimeDelta::MAX),
         max_edits: i32::try_from(services.config.max_edits).unwrap_or(i32::MAX),
     };
     let now = store::events::now_millis();
@@ -490,6 +491,9 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
             };
             publish::persisted(&services.bus, me.couple_id, seq, Some(me.user_id), &frame);
             ask(services, me, asked);
+        }
+        Ok(Decision::Unchanged { id, seq }) => {
+            reply(&send.reply, &ServerFrame::Ack { client_id, id, seq });
         }
         Ok(Decision::Again { id, seq }) => {
             reply(&send.reply, &ServerFrame::Ack { client_id, id, seq });

@@ -74,9 +74,14 @@ pub enum Decision {
         at: DateTime<Utc>,
         asked: Vec<Asked>,
     },
-    /// A retry of a send persisted before (or a change that changes nothing): its ack again,
-    /// nothing new.
+    /// A retry of a chat persisted before: its ack again, nothing new.
     Again {
+        id: Uuid,
+        seq: i64,
+    },
+    /// A reaction or an edit that changes nothing (the same again): acked with the seq that
+    /// made it so, nothing new.
+    Unchanged {
         id: Uuid,
         seq: i64,
     },
@@ -241,7 +246,7 @@ impl Batch {
         let key = (chat_id, send.sender_id);
         let now = self.reactions.get(&key);
         if now.map(|r| &r.emoji) == emoji.as_ref() {
-            return Ok(Decision::Again {
+            return Ok(Decision::Unchanged {
                 id: chat_id,
                 seq: now.map_or(chat_seq, |r| r.seq),
             });
@@ -299,14 +304,16 @@ impl Batch {
                 "only a chat with text can be edited".into(),
             ));
         }
-        if let Some(question_id) = couple.owed_by(send.sender_id) {
-            return Err(Error::AnswerRequired(question_id));
-        }
+        // The same text again (a retry whose ack was lost) is answered like the first, even
+        // when the edit's question gates the editor by now.
         if chat.text == text {
-            return Ok(Decision::Again {
+            return Ok(Decision::Unchanged {
                 id: chat_id,
                 seq: chat.edited_seq.unwrap_or(chat.seq),
             });
+        }
+        if let Some(question_id) = couple.owed_by(send.sender_id) {
+            return Err(Error::AnswerRequired(question_id));
         }
         if now - chat.sent_at > limits.edit_window {
             return Err(Error::Forbidden("the time to edit this chat is over"));
@@ -748,7 +755,7 @@ mod tests {
         let (decisions, writes) = plan(&[couple(1)], loaded, &sends, LIMITS, Utc::now());
         assert!(matches!(decisions[0], Decision::Reacted { seq: 2, .. }));
         assert!(matches!(decisions[1], Decision::Reacted { seq: 3, .. }));
-        assert!(matches!(decisions[2], Decision::Again { seq: 3, .. }));
+        assert!(matches!(decisions[2], Decision::Unchanged { seq: 3, .. }));
         assert_eq!(writes.events.len(), 2);
         assert_eq!(writes.couples, vec![(COUPLE, 3, 0)]);
     }

@@ -90,8 +90,46 @@ pub async fn upload(
         .finish()
         .await
         .map_err(|e| Error::Internal(anyhow::Error::new(e).context("storing an upload")))?;
+    // From here the blob exists: what remains (measuring, a thumbnail, the row) runs to its end
+    // in a task of its own, so a client that goes away meanwhile cannot leave blobs without a
+    // row (an unsent upload's row is swept like any other).
+    let kept = Kept {
+        me: me.clone(),
+        name,
+        size,
+        head,
+        blob,
+        voice,
+    };
+    let task = services.tasks.spawn(keep(services.clone(), kept));
+    task.await
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("keeping an upload")))?
+}
+
+/// An upload whose bytes are stored, on its way to its row.
+struct Kept {
+    me: Member,
+    name: String,
+    size: u64,
+    head: Vec<u8>,
+    blob: String,
+    voice: bool,
+}
+
+/// Measures a voice note, makes a photo's thumbnail and records the file; on any refusal or
+/// failure the blobs are removed.
+async fn keep(services: Services, kept: Kept) -> Result<FileView> {
+    let Kept {
+        me,
+        name,
+        size,
+        head,
+        blob,
+        voice,
+    } = kept;
+    let quota = services.config.couple_quota_bytes;
     let (sniffed, dimensions) = sniff(&head);
-    let (content_type, duration_ms) = match measure(services, &blob, sniffed, voice).await {
+    let (content_type, duration_ms) = match measure(&services, &blob, sniffed, voice).await {
         Ok(measured) => measured,
         Err(e) => {
             let _ = services.files.delete(&blob).await;
@@ -99,7 +137,7 @@ pub async fn upload(
         }
     };
     let thumb = if content_type.starts_with("image/") {
-        match thumbnail_of(services, &blob, dimensions).await {
+        match thumbnail_of(&services, &blob, dimensions).await {
             Ok(thumb) => thumb,
             Err(e) => {
                 let _ = services.files.delete(&blob).await;
@@ -163,12 +201,13 @@ async fn thumbnail_of(
     let internal = |e: std::io::Error, what: &'static str| {
         Error::Internal(anyhow::Error::new(e).context(what))
     };
-    let bytes = read_blob(services, blob).await?;
+    // The turn first: it bounds how many uploads sit whole in memory, not only the CPU.
     let _turn = services
         .thumbnails
         .acquire()
         .await
         .map_err(|_| Error::Unavailable("the node is stopping".into()))?;
+    let bytes = read_blob(services, blob).await?;
     let rendered = tokio::task::spawn_blocking(move || thumbnail::render(&bytes, max_pixels))
         .await
         .map_err(|e| Error::Internal(anyhow::Error::new(e).context("making a thumbnail")))?;
@@ -197,49 +236,92 @@ async fn thumbnail_of(
     Ok(Some((thumb_blob, size(made.width), size(made.height))))
 }
 
-/// The type a file is kept with and, for a recording, how long it lasts. Audio (and what a
-/// voice note is sent as) is measured from its bytes; a voice note that holds no audio this
-/// server recognises, or lasts longer than `DUET_MAX_VOICE_SECS`, is `invalid_input`.
+/// The type a file is kept with and, for a voice note, how long it lasts. A voice note is
+/// measured from its bytes in a process of its own (`duet measure-recording`, under memory and
+/// CPU limits: a container can claim any size, and the demuxer believes it); one that holds no
+/// audio this server recognises, or lasts longer than `DUET_MAX_VOICE_SECS`, is `invalid_input`.
+/// Nothing else is measured.
 async fn measure(
     services: &Services,
     blob: &str,
     sniffed: String,
     voice: bool,
 ) -> Result<(String, Option<i64>)> {
-    let audio = sniffed.starts_with("audio/")
-        || matches!(
-            sniffed.as_str(),
-            "video/webm" | "video/mp4" | "application/ogg"
-        );
-    if !voice && !audio {
+    if !voice {
         return Ok((sniffed, None));
     }
-    let bytes = read_blob(services, blob).await?;
     let _turn = services
         .thumbnails
         .acquire()
         .await
         .map_err(|_| Error::Unavailable("the node is stopping".into()))?;
-    let kind = sniffed.clone();
-    let found = tokio::task::spawn_blocking(move || recording::probe(bytes, &kind))
-        .await
-        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("measuring a recording")))?;
-    match found {
-        Some(found) if voice => {
-            let max = services.config.max_voice_secs;
-            if found.duration_ms > i64::try_from(max.saturating_mul(1000)).unwrap_or(i64::MAX) {
-                return Err(Error::InvalidInput(format!(
-                    "a voice note may last at most {max} seconds"
-                )));
-            }
-            Ok((found.content_type, Some(found.duration_ms)))
-        }
-        Some(found) => Ok((sniffed, Some(found.duration_ms))),
-        None if voice => Err(Error::InvalidInput(
+    let bytes = read_blob(services, blob).await?;
+    let Some((content_type, duration_ms)) = probe_recording(services, bytes, &sniffed).await?
+    else {
+        return Err(Error::InvalidInput(
             "a voice note must be a recording: WebM, Ogg, MP4, MP3, WAV or FLAC audio".into(),
-        )),
-        None => Ok((sniffed, None)),
+        ));
+    };
+    let max = services.config.max_voice_secs;
+    if duration_ms > i64::try_from(max.saturating_mul(1000)).unwrap_or(i64::MAX) {
+        return Err(Error::InvalidInput(format!(
+            "a voice note may last at most {max} seconds"
+        )));
     }
+    Ok((content_type, Some(duration_ms)))
+}
+
+/// How long the measuring process may take before it is stopped (and the file refused).
+const MEASURE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Runs `duet measure-recording` on the bytes: `(content type, milliseconds)`, or `None`
+/// when they are no recording (or the process failed on them: a hostile file).
+async fn probe_recording(
+    services: &Services,
+    bytes: Vec<u8>,
+    sniffed: &str,
+) -> Result<Option<(String, i64)>> {
+    use tokio::io::AsyncWriteExt;
+    let failed = |e: std::io::Error| {
+        Error::Internal(anyhow::Error::new(e).context("starting duet measure-recording"))
+    };
+    let program = match &services.config.recording_probe {
+        Some(program) => program.clone(),
+        None => std::env::current_exe().map_err(failed)?,
+    };
+    let mut child = tokio::process::Command::new(program)
+        .arg("measure-recording")
+        .arg(sniffed)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(failed)?;
+    let mut stdin = child.stdin.take();
+    let run = async move {
+        if let Some(stdin) = stdin.as_mut() {
+            // A child that stops reading (it failed) makes this fail too: its answer decides.
+            let _ = stdin.write_all(&bytes).await;
+        }
+        drop(stdin);
+        child.wait_with_output().await
+    };
+    let output = match tokio::time::timeout(MEASURE_TIMEOUT, run).await {
+        Ok(Ok(output)) if output.status.success() => output,
+        Ok(Ok(_)) | Err(_) => {
+            tracing::debug!("a voice note that could not be measured");
+            return Ok(None);
+        }
+        Ok(Err(e)) => return Err(failed(e)),
+    };
+    #[derive(serde::Deserialize)]
+    struct Measured {
+        content_type: String,
+        duration_ms: i64,
+    }
+    let measured: Option<Measured> = serde_json::from_slice(&output.stdout).unwrap_or(None);
+    Ok(measured.map(|m| (m.content_type, m.duration_ms)))
 }
 
 /// A blob's bytes, whole (an upload, within the size limit).

@@ -62,18 +62,18 @@ pub async fn delete(
     }
     let file = super::files::release_chat(&txn, chat_id).await?;
     // Its reactions and earlier versions go with it, the log's copies too.
-    let reacted = reactions::Entity::delete_many()
+    reactions::Entity::delete_many()
         .filter(reactions::Column::ChatId.eq(chat_id))
         .exec(&txn)
         .await?;
-    if chat.edits > 0 || reacted.rows_affected > 0 {
-        entity::events::Entity::update_many()
-            .col_expr(entity::events::Column::Text, Expr::value(None::<String>))
-            .filter(entity::events::Column::CoupleId.eq(couple_id))
-            .filter(entity::events::Column::ChatId.eq(chat_id))
-            .exec(&txn)
-            .await?;
-    }
+    // Reactions taken away before leave their emoji in the log too (`idx_events_chat`).
+    entity::events::Entity::update_many()
+        .col_expr(entity::events::Column::Text, Expr::value(None::<String>))
+        .filter(entity::events::Column::ChatId.eq(chat_id))
+        .filter(entity::events::Column::CoupleId.eq(couple_id))
+        .filter(entity::events::Column::Text.is_not_null())
+        .exec(&txn)
+        .await?;
     words::uncount(&txn, &chat, words_of(&chat.text)).await?;
     let refs = EventRef {
         chat_id: Some(chat_id),

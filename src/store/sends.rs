@@ -336,7 +336,9 @@ pub struct Edit {
 }
 
 /// Writes a batch's rows in a few multi-row statements, in the transaction that read them.
-/// `words_of` splits an edited text into the words our words count.
+/// `words_of` splits an edited text into the words our words count. Our words follow an edit
+/// in the same transaction, under the couple's word mark: a look counting at that moment is
+/// waited for (rare, and short), which is what keeps the counts exact.
 pub async fn write(
     txn: &DatabaseTransaction,
     writes: Writes,

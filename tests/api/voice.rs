@@ -12,6 +12,7 @@ use crate::support::*;
 both_backends!(
     a_voice_note_is_measured_and_its_chat_says_how_long_it_lasts,
     a_voice_note_that_is_not_audio_or_lasts_too_long_is_refused_and_nothing_kept,
+    a_hostile_recording_is_refused_and_the_node_lives_on,
 );
 
 /// A silent mono WAV of `millis`, 8 kHz, 16 bits.
@@ -67,11 +68,9 @@ async fn a_voice_note_is_measured_and_its_chat_says_how_long_it_lasts(backend: B
     assert_eq!(chat["file"]["duration_ms"], 2750, "{chat}");
     let (_, history) = joon.get("/api/chats").await;
     assert_eq!(history["chats"][0]["file"]["duration_ms"], 2750);
-    // Any audio file is measured; other files carry no duration.
+    // Only voice notes are measured: any other file, audio too, is kept as it came.
     let plain = crate::files::uploaded(&mina, "song.wav", &wav(1000)).await;
-    assert_eq!(plain["duration_ms"], 1000);
-    let text = crate::files::uploaded(&mina, "notes.txt", b"words").await;
-    assert!(text.get("duration_ms").is_none(), "{text}");
+    assert!(plain.get("duration_ms").is_none(), "{plain}");
 }
 
 async fn a_voice_note_that_is_not_audio_or_lasts_too_long_is_refused_and_nothing_kept(
@@ -99,4 +98,43 @@ async fn a_voice_note_that_is_not_audio_or_lasts_too_long_is_refused_and_nothing
     assert_eq!(blobs(&node), Vec::<std::path::PathBuf>::new());
     let (status, _) = upload_voice(&mina, wav(1900)).await;
     assert_eq!(status, StatusCode::CREATED);
+}
+
+/// An MP4 whose sample table claims four billion entries: a demuxer that believes it asks for
+/// tens of gigabytes. It is measured in a process of its own, which may die of it; the node
+/// answers `invalid_input` and goes on.
+fn mp4_claiming_billions() -> Vec<u8> {
+    fn atom(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut out = u32::try_from(body.len() + 8)
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(body);
+        out
+    }
+    let ftyp = atom(b"ftyp", b"M4A \0\0\0\0M4A isom");
+    let mut stsc = vec![0u8; 4];
+    stsc.extend_from_slice(&u32::MAX.to_be_bytes());
+    let stbl = atom(b"stbl", &atom(b"stsc", &stsc));
+    let minf = atom(b"minf", &stbl);
+    let mut hdlr = vec![0u8; 8];
+    hdlr.extend_from_slice(b"soun");
+    hdlr.extend_from_slice(&[0u8; 13]);
+    let mut mdia_body = atom(b"hdlr", &hdlr);
+    mdia_body.extend_from_slice(&minf);
+    let trak = atom(b"trak", &atom(b"mdia", &mdia_body));
+    let mut bytes = ftyp;
+    bytes.extend_from_slice(&atom(b"moov", &trak));
+    bytes
+}
+
+async fn a_hostile_recording_is_refused_and_the_node_lives_on(backend: Backend) {
+    let node = spawn_node(backend).await;
+    let (mina, _joon) = couple(&node).await;
+    let (status, body) = upload_voice(&mina, mp4_claiming_billions()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(blobs(&node), Vec::<std::path::PathBuf>::new());
+    let (status, body) = upload_voice(&mina, wav(1000)).await;
+    assert_eq!(status, StatusCode::CREATED, "the node goes on: {body}");
 }

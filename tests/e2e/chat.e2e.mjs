@@ -747,7 +747,9 @@ async function main() {
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+      // The fake microphone (a beep) and no permission prompt: voice notes record for real.
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+        '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
     });
     A = await person('A', `민지_${RUN}`, nodeA.base, { locale: 'ko-KR' });
     B = await person('B', `jun.${RUN}`, nodeB.base, { locale: 'en-US', cuttable: true });
@@ -773,7 +775,9 @@ async function main() {
     const ctx = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+      // The fake microphone (a beep) and no permission prompt: voice notes record for real.
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+        '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
       baseURL: node.base,
     });
     try {
@@ -994,6 +998,43 @@ async function main() {
     await A.page.waitForTimeout(200);
     await shot(A, '04-image-in-chat-A.png');
     await shot(B, '04-image-in-chat-B.png');
+  });
+
+  await step('a voice note: A holds the microphone (Chromium\'s fake one) and lets go; B, on the other node in cluster mode, gets it with its length and plays it; sliding away cancels', async () => {
+    const btn = tid(A.page, 'voice-button');
+    const box = await btn.boundingBox();
+    const before = await A.page.locator('[data-testid=voice-note]').count();
+    await A.page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await A.page.mouse.down();
+    await see(tid(A.page, 'voice-status'), 'A should see the recording under way');
+    await A.page.waitForTimeout(1600);
+    await A.page.mouse.up();
+    await hidden(tid(A.page, 'voice-status'), 'letting go should end the recording');
+    const noteB = B.page.locator('[data-testid=bubble]').filter({ has: B.page.getByTestId('voice-note') }).last();
+    await see(noteB, 'B should receive A\'s voice note', 15000);
+    check(await noteB.getAttribute('data-mine') === 'false', 'A\'s voice note is on B\'s partner side');
+    const length = (await noteB.getByTestId('voice-length').textContent()).trim();
+    check(/^0:0[12]$/.test(length), `the voice note should say it lasts one or two seconds (the server measured it), got "${length}"`);
+    const played = await noteB.getByTestId('voice-player').evaluate(async (audio) => {
+      audio.muted = true;
+      await audio.play();
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      audio.pause();
+      return audio.currentTime;
+    });
+    check(played > 0.2, `B should be able to play the voice note (position after 0.8 s: ${played})`);
+    await shot(B, '04g-voice-note-B.png');
+    // Slide away before letting go: nothing is sent.
+    await A.page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await A.page.mouse.down();
+    await see(tid(A.page, 'voice-status'), 'A should see a second recording under way');
+    await A.page.waitForTimeout(700);
+    await A.page.mouse.move(box.x - 150, box.y - 40, { steps: 5 });
+    await A.page.mouse.up();
+    await hidden(tid(A.page, 'voice-status'), 'sliding away should end the recording');
+    await A.page.waitForTimeout(1500);
+    const after = await A.page.locator('[data-testid=voice-note]').count();
+    check(after === before + 1, `a cancelled recording must not be sent (voice notes on A's side: ${before} before, ${after} after)`);
   });
 
   await step('our album: B opens it from the menu and sees A\'s photo as the server\'s thumbnail, opens it full size and jumps to it in the conversation', async () => {
@@ -1413,7 +1454,9 @@ async function main() {
       check(story.names.includes(name), `the export should hold ${name}, it holds ${JSON.stringify(story.names)}`);
     }
     const chats = story.chats.trim().split('\n').map((line) => JSON.parse(line));
-    const exported = chats.map((c) => c.text);
+    // A chat without text (the voice note) has no text to show: the others, in order.
+    const exported = chats.filter((c) => c.text).map((c) => c.text);
+    check(chats.some((c) => !c.text && c.file && c.file.duration_ms > 0), 'the export should hold the voice note, with its length');
     const shown = await texts(A.page);
     check(JSON.stringify(exported) === JSON.stringify(shown), `chats.ndjson should hold the conversation A sees, oldest first (${exported.length} exported, ${shown.length} shown)`);
     check(chats.every((c, i) => i === 0 || c.seq > chats[i - 1].seq), 'chats.ndjson should be in seq order');

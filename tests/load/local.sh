@@ -5,13 +5,16 @@
 #
 #   cargo build --release && bash tests/load/local.sh            # everything, ~10 minutes
 #   MODES="step rate" bash tests/load/local.sh                     # a subset
+#   MODES=mix REPS=3 bash tests/load/local.sh                      # mixed load beside plain chats
 #
 # Settings (env): DUET_BIN, LOAD_BIN (default target/release/duet and duet-load), PG_URL
 # (postgres://postgres@127.0.0.1:5432), REDIS_URL (redis://127.0.0.1:6379), COUPLES (200),
 # RATES (step rates), SECS (seconds per step, 10), RATE (the fixed-rate run, 1000), REPS (3),
 # IDLE_COUNTS (2000,10000,18000: this machine allows 20,000 open files per process),
-# STORM_SOCKETS (10000), PUSH_RATE (200: chats/s to offline partners in `push`), MODES ("step
-# rate idle resume storm push"), DUET_EXTRA_ENV (added to both
+# STORM_SOCKETS (10000), PUSH_RATE (200: chats/s to offline partners in `push`), MIX_RATE
+# (1000: events/s of `mix`, which runs plain chats and then the mixed load MIX at that rate,
+# each on a fresh database, alternating which goes first), MIX ("reactions=10,replies=5,edits=5"),
+# MODES ("step rate idle resume storm push"; `mix` on request), DUET_EXTRA_ENV (added to both
 # nodes, e.g. "DUET_COMMIT_WINDOW_US=0"), REDIS_MODES ("single": the Redis at REDIS_URL;
 # "single cluster" also runs every measurement against a Redis Cluster of three masters and
 # three replicas that tests/cluster/redis-cluster.sh starts on ports CLUSTER_PORT..+5 (7400 by default),
@@ -32,6 +35,8 @@ REPS="${REPS:-3}"
 IDLE_COUNTS="${IDLE_COUNTS:-2000,10000,18000}"
 STORM_SOCKETS="${STORM_SOCKETS:-10000}"
 PUSH_RATE="${PUSH_RATE:-200}"
+MIX_RATE="${MIX_RATE:-1000}"
+MIX="${MIX:-reactions=10,replies=5,edits=5}"
 MODES="${MODES:-step rate idle resume storm push}"
 REDIS_MODES="${REDIS_MODES:-single}"
 CLUSTER_PORT="${CLUSTER_PORT:-7400}"
@@ -140,6 +145,17 @@ for redis_mode in $REDIS_MODES; do
     fresh
     run storm-$redis_mode.jsonl "$LOAD_BIN" storm --nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --sockets "$STORM_SOCKETS" --kill-pid "${PID[node1]}"
     unset "PID[node1]"
+  fi
+  if [[ " $MODES " == *" mix "* ]]; then
+    # Plain chats and the mixed load at the same rate, each on a fresh database; which goes
+    # first alternates by rep, so neither always meets a warmer machine.
+    order=("" "$MIX")
+    if (( rep % 2 == 0 )); then order=("$MIX" ""); fi
+    for mix in "${order[@]}"; do
+      log "rep $rep: $MIX_RATE events/s for 30 s, mix: ${mix:-plain chats}"
+      fresh
+      run mix-$redis_mode.jsonl "$LOAD_BIN" rate "${load_opts[@]}" --rate "$MIX_RATE" --secs 30 --pids "$(pids)" --mix "$mix"
+    done
   fi
   if [[ " $MODES " == *" push "* ]]; then
     log "rep $rep: Web Push to $COUPLES offline partners at $PUSH_RATE chats/s for 30 s"

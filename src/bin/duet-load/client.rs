@@ -390,6 +390,13 @@ pub struct Frame<'a> {
     pub last_seq: Option<i64>,
     #[serde(default)]
     pub code: Option<&'a str>,
+    /// An `ack`'s chat id (what the next reaction, reply or edit of a mixed load targets).
+    #[serde(default)]
+    pub id: Option<&'a str>,
+    /// An `edited` frame's new text, which names its send like a chat's text does (borrowed
+    /// unless it has escapes).
+    #[serde(default, borrow)]
+    pub text: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl<'a> Frame<'a> {
@@ -401,7 +408,7 @@ impl<'a> Frame<'a> {
     /// `seq`, but it is a read mark, not an event.
     pub fn event_seq(&self) -> Option<i64> {
         match self.kind {
-            "chat" | "deleted" | "question" | "answered" => self.seq,
+            "chat" | "deleted" | "question" | "answered" | "reacted" | "edited" => self.seq,
             _ => None,
         }
     }
@@ -443,6 +450,40 @@ pub fn send_frame(id: Uuid, sender: u32, k: u32, scheduled_us: u64) -> Message {
     Message::text(format!(
         r#"{{"type":"send","client_id":"{id}","text":"m {sender} {k} {scheduled_us}"}}"#
     ))
+}
+
+/// A `send` that replies to an earlier chat.
+pub fn reply_frame(id: Uuid, sender: u32, k: u32, scheduled_us: u64, to: &str) -> Message {
+    Message::text(format!(
+        r#"{{"type":"send","client_id":"{id}","text":"m {sender} {k} {scheduled_us}","reply_to":"{to}"}}"#
+    ))
+}
+
+/// An `edit` whose new text names the send like a chat's does (and so always differs).
+pub fn edit_frame(id: Uuid, sender: u32, k: u32, scheduled_us: u64, chat: &str) -> Message {
+    Message::text(format!(
+        r#"{{"type":"edit","client_id":"{id}","chat_id":"{chat}","text":"m {sender} {k} {scheduled_us}"}}"#
+    ))
+}
+
+/// A `react`; `nth` alternates the emoji so that no reaction repeats the one before it.
+pub fn react_frame(id: Uuid, chat: &str, nth: u32) -> Message {
+    let emoji = if nth.is_multiple_of(2) {
+        "❤️"
+    } else {
+        "😂"
+    };
+    Message::text(format!(
+        r#"{{"type":"react","client_id":"{id}","chat_id":"{chat}","emoji":"{emoji}"}}"#
+    ))
+}
+
+/// The (sender, k) a load text `m {sender} {k} {at}` names.
+pub fn named_by(text: &str) -> Option<(u32, u32)> {
+    let mut words = text.strip_prefix("m ")?.split(' ');
+    let sender = words.next()?.parse().ok()?;
+    let k = words.next()?.parse().ok()?;
+    Some((sender, k))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use futures_util::stream::SplitStream;
 use hdrhistogram::Histogram;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{Frame, Ws, close_label, error_label};
+use crate::client::{Frame, Ws, close_label, error_label, named_by};
 use crate::report::histogram;
 use crate::schedule::{Clock, Plan};
 
@@ -55,6 +55,12 @@ pub struct Ledger {
     pub acked: Vec<Bits>,
     pub delivered: Vec<Bits>,
     refused: Vec<Bits>,
+    /// Sends that went out as reactions (a mixed load): no frame names them, so they are
+    /// counted, not matched (`reacted_frames`).
+    pub reactions: Vec<Bits>,
+    pub acked_reactions: u64,
+    /// `reacted` frames received: each reaction reaches both partners' sockets.
+    pub reacted_frames: u64,
     /// Per receiving socket, the highest k that arrived from its partner.
     highest: Vec<Option<u32>>,
     pub delivery: Histogram<u64>,
@@ -85,6 +91,9 @@ impl Ledger {
             acked: bits(),
             delivered: bits(),
             refused: bits(),
+            reactions: bits(),
+            acked_reactions: 0,
+            reacted_frames: 0,
             highest: vec![None; m as usize],
             delivery: histogram()?,
             ack: histogram()?,
@@ -118,35 +127,33 @@ impl Ledger {
         Some((sender, k))
     }
 
+    /// Socket `me` sends its k-th send as a reaction.
+    pub fn mark_reaction(&mut self, me: u32, k: u32) {
+        if let Some(bits) = self.reactions.get_mut(me as usize) {
+            bits.set(k);
+        }
+    }
+
     pub fn on_frame(&mut self, me: u32, frame: &Frame<'_>, now: u64) {
         match frame.kind {
             "chat" => {
                 let Some((sender, k)) = self.send_of(frame.client_id) else {
                     return;
                 };
-                // Our own chats come back to us too; only the partner's delivery counts.
-                if sender == me {
+                self.delivered_to(me, sender, k, now);
+            }
+            "edited" => {
+                // An edit's text names its send (`m sender k at`); other edits are not ours.
+                let Some((sender, k)) = frame.text.as_deref().and_then(named_by) else {
                     return;
-                }
-                if sender != (me ^ 1) {
+                };
+                if u64::from(sender) >= self.plan.sockets || k >= self.plan.sends_of(sender) {
                     self.unreadable += 1;
                     return;
                 }
-                if !self.delivered[sender as usize].set(k) {
-                    self.duplicates += 1;
-                    return;
-                }
-                self.delivered_total += 1;
-                let highest = &mut self.highest[me as usize];
-                match *highest {
-                    Some(h) if k < h => self.reordered += 1,
-                    _ => *highest = Some(k),
-                }
-                if self.plan.measured(sender, k) {
-                    let latency = now.saturating_sub(self.plan.at_us(sender, k));
-                    self.delivery.saturating_record(latency.max(1));
-                }
+                self.delivered_to(me, sender, k, now);
             }
+            "reacted" => self.reacted_frames += 1,
             "ack" => {
                 let Some((sender, k)) = self.send_of(frame.client_id) else {
                     return;
@@ -160,6 +167,9 @@ impl Ledger {
                     return;
                 }
                 self.acked_total += 1;
+                if self.reactions[sender as usize].get(k) {
+                    self.acked_reactions += 1;
+                }
                 if self.plan.measured(sender, k) {
                     let latency = now.saturating_sub(self.plan.at_us(sender, k));
                     self.ack.saturating_record(latency.max(1));
@@ -185,9 +195,37 @@ impl Ledger {
         }
     }
 
+    /// A send of `sender` (a chat, a reply or an edit) reached socket `me`.
+    fn delivered_to(&mut self, me: u32, sender: u32, k: u32, now: u64) {
+        // Our own sends come back to us too; only the partner's delivery counts.
+        if sender == me {
+            return;
+        }
+        if sender != (me ^ 1) {
+            self.unreadable += 1;
+            return;
+        }
+        if !self.delivered[sender as usize].set(k) {
+            self.duplicates += 1;
+            return;
+        }
+        self.delivered_total += 1;
+        let highest = &mut self.highest[me as usize];
+        match *highest {
+            Some(h) if k < h => self.reordered += 1,
+            _ => *highest = Some(k),
+        }
+        if self.plan.measured(sender, k) {
+            let latency = now.saturating_sub(self.plan.at_us(sender, k));
+            self.delivery.saturating_record(latency.max(1));
+        }
+    }
+
     /// Every send written has its answer and every acked send reached the partner.
     pub fn settled(&self, written: u64) -> bool {
-        self.acked_total + self.refused_total >= written && self.delivered_total >= self.acked_total
+        self.acked_total + self.refused_total >= written
+            && self.delivered_total + self.acked_reactions >= self.acked_total
+            && self.reacted_frames >= 2 * self.acked_reactions
     }
 }
 
@@ -199,6 +237,8 @@ pub struct Shared {
     pub closes: Mutex<BTreeMap<String, u64>>,
     /// Sends written in the current step.
     pub written: AtomicU64,
+    /// Per socket, its latest acked chat: what a mixed load's next gesture targets.
+    pub targets: Mutex<Vec<Option<String>>>,
 }
 
 impl Shared {
@@ -206,6 +246,12 @@ impl Shared {
         // A reader that panicked cannot leave the tallies half-updated in a way worth losing
         // the run over.
         self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Socket `me`'s latest acked chat, if any yet.
+    pub fn target(&self, me: u32) -> Option<String> {
+        let targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
+        targets.get(me as usize).cloned().flatten()
     }
 
     pub fn closes(&self) -> MutexGuard<'_, BTreeMap<String, u64>> {
@@ -226,6 +272,21 @@ pub async fn read_loop(mut stream: SplitStream<Ws>, me: u32, shared: Arc<Shared>
                     match &frame {
                         Some(frame) => ledger.on_frame(me, frame, now),
                         None => ledger.unreadable += 1,
+                    }
+                }
+                // The chat an ack names (a new chat, or a gesture's target) is the next target.
+                if let Some(Frame {
+                    kind: "ack",
+                    id: Some(id),
+                    ..
+                }) = &frame
+                {
+                    let mut targets = shared
+                        .targets
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if let Some(slot) = targets.get_mut(me as usize) {
+                        *slot = Some((*id).to_owned());
                     }
                 }
             }

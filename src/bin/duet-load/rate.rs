@@ -33,7 +33,7 @@ use crate::client::{Dialer, Node, Nonce, Ws};
 use crate::ledger::{Ledger, Shared, read_loop};
 use crate::measure::{CpuUse, CpuWatch, pg_commits};
 use crate::report::{Latency, Table, cell, line, note, round1, round3};
-use crate::schedule::{Clock, Job, Plan, Written, write_loop};
+use crate::schedule::{Clock, Job, Mix, Plan, Written, write_loop};
 use crate::setup::read_tokens;
 
 /// What `rate` and `step` share: where, who, how long, what passes, what else to measure.
@@ -82,6 +82,12 @@ pub struct LoadArgs {
     /// Sockets being opened at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// A mixed load instead of plain chats: percentages of the sends that are reactions,
+    /// replies and edits, e.g. `reactions=10,replies=5,edits=5` (each targets the socket's
+    /// own latest chat). Delivery latency counts chats, replies and edits; reactions are
+    /// counted on arrival at both partners.
+    #[arg(long, default_value = "")]
+    pub mix: String,
 }
 
 /// One fixed-rate open-loop step.
@@ -198,6 +204,7 @@ struct Rig {
     warmup: f64,
     drain: f64,
     p99_ms: f64,
+    mix: Mix,
     warned_frame_rate: bool,
 }
 
@@ -246,11 +253,13 @@ impl Rig {
             Duration::from_secs(30),
             args.sources,
         ));
+        let mix = Mix::parse(&args.mix)?;
         let shared = Arc::new(Shared {
             clock: Clock(Instant::now()),
             ledger: Mutex::new(None),
             closes: Mutex::new(BTreeMap::new()),
             written: AtomicU64::new(0),
+            targets: Mutex::new(vec![None; sockets]),
         });
 
         note(format!(
@@ -323,6 +332,7 @@ impl Rig {
             warmup: args.warmup,
             drain: args.drain,
             p99_ms: args.p99_ms,
+            mix,
             warned_frame_rate: false,
         })
     }
@@ -376,6 +386,7 @@ impl Rig {
             t0_us: clock.now_us() + 200_000,
             warm_slots,
             end_slots: warm_slots + ((self.secs * rate).round() as u64).max(1),
+            mix: self.mix,
         });
         *self.shared.ledger() = Some(Ledger::new(plan.clone())?);
         self.shared.written.store(0, Ordering::Relaxed);
@@ -466,20 +477,27 @@ impl Rig {
             closed,
         } = observed;
         let commits = *commits;
-        let (mut sent, mut acked, mut delivered, mut lost, mut not_acked) =
-            (0u64, 0u64, 0u64, 0u64, 0u64);
+        let (mut sent, mut acked, mut delivered, mut lost, mut not_acked, mut reactions) =
+            (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
         for (i, w) in written.iter().enumerate() {
             let i = i as u32;
             for k in plan.first_measured(i)..w.sent {
                 let a = ledger.acked[i as usize].get(k);
                 let d = ledger.delivered[i as usize].get(k);
+                // A reaction is not matched to its frames: counted below, over the step.
+                let r = ledger.reactions[i as usize].get(k);
                 sent += 1;
                 acked += u64::from(a);
                 not_acked += u64::from(!a);
                 delivered += u64::from(d);
-                lost += u64::from(a && !d);
+                reactions += u64::from(a && r);
+                lost += u64::from(a && !d && !r);
             }
         }
+        // Each acked reaction reaches both partners' sockets, warm-up ones too.
+        let lost_reactions = (2 * ledger.acked_reactions).saturating_sub(ledger.reacted_frames) / 2;
+        // What CPU is divided by: every event that reached the couple.
+        let events = delivered + reactions;
         let window_us = plan.window_end_us() - plan.window_start_us();
         let last_flush = written.iter().map(|w| w.last_flush_us).max().unwrap_or(0);
         let took_us = last_flush
@@ -504,6 +522,11 @@ impl Rig {
         if lost > 0 {
             fail.push(format!("{lost} acked chats never reached the partner"));
         }
+        if lost_reactions > 0 {
+            fail.push(format!(
+                "{lost_reactions} acked reactions never reached both partners"
+            ));
+        }
         if not_acked > 0 {
             fail.push(format!("{not_acked} sends not acked"));
         }
@@ -520,8 +543,7 @@ impl Rig {
         }
         let pass = fail.is_empty();
 
-        let per_chat =
-            |micros: u64| (delivered > 0).then(|| round1(micros as f64 / delivered as f64));
+        let per_chat = |micros: u64| (events > 0).then(|| round1(micros as f64 / events as f64));
         let server_us: u64 = cpu.iter().filter(|c| !c.client).map(|c| c.micros).sum();
         let measured_server = cpu.iter().any(|c| !c.client);
         let mut cpu_ms = serde_json::Map::new();
@@ -537,7 +559,7 @@ impl Rig {
         }
 
         let commits_per_chat =
-            commits.and_then(|c| (delivered > 0).then(|| round3(c as f64 / delivered as f64)));
+            commits.and_then(|c| (events > 0).then(|| round3(c as f64 / events as f64)));
         let value = json!({
             "step": index,
             "nodes": self.nodes,
@@ -553,7 +575,10 @@ impl Rig {
             "not_acked": not_acked,
             "errors": ledger.errors,
             "delivered": delivered,
+            "mix": { "reactions": plan.mix.reactions, "replies": plan.mix.replies, "edits": plan.mix.edits },
+            "reactions": reactions,
             "lost": lost,
+            "lost_reactions": lost_reactions,
             "duplicates": ledger.duplicates,
             "duplicate_acks": ledger.duplicate_acks,
             "reordered": ledger.reordered,

@@ -16,7 +16,7 @@ use futures_util::stream::SplitSink;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{Nonce, Ws, error_label, send_frame};
+use crate::client::{Nonce, Ws, edit_frame, error_label, react_frame, reply_frame, send_frame};
 use crate::ledger::Shared;
 
 /// Microseconds since the run began: the one time base of schedules and arrivals.
@@ -42,9 +42,72 @@ pub struct Plan {
     pub t0_us: u64,
     pub warm_slots: u64,
     pub end_slots: u64,
+    /// What share of the sends are reactions, replies and edits instead of chats.
+    pub mix: Mix,
+}
+
+/// A mixed load: percentages of the sends that are reactions, replies and edits (the rest are
+/// plain chats). Each targets the socket's own latest acked chat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mix {
+    pub reactions: u8,
+    pub replies: u8,
+    pub edits: u8,
+}
+
+/// What one slot sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gesture {
+    Chat,
+    Reply,
+    Edit,
+    React,
+}
+
+impl Mix {
+    /// `reactions=10,replies=5,edits=5`.
+    pub fn parse(spec: &str) -> anyhow::Result<Mix> {
+        let mut mix = Mix::default();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--mix wants name=percent, got {part:?}"))?;
+            let value: u8 = value.parse()?;
+            match name {
+                "reactions" => mix.reactions = value,
+                "replies" => mix.replies = value,
+                "edits" => mix.edits = value,
+                other => anyhow::bail!("--mix knows reactions, replies and edits, not {other:?}"),
+            }
+        }
+        if u32::from(mix.reactions) + u32::from(mix.replies) + u32::from(mix.edits) > 100 {
+            anyhow::bail!("--mix adds up to more than 100%");
+        }
+        Ok(mix)
+    }
 }
 
 impl Plan {
+    /// What socket i's k-th send is: spread evenly (a fixed permutation of 100 slots), the
+    /// same for every run.
+    pub fn gesture(&self, i: u32, k: u32) -> Gesture {
+        let wheel = ((u64::from(k) * 37 + u64::from(i) * 11) % 100) as u8;
+        let Mix {
+            reactions,
+            replies,
+            edits,
+        } = self.mix;
+        if wheel < reactions {
+            Gesture::React
+        } else if wheel < reactions + replies {
+            Gesture::Reply
+        } else if wheel < reactions + replies + edits {
+            Gesture::Edit
+        } else {
+            Gesture::Chat
+        }
+    }
+
     fn slot(&self, i: u32, k: u32) -> u64 {
         u64::from(k) * self.sockets + u64::from(i)
     }
@@ -143,6 +206,7 @@ async fn follow(
     let clock = shared.clock;
     let sends = plan.sends_of(me);
     let mut written = Written::default();
+    let mut reactions = 0u32;
     let mut k = 0u32;
     while k < sends {
         clock.sleep_until(plan.at_us(me, k)).await;
@@ -155,7 +219,26 @@ async fn follow(
         // Everything due by now goes in one write.
         while k < sends && plan.at_us(me, k) <= now {
             let at = plan.at_us(me, k);
-            let frame = send_frame(plan.nonce.client_id(me, k), me, k, at);
+            let id = plan.nonce.client_id(me, k);
+            let gesture = plan.gesture(me, k);
+            // A gesture needs a chat of the socket's own to target; until one is acked, a chat.
+            let target = match gesture {
+                Gesture::Chat => None,
+                _ => shared.target(me),
+            };
+            let frame = match (gesture, target) {
+                (Gesture::Reply, Some(to)) => reply_frame(id, me, k, at, &to),
+                (Gesture::Edit, Some(chat)) => edit_frame(id, me, k, at, &chat),
+                (Gesture::React, Some(chat)) => {
+                    // Marked before it leaves, so its ack always finds it marked.
+                    if let Some(ledger) = shared.ledger().as_mut() {
+                        ledger.mark_reaction(me, k);
+                    }
+                    reactions += 1;
+                    react_frame(id, &chat, reactions)
+                }
+                _ => send_frame(id, me, k, at),
+            };
             if let Err(e) = sink.feed(frame).await {
                 written.error = Some(format!("write: {}", error_label(&e)));
                 return written;
@@ -190,7 +273,27 @@ mod tests {
             t0_us: 1_000,
             warm_slots,
             end_slots,
+            mix: Mix::default(),
         }
+    }
+
+    #[test]
+    fn a_mix_deals_its_shares_over_every_hundred_sends() -> anyhow::Result<()> {
+        let mut p = plan(2, 100.0, 0, 200);
+        p.mix = Mix::parse("reactions=10,replies=5,edits=5")?;
+        let count = |g| (0..100).filter(|&k| p.gesture(1, k) == g).count();
+        assert_eq!(
+            [
+                count(Gesture::React),
+                count(Gesture::Reply),
+                count(Gesture::Edit),
+                count(Gesture::Chat)
+            ],
+            [10, 5, 5, 80]
+        );
+        assert!(Mix::parse("reactions=60,edits=50").is_err());
+        assert_eq!(Mix::parse("")?, Mix::default());
+        Ok(())
     }
 
     #[test]

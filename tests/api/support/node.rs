@@ -74,6 +74,8 @@ pub fn config(db_url: &str, data_dir: &std::path::Path, extra: &[&str]) -> Confi
         format!("--data-dir={}", data_dir.display()),
         format!("--assets-dir={}/assets", env!("CARGO_MANIFEST_DIR")),
         "--origins=http://duet.test".to_owned(),
+        // The test binary is not duet: voice notes are measured by the real one.
+        format!("--recording-probe={}", env!("CARGO_BIN_EXE_duet")),
     ];
     // Tests run many nodes at once: each its own metrics port, unless the test says.
     if !extra.iter().any(|a| a.starts_with("--metrics-bind")) {
