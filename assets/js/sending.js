@@ -232,15 +232,15 @@ function retryPending(p) {
   transmit(p);
 }
 
-/** A recording from the voice button (voice.js): uploaded as a voice note, then sent. */
-export function sendVoice(file) {
+/** A file entering the composer: a pending send that uploads first (`voice`: as a voice note). */
+function sendFile(file, voice) {
   const p = {
     client_id: uuid(),
     text: '',
     file: null,
     localFile: file,
-    voice: true,
-    preview: null,
+    voice,
+    preview: !voice && /^image\//.test(file.type) ? URL.createObjectURL(file) : null,
     created: new Date().toISOString(),
     order: nextOrder(),
     status: 'uploading',
@@ -251,24 +251,13 @@ export function sendVoice(file) {
   upload(p);
 }
 
+/** A recording from the voice button (voice.js): uploaded as a voice note, then sent. */
+export function sendVoice(file) {
+  sendFile(file, true);
+}
+
 function sendFiles(fileList) {
-  for (const file of Array.from(fileList || [])) {
-    const isImage = /^image\//.test(file.type);
-    const p = {
-      client_id: uuid(),
-      text: '',
-      file: null,
-      localFile: file,
-      preview: isImage ? URL.createObjectURL(file) : null,
-      created: new Date().toISOString(),
-      order: nextOrder(),
-      status: 'uploading',
-      progress: 0,
-      code: null,
-    };
-    addPending(p);
-    upload(p);
-  }
+  for (const file of Array.from(fileList || [])) sendFile(file, false);
 }
 
 /** Uploads a pending send's file (files.js postFile), then sends it like any chat. */

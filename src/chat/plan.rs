@@ -253,16 +253,14 @@ impl Batch {
         }
         couple.last_seq += 1;
         let seq = couple.last_seq;
-        self.writes.events.push(events::Model {
-            couple_id: send.couple_id,
+        self.writes.events.push(gesture_event(
+            send,
             seq,
-            kind: EventKind::Reacted.as_str().to_owned(),
-            chat_id: Some(chat_id),
-            question_id: None,
-            user_id: Some(send.sender_id),
-            created_at: self.now,
-            text: emoji.clone(),
-        });
+            EventKind::Reacted,
+            chat_id,
+            emoji.clone(),
+            self.now,
+        ));
         let reaction = emoji.as_ref().map(|emoji| reactions::Model {
             chat_id,
             user_id: send.sender_id,
@@ -331,16 +329,14 @@ impl Batch {
             first_text: chat.first_text.clone().or_else(|| Some(before.clone())),
             ..chat.clone()
         };
-        self.writes.events.push(events::Model {
-            couple_id: send.couple_id,
+        self.writes.events.push(gesture_event(
+            send,
             seq,
-            kind: EventKind::Edited.as_str().to_owned(),
-            chat_id: Some(chat_id),
-            question_id: None,
-            user_id: Some(send.sender_id),
-            created_at: now,
-            text: Some(text.to_owned()),
-        });
+            EventKind::Edited,
+            chat_id,
+            Some(text.to_owned()),
+            now,
+        ));
         self.writes.edits.push(Edit {
             chat: edited.clone(),
             before,
@@ -430,6 +426,27 @@ fn sendable(file: &files::Model, send: &Send<'_>) -> bool {
         && file.couple_id == send.couple_id
         && file.chat_id.is_none()
         && file.deleted_at.is_none()
+}
+
+/// The log entry of a reaction or an edit: who did it to which chat, and what it set.
+fn gesture_event(
+    send: &Send<'_>,
+    seq: i64,
+    kind: EventKind,
+    chat_id: Uuid,
+    text: Option<String>,
+    now: DateTime<Utc>,
+) -> events::Model {
+    events::Model {
+        couple_id: send.couple_id,
+        seq,
+        kind: kind.as_str().to_owned(),
+        chat_id: Some(chat_id),
+        question_id: None,
+        user_id: Some(send.sender_id),
+        created_at: now,
+        text,
+    }
 }
 
 fn question_event(

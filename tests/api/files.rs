@@ -36,9 +36,19 @@ pub(crate) const PNG: &[u8] = &[
 ];
 
 pub(crate) async fn upload(user: &User, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    upload_to(user, "/api/files", name, bytes).await
+}
+
+/// An upload to `path` (`/api/files`, perhaps with a query).
+pub(crate) async fn upload_to(
+    user: &User,
+    path: &str,
+    name: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
     let form = Form::new().part("file", Part::bytes(bytes).file_name(name.to_owned()));
     let res = reqwest::Client::new()
-        .post(format!("{}/api/files", user.base))
+        .post(format!("{}{path}", user.base))
         .header("cookie", format!("duet_session={}", user.token))
         .multipart(form)
         .send()

@@ -2,7 +2,6 @@
 //! is not audio or lasts too long; its chat carries how long it lasts.
 
 use reqwest::StatusCode;
-use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
 use crate::both_backends;
@@ -36,16 +35,7 @@ fn wav(millis: u32) -> Vec<u8> {
 }
 
 async fn upload_voice(user: &User, bytes: Vec<u8>) -> (StatusCode, Value) {
-    let form = Form::new().part("file", Part::bytes(bytes).file_name("voice.webm"));
-    let res = reqwest::Client::new()
-        .post(format!("{}/api/files?voice=true", user.base))
-        .header("cookie", format!("duet_session={}", user.token))
-        .multipart(form)
-        .send()
-        .await
-        .expect("the node answers");
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
+    crate::files::upload_to(user, "/api/files?voice=true", "voice.webm", bytes).await
 }
 
 async fn a_voice_note_is_measured_and_its_chat_says_how_long_it_lasts(backend: Backend) {
