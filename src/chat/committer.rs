@@ -367,6 +367,7 @@ async fn with_rules(services: &Services, sends: &[&PendingSend]) -> Result<Vec<D
     }
     let txn = services.db.begin().await?;
     let couples = store::sends::lock_couples(&txn, couple_ids.clone()).await?;
+    wanted.owing = couples.iter().any(|c| c.open_questions > 0);
     let loaded = store::sends::load(&txn, &couple_ids, &pairs, wanted).await?;
     let rules: Vec<plan::Send<'_>> = sends
         .iter()

@@ -182,6 +182,9 @@ pub struct Wanted {
     pub target_ids: Vec<Uuid>,
     /// The users who react.
     pub reactors: Vec<Uuid>,
+    /// Whether a couple of the batch owes an answer (its locked row's `open_questions`): only
+    /// then, or when the sends bring questions up, are the asked questions read.
+    pub owing: bool,
 }
 
 /// Reads what the rules of a batch of sends need, in the transaction that holds the couples'
@@ -198,6 +201,7 @@ pub async fn load(
         file_ids,
         target_ids,
         reactors,
+        owing,
     } = wanted;
     // Only what the rules can use: questions still open (a partner's answer missing), which
     // gate, and among those the sends would bring up, whether they were asked before. A long
@@ -207,16 +211,20 @@ pub async fn load(
           WHERE answers.couple_id = couple_questions.couple_id \
           AND answers.question_id = couple_questions.question_id) < 2",
     );
-    let asked_rows = couple_questions::Entity::find()
-        .filter(couple_questions::Column::CoupleId.is_in(couple_ids.to_vec()))
-        .filter(
-            Condition::any()
-                .add(open)
-                .add(couple_questions::Column::QuestionId.is_in(question_ids.clone())),
-        )
-        .order_by_asc(couple_questions::Column::Seq)
-        .all(txn)
-        .await?;
+    let asked_rows = if owing || !question_ids.is_empty() {
+        couple_questions::Entity::find()
+            .filter(couple_questions::Column::CoupleId.is_in(couple_ids.to_vec()))
+            .filter(
+                Condition::any()
+                    .add(open)
+                    .add(couple_questions::Column::QuestionId.is_in(question_ids.clone())),
+            )
+            .order_by_asc(couple_questions::Column::Seq)
+            .all(txn)
+            .await?
+    } else {
+        Vec::new()
+    };
     let mut asked = Vec::with_capacity(asked_rows.len());
     if !asked_rows.is_empty() {
         let answers = answers::Entity::find()
@@ -373,31 +381,7 @@ pub async fn write(
             .exec(txn)
             .await?;
     }
-    for reaction in writes.reactions {
-        match reaction.set {
-            Some(set) => {
-                reactions::Entity::insert(reactions::ActiveModel::from(set))
-                    .on_conflict(
-                        OnConflict::columns([reactions::Column::ChatId, reactions::Column::UserId])
-                            .update_columns([
-                                reactions::Column::Emoji,
-                                reactions::Column::Seq,
-                                reactions::Column::ReactedAt,
-                            ])
-                            .to_owned(),
-                    )
-                    .exec_without_returning(txn)
-                    .await?;
-            }
-            None => {
-                reactions::Entity::delete_many()
-                    .filter(reactions::Column::ChatId.eq(reaction.chat_id))
-                    .filter(reactions::Column::UserId.eq(reaction.user_id))
-                    .exec(txn)
-                    .await?;
-            }
-        }
-    }
+    write_reactions(txn, writes.reactions).await?;
     for edit in writes.edits {
         let chat = &edit.chat;
         chats::Entity::update_many()
@@ -413,7 +397,81 @@ pub async fn write(
             .await?;
         super::words::recount(txn, chat, words_of(&edit.before), words_of(&chat.text)).await?;
     }
-    for (couple_id, last_seq, opened) in writes.couples {
+    advance(txn, writes.couples).await
+}
+
+/// Each reaction as the batch leaves it (a partner's second reaction to a chat in one batch
+/// replaces the first), in two statements: the ones put on, the ones taken away.
+async fn write_reactions(txn: &DatabaseTransaction, all: Vec<ReactionWrite>) -> Result<(), DbErr> {
+    if all.is_empty() {
+        return Ok(());
+    }
+    let mut last: HashMap<(Uuid, Uuid), Option<reactions::Model>> = HashMap::new();
+    for reaction in all {
+        last.insert((reaction.chat_id, reaction.user_id), reaction.set);
+    }
+    let (set, gone): (Vec<_>, Vec<_>) = last.into_iter().partition(|(_, set)| set.is_some());
+    let set: Vec<reactions::ActiveModel> = set
+        .into_iter()
+        .filter_map(|(_, set)| set.map(reactions::ActiveModel::from))
+        .collect();
+    if !set.is_empty() {
+        reactions::Entity::insert_many(set)
+            .on_conflict(
+                OnConflict::columns([reactions::Column::ChatId, reactions::Column::UserId])
+                    .update_columns([
+                        reactions::Column::Emoji,
+                        reactions::Column::Seq,
+                        reactions::Column::ReactedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !gone.is_empty() {
+        let mut which = Condition::any();
+        for ((chat_id, user_id), _) in gone {
+            which = which.add(
+                Condition::all()
+                    .add(reactions::Column::ChatId.eq(chat_id))
+                    .add(reactions::Column::UserId.eq(user_id)),
+            );
+        }
+        reactions::Entity::delete_many()
+            .filter(which)
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Moves the couples' `last_seq` (and open questions) on: one statement on Postgres.
+async fn advance(txn: &DatabaseTransaction, couples: Vec<(Uuid, i64, i32)>) -> Result<(), DbErr> {
+    if couples.is_empty() {
+        return Ok(());
+    }
+    if txn.get_database_backend() == DbBackend::Postgres {
+        const SQL: &str = r#"
+UPDATE couples c SET last_seq = v.last_seq, open_questions = c.open_questions + v.opened
+FROM unnest($1::uuid[], $2::int8[], $3::int4[]) AS v(id, last_seq, opened)
+WHERE c.id = v.id
+"#;
+        let values: Vec<sea_orm::Value> = vec![
+            couples.iter().map(|c| c.0).collect::<Vec<_>>().into(),
+            couples.iter().map(|c| c.1).collect::<Vec<_>>().into(),
+            couples.iter().map(|c| c.2).collect::<Vec<_>>().into(),
+        ];
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            SQL,
+            values,
+        ))
+        .await?;
+        return Ok(());
+    }
+    // SQLite: statements run in-process, one per couple costs no round trip.
+    for (couple_id, last_seq, opened) in couples {
         couples::Entity::update_many()
             .col_expr(couples::Column::LastSeq, Expr::value(last_seq))
             .col_expr(
