@@ -35,6 +35,7 @@ async function loadMore() {
       return;
     }
     $('album-status').textContent = errorText(err);
+    $('album-more').hidden = false; // to try again
   } finally {
     if (gen === album.gen) album.loading = false;
   }
@@ -92,8 +93,9 @@ export function bindAlbum() {
   $('album-more').addEventListener('click', loadMore);
   $('album-dialog').querySelector('[data-close]').addEventListener('click', () => $('album-dialog').close());
   $('photo-dialog').querySelector('[data-close]').addEventListener('click', () => $('photo-dialog').close());
-  $('album-grid').addEventListener('scroll', () => {
-    const g = $('album-grid');
-    if (g.scrollHeight - g.scrollTop - g.clientHeight < 200) loadMore();
+  // The dialog is what scrolls: near its end, the next page.
+  $('album-dialog').addEventListener('scroll', () => {
+    const d = $('album-dialog');
+    if (d.scrollHeight - d.scrollTop - d.clientHeight < 200) loadMore();
   }, { passive: true });
 }

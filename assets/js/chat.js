@@ -20,6 +20,8 @@ import { hideQuestionCard, updateAnswerButton } from './questions.js';
 import { setPresence } from './frames.js';
 import { renderAllPending } from './sending.js';
 import { saveNow } from './offline.js';
+import { cancelRecording } from './voice.js';
+import { dropGestures } from './gestures.js';
 
 /** Forgets the conversation: leaves the chat, drops its state and empties its DOM. */
 export function resetChatState() {
@@ -66,13 +68,20 @@ export function leaveChat() {
   for (const p of state.chat.pending.values()) clearTimeout(p.timer);
   $('typing').hidden = true;
   closeMenu();
-  if ($('answers-dialog').open) $('answers-dialog').close();
+  cancelRecording();
+  // Nothing of this conversation stays on screen for whoever comes next.
+  for (const id of ['answers-dialog', 'album-dialog', 'photo-dialog', 'versions-dialog']) {
+    if ($(id).open) $(id).close();
+  }
+  $('composer-context').hidden = true;
+  $('memory-card').hidden = true;
   document.title = 'Duet';
 }
 
 /** hooks.socketClosed: the socket closed (connection.js has marked it down already). */
 export async function onSocketClosed(code, hadHello, lived) {
   for (const p of state.chat.pending.values()) clearTimeout(p.timer);
+  dropGestures(); // unanswered now: an edit's text comes back to the composer
   renderAllPending(); // what is not sent now waits, and can be taken back
   saveNow(); // the network may be gone for a while: keep what was seen
   $('typing').hidden = true;

@@ -11,7 +11,7 @@ import { api, errorText } from './http.js';
 import { hooks } from './hooks.js';
 import { toast } from './ui.js';
 import { wsSend } from './connection.js';
-import { heldRecord, replaceRecordEl } from './timeline.js';
+import { replaceRecordEl } from './timeline.js';
 import { saveSoon } from './offline.js';
 
 /** The reactions offered first (the server takes any single emoji). */
@@ -36,7 +36,7 @@ export function openBubbleMenu(rec) {
         'data-emoji': emoji,
         'aria-checked': mine === emoji ? 'true' : 'false',
         'aria-label': t('chat.react', { emoji }),
-        onclick: () => { closeBubbleMenu(); react(rec, emoji); },
+        onclick: () => { closeBubbleMenu(); react(rec, emoji); focusMore(rec); },
       }, emoji))),
     h('button', { type: 'button', role: 'menuitem', class: 'menu-item', 'data-testid': 'reply-button', onclick: () => { closeBubbleMenu(); startReply(rec); } }, t('chat.reply')));
   if (isMine(rec.sender_id) && rec.text) {
@@ -50,11 +50,18 @@ export function openBubbleMenu(rec) {
 
 export function closeBubbleMenu() {
   const menu = document.getElementById('bubble-menu');
-  if (!menu) return;
   const more = menuFor && menuFor.el && menuFor.el.querySelector('[data-testid="more-button"]');
   if (more) more.setAttribute('aria-expanded', 'false');
-  menu.remove();
+  if (menu) menu.remove();
   menuFor = null;
+}
+
+/** Back to the bubble's more button (its element may have been built anew). */
+function focusMore(rec) {
+  const seq = rec.seq;
+  const now = state.chat.records.get(seq);
+  const more = now && now.el && now.el.querySelector('[data-testid="more-button"]');
+  if (more) more.focus();
 }
 
 // ---- Reactions ----
@@ -65,13 +72,15 @@ function react(rec, emoji) {
   gesture({ type: 'react', chat_id: rec.id, emoji: mine === emoji ? null : emoji });
 }
 
-function gesture(frame) {
+/** Sends a reaction or an edit; `edit` (the edit's chat, text before and new text) comes back
+ * to the composer if it fails. */
+function gesture(frame, edit = null) {
   const clientId = uuid();
   if (!wsSend({ ...frame, client_id: clientId })) {
     toast(t('err.network'));
     return false;
   }
-  state.chat.gestures.set(clientId, frame.type);
+  state.chat.gestures.set(clientId, { type: frame.type, edit });
   return true;
 }
 
@@ -80,64 +89,93 @@ export function onGestureAck(f) {
   return state.chat.gestures.delete(f.client_id);
 }
 
-/** The `error` of a reaction or an edit: said, and true when it was one. */
+/** The `error` of a reaction or an edit: said (an edit's text goes back into the composer, to
+ * send again), and true when nothing else needs to see it (an owed question does). */
 export function onGestureError(f) {
-  if (!state.chat.gestures.has(f.client_id)) return false;
+  const sent = state.chat.gestures.get(f.client_id);
+  if (!sent) return false;
   state.chat.gestures.delete(f.client_id);
+  if (sent.edit) restoreEdit(sent.edit);
   if (f.code !== 'answer_required') toast(errorText({ code: f.code, serverMessage: f.message }));
   return f.code !== 'answer_required';
 }
 
+/** An edit that did not go through: editing it again, with the text that was written. */
+function restoreEdit(edit) {
+  const input = $('message-input');
+  if (input.value.trim()) return; // something new is being written: keep it
+  state.chat.replyTo = null;
+  state.chat.editing = { id: edit.id, before: edit.before };
+  input.value = edit.text;
+  showContext();
+}
+
+/** The socket closed: reactions and edits on their way get no answer any more. An edit's text
+ * comes back to the composer; a reaction is simply made again. */
+export function dropGestures() {
+  for (const sent of state.chat.gestures.values()) if (sent.edit) restoreEdit(sent.edit);
+  state.chat.gestures.clear();
+}
+
 export function onReacted(f) {
   bumpSeq(f.seq);
-  const rec = chatRecord(f.chat_id);
-  if (!rec) return;
-  const reactions = { ...(rec.reactions || {}) };
-  if (f.emoji) reactions[f.user_id] = f.emoji;
-  else delete reactions[f.user_id];
-  rec.reactions = reactions;
-  refresh(rec);
+  for (const rec of chatRecords(f.chat_id)) {
+    const reactions = { ...(rec.reactions || {}) };
+    if (f.emoji) reactions[f.user_id] = f.emoji;
+    else delete reactions[f.user_id];
+    rec.reactions = reactions;
+    refresh(rec);
+  }
 }
 
 export function onEdited(f) {
   bumpSeq(f.seq);
-  const rec = chatRecord(f.chat_id);
-  if (!rec || typeof f.text !== 'string') return;
-  // A replay passes edits this record already shows: it counts each edit once, by its seq.
-  if (f.seq > (rec.editedSeq || 0)) {
-    if (rec.text !== f.text) rec.edits = (rec.edits || 0) + 1;
-    rec.editedSeq = f.seq;
+  if (typeof f.text !== 'string') return;
+  for (const rec of chatRecords(f.chat_id)) {
+    // A replay passes edits this record already shows: it counts each edit once, by its seq.
+    if (f.seq > (rec.editedSeq || 0)) {
+      if (rec.text !== f.text) rec.edits = (rec.edits || 0) + 1;
+      rec.editedSeq = f.seq;
+    }
+    rec.text = f.text;
+    refresh(rec);
   }
-  rec.text = f.text;
-  refresh(rec);
-  // Replies quote it as it is now.
-  for (const other of state.chat.records.values()) {
+  // Replies quote it as it is now, whether the original itself is held or not.
+  const text = Array.from(f.text).slice(0, 100).join('');
+  for (const other of [...state.chat.records.values(), ...state.chat.skipped.values()]) {
     if (other.kind === 'chat' && other.reply_to && other.reply_to.id === f.chat_id && !other.reply_to.deleted) {
-      other.reply_to = { ...other.reply_to, text: Array.from(f.text).slice(0, 100).join('') };
+      other.reply_to = { ...other.reply_to, text };
       refresh(other);
     }
   }
 }
 
-/** The record of a chat, shown or waiting. */
-function chatRecord(chatId) {
+/** Every held copy of a chat: shown, and waiting while an older window is shown (the same
+ * chat can be both). */
+function chatRecords(chatId) {
+  const out = [];
   const seq = state.chat.byId.get(chatId);
-  if (seq != null) return state.chat.records.get(seq);
+  if (seq != null && state.chat.records.get(seq)) out.push(state.chat.records.get(seq));
   for (const rec of state.chat.skipped.values()) {
-    if (rec.kind === 'chat' && rec.id === chatId) return rec;
+    if (rec.kind === 'chat' && rec.id === chatId && !out.includes(rec)) out.push(rec);
   }
-  return null;
+  return out;
 }
 
 function refresh(rec) {
-  if (heldRecord(rec.seq) === rec && state.chat.records.get(rec.seq) === rec) replaceRecordEl(rec);
+  if (rec === menuFor) closeBubbleMenu();
+  if (state.chat.records.get(rec.seq) === rec) replaceRecordEl(rec);
   saveSoon();
 }
 
 // ---- Replying and editing: the composer's context bar ----
 
 function startReply(rec) {
-  state.chat.editing = null;
+  if (state.chat.editing) {
+    // The chat being edited is not what the reply says.
+    $('message-input').value = '';
+    state.chat.editing = null;
+  }
   state.chat.replyTo = {
     id: rec.id,
     seq: rec.seq,
@@ -199,25 +237,32 @@ export function submitEdit(text) {
   if (!editing) return false;
   state.chat.editing = null;
   $('composer-context').hidden = true;
-  if (text !== editing.before) gesture({ type: 'edit', chat_id: editing.id, text });
+  if (text === editing.before) return true;
+  const edit = { id: editing.id, before: editing.before, text };
+  if (!gesture({ type: 'edit', chat_id: editing.id, text }, edit)) restoreEdit(edit);
   return true;
 }
 
 // ---- Earlier versions ----
 
+let versionsGen = 0;
+
 export async function showVersions(rec) {
+  const gen = ++versionsGen;
   const dlg = $('versions-dialog');
   const list = $('versions-list');
   list.replaceChildren(h('li', { class: 'muted' }, t('answers.loading')));
   if (!dlg.open) dlg.showModal();
   try {
     const body = await api('GET', `/api/chats/${encodeURIComponent(rec.id)}/versions`);
+    if (gen !== versionsGen) return;
     const versions = (body && body.versions) || [];
     list.replaceChildren(...versions.map((v, i) => h('li', { class: 'version', 'data-testid': 'version' },
       h('p', { class: 'version-text' }, v.text),
       h('p', { class: 'muted version-when' },
         `${i === 0 ? t('chat.version_sent') : t('chat.version_edited')} · ${fmtDateTime(parseTime(v.at))}`))));
   } catch (err) {
+    if (gen !== versionsGen) return;
     if (err.status === 401) {
       dlg.close();
       hooks.toAuth(t('err.unauthenticated'));

@@ -14,6 +14,7 @@ const DISMISSED = 'duet.memories.dismissed';
 /** Looks for memories once per conversation shown (after its first sync). */
 export async function showMemories() {
   const chat = state.chat;
+  $('memory-card').hidden = true;
   let body;
   try {
     body = await api('GET', '/api/memories');
@@ -32,12 +33,13 @@ export async function showMemories() {
   $('memory-title').textContent = day.years_ago === 1 ? t('memory.title_one') : t('memory.title', { n: day.years_ago });
   $('memory-date').textContent = fmtDay(new Date(y, m - 1, d));
   $('memory-text').textContent = first.text || '';
-  $('memory-photos').replaceChildren(...photos.map((c) => h('img', {
-    src: `/api/files/${encodeURIComponent(c.file.id)}/thumbnail`,
-    alt: '',
-    class: 'memory-photo',
-    loading: 'lazy',
-  })));
+  $('memory-photos').replaceChildren(...photos.map((c) => {
+    const original = `/api/files/${encodeURIComponent(c.file.id)}`;
+    const img = h('img', { src: `${original}/thumbnail`, alt: '', class: 'memory-photo', loading: 'lazy' });
+    // A photo from before thumbnails were made has none: the original, shrunk by the browser.
+    img.addEventListener('error', () => { if (img.src.endsWith('/thumbnail')) img.src = original; }, { once: true });
+    return img;
+  }));
   $('memory-open').onclick = () => hooks.openAt(day.chats[0].seq);
   $('memory-close').onclick = () => {
     localStorage.setItem(DISMISSED, body.today);

@@ -323,7 +323,8 @@ function onComposerInput() {
   const input = $('message-input');
   autoGrow(input);
   if (!$('composer-error').hidden && Array.from(input.value.trim()).length <= MAX_TEXT) $('composer-error').hidden = true;
-  if (!input.value.trim() || !state.chat.synced) return;
+  // Editing a chat is not typing a new one.
+  if (!input.value.trim() || !state.chat.synced || state.chat.editing) return;
   const now = Date.now();
   if (now - state.chat.lastTypingSent >= TYPING_SEND_EVERY_MS) {
     state.chat.lastTypingSent = now;

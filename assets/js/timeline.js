@@ -131,12 +131,12 @@ export function removeChat(chatId) {
   updateEmpty();
 }
 
-/** Replies to a chat that is gone say so. */
+/** Replies to a chat that is gone say so, shown or waiting. */
 function markQuotesDeleted(chatId) {
-  for (const rec of state.chat.records.values()) {
+  for (const rec of [...state.chat.records.values(), ...state.chat.skipped.values()]) {
     if (rec.kind === 'chat' && rec.reply_to && rec.reply_to.id === chatId && !rec.reply_to.deleted) {
       rec.reply_to = { ...rec.reply_to, text: '', deleted: true };
-      if (rec.el) replaceRecordEl(rec);
+      if (rec.el && state.chat.records.get(rec.seq) === rec) replaceRecordEl(rec);
     }
   }
 }
@@ -208,12 +208,17 @@ function renderChat(rec) {
   const reactions = Object.entries(rec.reactions || {});
   if (reactions.length) {
     root.append(h('div', { class: 'reactions', 'data-testid': 'reactions' },
-      ...reactions.map(([user, emoji]) => h('span', {
-        class: `reaction${isMine(user) ? ' is-mine' : ''}`,
-        'data-testid': 'reaction',
-        'data-user': user,
-        title: isMine(user) ? t('chat.you') : partnerName(),
-      }, emoji))));
+      ...reactions.map(([user, emoji]) => {
+        const who = isMine(user) ? t('chat.you') : partnerName();
+        return h('span', {
+          class: `reaction${isMine(user) ? ' is-mine' : ''}`,
+          'data-testid': 'reaction',
+          'data-user': user,
+          role: 'img',
+          'aria-label': t('chat.reaction_by', { emoji, name: who }),
+          title: who,
+        }, emoji);
+      })));
   }
   root.append(meta);
   return root;
