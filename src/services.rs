@@ -33,8 +33,9 @@ pub struct Parts {
     pub files: Arc<dyn BlobStore>,
     /// Web Push to the devices of users who are not looking.
     pub push: Pusher,
-    /// Turns to make a photo's thumbnail (`DUET_THUMBNAIL_CONCURRENCY`).
-    pub thumbnails: Arc<tokio::sync::Semaphore>,
+    /// Turns to read an upload whole: a photo's thumbnail, a voice note's measuring
+    /// (`DUET_THUMBNAIL_CONCURRENCY`).
+    pub media: Arc<tokio::sync::Semaphore>,
     /// Fires when the node stops. HTTP graceful shutdown does not reach upgraded sockets
     /// (they run detached), so every session and background loop selects on this.
     pub shutdown: CancellationToken,
@@ -53,11 +54,11 @@ impl Services {
         files: Arc<dyn BlobStore>,
         push: Pusher,
     ) -> Self {
-        let thumbnails = Arc::new(tokio::sync::Semaphore::new(
+        let media = Arc::new(tokio::sync::Semaphore::new(
             config.thumbnail_concurrency.max(1),
         ));
         Services(Arc::new(Parts {
-            thumbnails,
+            media,
             config,
             db,
             reads,

@@ -268,7 +268,7 @@ impl From<Photo> for PhotoView {
             _ => None,
         };
         PhotoView {
-            chat_id: photo.file.chat_id.unwrap_or_default(),
+            chat_id: photo.chat_id,
             seq: photo.seq,
             sender_id: photo.sender_id,
             sent_at: photo.sent_at,

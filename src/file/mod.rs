@@ -203,7 +203,7 @@ async fn thumbnail_of(
     };
     // The turn first: it bounds how many uploads sit whole in memory, not only the CPU.
     let _turn = services
-        .thumbnails
+        .media
         .acquire()
         .await
         .map_err(|_| Error::Unavailable("the node is stopping".into()))?;
@@ -251,7 +251,7 @@ async fn measure(
         return Ok((sniffed, None));
     }
     let _turn = services
-        .thumbnails
+        .media
         .acquire()
         .await
         .map_err(|_| Error::Unavailable("the node is stopping".into()))?;

@@ -216,9 +216,10 @@ pub async fn sent_in_couple(
         .await
 }
 
-/// A photo of our album: the file, and the chat that sent it (seq, when, by whom).
+/// A photo of our album: the file, and the chat that sent it (which, seq, when, by whom).
 pub struct Photo {
     pub file: File,
+    pub chat_id: Uuid,
     pub seq: i64,
     pub sent_at: DateTime<Utc>,
     pub sender_id: Uuid,
@@ -239,6 +240,7 @@ pub async fn album(
     let mut query = files::Entity::find()
         .select_only()
         .column(files::Column::Id)
+        .column(chats::Column::Id)
         .column(chats::Column::Seq)
         .column(chats::Column::SentAt)
         .column(chats::Column::SenderId)
@@ -251,7 +253,7 @@ pub async fn album(
     if let Some(before) = before {
         query = query.filter(chats::Column::Seq.lt(before));
     }
-    let found: Vec<(Uuid, i64, DateTime<Utc>, Uuid)> = query
+    let found: Vec<(Uuid, Uuid, i64, DateTime<Utc>, Uuid)> = query
         .order_by_desc(chats::Column::Seq)
         .limit(limit)
         .into_tuple()
@@ -267,9 +269,10 @@ pub async fn album(
         .collect();
     Ok(found
         .into_iter()
-        .filter_map(|(id, seq, sent_at, sender_id)| {
+        .filter_map(|(id, chat_id, seq, sent_at, sender_id)| {
             Some(Photo {
                 file: files.remove(&id)?,
+                chat_id,
                 seq,
                 sent_at,
                 sender_id,

@@ -14,6 +14,7 @@ both_backends!(
     one_refused_send_never_fails_the_others_in_its_batch,
     a_chat_is_stored_by_the_time_its_ack_arrives,
     the_same_send_twice_in_one_batch_creates_one_chat,
+    a_second_reaction_of_one_partner_in_one_batch_replaces_the_first,
     marking_ones_own_chats_read_tells_the_partner_nothing,
     a_lone_send_never_waits_for_company,
 );
@@ -140,6 +141,53 @@ async fn the_same_send_twice_in_one_batch_creates_one_chat(backend: Backend) {
     assert_eq!(partner.until("chat").await["seq"], 2);
     let (_, history) = joon.get("/api/chats").await;
     assert_eq!(history["chats"].as_array().map(Vec::len), Some(2));
+}
+
+/// Reactions of one batch are written together: a partner's second reaction to the same chat
+/// in that batch is the one kept, and the batch does not fail over the two (Postgres refuses
+/// to upsert one row twice in a statement).
+async fn a_second_reaction_of_one_partner_in_one_batch_replaces_the_first(backend: Backend) {
+    let node = spawn_node_with(backend, &[WINDOW, ALWAYS]).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    let chat = mine.acked("hi").await;
+    let react = |emoji: &str| json!({ "type": "react", "client_id": Uuid::new_v4(), "chat_id": chat["id"], "emoji": emoji });
+    mine.send(react("❤️")).await;
+    mine.send(react("😂")).await;
+    theirs.send(react("🙏")).await;
+    let acks = [
+        mine.until("ack").await,
+        mine.until("ack").await,
+        theirs.until("ack").await,
+    ];
+    let mut seqs: Vec<i64> = acks
+        .iter()
+        .map(|a| a["seq"].as_i64().unwrap_or(0))
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [2, 3, 4], "{acks:?}");
+    assert_eq!(
+        batches(&node).await,
+        (2, 4),
+        "the three reactions were one batch"
+    );
+    let (_, history) = joon.get("/api/chats").await;
+    let mut kept: Vec<(String, String)> = history["chats"][0]["reactions"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|r| (r["user_id"].to_string(), r["emoji"].to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    kept.sort();
+    let mut expected = vec![
+        (json!(mina.id).to_string(), json!("😂").to_string()),
+        (json!(joon.id).to_string(), json!("🙏").to_string()),
+    ];
+    expected.sort();
+    assert_eq!(kept, expected);
 }
 
 async fn marking_ones_own_chats_read_tells_the_partner_nothing(backend: Backend) {

@@ -237,8 +237,10 @@ pub struct Shared {
     pub closes: Mutex<BTreeMap<String, u64>>,
     /// Sends written in the current step.
     pub written: AtomicU64,
-    /// Per socket, its latest acked chat: what a mixed load's next gesture targets.
+    /// Per socket, its latest acked chat: what a mixed load's next gesture targets (kept
+    /// only when `mixed`).
     pub targets: Mutex<Vec<Option<String>>>,
+    pub mixed: bool,
 }
 
 impl Shared {
@@ -275,11 +277,12 @@ pub async fn read_loop(mut stream: SplitStream<Ws>, me: u32, shared: Arc<Shared>
                     }
                 }
                 // The chat an ack names (a new chat, or a gesture's target) is the next target.
-                if let Some(Frame {
-                    kind: "ack",
-                    id: Some(id),
-                    ..
-                }) = &frame
+                if shared.mixed
+                    && let Some(Frame {
+                        kind: "ack",
+                        id: Some(id),
+                        ..
+                    }) = &frame
                 {
                     let mut targets = shared
                         .targets

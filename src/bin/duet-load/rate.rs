@@ -260,6 +260,7 @@ impl Rig {
             closes: Mutex::new(BTreeMap::new()),
             written: AtomicU64::new(0),
             targets: Mutex::new(vec![None; sockets]),
+            mixed: mix != Mix::default(),
         });
 
         note(format!(
