@@ -80,14 +80,24 @@ pub struct QuoteView {
     pub deleted: bool,
 }
 
+impl QuoteView {
+    /// The quote of a chat that is not deleted.
+    pub fn live(id: Uuid, seq: i64, sender_id: Uuid, text: &str) -> Self {
+        QuoteView {
+            id,
+            seq,
+            sender_id,
+            text: text.chars().take(QUOTE_CHARS).collect(),
+            deleted: false,
+        }
+    }
+}
+
 impl From<&Chat> for QuoteView {
     fn from(chat: &Chat) -> Self {
         QuoteView {
-            id: chat.id,
-            seq: chat.seq,
-            sender_id: chat.sender_id,
-            text: chat.text.chars().take(QUOTE_CHARS).collect(),
             deleted: chat.deleted_at.is_some(),
+            ..QuoteView::live(chat.id, chat.seq, chat.sender_id, &chat.text)
         }
     }
 }

@@ -10,8 +10,8 @@
 //! - **Shards keep each couple in order.** A couple always goes to the same shard, which
 //!   commits its batches one after another, so one socket's sends take seqs in the order they
 //!   were sent. Shards commit in parallel (different couples) and lock rows in id order.
-//! - **Plain chats take one statement** on Postgres (`store::sends::append_plain`); couples
-//!   with questions open, files, keywords or retries take a transaction that applies the full
+//! - **Plain chats and reactions take one statement** on Postgres (`store::sends::append_plain`);
+//!   couples with questions open, files, keywords, edits or retries take a transaction that applies the full
 //!   rules (`plan`) to what it reads under the couples' locks. One send's refusal never fails
 //!   the others; an ack leaves only after the commit that holds its chat.
 //! - **After the commit**, in seq order per couple: the ack (or error) to the sending socket,
@@ -37,7 +37,7 @@ use crate::question::Catalogue;
 use crate::services::Services;
 use crate::store;
 use crate::store::questions::Trigger;
-use crate::store::sends::PlainChat;
+use crate::store::sends::{Plain, PlainChat, PlainReaction};
 use crate::view::{ChatView, QuoteView};
 use crate::words;
 
@@ -242,53 +242,64 @@ async fn decide(services: &Services, sends: &[PendingSend]) -> Vec<Result<Decisi
         .collect()
 }
 
-/// The one-statement path for couples whose every send in the batch is a plain chat. Fills
-/// their decisions; returns the indices of the sends left for the full rules.
+/// The one-statement path for couples whose every send in the batch is a chat without file
+/// or keyword, or a reaction. Fills their decisions; returns the indices of the sends left
+/// for the full rules.
 async fn append_plain(
     services: &Services,
     sends: &[PendingSend],
     decisions: &mut [Option<Result<Decision>>],
 ) -> Vec<usize> {
-    // A couple goes this way only if all its sends can: its order must not be split.
+    // A couple goes this way only if all its sends can: its order must not be split. A send
+    // repeated within the batch (a retry, a second reaction to the same chat) is the rules'.
     let mut involved: HashSet<Uuid> = HashSet::new();
     let mut seen: HashSet<(Uuid, Uuid)> = HashSet::new();
+    let mut reacting: HashSet<(Uuid, Uuid)> = HashSet::new();
     for send in sends {
-        let plain = matches!(
-            send.gesture,
-            Gesture::Chat {
-                file_id: None,
-                reply_to: None,
-                ..
-            }
-        ) && send.triggers.is_empty()
-            && seen.insert((send.me.user_id, send.client_id));
+        let plain = send.triggers.is_empty()
+            && match &send.gesture {
+                Gesture::Chat { file_id: None, .. } => {
+                    seen.insert((send.me.user_id, send.client_id))
+                }
+                Gesture::React { chat_id, .. } => reacting.insert((*chat_id, send.me.user_id)),
+                _ => false,
+            };
         if !plain {
             involved.insert(send.me.couple_id);
         }
     }
-    let fast: Vec<usize> = (0..sends.len())
-        .filter(|&i| !involved.contains(&sends[i].me.couple_id))
-        .collect();
+    let now = store::events::now_millis();
+    let mut fast: Vec<usize> = Vec::new();
+    let mut plain: Vec<Plain<'_>> = Vec::new();
+    for (i, send) in sends.iter().enumerate() {
+        if involved.contains(&send.me.couple_id) {
+            continue;
+        }
+        plain.push(match &send.gesture {
+            Gesture::Chat { text, reply_to, .. } => Plain::Chat(PlainChat {
+                id: Uuid::now_v7(),
+                couple_id: send.me.couple_id,
+                sender_id: send.me.user_id,
+                client_id: send.client_id,
+                text,
+                reply_to: *reply_to,
+            }),
+            Gesture::React { chat_id, emoji } => Plain::React(PlainReaction {
+                couple_id: send.me.couple_id,
+                user_id: send.me.user_id,
+                chat_id: *chat_id,
+                emoji: emoji.as_deref(),
+            }),
+            // An edit's couple is involved (above).
+            Gesture::Edit { .. } => continue,
+        });
+        fast.push(i);
+    }
     if fast.is_empty() {
         return (0..sends.len()).collect();
     }
-    let now = store::events::now_millis();
-    let chats: Vec<PlainChat<'_>> = fast
-        .iter()
-        .map(|&i| PlainChat {
-            id: Uuid::now_v7(),
-            couple_id: sends[i].me.couple_id,
-            sender_id: sends[i].me.user_id,
-            client_id: sends[i].client_id,
-            text: match &sends[i].gesture {
-                Gesture::Chat { text, .. } => text,
-                // Only chats are plain.
-                _ => "",
-            },
-        })
-        .collect();
-    let advanced = match store::sends::append_plain(&services.db, &chats, now).await {
-        Ok(Some(advanced)) => advanced,
+    let appended = match store::sends::append_plain(&services.db, &plain, now).await {
+        Ok(Some(appended)) => appended,
         // A retry among them: the full rules will recognize it.
         Ok(None) => return (0..sends.len()).collect(),
         Err(e) => {
@@ -302,37 +313,49 @@ async fn append_plain(
                 .collect();
         }
     };
-    // Seqs run up to each couple's new last seq, in the order the chats were given.
+    // Seqs run up to each couple's new last seq, in the order the sends were given.
     let mut remaining: HashMap<Uuid, i64> = HashMap::new();
-    for chat in &chats {
-        *remaining.entry(chat.couple_id).or_default() += 1;
+    for send in &plain {
+        *remaining.entry(send.couple_id()).or_default() += 1;
     }
-    for (chat, &i) in chats.iter().zip(&fast) {
-        let Some(&last) = advanced.get(&chat.couple_id) else {
+    for (send, &i) in plain.iter().zip(&fast) {
+        let couple_id = send.couple_id();
+        let Some(&last) = appended.last_seqs.get(&couple_id) else {
             continue;
         };
-        let Some(left) = remaining.get_mut(&chat.couple_id) else {
+        let Some(left) = remaining.get_mut(&couple_id) else {
             continue;
         };
         *left -= 1;
-        decisions[i] = Some(Ok(Decision::Sent {
-            chat: entity::chats::Model {
-                id: chat.id,
-                couple_id: chat.couple_id,
-                seq: last - *left,
-                sender_id: chat.sender_id,
-                client_id: chat.client_id,
-                text: chat.text.to_owned(),
-                sent_at: now,
-                deleted_at: None,
-                reply_to: None,
-                edits: 0,
-                edited_seq: None,
-                first_text: None,
+        let seq = last - *left;
+        decisions[i] = Some(Ok(match send {
+            Plain::Chat(chat) => Decision::Sent {
+                chat: entity::chats::Model {
+                    id: chat.id,
+                    couple_id,
+                    seq,
+                    sender_id: chat.sender_id,
+                    client_id: chat.client_id,
+                    text: chat.text.to_owned(),
+                    sent_at: now,
+                    deleted_at: None,
+                    reply_to: chat.reply_to,
+                    edits: 0,
+                    edited_seq: None,
+                    first_text: None,
+                },
+                file: None,
+                quoted: chat.reply_to.and_then(|id| {
+                    let (seq, sender_id, text) = appended.quoted.get(&id)?;
+                    Some(QuoteView::live(id, *seq, *sender_id, text))
+                }),
+                asked: Vec::new(),
             },
-            file: None,
-            quoted: None,
-            asked: Vec::new(),
+            Plain::React(reaction) => Decision::Reacted {
+                chat_id: reaction.chat_id,
+                seq,
+                emoji: reaction.emoji.map(str::to_owned),
+            },
         }));
     }
     (0..sends.len())
@@ -434,7 +457,7 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
             }
             let view = ChatView {
                 silent: send.silent,
-                reply_to: quoted.as_ref().map(QuoteView::from),
+                reply_to: quoted,
                 ..ChatView::new(chat, file)
             };
             publish::persisted(

@@ -30,6 +30,7 @@ use crate::error::Error;
 use crate::store::events::EventKind;
 use crate::store::questions::{Asked, Trigger};
 use crate::store::sends::{Couple, Edit, Loaded, ReactionWrite, Writes};
+use crate::view::QuoteView;
 
 /// A send as the rules see it.
 pub struct Send<'a> {
@@ -58,7 +59,7 @@ pub enum Decision {
     Sent {
         chat: chats::Model,
         file: Option<files::Model>,
-        quoted: Option<chats::Model>,
+        quoted: Option<QuoteView>,
         asked: Vec<Asked>,
     },
     /// A reaction put on (`emoji`) or taken away (`None`) at this seq.
@@ -192,7 +193,7 @@ impl Batch {
         }
         let quoted = match reply_to {
             None => None,
-            Some(chat_id) => Some(self.target(send, chat_id)?.clone()),
+            Some(chat_id) => Some(QuoteView::from(self.target(send, chat_id)?)),
         };
         let file = match file_id {
             None => None,

@@ -43,6 +43,20 @@ fn database_url(config: &Config) -> anyhow::Result<String> {
     })
 }
 
+/// How the main pool's sessions plan. Its statements are short and keyed (a send, a read
+/// mark, a page of history); heavy reads have their own pool. Planned afresh for each call,
+/// the commit's statements with many parts spend longer in the planner than in execution, so
+/// each is planned once per connection (`force_generic_plan`). Planned while a table is
+/// still small (a new database), such a plan would scan it whole; without sequential scans
+/// it looks rows up by key however large the table has grown since. A statement that has to
+/// scan still does, at a cost the planner then reckons so high that it would compile it
+/// (JIT, tens of milliseconds): a short statement is never worth compiling.
+const SHORT_STATEMENTS: [(&str, &str); 3] = [
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+    ("jit", "off"),
+];
+
 /// Connects to the configured database, creating the embedded SQLite file on first start.
 pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     let url = database_url(config)?;
@@ -75,10 +89,13 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
             // A broken connection fails its statement instead, and the pool replaces it.
             .test_before_acquire(false);
         let tls = postgres_tls(&url, config.db_tls.as_deref())?;
-        options.map_sqlx_postgres_opts(move |o: PgConnectOptions| match tls {
-            Some(mode) => o.ssl_mode(mode),
-            None if is_local(o.get_host()) => o.ssl_mode(PgSslMode::Disable),
-            None => o.ssl_mode(PgSslMode::Prefer),
+        options.map_sqlx_postgres_opts(move |o: PgConnectOptions| {
+            let o = match tls {
+                Some(mode) => o.ssl_mode(mode),
+                None if is_local(o.get_host()) => o.ssl_mode(PgSslMode::Disable),
+                None => o.ssl_mode(PgSslMode::Prefer),
+            };
+            o.options(SHORT_STATEMENTS)
         });
     }
     let db = Database::connect(options)

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 
+use super::events::EventKind;
 use chrono::{DateTime, Utc};
 use entity::{answers, chats, couple_members, couple_questions, couples, events, files, reactions};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -26,7 +27,7 @@ use uuid::Uuid;
 
 pub use couples::Model as Couple;
 
-/// A text chat with no file and no question to ask, ready to take its couple's next seq.
+/// A chat with no file and no question to ask, ready to take its couple's next seq.
 pub struct PlainChat<'a> {
     /// The chat's id.
     pub id: Uuid,
@@ -38,22 +39,123 @@ pub struct PlainChat<'a> {
     pub client_id: Uuid,
     /// What it says.
     pub text: &'a str,
+    /// The chat it replies to: the statement checks that it is a live chat of the couple.
+    pub reply_to: Option<Uuid>,
+}
+
+/// A reaction put on (`Some`) or taken away, ready to take its couple's next seq.
+pub struct PlainReaction<'a> {
+    /// Whose conversation it is in.
+    pub couple_id: Uuid,
+    /// Who reacts.
+    pub user_id: Uuid,
+    /// The chat reacted to: the statement checks that it is a live chat of the couple.
+    pub chat_id: Uuid,
+    /// The reaction; `None` takes it away.
+    pub emoji: Option<&'a str>,
+}
+
+/// A send the one statement can take: a chat or a reaction.
+pub enum Plain<'a> {
+    /// A chat, a reply too.
+    Chat(PlainChat<'a>),
+    /// A reaction put on or taken away.
+    React(PlainReaction<'a>),
+}
+
+impl Plain<'_> {
+    /// Whose conversation the send is in.
+    pub fn couple_id(&self) -> Uuid {
+        match self {
+            Plain::Chat(chat) => chat.couple_id,
+            Plain::React(reaction) => reaction.couple_id,
+        }
+    }
+}
+
+/// What `append_plain` wrote.
+#[derive(Default)]
+pub struct Appended {
+    /// Each written couple's new `last_seq`.
+    pub last_seqs: HashMap<Uuid, i64>,
+    /// The chats replied to, as they are now: (seq, sender, text).
+    pub quoted: HashMap<Uuid, (i64, Uuid, String)>,
 }
 
 /// Postgres' unique_violation: a send that exists already.
 const UNIQUE_VIOLATION: &str = "23505";
 
-/// Appends plain chats in one statement (Postgres only). A chat is its own entry in the
-/// couple's log: `events` holds only the other kinds, so a chat costs one row. Chats of one
-/// couple take consecutive seqs in the order given. Returns each couple's new `last_seq`; a
-/// couple missing from the answer (it owes an answer, or is gone) was not touched and none
-/// of its chats were written. `Ok(None)`: one of the sends exists already, and nothing at
-/// all was written.
+/// Stands for "none" in a uuid array (the driver binds no NULL inside an array); no chat has it.
+const NO_CHAT: Uuid = Uuid::nil();
+
+/// Appends plain sends in one statement (Postgres only). A chat is its own entry in the
+/// couple's log: `events` holds only the other kinds, so a chat costs one row. Sends of one
+/// couple take consecutive seqs in the order given. A couple missing from the answer was not
+/// touched and none of its sends were written: it owes an answer, is gone, or has a send the
+/// full rules must decide (a reply or reaction to no live chat of the couple, a reaction that
+/// changes nothing). `Ok(None)`: one of the chats exists already, and nothing at all was
+/// written.
 pub async fn append_plain(
     db: &DatabaseConnection,
-    chats: &[PlainChat<'_>],
+    sends: &[Plain<'_>],
     sent_at: DateTime<Utc>,
-) -> Result<Option<HashMap<Uuid, i64>>, DbErr> {
+) -> Result<Option<Appended>, DbErr> {
+    let mut counts: HashMap<Uuid, i64> = HashMap::new();
+    let places: Vec<i64> = sends
+        .iter()
+        .map(|send| {
+            let count = counts.entry(send.couple_id()).or_default();
+            *count += 1;
+            *count
+        })
+        .collect();
+    let gestures = sends.iter().any(|s| match s {
+        Plain::Chat(chat) => chat.reply_to.is_some(),
+        Plain::React(_) => true,
+    });
+    let statement = if gestures {
+        with_gestures(sends, &places, counts, sent_at)
+    } else {
+        chats_only(sends, &places, counts, sent_at)
+    };
+    match db.query_all_raw(statement).await {
+        Ok(rows) => {
+            let mut appended = Appended::default();
+            for row in rows {
+                let id: Uuid = row.try_get("", "id")?;
+                let seq: i64 = row.try_get("", "last_seq")?;
+                match row.try_get::<Option<Uuid>>("", "sender_id")? {
+                    None => {
+                        appended.last_seqs.insert(id, seq);
+                    }
+                    Some(sender_id) => {
+                        let text = row.try_get::<Option<String>>("", "text")?;
+                        let quote = (seq, sender_id, text.unwrap_or_default());
+                        appended.quoted.insert(id, quote);
+                    }
+                }
+            }
+            Ok(Some(appended))
+        }
+        Err(e) if is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The couples' ids in id order with how many seqs each takes.
+fn by_couple(counts: HashMap<Uuid, i64>) -> (Vec<Uuid>, Vec<i64>) {
+    let mut couples: Vec<(Uuid, i64)> = counts.into_iter().collect();
+    couples.sort_unstable();
+    couples.into_iter().unzip()
+}
+
+/// Chats and nothing else: the statement of most batches, kept as short as it can be.
+fn chats_only(
+    sends: &[Plain<'_>],
+    places: &[i64],
+    counts: HashMap<Uuid, i64>,
+    sent_at: DateTime<Utc>,
+) -> Statement {
     // `locked` takes the couples' row locks in id order; after waiting for another node's
     // batch, Postgres re-reads the row, so `last_seq` and `open_questions` are current. The
     // data-modifying parts then see only couples that were locked. Every position and count
@@ -77,25 +179,22 @@ new_chats AS (
 UPDATE couples c SET last_seq = l.last_seq + k.n
 FROM locked l JOIN unnest($1::uuid[], $2::int8[]) AS k(id, n) ON k.id = l.id
 WHERE c.id = l.id
-RETURNING c.id, c.last_seq
+RETURNING c.id, c.last_seq, NULL::uuid AS sender_id
 "#;
-    let mut counts: HashMap<Uuid, i64> = HashMap::new();
-    let places: Vec<i64> = chats
+    let (couples, seqs) = by_couple(counts);
+    let chats: Vec<&PlainChat<'_>> = sends
         .iter()
-        .map(|chat| {
-            let count = counts.entry(chat.couple_id).or_default();
-            *count += 1;
-            *count
+        .filter_map(|s| match s {
+            Plain::Chat(chat) => Some(chat),
+            Plain::React(_) => None,
         })
         .collect();
-    let mut couples: Vec<(Uuid, i64)> = counts.into_iter().collect();
-    couples.sort_unstable();
     let values: Vec<sea_orm::Value> = vec![
-        couples.iter().map(|c| c.0).collect::<Vec<_>>().into(),
-        couples.iter().map(|c| c.1).collect::<Vec<_>>().into(),
+        couples.into(),
+        seqs.into(),
         chats.iter().map(|c| c.id).collect::<Vec<_>>().into(),
         chats.iter().map(|c| c.couple_id).collect::<Vec<_>>().into(),
-        places.into(),
+        places.to_vec().into(),
         chats.iter().map(|c| c.sender_id).collect::<Vec<_>>().into(),
         chats.iter().map(|c| c.client_id).collect::<Vec<_>>().into(),
         sent_at.into(),
@@ -105,18 +204,171 @@ RETURNING c.id, c.last_seq
             .collect::<Vec<_>>()
             .into(),
     ];
-    let statement = Statement::from_sql_and_values(DbBackend::Postgres, SQL, values);
-    match db.query_all_raw(statement).await {
-        Ok(rows) => {
-            let mut advanced = HashMap::with_capacity(rows.len());
-            for row in rows {
-                advanced.insert(row.try_get::<Uuid>("", "id")?, row.try_get("", "last_seq")?);
-            }
-            Ok(Some(advanced))
+    Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)
+}
+
+/// Chats, replies and reactions. What the rules would read (the chats replied or reacted
+/// to, the reactions now) is read in the statement's snapshot, which may be older than the
+/// row lock it then waits for. Every change to a couple's chats and reactions moves its
+/// `last_seq` under that lock, so a couple whose `last_seq` is the same in the snapshot and
+/// under the lock was read as it is; any other couple that replies or reacts is left to the
+/// full rules.
+fn with_gestures(
+    sends: &[Plain<'_>],
+    places: &[i64],
+    counts: HashMap<Uuid, i64>,
+    sent_at: DateTime<Utc>,
+) -> Statement {
+    const SQL: &str = r#"
+WITH seen AS (
+    SELECT id, last_seq FROM couples WHERE id = ANY($1::uuid[])
+),
+locked AS (
+    SELECT id, last_seq FROM couples
+    WHERE id = ANY($1::uuid[]) AND open_questions = 0
+    ORDER BY id
+    FOR UPDATE
+),
+targets AS (
+    SELECT g.couple_id, t.id AS found
+    FROM unnest($4::uuid[], $10::uuid[]) AS g(couple_id, chat_id)
+    LEFT JOIN chats t ON t.id = g.chat_id AND t.couple_id = g.couple_id AND t.deleted_at IS NULL
+    WHERE g.chat_id <> $18::uuid
+    UNION ALL
+    SELECT x.couple_id, t.id
+    FROM unnest($11::uuid[], $13::uuid[]) AS x(couple_id, chat_id)
+    LEFT JOIN chats t ON t.id = x.chat_id AND t.couple_id = x.couple_id AND t.deleted_at IS NULL
+),
+unchanged AS (
+    SELECT x.couple_id
+    FROM unnest($11::uuid[], $13::uuid[], $14::uuid[], $15::text[])
+        AS x(couple_id, chat_id, user_id, emoji)
+    LEFT JOIN reactions r ON r.chat_id = x.chat_id AND r.user_id = x.user_id
+    WHERE r.emoji IS NOT DISTINCT FROM NULLIF(x.emoji, '')
+),
+ok AS (
+    SELECT l.id, l.last_seq FROM locked l JOIN seen s ON s.id = l.id
+    WHERE (s.last_seq = l.last_seq OR NOT l.id = ANY($19::uuid[]))
+    AND NOT EXISTS (SELECT 1 FROM targets g WHERE g.couple_id = l.id AND g.found IS NULL)
+    AND NOT EXISTS (SELECT 1 FROM unchanged u WHERE u.couple_id = l.id)
+),
+new_chats AS (
+    INSERT INTO chats (id, couple_id, seq, sender_id, client_id, text, sent_at, reply_to)
+    SELECT b.id, b.couple_id, l.last_seq + b.place, b.sender_id, b.client_id, b.text, $8,
+        NULLIF(b.reply_to, $18::uuid)
+    FROM unnest($3::uuid[], $4::uuid[], $5::int8[], $6::uuid[], $7::uuid[], $9::text[], $10::uuid[])
+        AS b(id, couple_id, place, sender_id, client_id, text, reply_to)
+    JOIN ok l ON l.id = b.couple_id
+),
+reacted AS (
+    SELECT x.couple_id, l.last_seq + x.place AS seq, x.chat_id, x.user_id,
+        NULLIF(x.emoji, '') AS emoji
+    FROM unnest($11::uuid[], $12::int8[], $13::uuid[], $14::uuid[], $15::text[])
+        AS x(couple_id, place, chat_id, user_id, emoji)
+    JOIN ok l ON l.id = x.couple_id
+),
+logged AS (
+    INSERT INTO events (couple_id, seq, kind, chat_id, user_id, created_at, text)
+    SELECT couple_id, seq, $16, chat_id, user_id, $8, emoji FROM reacted
+),
+put_on AS (
+    INSERT INTO reactions (chat_id, user_id, couple_id, emoji, seq, reacted_at)
+    SELECT chat_id, user_id, couple_id, emoji, seq, $8 FROM reacted WHERE emoji IS NOT NULL
+    ON CONFLICT (chat_id, user_id)
+    DO UPDATE SET emoji = excluded.emoji, seq = excluded.seq, reacted_at = excluded.reacted_at
+),
+taken_away AS (
+    DELETE FROM reactions r USING reacted x
+    WHERE x.emoji IS NULL AND r.chat_id = x.chat_id AND r.user_id = x.user_id
+),
+moved AS (
+    UPDATE couples c SET last_seq = l.last_seq + k.n
+    FROM ok l JOIN unnest($1::uuid[], $2::int8[]) AS k(id, n) ON k.id = l.id
+    WHERE c.id = l.id
+    RETURNING c.id, c.last_seq
+)
+SELECT id, last_seq, NULL::uuid AS sender_id, NULL::text AS text FROM moved
+UNION ALL
+SELECT t.id, t.seq, t.sender_id, t.text FROM chats t
+WHERE t.id = ANY($17::uuid[]) AND t.couple_id IN (SELECT id FROM ok)
+"#;
+    let (couples, seqs) = by_couple(counts);
+    let mut chats: Vec<(&PlainChat<'_>, i64)> = Vec::new();
+    let mut reactions: Vec<(&PlainReaction<'_>, i64)> = Vec::new();
+    for (send, &place) in sends.iter().zip(places) {
+        match send {
+            Plain::Chat(chat) => chats.push((chat, place)),
+            Plain::React(reaction) => reactions.push((reaction, place)),
         }
-        Err(e) if is_unique_violation(&e) => Ok(None),
-        Err(e) => Err(e),
     }
+    let quoted: Vec<Uuid> = chats.iter().filter_map(|(c, _)| c.reply_to).collect();
+    // Only a couple with a reply or a reaction read anything beyond its own row.
+    let mut gesturing: Vec<Uuid> = chats
+        .iter()
+        .filter(|(c, _)| c.reply_to.is_some())
+        .map(|(c, _)| c.couple_id)
+        .chain(reactions.iter().map(|(r, _)| r.couple_id))
+        .collect();
+    gesturing.sort_unstable();
+    gesturing.dedup();
+    let values: Vec<sea_orm::Value> = vec![
+        couples.into(),
+        seqs.into(),
+        chats.iter().map(|(c, _)| c.id).collect::<Vec<_>>().into(),
+        chats
+            .iter()
+            .map(|(c, _)| c.couple_id)
+            .collect::<Vec<_>>()
+            .into(),
+        chats.iter().map(|(_, p)| *p).collect::<Vec<_>>().into(),
+        chats
+            .iter()
+            .map(|(c, _)| c.sender_id)
+            .collect::<Vec<_>>()
+            .into(),
+        chats
+            .iter()
+            .map(|(c, _)| c.client_id)
+            .collect::<Vec<_>>()
+            .into(),
+        sent_at.into(),
+        chats
+            .iter()
+            .map(|(c, _)| c.text.to_owned())
+            .collect::<Vec<_>>()
+            .into(),
+        chats
+            .iter()
+            .map(|(c, _)| c.reply_to.unwrap_or(NO_CHAT))
+            .collect::<Vec<_>>()
+            .into(),
+        reactions
+            .iter()
+            .map(|(r, _)| r.couple_id)
+            .collect::<Vec<_>>()
+            .into(),
+        reactions.iter().map(|(_, p)| *p).collect::<Vec<_>>().into(),
+        reactions
+            .iter()
+            .map(|(r, _)| r.chat_id)
+            .collect::<Vec<_>>()
+            .into(),
+        reactions
+            .iter()
+            .map(|(r, _)| r.user_id)
+            .collect::<Vec<_>>()
+            .into(),
+        reactions
+            .iter()
+            .map(|(r, _)| r.emoji.unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+            .into(),
+        EventKind::Reacted.as_str().into(),
+        quoted.into(),
+        NO_CHAT.into(),
+        gesturing.into(),
+    ];
+    Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)
 }
 
 fn is_unique_violation(e: &DbErr) -> bool {

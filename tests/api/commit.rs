@@ -290,6 +290,53 @@ async fn a_chat_whose_commit_timed_out_but_landed_reaches_the_partner_on_the_ret
     assert_eq!(chat["text"], "stalled");
 }
 
+/// A reply or a reaction is decided on what its couple is when it commits. Here the chat
+/// they name is deleted by a commit (another node's, say) that holds the couple while they
+/// wait: both must be refused, not quote or mark a chat that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_or_reaction_that_waited_for_the_couple_sees_its_chat_deleted_meanwhile() {
+    use sea_orm::ConnectionTrait;
+    let node = spawn_node(Backend::Postgres).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    let chat = theirs.acked("soon gone").await;
+    let chat_id = chat["id"].as_str().unwrap_or_default().to_owned();
+    let (_db, blocker, couple_id) = hold_the_couple(&node, &mine).await;
+    // What a delete does to the rows the two sends read, under the couple's lock.
+    blocker
+        .execute_unprepared(&format!(
+            "UPDATE chats SET deleted_at = now(), text = '' WHERE id = '{chat_id}';
+             UPDATE couples SET last_seq = last_seq + 1 WHERE id = '{couple_id}'"
+        ))
+        .await
+        .expect("deleting the chat");
+    let reply = Uuid::new_v4();
+    mine.send(json!({ "type": "send", "client_id": reply, "text": "me too", "reply_to": chat_id }))
+        .await;
+    let reaction = Uuid::new_v4();
+    mine.send(json!({ "type": "react", "client_id": reaction, "chat_id": chat_id, "emoji": "❤️" }))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    blocker.commit().await.expect("releasing the couple");
+    for client_id in [reply, reaction] {
+        let answer = mine.until_any(&["ack", "error"]).await;
+        assert_eq!(answer["client_id"], client_id.to_string(), "{answer}");
+        assert_eq!(answer["code"], "not_found", "{answer}");
+    }
+    let (_, history) = mina.get("/api/chats").await;
+    assert_eq!(history["chats"], json!([]), "no reply was kept: {history}");
+    let reactions = _db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT count(*) AS n FROM reactions WHERE chat_id = '{chat_id}'"),
+        ))
+        .await
+        .expect("counting reactions")
+        .and_then(|row| row.try_get::<i64>("", "n").ok());
+    assert_eq!(reactions, Some(0), "no reaction was kept");
+}
+
 /// On SQLite an `ack` must mean what it means on Postgres: committed and on disk. With
 /// `synchronous=NORMAL` in WAL mode the last commits before a power loss may be lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
