@@ -10,8 +10,9 @@
 //! - **Shards keep each couple in order.** A couple always goes to the same shard, which
 //!   commits its batches one after another, so one socket's sends take seqs in the order they
 //!   were sent. Shards commit in parallel (different couples) and lock rows in id order.
-//! - **Plain chats and reactions take one statement** on Postgres (`store::sends::append_plain`);
-//!   couples with questions open, files, keywords, edits or retries take a transaction that applies the full
+//! - **Chats, replies, reactions and edits take one statement** on Postgres
+//!   (`store::sends::append_plain`); couples with questions open, files, keywords or retries
+//!   take a transaction that applies the full
 //!   rules (`plan`) to what it reads under the couples' locks. One send's refusal never fails
 //!   the others; an ack leaves only after the commit that holds its chat.
 //! - **After the commit**, in seq order per couple: the ack (or error) to the sending socket,
@@ -37,7 +38,7 @@ use crate::question::Catalogue;
 use crate::services::Services;
 use crate::store;
 use crate::store::questions::Trigger;
-use crate::store::sends::{Plain, PlainChat, PlainReaction};
+use crate::store::sends::{EditRule, Plain, PlainChat, PlainEdit, PlainReaction};
 use crate::view::{ChatView, QuoteView};
 use crate::words;
 
@@ -242,27 +243,44 @@ async fn decide(services: &Services, sends: &[PendingSend]) -> Vec<Result<Decisi
         .collect()
 }
 
-/// The one-statement path for couples whose every send in the batch is a chat without file
-/// or keyword, or a reaction. Fills their decisions; returns the indices of the sends left
-/// for the full rules.
+/// The one-statement path for couples whose every send in the batch is a chat without file,
+/// a reaction or an edit, none bringing up a question. Fills their decisions; returns the
+/// indices of the sends left for the full rules.
 async fn append_plain(
     services: &Services,
     sends: &[PendingSend],
     decisions: &mut [Option<Result<Decision>>],
 ) -> Vec<usize> {
     // A couple goes this way only if all its sends can: its order must not be split. A send
-    // repeated within the batch (a retry, a second reaction to the same chat) is the rules'.
+    // repeated within the batch (a retry, a second reaction to the same chat) is the rules',
+    // and so is any send about a chat edited in the batch (the statement reads it as it was).
     let mut involved: HashSet<Uuid> = HashSet::new();
     let mut seen: HashSet<(Uuid, Uuid)> = HashSet::new();
     let mut reacting: HashSet<(Uuid, Uuid)> = HashSet::new();
+    let edited: HashSet<Uuid> = sends
+        .iter()
+        .filter_map(|s| match &s.gesture {
+            Gesture::Edit { chat_id, .. } => Some(*chat_id),
+            _ => None,
+        })
+        .collect();
+    let mut editing: HashSet<Uuid> = HashSet::new();
     for send in sends {
         let plain = send.triggers.is_empty()
             && match &send.gesture {
-                Gesture::Chat { file_id: None, .. } => {
+                Gesture::Chat {
+                    file_id: None,
+                    reply_to,
+                    ..
+                } => {
                     seen.insert((send.me.user_id, send.client_id))
+                        && reply_to.is_none_or(|id| !edited.contains(&id))
                 }
-                Gesture::React { chat_id, .. } => reacting.insert((*chat_id, send.me.user_id)),
-                _ => false,
+                Gesture::Chat { .. } => false,
+                Gesture::React { chat_id, .. } => {
+                    reacting.insert((*chat_id, send.me.user_id)) && !edited.contains(chat_id)
+                }
+                Gesture::Edit { chat_id, .. } => editing.insert(*chat_id),
             };
         if !plain {
             involved.insert(send.me.couple_id);
@@ -290,15 +308,27 @@ async fn append_plain(
                 chat_id: *chat_id,
                 emoji: emoji.as_deref(),
             }),
-            // An edit's couple is involved (above).
-            Gesture::Edit { .. } => continue,
+            Gesture::Edit { chat_id, text } => Plain::Edit(PlainEdit {
+                couple_id: send.me.couple_id,
+                user_id: send.me.user_id,
+                chat_id: *chat_id,
+                text,
+            }),
         });
         fast.push(i);
     }
     if fast.is_empty() {
         return (0..sends.len()).collect();
     }
-    let appended = match store::sends::append_plain(&services.db, &plain, now).await {
+    let limits = limits(services);
+    let rule = EditRule {
+        sent_since: now
+            .checked_sub_signed(limits.edit_window)
+            .unwrap_or(chrono::DateTime::UNIX_EPOCH)
+            .max(chrono::DateTime::UNIX_EPOCH),
+        max_edits: limits.max_edits,
+    };
+    let appended = match store::sends::append_plain(&services.db, &plain, now, rule).await {
         Ok(Some(appended)) => appended,
         // A retry among them: the full rules will recognize it.
         Ok(None) => return (0..sends.len()).collect(),
@@ -356,6 +386,13 @@ async fn append_plain(
                 seq,
                 emoji: reaction.emoji.map(str::to_owned),
             },
+            Plain::Edit(edit) => Decision::Edited {
+                chat_id: edit.chat_id,
+                text: edit.text.to_owned(),
+                seq,
+                at: now,
+                asked: Vec::new(),
+            },
         }));
     }
     (0..sends.len())
@@ -402,18 +439,22 @@ async fn with_rules(services: &Services, sends: &[&PendingSend]) -> Result<Vec<D
             triggers: &s.triggers,
         })
         .collect();
-    let limits = Limits {
+    let now = store::events::now_millis();
+    let (decisions, writes) = plan::plan(&couples, loaded, &rules, limits(services), now);
+    store::sends::write(&txn, writes, words::words_of).await?;
+    txn.commit().await?;
+    Ok(decisions)
+}
+
+/// How far edits go (`DUET_EDIT_WINDOW_SECS`, `DUET_MAX_EDITS`).
+fn limits(services: &Services) -> Limits {
+    Limits {
         edit_window: i64::try_from(services.config.edit_window_secs)
             .ok()
             .and_then(chrono::TimeDelta::try_seconds)
             .unwrap_or(chrono::TimeDelta::MAX),
         max_edits: i32::try_from(services.config.max_edits).unwrap_or(i32::MAX),
-    };
-    let now = store::events::now_millis();
-    let (decisions, writes) = plan::plan(&couples, loaded, &rules, limits, now);
-    store::sends::write(&txn, writes, words::words_of).await?;
-    txn.commit().await?;
-    Ok(decisions)
+    }
 }
 
 /// A batch that could not be committed: the client may send again (same client_id).
@@ -492,7 +533,8 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
             publish::persisted(&services.bus, me.couple_id, seq, Some(me.user_id), &frame);
         }
         Ok(Decision::Edited {
-            chat,
+            chat_id,
+            text,
             seq,
             at,
             asked,
@@ -501,16 +543,16 @@ fn announce(services: &Services, send: &PendingSend, decision: Result<Decision>)
                 &send.reply,
                 &ServerFrame::Ack {
                     client_id,
-                    id: chat.id,
+                    id: chat_id,
                     seq,
                 },
             );
             tracing::debug!(couple_id = %me.couple_id, user_id = %me.user_id, seq, "chat edited");
             let frame = ServerFrame::Edited {
                 seq,
-                chat_id: chat.id,
+                chat_id,
                 user_id: me.user_id,
-                text: chat.text,
+                text,
                 edited_at: at,
             };
             publish::persisted(&services.bus, me.couple_id, seq, Some(me.user_id), &frame);

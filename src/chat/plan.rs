@@ -68,9 +68,10 @@ pub enum Decision {
         seq: i64,
         emoji: Option<String>,
     },
-    /// The chat as edited at this seq and instant, and the questions its new text asks.
+    /// The chat's new text at this seq and instant, and the questions it asks.
     Edited {
-        chat: chats::Model,
+        chat_id: Uuid,
+        text: String,
         seq: i64,
         at: DateTime<Utc>,
         asked: Vec<Asked>,
@@ -342,10 +343,11 @@ impl Batch {
             chat: edited.clone(),
             before,
         });
-        self.targets.insert(chat_id, edited.clone());
+        self.targets.insert(chat_id, edited);
         let asked = self.ask(couple, send);
         Ok(Decision::Edited {
-            chat: edited,
+            chat_id,
+            text: text.to_owned(),
             seq,
             at: now,
             asked,
@@ -738,10 +740,9 @@ mod tests {
         let (decisions, writes) = plan(&[couple(1)], loaded, &sends, LIMITS, Utc::now());
         match &decisions[0] {
             Decision::Edited {
-                chat, seq, asked, ..
+                text, seq, asked, ..
             } => {
-                assert_eq!((*seq, chat.edits), (2, 1));
-                assert_eq!(chat.first_text.as_deref(), Some("주말에 뭐 해?"));
+                assert_eq!((*seq, text.as_str()), (2, "주말에 여행 갈까?"));
                 assert_eq!(asked[0].seq, 3);
             }
             other => panic!("{other:?}"),
@@ -751,6 +752,12 @@ mod tests {
             Decision::Refused(Error::AnswerRequired(7))
         ));
         assert_eq!(writes.edits.len(), 1);
+        let edited = &writes.edits[0].chat;
+        assert_eq!(
+            (edited.seq, edited.edits, edited.edited_seq),
+            (1, 1, Some(2))
+        );
+        assert_eq!(edited.first_text.as_deref(), Some("주말에 뭐 해?"));
         assert_eq!(writes.couples, vec![(COUPLE, 3, 1)]);
     }
 

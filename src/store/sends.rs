@@ -55,12 +55,37 @@ pub struct PlainReaction<'a> {
     pub emoji: Option<&'a str>,
 }
 
-/// A send the one statement can take: a chat or a reaction.
+/// An edit of one's own text chat with no keyword in its new text, ready to take its
+/// couple's next seq.
+pub struct PlainEdit<'a> {
+    /// Whose conversation it is in.
+    pub couple_id: Uuid,
+    /// Who edits: the statement checks that they sent the chat.
+    pub user_id: Uuid,
+    /// The chat edited: the statement checks that it is live, of the couple, has text and
+    /// can still be edited (`EditRule`).
+    pub chat_id: Uuid,
+    /// Its new text: the statement checks that it differs.
+    pub text: &'a str,
+}
+
+/// How far edits go, as the statement checks them.
+#[derive(Clone, Copy)]
+pub struct EditRule {
+    /// Chats sent before this can no longer be edited.
+    pub sent_since: DateTime<Utc>,
+    /// Chats edited this many times cannot be edited again.
+    pub max_edits: i32,
+}
+
+/// A send the one statement can take: a chat, a reaction or an edit.
 pub enum Plain<'a> {
     /// A chat, a reply too.
     Chat(PlainChat<'a>),
     /// A reaction put on or taken away.
     React(PlainReaction<'a>),
+    /// A new text for a chat.
+    Edit(PlainEdit<'a>),
 }
 
 impl Plain<'_> {
@@ -69,6 +94,7 @@ impl Plain<'_> {
         match self {
             Plain::Chat(chat) => chat.couple_id,
             Plain::React(reaction) => reaction.couple_id,
+            Plain::Edit(edit) => edit.couple_id,
         }
     }
 }
@@ -78,7 +104,8 @@ impl Plain<'_> {
 pub struct Appended {
     /// Each written couple's new `last_seq`.
     pub last_seqs: HashMap<Uuid, i64>,
-    /// The chats replied to, as they are now: (seq, sender, text).
+    /// The chats replied to, as they are now: (seq, sender, text). Only those of the couples
+    /// written were checked to be theirs and live.
     pub quoted: HashMap<Uuid, (i64, Uuid, String)>,
 }
 
@@ -92,13 +119,15 @@ const NO_CHAT: Uuid = Uuid::nil();
 /// couple's log: `events` holds only the other kinds, so a chat costs one row. Sends of one
 /// couple take consecutive seqs in the order given. A couple missing from the answer was not
 /// touched and none of its sends were written: it owes an answer, is gone, or has a send the
-/// full rules must decide (a reply or reaction to no live chat of the couple, a reaction that
-/// changes nothing). `Ok(None)`: one of the chats exists already, and nothing at all was
-/// written.
+/// full rules must decide (a reply, reaction or edit to no live chat of the couple, a
+/// reaction or an edit that changes nothing, an edit not allowed, an edit of a chat whose
+/// words are counted already). `Ok(None)`: one of the chats exists already, and nothing at
+/// all was written.
 pub async fn append_plain(
     db: &DatabaseConnection,
     sends: &[Plain<'_>],
     sent_at: DateTime<Utc>,
+    edits: EditRule,
 ) -> Result<Option<Appended>, DbErr> {
     let mut counts: HashMap<Uuid, i64> = HashMap::new();
     let places: Vec<i64> = sends
@@ -111,10 +140,10 @@ pub async fn append_plain(
         .collect();
     let gestures = sends.iter().any(|s| match s {
         Plain::Chat(chat) => chat.reply_to.is_some(),
-        Plain::React(_) => true,
+        Plain::React(_) | Plain::Edit(_) => true,
     });
     let statement = if gestures {
-        with_gestures(sends, &places, counts, sent_at)
+        with_gestures(sends, &places, counts, sent_at, edits)
     } else {
         chats_only(sends, &places, counts, sent_at)
     };
@@ -186,7 +215,7 @@ RETURNING c.id, c.last_seq, NULL::uuid AS sender_id
         .iter()
         .filter_map(|s| match s {
             Plain::Chat(chat) => Some(chat),
-            Plain::React(_) => None,
+            Plain::React(_) | Plain::Edit(_) => None,
         })
         .collect();
     let values: Vec<sea_orm::Value> = vec![
@@ -211,13 +240,19 @@ RETURNING c.id, c.last_seq, NULL::uuid AS sender_id
 /// to, the reactions now) is read in the statement's snapshot, which may be older than the
 /// row lock it then waits for. Every change to a couple's chats and reactions moves its
 /// `last_seq` under that lock, so a couple whose `last_seq` is the same in the snapshot and
-/// under the lock was read as it is; any other couple that replies or reacts is left to the
-/// full rules.
+/// under the lock was read as it is; any other couple that replies, reacts or edits is left
+/// to the full rules.
+///
+/// An edit changes what our words count. The statement takes the couple's word mark (after
+/// the couples' locks, the order every writer uses) and edits here only a chat the counts
+/// have not reached: a count that holds the mark is waited for, one that comes later reads
+/// the new text.
 fn with_gestures(
     sends: &[Plain<'_>],
     places: &[i64],
     counts: HashMap<Uuid, i64>,
     sent_at: DateTime<Utc>,
+    rule: EditRule,
 ) -> Statement {
     const SQL: &str = r#"
 WITH seen AS (
@@ -246,11 +281,33 @@ unchanged AS (
     LEFT JOIN reactions r ON r.chat_id = x.chat_id AND r.user_id = x.user_id
     WHERE r.emoji IS NOT DISTINCT FROM NULLIF(x.emoji, '')
 ),
-ok AS (
+edits AS (
+    SELECT e.couple_id, e.place, e.chat_id, e.user_id, e.text, t.seq AS chat_seq
+    FROM unnest($20::uuid[], $21::int8[], $22::uuid[], $23::uuid[], $24::text[])
+        AS e(couple_id, place, chat_id, user_id, text)
+    LEFT JOIN chats t ON t.id = e.chat_id AND t.couple_id = e.couple_id
+        AND t.deleted_at IS NULL AND t.sender_id = e.user_id AND t.text <> ''
+        AND t.text <> e.text AND t.sent_at >= $26 AND t.edits < $27
+),
+checked AS (
     SELECT l.id, l.last_seq FROM locked l JOIN seen s ON s.id = l.id
     WHERE (s.last_seq = l.last_seq OR NOT l.id = ANY($19::uuid[]))
     AND NOT EXISTS (SELECT 1 FROM targets g WHERE g.couple_id = l.id AND g.found IS NULL)
     AND NOT EXISTS (SELECT 1 FROM unchanged u WHERE u.couple_id = l.id)
+    AND NOT EXISTS (SELECT 1 FROM edits e WHERE e.couple_id = l.id AND e.chat_seq IS NULL)
+),
+marks AS (
+    INSERT INTO word_marks (couple_id, counted_seq)
+    SELECT DISTINCT e.couple_id, 0 FROM edits e JOIN checked c ON c.id = e.couple_id
+    ON CONFLICT (couple_id) DO UPDATE SET counted_seq = word_marks.counted_seq
+    RETURNING couple_id, counted_seq
+),
+ok AS (
+    SELECT c.id, c.last_seq FROM checked c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM edits e JOIN marks m ON m.couple_id = e.couple_id
+        WHERE e.couple_id = c.id AND m.counted_seq >= e.chat_seq
+    )
 ),
 new_chats AS (
     INSERT INTO chats (id, couple_id, seq, sender_id, client_id, text, sent_at, reply_to)
@@ -267,9 +324,20 @@ reacted AS (
         AS x(couple_id, place, chat_id, user_id, emoji)
     JOIN ok l ON l.id = x.couple_id
 ),
+edited AS (
+    SELECT e.couple_id, l.last_seq + e.place AS seq, e.chat_id, e.user_id, e.text
+    FROM edits e JOIN ok l ON l.id = e.couple_id
+),
+rewritten AS (
+    UPDATE chats c SET text = x.text, edits = c.edits + 1, edited_seq = x.seq,
+        first_text = COALESCE(c.first_text, c.text)
+    FROM edited x WHERE c.id = x.chat_id
+),
 logged AS (
     INSERT INTO events (couple_id, seq, kind, chat_id, user_id, created_at, text)
     SELECT couple_id, seq, $16, chat_id, user_id, $8, emoji FROM reacted
+    UNION ALL
+    SELECT couple_id, seq, $25, chat_id, user_id, $8, text FROM edited
 ),
 put_on AS (
     INSERT INTO reactions (chat_id, user_id, couple_id, emoji, seq, reacted_at)
@@ -289,16 +357,17 @@ moved AS (
 )
 SELECT id, last_seq, NULL::uuid AS sender_id, NULL::text AS text FROM moved
 UNION ALL
-SELECT t.id, t.seq, t.sender_id, t.text FROM chats t
-WHERE t.id = ANY($17::uuid[]) AND t.couple_id IN (SELECT id FROM ok)
+SELECT id, seq, sender_id, text FROM chats WHERE id = ANY($17::uuid[])
 "#;
     let (couples, seqs) = by_couple(counts);
     let mut chats: Vec<(&PlainChat<'_>, i64)> = Vec::new();
     let mut reactions: Vec<(&PlainReaction<'_>, i64)> = Vec::new();
+    let mut edits: Vec<(&PlainEdit<'_>, i64)> = Vec::new();
     for (send, &place) in sends.iter().zip(places) {
         match send {
             Plain::Chat(chat) => chats.push((chat, place)),
             Plain::React(reaction) => reactions.push((reaction, place)),
+            Plain::Edit(edit) => edits.push((edit, place)),
         }
     }
     let quoted: Vec<Uuid> = chats.iter().filter_map(|(c, _)| c.reply_to).collect();
@@ -308,6 +377,7 @@ WHERE t.id = ANY($17::uuid[]) AND t.couple_id IN (SELECT id FROM ok)
         .filter(|(c, _)| c.reply_to.is_some())
         .map(|(c, _)| c.couple_id)
         .chain(reactions.iter().map(|(r, _)| r.couple_id))
+        .chain(edits.iter().map(|(e, _)| e.couple_id))
         .collect();
     gesturing.sort_unstable();
     gesturing.dedup();
@@ -367,6 +437,30 @@ WHERE t.id = ANY($17::uuid[]) AND t.couple_id IN (SELECT id FROM ok)
         quoted.into(),
         NO_CHAT.into(),
         gesturing.into(),
+        edits
+            .iter()
+            .map(|(e, _)| e.couple_id)
+            .collect::<Vec<_>>()
+            .into(),
+        edits.iter().map(|(_, p)| *p).collect::<Vec<_>>().into(),
+        edits
+            .iter()
+            .map(|(e, _)| e.chat_id)
+            .collect::<Vec<_>>()
+            .into(),
+        edits
+            .iter()
+            .map(|(e, _)| e.user_id)
+            .collect::<Vec<_>>()
+            .into(),
+        edits
+            .iter()
+            .map(|(e, _)| e.text.to_owned())
+            .collect::<Vec<_>>()
+            .into(),
+        EventKind::Edited.as_str().into(),
+        rule.sent_since.into(),
+        rule.max_edits.into(),
     ];
     Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)
 }
