@@ -210,3 +210,41 @@ async fn words_left_out_at_once_cannot_pass_the_limit(backend: Backend) {
     let (_, body) = mina.get("/api/words").await;
     assert_eq!(body["excluded"].as_array().map(Vec::len), Some(3), "{body}");
 }
+
+/// An edit decided while a look at our words is counting the couple waits for that count:
+/// the count took in the chat's old text, so the edit takes it out again and puts the new
+/// one in. Here a test connection counts "picnic" (as a look does, holding the couple's word
+/// mark) while the edit to "umbrella" arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_while_the_words_are_being_counted_is_counted_as_edited() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let node = spawn_node(Backend::Postgres).await;
+    let (mina, _joon) = couple(&node).await;
+    let mut m = mina.socket().await;
+    let chat = m.acked("picnic").await;
+    let couple_id = m.hello["couple_id"].as_str().unwrap_or_default().to_owned();
+    let db = sea_orm::Database::connect(node.db.url.as_str())
+        .await
+        .expect("a connection of the test's own");
+    let count = db.begin().await.expect("a transaction");
+    count
+        .execute_unprepared(&format!(
+            "INSERT INTO word_marks (couple_id, counted_seq) VALUES ('{couple_id}', 1)
+                 ON CONFLICT (couple_id) DO UPDATE SET counted_seq = 1;
+             INSERT INTO word_counts (couple_id, word, user_id, count)
+                 VALUES ('{couple_id}', 'picnic', '{}', 1)",
+            mina.id
+        ))
+        .await
+        .expect("counting the chat");
+    let edit = json!({ "type": "edit", "client_id": uuid::Uuid::new_v4(), "chat_id": chat["id"], "text": "umbrella" });
+    m.send(edit).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    count.commit().await.expect("the count ends");
+    let answer = m.until_any(&["ack", "error"]).await;
+    assert_eq!(answer["type"], "ack", "{answer}");
+
+    let now = words(&mina).await;
+    assert_eq!(counts(&now, "umbrella"), Some((1, 1, 0)), "{now}");
+    assert_eq!(counts(&now, "picnic"), None, "{now}");
+}
