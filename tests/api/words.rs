@@ -221,6 +221,9 @@ async fn an_edit_made_while_the_words_are_being_counted_is_counted_as_edited() {
     let node = spawn_node(Backend::Postgres).await;
     let (mina, _joon) = couple(&node).await;
     let mut m = mina.socket().await;
+    m.acked("kite").await;
+    // A first look: the couple's mark exists and stands at the kite.
+    assert_eq!(counts(&words(&mina).await, "kite"), Some((1, 1, 0)));
     let chat = m.acked("picnic").await;
     let couple_id = m.hello["couple_id"].as_str().unwrap_or_default().to_owned();
     let db = sea_orm::Database::connect(node.db.url.as_str())
@@ -229,8 +232,7 @@ async fn an_edit_made_while_the_words_are_being_counted_is_counted_as_edited() {
     let count = db.begin().await.expect("a transaction");
     count
         .execute_unprepared(&format!(
-            "INSERT INTO word_marks (couple_id, counted_seq) VALUES ('{couple_id}', 1)
-                 ON CONFLICT (couple_id) DO UPDATE SET counted_seq = 1;
+            "UPDATE word_marks SET counted_seq = 2 WHERE couple_id = '{couple_id}';
              INSERT INTO word_counts (couple_id, word, user_id, count)
                  VALUES ('{couple_id}', 'picnic', '{}', 1)",
             mina.id
