@@ -246,8 +246,9 @@ RETURNING c.id, c.last_seq, NULL::uuid AS sender_id
 /// An edit changes what our words count. The statement shares the couple's word mark (after
 /// the couples' locks, the order every writer uses) and edits here only a chat the counts
 /// have not reached: a count that holds the mark is waited for, one that comes later reads
-/// the new text. A couple with no mark yet (one may be being created by a first count, which
-/// the snapshot cannot see) is left to the full rules, which create it.
+/// the new text. A couple with no mark yet gets one here, held until the statement ends; if a
+/// first count created it meanwhile (the snapshot cannot see that one), the couple is left to
+/// the full rules.
 fn with_gestures(
     sends: &[Plain<'_>],
     places: &[i64],
@@ -297,6 +298,13 @@ checked AS (
     AND NOT EXISTS (SELECT 1 FROM unchanged u WHERE u.couple_id = l.id)
     AND NOT EXISTS (SELECT 1 FROM edits e WHERE e.couple_id = l.id AND e.chat_seq IS NULL)
 ),
+new_marks AS (
+    INSERT INTO word_marks (couple_id, counted_seq)
+    SELECT DISTINCT e.couple_id, 0 FROM edits e JOIN checked c ON c.id = e.couple_id
+    WHERE NOT EXISTS (SELECT 1 FROM word_marks w WHERE w.couple_id = e.couple_id)
+    ON CONFLICT (couple_id) DO NOTHING
+    RETURNING couple_id, counted_seq
+),
 marks AS (
     SELECT m.couple_id, m.counted_seq FROM word_marks m
     WHERE m.couple_id IN (SELECT e.couple_id FROM edits e JOIN checked c ON c.id = e.couple_id)
@@ -305,7 +313,9 @@ marks AS (
 ok AS (
     SELECT c.id, c.last_seq FROM checked c
     WHERE NOT EXISTS (
-        SELECT 1 FROM edits e LEFT JOIN marks m ON m.couple_id = e.couple_id
+        SELECT 1 FROM edits e
+        LEFT JOIN (SELECT * FROM marks UNION ALL SELECT * FROM new_marks) m
+            ON m.couple_id = e.couple_id
         WHERE e.couple_id = c.id AND (m.counted_seq IS NULL OR m.counted_seq >= e.chat_seq)
     )
 ),
