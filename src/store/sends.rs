@@ -171,6 +171,14 @@ pub async fn append_plain(
     }
 }
 
+/// One array parameter: a field of each of the rows.
+fn column<T, U>(rows: &[T], field: impl Fn(&T) -> U) -> sea_orm::Value
+where
+    Vec<U>: Into<sea_orm::Value>,
+{
+    rows.iter().map(field).collect::<Vec<U>>().into()
+}
+
 /// The couples' ids in id order with how many seqs each takes.
 fn by_couple(counts: HashMap<Uuid, i64>) -> (Vec<Uuid>, Vec<i64>) {
     let mut couples: Vec<(Uuid, i64)> = counts.into_iter().collect();
@@ -221,17 +229,13 @@ RETURNING c.id, c.last_seq, NULL::uuid AS sender_id
     let values: Vec<sea_orm::Value> = vec![
         couples.into(),
         seqs.into(),
-        chats.iter().map(|c| c.id).collect::<Vec<_>>().into(),
-        chats.iter().map(|c| c.couple_id).collect::<Vec<_>>().into(),
+        column(&chats, |c| c.id),
+        column(&chats, |c| c.couple_id),
         places.to_vec().into(),
-        chats.iter().map(|c| c.sender_id).collect::<Vec<_>>().into(),
-        chats.iter().map(|c| c.client_id).collect::<Vec<_>>().into(),
+        column(&chats, |c| c.sender_id),
+        column(&chats, |c| c.client_id),
         sent_at.into(),
-        chats
-            .iter()
-            .map(|c| c.text.to_owned())
-            .collect::<Vec<_>>()
-            .into(),
+        column(&chats, |c| c.text.to_owned()),
     ];
     Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)
 }
@@ -394,80 +398,28 @@ SELECT id, seq, sender_id, text FROM chats WHERE id = ANY($17::uuid[])
     let values: Vec<sea_orm::Value> = vec![
         couples.into(),
         seqs.into(),
-        chats.iter().map(|(c, _)| c.id).collect::<Vec<_>>().into(),
-        chats
-            .iter()
-            .map(|(c, _)| c.couple_id)
-            .collect::<Vec<_>>()
-            .into(),
-        chats.iter().map(|(_, p)| *p).collect::<Vec<_>>().into(),
-        chats
-            .iter()
-            .map(|(c, _)| c.sender_id)
-            .collect::<Vec<_>>()
-            .into(),
-        chats
-            .iter()
-            .map(|(c, _)| c.client_id)
-            .collect::<Vec<_>>()
-            .into(),
+        column(&chats, |(c, _)| c.id),
+        column(&chats, |(c, _)| c.couple_id),
+        column(&chats, |(_, p)| *p),
+        column(&chats, |(c, _)| c.sender_id),
+        column(&chats, |(c, _)| c.client_id),
         sent_at.into(),
-        chats
-            .iter()
-            .map(|(c, _)| c.text.to_owned())
-            .collect::<Vec<_>>()
-            .into(),
-        chats
-            .iter()
-            .map(|(c, _)| c.reply_to.unwrap_or(NO_CHAT))
-            .collect::<Vec<_>>()
-            .into(),
-        reactions
-            .iter()
-            .map(|(r, _)| r.couple_id)
-            .collect::<Vec<_>>()
-            .into(),
-        reactions.iter().map(|(_, p)| *p).collect::<Vec<_>>().into(),
-        reactions
-            .iter()
-            .map(|(r, _)| r.chat_id)
-            .collect::<Vec<_>>()
-            .into(),
-        reactions
-            .iter()
-            .map(|(r, _)| r.user_id)
-            .collect::<Vec<_>>()
-            .into(),
-        reactions
-            .iter()
-            .map(|(r, _)| r.emoji.unwrap_or_default().to_owned())
-            .collect::<Vec<_>>()
-            .into(),
+        column(&chats, |(c, _)| c.text.to_owned()),
+        column(&chats, |(c, _)| c.reply_to.unwrap_or(NO_CHAT)),
+        column(&reactions, |(r, _)| r.couple_id),
+        column(&reactions, |(_, p)| *p),
+        column(&reactions, |(r, _)| r.chat_id),
+        column(&reactions, |(r, _)| r.user_id),
+        column(&reactions, |(r, _)| r.emoji.unwrap_or_default().to_owned()),
         EventKind::Reacted.as_str().into(),
         quoted.into(),
         NO_CHAT.into(),
         gesturing.into(),
-        edits
-            .iter()
-            .map(|(e, _)| e.couple_id)
-            .collect::<Vec<_>>()
-            .into(),
-        edits.iter().map(|(_, p)| *p).collect::<Vec<_>>().into(),
-        edits
-            .iter()
-            .map(|(e, _)| e.chat_id)
-            .collect::<Vec<_>>()
-            .into(),
-        edits
-            .iter()
-            .map(|(e, _)| e.user_id)
-            .collect::<Vec<_>>()
-            .into(),
-        edits
-            .iter()
-            .map(|(e, _)| e.text.to_owned())
-            .collect::<Vec<_>>()
-            .into(),
+        column(&edits, |(e, _)| e.couple_id),
+        column(&edits, |(_, p)| *p),
+        column(&edits, |(e, _)| e.chat_id),
+        column(&edits, |(e, _)| e.user_id),
+        column(&edits, |(e, _)| e.text.to_owned()),
         EventKind::Edited.as_str().into(),
         rule.sent_since.into(),
         rule.max_edits.into(),
