@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Mutex, MutexGuard};
 use std::task::Poll;
+use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::task::AtomicWaker;
@@ -42,6 +43,8 @@ struct Queue {
     overflowed: bool,
     /// The session is gone: nothing more is accepted.
     closed: bool,
+    /// When the oldest of `items` was queued.
+    since: Option<Instant>,
 }
 
 /// Capacity kept after a burst; beyond it the queue's memory goes back to the allocator.
@@ -55,6 +58,7 @@ impl Outbox {
                 capacity: capacity.max(8),
                 overflowed: false,
                 closed: false,
+                since: None,
             }),
             waker: AtomicWaker::new(),
         }
@@ -72,6 +76,9 @@ impl Outbox {
                 queue.overflowed = true;
                 (false, true)
             } else {
+                if queue.items.is_empty() {
+                    queue.since = Some(Instant::now());
+                }
                 queue.items.push_back(delivery);
                 (true, true)
             }
@@ -82,9 +89,9 @@ impl Outbox {
         accepted
     }
 
-    /// Waits until there is something, then moves everything queued into `into`. `Err` when
-    /// the queue overflowed.
-    pub async fn take(&self, into: &mut VecDeque<Delivery>) -> Result<(), Overflowed> {
+    /// Waits until there is something, then moves everything queued into `into`, and says
+    /// when the oldest of it was queued. `Err` when the queue overflowed.
+    pub async fn take(&self, into: &mut VecDeque<Delivery>) -> Result<Instant, Overflowed> {
         poll_fn(|cx| {
             self.waker.register(cx.waker());
             let mut queue = self.lock();
@@ -98,7 +105,7 @@ impl Outbox {
             if queue.items.capacity() > KEEP {
                 queue.items.shrink_to(KEEP);
             }
-            Poll::Ready(Ok(()))
+            Poll::Ready(Ok(queue.since.take().unwrap_or_else(Instant::now)))
         })
         .await
     }

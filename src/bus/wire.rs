@@ -31,6 +31,7 @@ impl redis::ToRedisArgs for Wire<'_> {
                 let _ = write_opt(&mut w, seq.map(|s| s.to_string()));
                 let _ = write_opt(&mut w, skip_user.map(|u| u.simple().to_string()));
                 let _ = write_opt(&mut w, from.map(|u| u.simple().to_string()));
+                let _ = write!(w, "{}", unix_micros());
                 w.write_all(b"\n")
                     .and_then(|()| w.write_all(json.as_bytes()))
             }
@@ -64,8 +65,26 @@ fn write_opt(w: &mut impl std::io::Write, value: Option<String>) -> std::io::Res
     }
 }
 
-/// Reads a message: `(origin node, event)`.
-pub(super) fn decode(payload: &[u8]) -> Option<(&[u8], BusEvent)> {
+/// Microseconds since the Unix epoch: when a frame was written for Redis, so the node that
+/// reads it can tell how long it travelled.
+pub(super) fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A message read off a couple's channel.
+pub(super) struct Decoded<'a> {
+    /// The node that published it.
+    pub origin: &'a [u8],
+    pub event: BusEvent,
+    /// When a frame was written for Redis (`unix_micros`); absent in other events and in
+    /// frames from a node that does not say.
+    pub written_at: Option<u64>,
+}
+
+/// Reads a message.
+pub(super) fn decode(payload: &[u8]) -> Option<Decoded<'_>> {
     let (header, body) = match payload.iter().position(|&b| b == b'\n') {
         Some(i) => (&payload[..i], &payload[i + 1..]),
         None => (payload, &payload[payload.len()..]),
@@ -73,6 +92,7 @@ pub(super) fn decode(payload: &[u8]) -> Option<(&[u8], BusEvent)> {
     let header = std::str::from_utf8(header).ok()?;
     let mut parts = header.split_ascii_whitespace();
     let origin = parts.next()?;
+    let mut written_at = None;
     let event = match parts.next()? {
         "F" => {
             let seq = match parts.next()? {
@@ -81,6 +101,7 @@ pub(super) fn decode(payload: &[u8]) -> Option<(&[u8], BusEvent)> {
             };
             let skip_user = uuid_field(parts.next()?)?;
             let from = uuid_field(parts.next()?)?;
+            written_at = parts.next().and_then(|t| t.parse().ok());
             let json = String::from_utf8(body.to_vec()).ok()?;
             BusEvent::Frame {
                 seq,
@@ -100,7 +121,11 @@ pub(super) fn decode(payload: &[u8]) -> Option<(&[u8], BusEvent)> {
         "R" => BusEvent::Resync,
         _ => return None,
     };
-    Some((&payload[..origin.len()], event))
+    Some(Decoded {
+        origin: &payload[..origin.len()],
+        event,
+        written_at,
+    })
 }
 
 /// `-` or a uuid; `None` when it is neither.
@@ -139,8 +164,13 @@ mod tests {
             json: Utf8Bytes::from_static("{\"type\":\"chat\",\"text\":\"a\\nb\"}"),
         };
         let bytes = wire(&frame);
-        let (origin, back) = decode(&bytes).unwrap();
+        let Decoded {
+            origin,
+            event: back,
+            written_at,
+        } = decode(&bytes).unwrap();
         assert_eq!(origin, b"node1");
+        assert!(written_at.is_some_and(|t| t.abs_diff(unix_micros()) < 60_000_000));
         assert!(
             matches!(back, BusEvent::Frame { seq: Some(7), skip_user: Some(u), from: None, json } if u == user && json.as_str() == "{\"type\":\"chat\",\"text\":\"a\\nb\"}")
         );
@@ -149,8 +179,13 @@ mod tests {
             online: true,
         });
         assert!(
-            matches!(decode(&presence), Some((_, BusEvent::Presence { user_id, online: true })) if user_id == user)
+            matches!(decode(&presence), Some(Decoded { event: BusEvent::Presence { user_id, online: true }, written_at: None, .. }) if user_id == user)
         );
+        // A frame from a node that writes no time is read all the same (a rolling upgrade).
+        assert!(matches!(
+            decode(b"node F 3 - -\n{}"),
+            Some(Decoded { event: BusEvent::Frame { seq: Some(3), .. }, written_at: None, .. })
+        ));
         assert!(decode(b"node X junk").is_none());
         assert!(decode(b"node F notanumber - -\n{}").is_none());
     }

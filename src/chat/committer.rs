@@ -168,6 +168,13 @@ async fn commit(services: &Services, jobs: Vec<Job>) {
     }
     if !sends.is_empty() {
         let started = Instant::now();
+        for send in &sends {
+            services
+                .metrics
+                .stages
+                .queued
+                .observe(send.queued_at.elapsed().as_secs_f64());
+        }
         // A database that does not answer must not hold the sends: each is answered within
         // the timeout of its arrival (queued behind a stuck batch or not). Past it they are
         // answered `unavailable` and sent again with the same client_id, which finds the
@@ -195,10 +202,9 @@ async fn commit(services: &Services, jobs: Vec<Job>) {
                     .collect()
             }
         };
-        services
-            .metrics
-            .persist_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed().as_secs_f64();
+        services.metrics.persist_seconds.observe(took);
+        services.metrics.stages.commit.observe(took);
         services
             .metrics
             .commit_batch_size
@@ -218,8 +224,11 @@ async fn decide(services: &Services, sends: &[PendingSend]) -> Vec<Result<Decisi
     let mut rest: Vec<usize> = (0..sends.len()).collect();
     if services.db.get_database_backend() == DbBackend::Postgres {
         rest = append_plain(services, sends, &mut decisions).await;
+        let by_statement = sends.len() - rest.len();
+        services.metrics.sends_by_statement.inc_by(by_statement as u64);
     }
     if !rest.is_empty() {
+        services.metrics.sends_by_rules.inc_by(rest.len() as u64);
         let batch: Vec<&PendingSend> = rest.iter().map(|&i| &sends[i]).collect();
         match with_rules(services, &batch).await {
             Ok(planned) => {
@@ -286,40 +295,36 @@ async fn append_plain(
             involved.insert(send.me.couple_id);
         }
     }
+    let fast: Vec<usize> = (0..sends.len())
+        .filter(|&i| !involved.contains(&sends[i].me.couple_id))
+        .collect();
     let now = store::events::now_millis();
-    let mut fast: Vec<usize> = Vec::new();
-    let mut plain: Vec<Plain<'_>> = Vec::new();
-    for (i, send) in sends.iter().enumerate() {
-        if involved.contains(&send.me.couple_id) {
-            continue;
-        }
-        plain.push(match &send.gesture {
-            Gesture::Chat { text, reply_to, .. } => Plain::Chat(PlainChat {
-                id: Uuid::now_v7(),
-                couple_id: send.me.couple_id,
-                sender_id: send.me.user_id,
-                client_id: send.client_id,
-                text,
-                reply_to: *reply_to,
-            }),
-            Gesture::React { chat_id, emoji } => Plain::React(PlainReaction {
-                couple_id: send.me.couple_id,
-                user_id: send.me.user_id,
-                chat_id: *chat_id,
-                emoji: emoji.as_deref(),
-            }),
-            Gesture::Edit { chat_id, text } => Plain::Edit(PlainEdit {
-                couple_id: send.me.couple_id,
-                user_id: send.me.user_id,
-                chat_id: *chat_id,
-                text,
-            }),
-        });
-        fast.push(i);
+    // A couple the statement leaves undecided was most often committed meanwhile by its
+    // partner's node (its checks, read before the couple's lock, are then not trusted):
+    // once more in a fresh snapshot costs one round trip where the rules cost five or more.
+    let (left, again) = statement(services, sends, &fast, now, decisions).await;
+    if again {
+        statement(services, sends, &left, now, decisions).await;
     }
-    if fast.is_empty() {
-        return (0..sends.len()).collect();
+    (0..sends.len())
+        .filter(|&i| decisions[i].is_none())
+        .collect()
+}
+
+/// One go of the one statement for the sends at `which`: fills the decisions of the couples
+/// it committed (or of all, as `unavailable`, when the database failed) and returns the
+/// indices it left undecided, and whether another go could take them.
+async fn statement(
+    services: &Services,
+    sends: &[PendingSend],
+    which: &[usize],
+    now: chrono::DateTime<chrono::Utc>,
+    decisions: &mut [Option<Result<Decision>>],
+) -> (Vec<usize>, bool) {
+    if which.is_empty() {
+        return (Vec::new(), false);
     }
+    let plain: Vec<Plain<'_>> = which.iter().map(|&i| plain_of(&sends[i])).collect();
     let limits = limits(services);
     let rule = EditRule {
         sent_since: now
@@ -331,16 +336,14 @@ async fn append_plain(
     let appended = match store::sends::append_plain(&services.db, &plain, now, rule).await {
         Ok(Some(appended)) => appended,
         // A retry among them: the full rules will recognize it.
-        Ok(None) => return (0..sends.len()).collect(),
+        Ok(None) => return (which.to_vec(), false),
         Err(e) => {
-            tracing::warn!(error = %e, sends = fast.len(), "committing a batch failed");
+            tracing::warn!(error = %e, sends = which.len(), "committing a batch failed");
             let error = Error::Db(e);
-            for &i in &fast {
+            for &i in which {
                 decisions[i] = Some(Err(unavailable(&error)));
             }
-            return (0..sends.len())
-                .filter(|&i| decisions[i].is_none())
-                .collect();
+            return (Vec::new(), false);
         }
     };
     // Seqs run up to each couple's new last seq, in the order the sends were given.
@@ -348,16 +351,18 @@ async fn append_plain(
     for send in &plain {
         *remaining.entry(send.couple_id()).or_default() += 1;
     }
-    for (send, &i) in plain.iter().zip(&fast) {
+    let mut left = Vec::new();
+    for (send, &i) in plain.iter().zip(which) {
         let couple_id = send.couple_id();
-        let Some(&last) = appended.last_seqs.get(&couple_id) else {
+        let (Some(&last), Some(count)) = (
+            appended.last_seqs.get(&couple_id),
+            remaining.get_mut(&couple_id),
+        ) else {
+            left.push(i);
             continue;
         };
-        let Some(left) = remaining.get_mut(&couple_id) else {
-            continue;
-        };
-        *left -= 1;
-        let seq = last - *left;
+        *count -= 1;
+        let seq = last - *count;
         decisions[i] = Some(Ok(match send {
             Plain::Chat(chat) => Decision::Sent {
                 chat: entity::chats::Model {
@@ -395,9 +400,34 @@ async fn append_plain(
             },
         }));
     }
-    (0..sends.len())
-        .filter(|&i| decisions[i].is_none())
-        .collect()
+    let again = !left.is_empty();
+    (left, again)
+}
+
+/// A send the statement can take, as the statement takes it (a chat gets its id here).
+fn plain_of(send: &PendingSend) -> Plain<'_> {
+    match &send.gesture {
+        Gesture::Chat { text, reply_to, .. } => Plain::Chat(PlainChat {
+            id: Uuid::now_v7(),
+            couple_id: send.me.couple_id,
+            sender_id: send.me.user_id,
+            client_id: send.client_id,
+            text,
+            reply_to: *reply_to,
+        }),
+        Gesture::React { chat_id, emoji } => Plain::React(PlainReaction {
+            couple_id: send.me.couple_id,
+            user_id: send.me.user_id,
+            chat_id: *chat_id,
+            emoji: emoji.as_deref(),
+        }),
+        Gesture::Edit { chat_id, text } => Plain::Edit(PlainEdit {
+            couple_id: send.me.couple_id,
+            user_id: send.me.user_id,
+            chat_id: *chat_id,
+            text,
+        }),
+    }
 }
 
 /// The full rules in one transaction: lock the couples, read what the rules need, decide,

@@ -45,6 +45,8 @@ DB=duet_load_local
 PREFIX="duet-load-local:"
 NODE1=127.0.0.1:19181
 NODE2=127.0.0.1:19182
+# Each node's /metrics: duet-load reads their stage histograms (where an event's time goes).
+declare -A METRICS=([node1]=127.0.0.1:19191 [node2]=127.0.0.1:19192)
 out="$repo/tests/load/results/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 
@@ -77,7 +79,7 @@ trap cleanup EXIT
 start_node() { # name addr
   local redis_env="REDIS_URL=$REDIS_URL"
   [[ "$redis_mode" == cluster ]] && redis_env="REDIS_CLUSTER_URLS=$CLUSTER_URLS"
-  (exec env DUET_BIND="$2" DATABASE_URL="$PG_URL/$DB" "$redis_env" DUET_REDIS_PREFIX="$PREFIX" \
+  (exec env DUET_BIND="$2" DUET_METRICS_BIND="${METRICS[$1]}" DATABASE_URL="$PG_URL/$DB" "$redis_env" DUET_REDIS_PREFIX="$PREFIX" \
     DUET_DATA_DIR="$out/data-$1" DUET_ASSETS_DIR="$repo/assets" DUET_LOG=warn \
     DUET_FRAME_RATE=100000 DUET_FRAME_BURST=100000 DUET_MAX_SOCKETS=30000 DUET_MAX_SOCKETS_PER_USER=30000 DUET_SOCKET_RATE_PER_USER=0 \
     DUET_LOGIN_RATE_PER_ADDR=0 DUET_HASH_WAIT_MS=60000 DUET_DRAIN_DELAY_SECS=0 \
@@ -108,7 +110,8 @@ run() { # file, command...
   echo "# $*" >>"$out/commands.txt"
   "$@" >>"$out/$file" || true
 }
-load_opts=(--nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --couples "$COUPLES" --pg-db "$DB" --redis --pg-url "$PG_URL/postgres")
+load_opts=(--nodes "$NODE1,$NODE2" --tokens "$out/tokens.txt" --couples "$COUPLES" --pg-db "$DB" --redis --pg-url "$PG_URL/postgres"
+  --metrics "${METRICS[node1]},${METRICS[node2]}")
 
 {
   echo "duet: $DUET_BIN ($(sha256sum "$DUET_BIN" | cut -c1-12)) extra env: ${DUET_EXTRA_ENV:-none}"

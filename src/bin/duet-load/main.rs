@@ -48,6 +48,7 @@ mod report;
 mod resume;
 mod schedule;
 mod setup;
+mod stages;
 mod storm;
 
 use std::process::ExitCode;

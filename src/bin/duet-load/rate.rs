@@ -35,6 +35,7 @@ use crate::measure::{CpuUse, CpuWatch, pg_commits};
 use crate::report::{Latency, Table, cell, line, note, round1, round3};
 use crate::schedule::{Clock, Job, Mix, Plan, Written, write_loop};
 use crate::setup::read_tokens;
+use crate::stages::Stages;
 
 /// What `rate` and `step` share: where, who, how long, what passes, what else to measure.
 #[derive(clap::Args, Debug)]
@@ -88,6 +89,11 @@ pub struct LoadArgs {
     /// counted on arrival at both partners.
     #[arg(long, default_value = "")]
     pub mix: String,
+    /// The nodes' metrics listeners (DUET_METRICS_BIND), HOST:PORT,HOST:PORT: their stage
+    /// histograms are read before and after the step, and the report says where an event's
+    /// time went (`stages_ms`).
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
 }
 
 /// One fixed-rate open-loop step.
@@ -206,6 +212,8 @@ struct Rig {
     p99_ms: f64,
     mix: Mix,
     warned_frame_rate: bool,
+    metrics: Vec<String>,
+    http: reqwest::Client,
 }
 
 /// Everything one step observed, for `account`.
@@ -217,6 +225,8 @@ struct Observed {
     commits: Option<u64>,
     /// Sockets that ended during the step, by how.
     closed: BTreeMap<String, u64>,
+    /// Each stage's share of the step, from the nodes' histograms.
+    stages: Option<serde_json::Value>,
 }
 
 /// One finished step.
@@ -335,6 +345,10 @@ impl Rig {
             p99_ms: args.p99_ms,
             mix,
             warned_frame_rate: false,
+            metrics: args.metrics.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?,
         })
     }
 
@@ -408,6 +422,7 @@ impl Rig {
 
         clock.sleep_until(plan.window_start_us()).await;
         let cpu_before = sample(&self.cpu).await?;
+        let stages_before = self.stages().await?;
         let commits_before = match &self.pg {
             Some((url, db)) => Some(pg_commits(url, db).await?),
             None => None,
@@ -436,6 +451,10 @@ impl Rig {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let stages = match stages_before {
+            Some(before) => self.stages().await?.map(|after| after.since(&before)),
+            None => None,
+        };
         let Some(ledger) = self.shared.ledger().take() else {
             bail!("the step's ledger vanished");
         };
@@ -463,8 +482,17 @@ impl Rig {
             cpu,
             commits,
             closed,
+            stages,
         };
         Ok(self.account(mode, index, &observed))
+    }
+
+    /// The nodes' stage histograms now, when their metrics were given.
+    async fn stages(&self) -> Result<Option<Stages>> {
+        if self.metrics.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Stages::scrape(&self.http, &self.metrics).await?))
     }
 
     /// Turns what a step observed into its JSON line and table row, and judges it.
@@ -476,6 +504,7 @@ impl Rig {
             cpu,
             commits,
             closed,
+            stages,
         } = observed;
         let commits = *commits;
         let (mut sent, mut acked, mut delivered, mut lost, mut not_acked, mut reactions) =
@@ -596,6 +625,7 @@ impl Rig {
             "cpu_processes": cpu_processes,
             "pg_commits": commits,
             "pg_commits_per_chat": commits_per_chat,
+            "stages_ms": stages,
             "p99_limit_ms": self.p99_ms,
             "pass": pass,
             "fail": fail,

@@ -53,7 +53,7 @@ use uuid::Uuid;
 use self::shards::{Shards, Topology};
 use super::BusEvent;
 use super::hub::{Hub, Watch};
-use super::wire::{Wire, decode};
+use super::wire::{Wire, decode, unix_micros};
 use crate::config::RedisTarget;
 use crate::metrics::Metrics;
 
@@ -127,7 +127,8 @@ pub struct RedisBus {
     prefix: String,
     node_id: String,
     presence_ttl: Duration,
-    outbox: mpsc::Sender<(Uuid, BusEvent)>,
+    /// Events for Redis, with when they were published.
+    outbox: mpsc::Sender<(Uuid, BusEvent, Instant)>,
     /// Couples with an event that could not be queued for Redis; see `lose`.
     lost: std::sync::Mutex<HashSet<Uuid>>,
     connected: Arc<AtomicBool>,

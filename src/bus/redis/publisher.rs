@@ -77,8 +77,8 @@ impl RedisBus {
     /// waiting for Redis.
     pub fn publish(&self, couple_id: Uuid, event: BusEvent) {
         self.hub.deliver(couple_id, event.clone());
-        if let Err(full) = self.outbox.try_send((couple_id, event)) {
-            let (_, event) = full.into_inner();
+        if let Err(full) = self.outbox.try_send((couple_id, event, Instant::now())) {
+            let (_, event, _) = full.into_inner();
             if event.must_arrive() {
                 self.lose(couple_id);
             } else {
@@ -93,7 +93,7 @@ impl RedisBus {
     /// shard that is down does not hold up the others.
     pub(super) async fn publisher(
         self: Arc<Self>,
-        mut outbox: mpsc::Receiver<(Uuid, BusEvent)>,
+        mut outbox: mpsc::Receiver<(Uuid, BusEvent, Instant)>,
         stop: CancellationToken,
     ) {
         let mut retry: VecDeque<(Uuid, BusEvent)> = VecDeque::new();
@@ -107,10 +107,10 @@ impl RedisBus {
             tokio::select! {
                 next = outbox.recv() => match next {
                     Some(item) => {
-                        let mut burst = vec![item];
+                        let mut burst = vec![self.taken(item)];
                         while burst.len() < MAX_BURST {
                             match outbox.try_recv() {
-                                Ok(item) => burst.push(item),
+                                Ok(item) => burst.push(self.taken(item)),
                                 Err(_) => break,
                             }
                         }
@@ -156,7 +156,7 @@ impl RedisBus {
                 }
                 () = stop.cancelled() => {
                     outbox.close();
-                    retry.extend(std::iter::from_fn(|| outbox.try_recv().ok()));
+                    retry.extend(std::iter::from_fn(|| outbox.try_recv().ok()).map(|(couple, event, _)| (couple, event)));
                     return self.publish_rest(retry).await;
                 }
             }
@@ -164,6 +164,15 @@ impl RedisBus {
                 held = retry.iter().map(|(couple, _)| *couple).collect();
             }
         }
+    }
+
+    /// An event the publisher takes from its queue, its wait there measured.
+    fn taken(&self, (couple, event, queued_at): (Uuid, BusEvent, Instant)) -> (Uuid, BusEvent) {
+        self.metrics
+            .stages
+            .publish_queue
+            .observe(queued_at.elapsed().as_secs_f64());
+        (couple, event)
     }
 
     /// Publishes a burst, then a resync for every couple whose events could not be queued,

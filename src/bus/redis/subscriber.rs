@@ -132,8 +132,14 @@ impl RedisBus {
         };
         match decode(payload) {
             // Our own publish, delivered here when it was made.
-            Some((origin, _)) if origin == self.node_id.as_bytes() => {}
-            Some((_, event)) => self.hub.deliver(couple, event),
+            Some(decoded) if decoded.origin == self.node_id.as_bytes() => {}
+            Some(decoded) => {
+                if let Some(at) = decoded.written_at {
+                    let micros = unix_micros().saturating_sub(at);
+                    self.metrics.stages.bus.observe(micros as f64 / 1e6);
+                }
+                self.hub.deliver(couple, decoded.event)
+            }
             None => tracing::warn!(couple_id = %couple, "undecodable bus message"),
         }
     }

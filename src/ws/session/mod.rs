@@ -284,13 +284,20 @@ impl Session {
         let timer = tokio::time::sleep_until(self.next_deadline());
         tokio::pin!(timer);
         loop {
+            let mut took_deliveries = None;
             // Handlers only decide what to write (into `self.out`); writing happens below,
             // once per wake-up: every frame fed, then one flush.
             let step = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Err(Ending::Close(close::RESTART, "server restarting")),
                 taken = outbox.take(&mut delivered) => match taken {
-                    Ok(()) => self.on_deliveries(&mut delivered),
+                    Ok(since) => {
+                        let now = std::time::Instant::now();
+                        let stages = &self.state.metrics.stages;
+                        stages.outbox.observe(now.duration_since(since).as_secs_f64());
+                        took_deliveries = Some(now);
+                        self.on_deliveries(&mut delivered)
+                    }
                     Err(_) => Err(self.too_slow()),
                 },
                 message = stream.next() => self.on_message(message).await,
@@ -304,6 +311,10 @@ impl Session {
                 Ok(()) => self.write_out(sink).await,
                 Err(ending) => Err(ending),
             };
+            if let Some(took) = took_deliveries {
+                let stages = &self.state.metrics.stages;
+                stages.socket.observe(took.elapsed().as_secs_f64());
+            }
             if let Err(ending) = step {
                 return ending;
             }
