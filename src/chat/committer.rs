@@ -11,9 +11,10 @@
 //!   commits its batches one after another, so one socket's sends take seqs in the order they
 //!   were sent. Shards commit in parallel (different couples) and lock rows in id order.
 //! - **Chats, replies, reactions and edits take one statement** on Postgres
-//!   (`store::sends::append_plain`); couples with questions open, files, keywords or retries
-//!   take a transaction that applies the full
-//!   rules (`plan`) to what it reads under the couples' locks. One send's refusal never fails
+//!   (`store::sends::append_plain`), a second one for couples the partner's node committed
+//!   while the first waited; couples with questions open, files, keywords or retries take a
+//!   transaction that applies the full rules (`plan`) to what it reads under the couples'
+//!   locks. One send's refusal never fails
 //!   the others; an ack leaves only after the commit that holds its chat.
 //! - **After the commit**, in seq order per couple: the ack (or error) to the sending socket,
 //!   then every event to the couple's sockets here and to the bus, one encoded frame each.

@@ -44,6 +44,24 @@ async fn batches(node: &TestNode) -> (u64, u64) {
     )
 }
 
+/// `(sends committed by the one statement, by the full rules)` so far, from `/metrics`.
+async fn paths(node: &TestNode) -> (u64, u64) {
+    let text = reqwest::get(node.metrics_url())
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let value = |path: &str| {
+        let name = format!("duet_sends_committed_total{{path=\"{path}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_default() as u64
+    };
+    (value("statement"), value("rules"))
+}
+
 async fn one_refused_send_never_fails_the_others_in_its_batch(backend: Backend) {
     let node = spawn_node_with(backend, &[WINDOW, ALWAYS]).await;
     let (mina, joon) = couple(&node).await;
@@ -335,6 +353,42 @@ async fn a_reply_or_reaction_that_waited_for_the_couple_sees_its_chat_deleted_me
         .expect("counting reactions")
         .and_then(|row| row.try_get::<i64>("", "n").ok());
     assert_eq!(reactions, Some(0), "no reaction was kept");
+}
+
+/// Partners on two nodes often send at the same moment: a reaction whose couple the
+/// partner's node committed while it waited for the couple's lock is taken by the one
+/// statement on its second go, in a fresh snapshot, not by the slower full rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reaction_that_waited_behind_the_partners_commit_still_takes_the_one_statement() {
+    use sea_orm::ConnectionTrait;
+    let node = spawn_node(Backend::Postgres).await;
+    let (mina, joon) = couple(&node).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    let chat = theirs.acked("react to me").await;
+    let chat_id = chat["id"].as_str().unwrap_or_default().to_owned();
+    let (_db, blocker, couple_id) = hold_the_couple(&node, &mine).await;
+    // What the partner's commit does under the couple's lock: the couple's seq moves on.
+    blocker
+        .execute_unprepared(&format!(
+            "UPDATE couples SET last_seq = last_seq + 1 WHERE id = '{couple_id}'"
+        ))
+        .await
+        .expect("the partner's commit");
+    let (statement, rules) = paths(&node).await;
+    let reaction = Uuid::new_v4();
+    mine.send(json!({ "type": "react", "client_id": reaction, "chat_id": chat_id, "emoji": "❤️" }))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    blocker.commit().await.expect("releasing the couple");
+    let answer = mine.until_any(&["ack", "error"]).await;
+    assert_eq!(answer["type"], "ack", "{answer}");
+    assert_eq!(answer["client_id"], reaction.to_string(), "{answer}");
+    assert_eq!(
+        paths(&node).await,
+        (statement + 1, rules),
+        "the reaction went by the statement"
+    );
 }
 
 /// On SQLite an `ack` must mean what it means on Postgres: committed and on disk. With

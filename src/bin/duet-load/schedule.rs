@@ -1,6 +1,7 @@
 //! The open-loop schedule of a `rate` step and the writers that keep it. Slot n of a step is
-//! due at t0 + n/R, dealt round-robin to the M sockets (socket i owns slots i, i+M, i+2M, ...),
-//! so each socket sends every M/R seconds with phase i/R and the total is evenly spread. A
+//! due at t0 + n/R, dealt round-robin to the M sockets (the socket at position p owns slots
+//! p, p+M, p+2M, ...; partners are M/2 positions apart), so each socket sends every M/R
+//! seconds and the total is evenly spread. A
 //! writer sleeps until its next slot; when it wakes late (a busy machine, a blocked socket) it
 //! feeds everything already due and flushes once, and the lateness lands in the latencies,
 //! which are measured from the slots' times. The runtime's timer has 1 ms granularity, so a
@@ -109,7 +110,22 @@ impl Plan {
     }
 
     fn slot(&self, i: u32, k: u32) -> u64 {
-        u64::from(k) * self.sockets + u64::from(i)
+        u64::from(k) * self.sockets + self.position(i)
+    }
+
+    /// Where socket i sends within each round of slots. Sockets 2c and 2c+1 are couple c's
+    /// partners A and B (on different nodes). Positions alternate A, B, A, B, so each node
+    /// gets every other slot, and B of couple c sits half a round after A: side by side,
+    /// partners would send a slot apart every time and every couple's commits on the two
+    /// nodes would meet at the couple's lock, which no couple does.
+    fn position(&self, i: u32) -> u64 {
+        let couples = self.sockets / 2;
+        let i = u64::from(i);
+        if i >= 2 * couples {
+            return i;
+        }
+        let (couple, side) = (i / 2, i % 2);
+        2 * ((couple + side * (couples / 2)) % couples) + side
     }
 
     fn slot_us(&self, slot: u64) -> u64 {
@@ -123,14 +139,14 @@ impl Plan {
     /// How many sends socket i makes in this step (warm-up included).
     pub fn sends_of(&self, i: u32) -> u32 {
         self.end_slots
-            .saturating_sub(u64::from(i))
+            .saturating_sub(self.position(i))
             .div_ceil(self.sockets) as u32
     }
 
     /// Socket i's first k inside the measured window.
     pub fn first_measured(&self, i: u32) -> u32 {
         self.warm_slots
-            .saturating_sub(u64::from(i))
+            .saturating_sub(self.position(i))
             .div_ceil(self.sockets) as u32
     }
 
@@ -317,10 +333,30 @@ mod tests {
     }
 
     #[test]
+    fn partners_send_half_a_period_apart() {
+        // Three couples at 1,000/s: each socket sends every 6 ms; the two partners of a
+        // couple are 3 ms apart, whichever goes first.
+        let p = plan(6, 1000.0, 7, 50);
+        for couple in 0..3 {
+            let (a, b) = (p.at_us(2 * couple, 0), p.at_us(2 * couple + 1, 0));
+            assert_eq!(a.abs_diff(b), 3_000, "couple {couple}");
+        }
+        // And the nodes take turns: partner A, partner B, partner A ...
+        let mut order: Vec<u32> = (0..6).collect();
+        order.sort_by_key(|&i| p.at_us(i, 0));
+        let sides: Vec<u32> = order.iter().map(|i| i % 2).collect();
+        assert_eq!(sides, [0, 1, 0, 1, 0, 1]);
+    }
+
+    #[test]
     fn sends_are_spread_one_slot_apart() {
         let p = plan(4, 2000.0, 0, 100);
         assert_eq!(p.at_us(0, 0), 1_000);
-        assert_eq!(p.at_us(1, 0), 1_500);
+        // Socket 3, the second couple's B, follows the first couple's A; that couple's B
+        // (socket 1) sends half a round after its A.
+        assert_eq!(p.at_us(3, 0), 1_500);
+        assert_eq!(p.at_us(2, 0), 2_000);
+        assert_eq!(p.at_us(1, 0), 2_500);
         assert_eq!(p.at_us(0, 1), 3_000);
         assert_eq!(p.window_end_us(), 51_000);
     }
