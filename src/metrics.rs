@@ -56,9 +56,10 @@ pub struct Stages {
 impl Stages {
     fn register(registry: &mut Registry) -> Self {
         // 50 µs to ~0.6 s in steps of 1.5: a p99 read off these is within a quarter of the truth.
-        let family = Family::<Vec<(&'static str, &'static str)>, Histogram>::new_with_constructor(
-            || Histogram::new(exponential_buckets(0.00005, 1.5, 24)),
-        );
+        let family =
+            Family::<Vec<(&'static str, &'static str)>, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.00005, 1.5, 24))
+            });
         let stage = |name: &'static str| family.get_or_create(&vec![("stage", name)]).clone();
         let stages = Stages {
             queued: stage("queued"),

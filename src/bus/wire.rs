@@ -184,7 +184,11 @@ mod tests {
         // A frame from a node that writes no time is read all the same (a rolling upgrade).
         assert!(matches!(
             decode(b"node F 3 - -\n{}"),
-            Some(Decoded { event: BusEvent::Frame { seq: Some(3), .. }, written_at: None, .. })
+            Some(Decoded {
+                event: BusEvent::Frame { seq: Some(3), .. },
+                written_at: None,
+                ..
+            })
         ));
         assert!(decode(b"node X junk").is_none());
         assert!(decode(b"node F notanumber - -\n{}").is_none());

@@ -226,7 +226,10 @@ async fn decide(services: &Services, sends: &[PendingSend]) -> Vec<Result<Decisi
     if services.db.get_database_backend() == DbBackend::Postgres {
         rest = append_plain(services, sends, &mut decisions).await;
         let by_statement = sends.len() - rest.len();
-        services.metrics.sends_by_statement.inc_by(by_statement as u64);
+        services
+            .metrics
+            .sends_by_statement
+            .inc_by(by_statement as u64);
     }
     if !rest.is_empty() {
         services.metrics.sends_by_rules.inc_by(rest.len() as u64);

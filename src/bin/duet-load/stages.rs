@@ -49,7 +49,9 @@ impl Stages {
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix(PATHS) {
                 let path = label(rest, "path");
-                let value = rest.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok());
+                let value = rest
+                    .rsplit_once(' ')
+                    .and_then(|(_, v)| v.parse::<f64>().ok());
                 if let (Some(path), Some(value)) = (path, value) {
                     *stages.by_path.entry(path.to_owned()).or_default() += value;
                 }
