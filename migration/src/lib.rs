@@ -16,6 +16,7 @@ mod m20261207_000009_username_keys;
 mod m20261207_000010_push;
 mod m20261208_000011_gestures;
 mod m20261208_000012_media;
+mod m20261209_000013_couples_due;
 
 pub use m20261129_000008_our_story::SEARCH_EXPRESSION;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000010_push::Migration),
             Box::new(m20261208_000011_gestures::Migration),
             Box::new(m20261208_000012_media::Migration),
+            Box::new(m20261209_000013_couples_due::Migration),
         ]
     }
 }

@@ -35,6 +35,7 @@ mod pairing;
 mod push;
 mod question;
 mod revocation;
+mod scans;
 mod search;
 mod sharded;
 mod socket;
