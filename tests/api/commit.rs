@@ -24,42 +24,43 @@ both_backends!(
 const WINDOW: &str = "--commit-window-us=300000";
 const ALWAYS: &str = "--commit-window-after=1";
 
-/// `(batches committed, sends in them)` so far, from the node's `/metrics`.
-async fn batches(node: &TestNode) -> (u64, u64) {
+/// The values of `names` in the node's `/metrics` now (each line `name value`).
+async fn metrics<const N: usize>(node: &TestNode, names: [&str; N]) -> [u64; N] {
     let text = reqwest::get(node.metrics_url())
         .await
         .expect("metrics")
         .text()
         .await
         .expect("metrics text");
-    let value = |name: &str| {
+    names.map(|name| {
         text.lines()
-            .find_map(|l| l.strip_prefix(name))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or_default() as u64
-    };
-    (
-        value("duet_commit_batch_size_count "),
-        value("duet_commit_batch_size_sum "),
-    )
+    })
 }
 
-/// `(sends committed by the one statement, by the full rules)` so far, from `/metrics`.
+/// `(batches committed, sends in them)` so far.
+async fn batches(node: &TestNode) -> (u64, u64) {
+    let [batches, sends] = metrics(
+        node,
+        ["duet_commit_batch_size_count", "duet_commit_batch_size_sum"],
+    )
+    .await;
+    (batches, sends)
+}
+
+/// `(sends committed by the one statement, by the full rules)` so far.
 async fn paths(node: &TestNode) -> (u64, u64) {
-    let text = reqwest::get(node.metrics_url())
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let value = |path: &str| {
-        let name = format!("duet_sends_committed_total{{path=\"{path}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(name.as_str()))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or_default() as u64
-    };
-    (value("statement"), value("rules"))
+    let [statement, rules] = metrics(
+        node,
+        [
+            "duet_sends_committed_total{path=\"statement\"}",
+            "duet_sends_committed_total{path=\"rules\"}",
+        ],
+    )
+    .await;
+    (statement, rules)
 }
 
 async fn one_refused_send_never_fails_the_others_in_its_batch(backend: Backend) {
@@ -308,27 +309,62 @@ async fn a_chat_whose_commit_timed_out_but_landed_reaches_the_partner_on_the_ret
     assert_eq!(chat["text"], "stalled");
 }
 
+/// A race made to happen: Mina on a socket, a chat of Joon's, and the couple's row held by a
+/// connection of the test's own that has just done `under_the_lock` (given the chat's and the
+/// couple's ids), as another node's commit would while Mina's sends wait for the couple.
+struct HeldCouple {
+    node: TestNode,
+    mina: User,
+    mine: Socket,
+    chat_id: String,
+    db: sea_orm::DatabaseConnection,
+    blocker: sea_orm::DatabaseTransaction,
+}
+
+async fn behind_a_commit(chat: &str, under_the_lock: impl Fn(&str, &str) -> String) -> HeldCouple {
+    use sea_orm::ConnectionTrait;
+    let node = spawn_node(Backend::Postgres).await;
+    let (mina, joon) = couple(&node).await;
+    let mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    let chat = theirs.acked(chat).await;
+    let chat_id = chat["id"].as_str().unwrap_or_default().to_owned();
+    let (db, blocker, couple_id) = hold_the_couple(&node, &mine).await;
+    blocker
+        .execute_unprepared(&under_the_lock(&chat_id, &couple_id))
+        .await
+        .expect("the other commit's writes");
+    HeldCouple {
+        node,
+        mina,
+        mine,
+        chat_id,
+        db,
+        blocker,
+    }
+}
+
 /// A reply or a reaction is decided on what its couple is when it commits. Here the chat
 /// they name is deleted by a commit (another node's, say) that holds the couple while they
 /// wait: both must be refused, not quote or mark a chat that is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_or_reaction_that_waited_for_the_couple_sees_its_chat_deleted_meanwhile() {
     use sea_orm::ConnectionTrait;
-    let node = spawn_node(Backend::Postgres).await;
-    let (mina, joon) = couple(&node).await;
-    let mut mine = mina.socket().await;
-    let mut theirs = joon.socket().await;
-    let chat = theirs.acked("soon gone").await;
-    let chat_id = chat["id"].as_str().unwrap_or_default().to_owned();
-    let (_db, blocker, couple_id) = hold_the_couple(&node, &mine).await;
     // What a delete does to the rows the two sends read, under the couple's lock.
-    blocker
-        .execute_unprepared(&format!(
+    let HeldCouple {
+        node: _node,
+        mina,
+        mut mine,
+        chat_id,
+        db,
+        blocker,
+    } = behind_a_commit("soon gone", |chat_id, couple_id| {
+        format!(
             "UPDATE chats SET deleted_at = now(), text = '' WHERE id = '{chat_id}';
              UPDATE couples SET last_seq = last_seq + 1 WHERE id = '{couple_id}'"
-        ))
-        .await
-        .expect("deleting the chat");
+        )
+    })
+    .await;
     let reply = Uuid::new_v4();
     mine.send(json!({ "type": "send", "client_id": reply, "text": "me too", "reply_to": chat_id }))
         .await;
@@ -344,7 +380,7 @@ async fn a_reply_or_reaction_that_waited_for_the_couple_sees_its_chat_deleted_me
     }
     let (_, history) = mina.get("/api/chats").await;
     assert_eq!(history["chats"], json!([]), "no reply was kept: {history}");
-    let reactions = _db
+    let reactions = db
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
             format!("SELECT count(*) AS n FROM reactions WHERE chat_id = '{chat_id}'"),
@@ -360,21 +396,17 @@ async fn a_reply_or_reaction_that_waited_for_the_couple_sees_its_chat_deleted_me
 /// statement on its second go, in a fresh snapshot, not by the slower full rules.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reaction_that_waited_behind_the_partners_commit_still_takes_the_one_statement() {
-    use sea_orm::ConnectionTrait;
-    let node = spawn_node(Backend::Postgres).await;
-    let (mina, joon) = couple(&node).await;
-    let mut mine = mina.socket().await;
-    let mut theirs = joon.socket().await;
-    let chat = theirs.acked("react to me").await;
-    let chat_id = chat["id"].as_str().unwrap_or_default().to_owned();
-    let (_db, blocker, couple_id) = hold_the_couple(&node, &mine).await;
     // What the partner's commit does under the couple's lock: the couple's seq moves on.
-    blocker
-        .execute_unprepared(&format!(
-            "UPDATE couples SET last_seq = last_seq + 1 WHERE id = '{couple_id}'"
-        ))
-        .await
-        .expect("the partner's commit");
+    let HeldCouple {
+        node,
+        mut mine,
+        chat_id,
+        blocker,
+        ..
+    } = behind_a_commit("react to me", |_, couple_id| {
+        format!("UPDATE couples SET last_seq = last_seq + 1 WHERE id = '{couple_id}'")
+    })
+    .await;
     let (statement, rules) = paths(&node).await;
     let reaction = Uuid::new_v4();
     mine.send(json!({ "type": "react", "client_id": reaction, "chat_id": chat_id, "emoji": "❤️" }))
