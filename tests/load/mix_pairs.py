@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The mixed load beside plain chats, pair by pair: reads the mix-*.jsonl of one or more
-`MODES=mix bash tests/load/local.sh` result directories and prints, for each figure, the
+`MODES=mix bash tests/load/local.sh` result directories (or such files, as kept in
+tests/load/measured) and prints, for each figure, the
 median (range) of plain chats and of the mixed load, and the median (range) of the paired
 difference (each rep's mixed run against the plain run beside it).
 
@@ -14,7 +15,9 @@ import sys
 
 
 def runs(directory):
-    for path in sorted(glob.glob(f"{directory}/mix-*.jsonl")):
+    """The runs of a results directory (its mix-*.jsonl), or of one such file."""
+    paths = [directory] if directory.endswith(".jsonl") else sorted(glob.glob(f"{directory}/mix-*.jsonl"))
+    for path in paths:
         with open(path) as f:
             yield from (json.loads(line) for line in f if line.startswith("{"))
 
