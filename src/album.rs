@@ -16,6 +16,7 @@ pub async fn page(
     before: Option<i64>,
     limit: u64,
 ) -> Result<Vec<PhotoView>> {
-    let photos = store::files::album(&services.reads, couple_id, before, limit).await?;
+    let reads = services.reads_for(couple_id).await;
+    let photos = store::files::album(&reads, couple_id, before, limit).await?;
     Ok(photos.into_iter().map(PhotoView::from).collect())
 }

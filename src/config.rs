@@ -29,6 +29,17 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// A Postgres standby for heavy reads (search, our words, the export, the album, long
+    /// replays): each is served there when the standby has replayed everything of the
+    /// couple the primary has, else on the primary. Unset: heavy reads use the primary.
+    #[arg(long, env = "DUET_DATABASE_READ_URL")]
+    pub database_read_url: Option<String>,
+
+    /// Milliseconds a heavy read waits for the standby to catch up with its couple before
+    /// it goes to the primary instead.
+    #[arg(long, env = "DUET_STANDBY_WAIT_MS", default_value_t = 100)]
+    pub standby_wait_ms: u64,
+
     /// Enables the Redis bus so several nodes can serve one couple; unset means in-process.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
@@ -176,6 +187,12 @@ pub struct Config {
     #[arg(long, env = "DUET_DB_TIMEOUT_MS", default_value_t = 2000)]
     pub db_timeout_ms: u64,
 
+    /// With a multi-host `DATABASE_URL` (a formation: `postgres://h1:p1,h2:p2/db?
+    /// target_session_attrs=read-write`), how often a node asks its primary whether it still
+    /// is; when not, it looks for the new one and moves its pools there.
+    #[arg(long, env = "DUET_DB_PROBE_MS", default_value_t = 500)]
+    pub db_probe_ms: u64,
+
     /// Sends committed together at most (one transaction carries them all).
     #[arg(long, env = "DUET_COMMIT_MAX_BATCH", default_value_t = 512)]
     pub commit_max_batch: usize,
@@ -197,6 +214,13 @@ pub struct Config {
     /// one writer and always uses one.
     #[arg(long, env = "DUET_COMMIT_WRITERS", default_value_t = 1)]
     pub commit_writers: usize,
+
+    /// Batches a writer has under way at once on Postgres: the next batch is built and sent
+    /// while the previous one commits, so a send does not wait for a commit it is not in (a
+    /// couple is never in two at once, so its order holds). 1: one after the other. SQLite
+    /// always uses 1.
+    #[arg(long, env = "DUET_COMMIT_PIPELINE", default_value_t = 2)]
+    pub commit_pipeline: usize,
 
     /// Bytes of a socket's read buffer (allocated for every open socket; a bigger frame grows
     /// it while it lasts).
@@ -425,6 +449,10 @@ impl Config {
         Duration::from_micros(self.commit_window_us)
     }
 
+    pub(crate) fn db_probe(&self) -> Duration {
+        Duration::from_millis(self.db_probe_ms.max(10))
+    }
+
     pub(crate) fn db_timeout(&self) -> Duration {
         Duration::from_millis(self.db_timeout_ms.max(1))
     }
@@ -435,6 +463,10 @@ impl Config {
 
     pub(crate) fn push_collapse(&self) -> Duration {
         Duration::from_millis(self.push_collapse_ms)
+    }
+
+    pub(crate) fn standby_wait(&self) -> Duration {
+        Duration::from_millis(self.standby_wait_ms)
     }
 
     pub(crate) fn read_timeout(&self) -> Duration {

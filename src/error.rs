@@ -148,10 +148,11 @@ fn is_unavailable(e: &DbErr) -> bool {
     };
     match sqlx.as_ref() {
         Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
-        // Class 08: connection exception; 57P01-57P03: the server is going down or starting.
-        Sqlx::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        // Class 08: connection exception; 57P01-57P03: the server is going down or starting;
+        // 25006: read-only, a primary turned standby (a switchover) before the node moved on.
+        Sqlx::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "25006"
+        }),
         _ => false,
     }
 }

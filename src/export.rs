@@ -158,6 +158,8 @@ async fn write(
     manifest: Manifest,
     writer: DuplexStream,
 ) -> Result<()> {
+    // Chosen once: a standby that has the couple now only moves on.
+    let reads = services.reads_for(me.couple_id).await;
     let mut zip = ZipFileWriter::with_tokio(writer);
     whole(&mut zip, "manifest.json", &json(&manifest)?).await?;
 
@@ -170,13 +172,13 @@ async fn write(
         .compat_write();
     let mut after = 0;
     loop {
-        let page = chat::find::forward_on(&services.reads, me.couple_id, after, PAGE).await?;
+        let page = chat::find::forward_on(&reads, me.couple_id, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         let mut lines = Vec::new();
         for view in &page {
             let versions = if view.edits > 0 {
-                Some(chat::versions_on(&services.reads, me.couple_id, view.id).await?)
+                Some(chat::versions_on(&reads, me.couple_id, view.id).await?)
             } else {
                 None
             };
@@ -199,7 +201,7 @@ async fn write(
 
     let mut after = None;
     loop {
-        let page = store::files::sent_in_couple(&services.reads, me.couple_id, after, PAGE).await?;
+        let page = store::files::sent_in_couple(&reads, me.couple_id, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for file in page {

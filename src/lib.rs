@@ -68,9 +68,11 @@ pub struct Node {
 
 /// Connects the database (migrating it) and the bus, binds, and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<Node> {
-    let db = store::connect(&config).await?;
+    let formation = store::formation(&config);
+    let db = store::connect_to(&config, formation.as_ref()).await?;
     store::migrate(&db).await?;
-    let reads = store::connect_reads(&config, &db).await?;
+    let reads = store::connect_reads(&config, &db, formation.as_ref()).await?;
+    let standby = store::connect_standby(&config).await?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new());
     let bus = match config.redis_target() {
         None => Bus::local(),
@@ -107,10 +109,11 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         },
     };
     let origins = config.allowed_origins(addr);
-    // SQLite has one writer: a second shard would only queue behind the first.
-    let writers = match db.get_database_backend() {
-        sea_orm::DbBackend::Sqlite => 1,
-        _ => config.commit_writers,
+    // SQLite has one writer: a second shard, or a second batch under way, would only queue
+    // behind the first.
+    let (writers, depth) = match db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => (1, 1),
+        _ => (config.commit_writers, config.commit_pipeline),
     };
     let vapid = push::Vapid::load(
         &db,
@@ -123,7 +126,7 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
     let services = Services::new(
         config,
         db,
-        reads,
+        (reads, standby),
         bus,
         metrics,
         std::sync::Arc::new(files),
@@ -134,7 +137,7 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         .spawn(push_worker.run(services.shutdown.clone()));
     // Every background loop is a task of `services.tasks` and ends on `services.shutdown`,
     // so `Node::stop` below is the one place that decides the order things stop in.
-    let committer = chat::Committer::spawn(&services, catalogue.clone(), writers);
+    let committer = chat::Committer::spawn(&services, catalogue.clone(), writers, depth);
     breakup::spawn_sweeper(services.clone());
     let logins = std::sync::Arc::new(account::Guard::new(&services.config));
     account::spawn_sweeper(services.clone(), logins.clone());
@@ -146,7 +149,20 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
         state.shutdown.clone(),
         &state.tasks,
     );
-    http::spawn_database_check(state.clone());
+    if let Some(formation) = &formation {
+        let pools = vec![
+            state.db.get_postgres_connection_pool().clone(),
+            state.reads.get_postgres_connection_pool().clone(),
+        ];
+        state.tasks.spawn(formation.clone().follow(
+            pools,
+            state.config.db_probe(),
+            state.config.db_timeout(),
+            state.metrics.clone(),
+            state.shutdown.clone(),
+        ));
+    }
+    http::spawn_database_check(state.clone(), formation);
     let app = http::router(state.clone(), ws::router());
     let shutdown = state.shutdown.clone();
     let server = tokio::spawn(async move {
@@ -218,6 +234,9 @@ impl Node {
         self.state.bus.stop().await;
         self.state.db.clone().close().await.ok();
         self.state.reads.clone().close().await.ok();
+        if let Some(standby) = &self.state.standby {
+            standby.clone().close().await.ok();
+        }
     }
 }
 

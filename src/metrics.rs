@@ -1,6 +1,8 @@
 //! What `/metrics` shows, in Prometheus text format. One registry per node (tests run several
 //! nodes in one process, so nothing here is global).
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -29,6 +31,58 @@ pub struct Metrics {
     /// a batch that needs both takes both one after the other.
     pub sends_by_statement: Counter,
     pub sends_by_rules: Counter,
+    pub database: Database,
+}
+
+/// The database a node writes to, when `DATABASE_URL` names a formation (`store::primary`).
+pub struct Database {
+    /// 1 for the host the node writes to now (label `host`, `name:port`), 0 for the others.
+    pub primary: Family<Vec<(&'static str, String)>, Gauge>,
+    /// Times the node moved its pools to a new primary.
+    pub moves: Counter,
+    /// The primary's slowest standby's replay lag in seconds, as the primary reports it
+    /// (`pg_stat_replication`); -1 while it has no standby.
+    pub standby_lag: Gauge<f64, AtomicU64>,
+    /// Heavy reads by where they were served (`on`: `standby` or `primary`), with
+    /// `DUET_DATABASE_READ_URL`.
+    reads: Family<Vec<(&'static str, &'static str)>, Counter>,
+}
+
+impl Database {
+    /// The counter of heavy reads served on `on` (`standby` or `primary`).
+    pub fn heavy_reads(&self, on: &'static str) -> Counter {
+        self.reads.get_or_create(&vec![("on", on)]).clone()
+    }
+
+    fn register(registry: &mut Registry) -> Self {
+        let database = Database {
+            primary: Family::default(),
+            moves: Counter::default(),
+            standby_lag: Gauge::default(),
+            reads: Family::default(),
+        };
+        registry.register(
+            "db_primary",
+            "1 for the database host this node writes to (with a multi-host DATABASE_URL)",
+            database.primary.clone(),
+        );
+        registry.register(
+            "db_primary_moves",
+            "Times this node followed the database's primary to another host",
+            database.moves.clone(),
+        );
+        registry.register(
+            "heavy_reads",
+            "Heavy reads (search, export, album, long replays) by where they were served",
+            database.reads.clone(),
+        );
+        registry.register(
+            "db_standby_lag_seconds",
+            "Replay lag of the primary's slowest standby, as the primary reports it; -1 with none",
+            database.standby_lag.clone(),
+        );
+        database
+    }
 }
 
 /// Where an event's time goes between its sender's socket and its partner's, stage by stage
@@ -171,7 +225,9 @@ impl Metrics {
             "Sends committed, by the one statement or by the full rules",
             paths,
         );
+        let database = Database::register(&mut registry);
         Metrics {
+            database,
             stages,
             sends_by_statement,
             sends_by_rules,

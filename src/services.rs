@@ -10,11 +10,13 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use uuid::Uuid;
 
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
+use crate::store;
 use crate::store::blobs::BlobStore;
 
 #[derive(Clone)]
@@ -27,6 +29,9 @@ pub struct Parts {
     pub db: DatabaseConnection,
     /// The pool for heavy reads, with a statement timeout (`store::connect_reads`).
     pub reads: DatabaseConnection,
+    /// The same on a standby (`DUET_DATABASE_READ_URL`); heavy reads take it through
+    /// `Services::reads_for`.
+    pub standby: Option<DatabaseConnection>,
     pub bus: Bus,
     pub metrics: Arc<Metrics>,
     /// Where file bytes live.
@@ -48,7 +53,7 @@ impl Services {
     pub fn new(
         config: Config,
         db: DatabaseConnection,
-        reads: DatabaseConnection,
+        reads: (DatabaseConnection, Option<DatabaseConnection>),
         bus: Bus,
         metrics: Arc<Metrics>,
         files: Arc<dyn BlobStore>,
@@ -61,7 +66,8 @@ impl Services {
             media,
             config,
             db,
-            reads,
+            reads: reads.0,
+            standby: reads.1,
             bus,
             metrics,
             files,
@@ -71,6 +77,48 @@ impl Services {
         }))
     }
 }
+
+impl Services {
+    /// Where a heavy read of this couple goes: the standby when it has replayed everything of
+    /// the couple the primary has (each change to a couple's chats, events and answers moves
+    /// `couples.last_seq`, so equal seqs mean nothing of the couple is missing: a client
+    /// never reads less than it has seen), waiting up to `DUET_STANDBY_WAIT_MS` for it to
+    /// catch up; else, or when the standby does not answer, the primary's read pool.
+    pub async fn reads_for(&self, couple_id: Uuid) -> DatabaseConnection {
+        let Some(standby) = &self.standby else {
+            return self.reads.clone();
+        };
+        let on = |pool: &DatabaseConnection, served: &'static str| {
+            self.metrics.database.heavy_reads(served).inc();
+            pool.clone()
+        };
+        let timeout = self.config.db_timeout();
+        let Ok(Ok(primary)) =
+            tokio::time::timeout(timeout, store::couples::last_seq(&self.db, couple_id)).await
+        else {
+            return on(&self.reads, "primary");
+        };
+        let until = tokio::time::Instant::now() + self.config.standby_wait();
+        loop {
+            let replayed =
+                tokio::time::timeout(timeout, store::couples::last_seq(standby, couple_id)).await;
+            match replayed {
+                Ok(Ok(seq)) if seq >= primary => return on(standby, "standby"),
+                Ok(Ok(_)) if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(STANDBY_POLL).await;
+                }
+                Ok(Ok(seq)) => {
+                    tracing::debug!(%couple_id, lag = primary - seq, "the standby is behind");
+                    return on(&self.reads, "primary");
+                }
+                Ok(Err(_)) | Err(_) => return on(&self.reads, "primary"),
+            }
+        }
+    }
+}
+
+/// How often a read waiting for the standby asks it again.
+const STANDBY_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl Deref for Services {
     type Target = Parts;

@@ -19,10 +19,12 @@
 //! - **After the commit**, in seq order per couple: the ack (or error) to the sending socket,
 //!   then every event to the couple's sockets here and to the bus, one encoded frame each.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use sea_orm::{DbBackend, TransactionTrait};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -78,11 +80,16 @@ const QUEUE: usize = 16 * 1024;
 
 impl Committer {
     /// Starts one task per shard; they stop when the node does.
-    pub fn spawn(services: &Services, catalogue: Arc<Catalogue>, shards: usize) -> Self {
+    pub fn spawn(
+        services: &Services,
+        catalogue: Arc<Catalogue>,
+        shards: usize,
+        depth: usize,
+    ) -> Self {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..shards.max(1)).map(|_| mpsc::channel(QUEUE)).unzip();
         for queue in receivers {
-            services.tasks.spawn(run(services.clone(), queue));
+            services.tasks.spawn(run(services.clone(), queue, depth));
         }
         Committer {
             shards: senders,
@@ -115,42 +122,122 @@ impl Committer {
 
 /// Stopping: a send already queued was handed over by a socket that may still be waiting for
 /// its ack, so it is committed (the node's stop waits for this task); later ones are refused
-/// with `unavailable`, and their clients send them again to another node.
-async fn drain(services: &Services, mut queue: mpsc::Receiver<Job>, max: usize) {
+/// with `unavailable`, and their clients send them again to another node. `waiting` is what
+/// the loop had taken but not committed yet, older than anything still queued.
+async fn drain(
+    services: &Services,
+    mut queue: mpsc::Receiver<Job>,
+    waiting: VecDeque<Job>,
+    max: usize,
+) {
     queue.close();
-    let mut jobs = Vec::with_capacity(max);
+    let mut jobs: Vec<Job> = waiting.into();
+    while !jobs.is_empty() {
+        let rest = jobs.split_off(jobs.len().min(max));
+        commit(services, std::mem::replace(&mut jobs, rest)).await;
+    }
     while queue.recv_many(&mut jobs, max).await > 0 {
         commit(services, std::mem::take(&mut jobs)).await;
     }
 }
 
-async fn run(services: Services, mut queue: mpsc::Receiver<Job>) {
+/// A shard's loop. Up to `depth` batches commit at once: the next one is built and sent
+/// while the previous one is still committing (its WAL flush, its round trip), so a send
+/// that arrives meanwhile does not wait for it. A couple is never in two batches under way:
+/// its jobs wait for the one that holds it, so its seqs and announcements keep their order.
+async fn run(services: Services, mut queue: mpsc::Receiver<Job>, depth: usize) {
     let max = services.config.commit_max_batch.max(1);
+    let depth = depth.max(1);
     let window = services.config.commit_window();
-    let mut jobs = Vec::with_capacity(max);
     // Waiting for company only pays when sends arrive together: a lone send (light load)
     // is committed at once, and the window opens once batches show there is traffic.
     let window_after = services.config.commit_window_after.max(1);
     let mut busy = window_after == 1;
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut committing: HashSet<Uuid> = HashSet::new();
+    let mut under_way = FuturesUnordered::new();
+    let mut incoming = Vec::with_capacity(max);
+    // Until when the next batch waits for company (the commit window), once it has a job.
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
+        let room = under_way.len() < depth;
+        let wait_for_window = due.filter(|_| room && !waiting.is_empty());
         tokio::select! {
-            received = queue.recv_many(&mut jobs, max) => if received == 0 { return },
-            () = services.shutdown.cancelled() => return drain(&services, queue, max).await,
-        }
-        if busy && !window.is_zero() {
-            let until = tokio::time::Instant::now() + window;
-            while jobs.len() < max {
-                let room = max - jobs.len();
-                tokio::select! {
-                    received = queue.recv_many(&mut jobs, room) => if received == 0 { break },
-                    () = tokio::time::sleep_until(until) => break,
+            biased;
+            Some(couples) = under_way.next(), if !under_way.is_empty() => {
+                for couple in couples {
+                    committing.remove(&couple);
                 }
             }
+            () = services.shutdown.cancelled() => break,
+            // Jobs of a couple under way wait here without holding up the others', so
+            // the loop reads on past them; `QUEUE` more still bounds what it holds.
+            received = queue.recv_many(&mut incoming, max), if waiting.len() < QUEUE => {
+                if received == 0 {
+                    break;
+                }
+                if waiting.is_empty() && busy && !window.is_zero() {
+                    due = Some(tokio::time::Instant::now() + window);
+                }
+                waiting.extend(incoming.drain(..));
+            }
+            () = tokio::time::sleep_until(wait_for_window.unwrap_or_else(tokio::time::Instant::now)), if wait_for_window.is_some() => {
+                due = None;
+            }
         }
-        busy = jobs.len() >= window_after;
-        commit(&services, std::mem::take(&mut jobs)).await;
-        if jobs.capacity() < max {
-            jobs.reserve(max);
+        while under_way.len() < depth && !waiting.is_empty() {
+            let window_open = due.is_some_and(|at| tokio::time::Instant::now() < at);
+            if window_open && waiting.len() < max {
+                break;
+            }
+            let (batch, couples) = next_batch(&mut waiting, &committing, max);
+            if batch.is_empty() {
+                break;
+            }
+            busy = batch.len() >= window_after;
+            due = (busy && !window.is_zero() && !waiting.is_empty())
+                .then(|| tokio::time::Instant::now() + window);
+            committing.extend(couples.iter().copied());
+            let services = &services;
+            under_way.push(async move {
+                commit(services, batch).await;
+                couples
+            });
+        }
+    }
+    // What is under way finishes first: a couple's later sends are behind it.
+    while under_way.next().await.is_some() {}
+    drain(&services, queue, waiting, max).await;
+}
+
+/// The next batch: the oldest waiting jobs of couples with no batch under way, up to `max`,
+/// with the couples it holds. Jobs of a couple already committing stay waiting, in order.
+fn next_batch(
+    waiting: &mut VecDeque<Job>,
+    committing: &HashSet<Uuid>,
+    max: usize,
+) -> (Vec<Job>, Vec<Uuid>) {
+    let mut batch = Vec::new();
+    let mut couples: HashSet<Uuid> = HashSet::new();
+    let mut left = VecDeque::new();
+    while let Some(job) = waiting.pop_front() {
+        let couple = job.couple_id();
+        if batch.len() >= max || committing.contains(&couple) {
+            left.push_back(job);
+            continue;
+        }
+        couples.insert(couple);
+        batch.push(job);
+    }
+    *waiting = left;
+    (batch, couples.into_iter().collect())
+}
+
+impl Job {
+    fn couple_id(&self) -> Uuid {
+        match self {
+            Job::Send(send) => send.me.couple_id,
+            Job::Read(me, _) => me.couple_id,
         }
     }
 }
@@ -167,6 +254,10 @@ async fn commit(services: &Services, jobs: Vec<Job>) {
             }
         }
     }
+    // Read marks commit after the sends, within the same bound: a batch never holds its
+    // couples past the first send's deadline, so a send queued behind it for one of them is
+    // still answered within the timeout of its own arrival.
+    let mut deadline = tokio::time::Instant::now() + services.config.db_timeout();
     if !sends.is_empty() {
         let started = Instant::now();
         for send in &sends {
@@ -180,9 +271,9 @@ async fn commit(services: &Services, jobs: Vec<Job>) {
         // the timeout of its arrival (queued behind a stuck batch or not). Past it they are
         // answered `unavailable` and sent again with the same client_id, which finds the
         // chat if this commit did land after all (never a false ack).
-        let oldest = sends.iter().map(|s| s.queued_at).min();
-        let deadline =
-            oldest.unwrap_or_else(tokio::time::Instant::now) + services.config.db_timeout();
+        if let Some(oldest) = sends.iter().map(|s| s.queued_at).min() {
+            deadline = oldest + services.config.db_timeout();
+        }
         let decisions = match tokio::time::timeout_at(deadline, decide(services, &sends)).await {
             Ok(decisions) => decisions,
             Err(_) => {
@@ -215,7 +306,7 @@ async fn commit(services: &Services, jobs: Vec<Job>) {
         }
     }
     if !reads.is_empty() {
-        mark_read(services, reads.into_values().collect()).await;
+        mark_read(services, reads.into_values().collect(), deadline).await;
     }
 }
 
@@ -640,15 +731,12 @@ fn reply(outbox: &Outbox, frame: &ServerFrame) {
 
 /// Stores read marks (the furthest per user in this batch) with one statement and tells the
 /// partners whose marks moved.
-async fn mark_read(services: &Services, marks: Vec<(Member, i64)>) {
+async fn mark_read(services: &Services, marks: Vec<(Member, i64)>, deadline: tokio::time::Instant) {
     let pairs: Vec<(Uuid, Uuid, i64)> = marks
         .iter()
         .map(|(me, seq)| (me.user_id, me.couple_id, *seq))
         .collect();
-    let marked = tokio::time::timeout(
-        services.config.db_timeout(),
-        store::sends::mark_read(&services.db, &pairs),
-    );
+    let marked = tokio::time::timeout_at(deadline, store::sends::mark_read(&services.db, &pairs));
     match marked.await {
         Err(_) => tracing::warn!(marks = pairs.len(), "storing read marks timed out"),
         Ok(Err(e)) => tracing::warn!(error = %e, marks = pairs.len(), "storing read marks"),

@@ -31,8 +31,9 @@ pub async fn search(
             "q needs 1 to {MAX_QUERY_CHARS} characters"
         )));
     }
-    let chats = store::chats::search(&services.reads, couple_id, query, before, limit).await?;
-    with_files(&services.reads, chats).await
+    let reads = services.reads_for(couple_id).await;
+    let chats = store::chats::search(&reads, couple_id, query, before, limit).await?;
+    with_files(&reads, chats).await
 }
 
 /// The `limit` chats right after `seq`, newest first (like every page).

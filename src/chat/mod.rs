@@ -306,11 +306,11 @@ pub async fn events_between(
     // read: it goes to the read pool, under its statement timeout, and cannot take the
     // connections sends need. A short catch-up stays on the main pool.
     let db = if upto.saturating_sub(after) > i64::try_from(limit).unwrap_or(i64::MAX) {
-        &services.reads
+        services.reads_for(couple_id).await
     } else {
-        &services.db
+        services.db.clone()
     };
-    let rows = store::events::between(db, couple_id, after, upto, limit).await?;
+    let rows = store::events::between(&db, couple_id, after, upto, limit).await?;
     let question_seqs: Vec<i64> = rows
         .iter()
         .filter(|row| row.kind == EventKind::Question)
@@ -328,7 +328,7 @@ pub async fn events_between(
         .iter_mut()
         .filter_map(|row| row.chat.take().map(|chat| (chat, row.file.take())))
         .collect();
-    let mut views: HashMap<i64, ChatView> = dress(db, chats)
+    let mut views: HashMap<i64, ChatView> = dress(&db, chats)
         .await?
         .into_iter()
         .map(|view| (view.seq, view))

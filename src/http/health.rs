@@ -1,5 +1,6 @@
 //! Liveness and readiness for load balancers and orchestrators.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,6 +14,7 @@ use utoipa::ToSchema;
 use super::Json;
 use crate::error::{Error, ErrorBody, Result};
 use crate::state::AppState;
+use crate::store::Formation;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -79,7 +81,7 @@ const DATABASE_CHECK: Duration = Duration::from_millis(500);
 
 /// Pings the database every `DATABASE_CHECK` (each ping bounded by `DUET_DB_TIMEOUT_MS`) and
 /// keeps the answer where `/readyz` reads it.
-pub fn spawn_database_check(state: AppState) {
+pub fn spawn_database_check(state: AppState, formation: Option<Arc<Formation>>) {
     let tasks = state.tasks.clone();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(DATABASE_CHECK);
@@ -93,7 +95,9 @@ pub fn spawn_database_check(state: AppState) {
                 ping = tokio::time::timeout(state.config.db_timeout(), state.db.ping()) => ping,
                 () = state.shutdown.cancelled() => return,
             };
-            let answers = matches!(ping, Ok(Ok(())));
+            // A standby answers pings too: with a formation, only a primary found counts.
+            let answers =
+                matches!(ping, Ok(Ok(()))) && formation.as_ref().is_none_or(|f| f.has_primary());
             if answers != state.database_answers() {
                 if answers {
                     tracing::info!("the database answers again");

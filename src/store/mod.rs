@@ -7,12 +7,14 @@ pub(crate) mod chats;
 pub(crate) mod couples;
 pub(crate) mod events;
 pub(crate) mod files;
+pub mod primary;
 pub(crate) mod push;
 pub mod questions;
 pub mod sends;
 pub mod users;
 pub(crate) mod words;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -26,6 +28,7 @@ use sea_orm::{
 };
 
 use crate::config::Config;
+pub use primary::Formation;
 
 /// SQLite checks a read's deadline every this many virtual machine instructions (some
 /// microseconds of work).
@@ -58,8 +61,52 @@ const SHORT_STATEMENTS: [(&str, &str); 3] = [
 ];
 
 /// Connects to the configured database, creating the embedded SQLite file on first start.
+/// A multi-host URL is opened on the host that is primary now, and not followed further.
 pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
-    let url = database_url(config)?;
+    connect_to(config, formation(config).as_ref()).await
+}
+
+/// The formation `DATABASE_URL` names, if it names several hosts (or asks for the primary).
+pub fn formation(config: &Config) -> Option<Arc<Formation>> {
+    config
+        .database_url
+        .as_deref()
+        .and_then(Formation::parse)
+        .map(Arc::new)
+}
+
+/// The URL the pools open: the formation's primary, found now, or `DATABASE_URL` as it is.
+async fn url_to_open(
+    config: &Config,
+    formation: Option<&Arc<Formation>>,
+) -> anyhow::Result<String> {
+    let Some(formation) = formation else {
+        return database_url(config);
+    };
+    let first = formation.url_of(0);
+    let tls = postgres_tls(&first, config.db_tls.as_deref())?;
+    let base: PgConnectOptions = first
+        .parse()
+        .with_context(|| format!("reading the database URL {}", redact(&first)))?;
+    formation
+        .find(&with_tls(base, tls), config.db_timeout())
+        .await
+        .with_context(|| {
+            format!(
+                "no host of {} is a primary (all are in recovery or do not answer)",
+                redact(config.database_url.as_deref().unwrap_or_default())
+            )
+        })?;
+    Ok(formation.primary_url())
+}
+
+/// Connects the main pool; with a formation, on its primary, and a connection opened on an
+/// earlier primary is dropped rather than handed out (see `primary`).
+pub async fn connect_to(
+    config: &Config,
+    formation: Option<&Arc<Formation>>,
+) -> anyhow::Result<DatabaseConnection> {
+    let url = url_to_open(config, formation).await?;
     let sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.clone());
     options
@@ -90,13 +137,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
             .test_before_acquire(false);
         let tls = postgres_tls(&url, config.db_tls.as_deref())?;
         options.map_sqlx_postgres_opts(move |o: PgConnectOptions| {
-            let o = match tls {
-                Some(mode) => o.ssl_mode(mode),
-                None if is_local(o.get_host()) => o.ssl_mode(PgSslMode::Disable),
-                None => o.ssl_mode(PgSslMode::Prefer),
-            };
-            o.options(SHORT_STATEMENTS)
+            with_tls(o, tls).options(SHORT_STATEMENTS)
         });
+        follow_with(&mut options, formation);
     }
     let db = Database::connect(options)
         .await
@@ -114,14 +157,45 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
 pub async fn connect_reads(
     config: &Config,
     main: &DatabaseConnection,
+    formation: Option<&Arc<Formation>>,
 ) -> anyhow::Result<DatabaseConnection> {
-    let url = database_url(config)?;
+    let url = match formation {
+        Some(formation) => formation.primary_url(),
+        None => database_url(config)?,
+    };
     let sqlite = url.starts_with("sqlite:");
     if sqlite && (url.contains(":memory:") || url.contains("mode=memory")) {
         return Ok(main.clone());
     }
+    read_pool(config, &url, formation, false).await
+}
+
+/// The heavy reads' pool on a standby (`DUET_DATABASE_READ_URL`), if one is configured. Its
+/// connections open when first needed: a standby that is down costs the reads a fall back to
+/// the primary, not the node its start.
+pub async fn connect_standby(config: &Config) -> anyhow::Result<Option<DatabaseConnection>> {
+    match config.database_read_url.as_deref() {
+        Some(url) if url.starts_with("postgres") => {
+            Ok(Some(read_pool(config, url, None, true).await?))
+        }
+        Some(url) => anyhow::bail!(
+            "DUET_DATABASE_READ_URL must be a Postgres standby (postgres://...), not {}",
+            redact(url)
+        ),
+        None => Ok(None),
+    }
+}
+
+async fn read_pool(
+    config: &Config,
+    url: &str,
+    formation: Option<&Arc<Formation>>,
+    lazy: bool,
+) -> anyhow::Result<DatabaseConnection> {
+    let sqlite = url.starts_with("sqlite:");
     let timeout = config.read_timeout();
-    let mut options = ConnectOptions::new(url.clone());
+    let mut options = ConnectOptions::new(url.to_owned());
+    options.connect_lazy(lazy);
     options
         .max_connections(config.read_connections.max(1))
         .min_connections(0)
@@ -146,16 +220,13 @@ pub async fn connect_reads(
         });
     } else {
         options.statement_timeout(timeout);
-        let tls = postgres_tls(&url, config.db_tls.as_deref())?;
-        options.map_sqlx_postgres_opts(move |o: PgConnectOptions| match tls {
-            Some(mode) => o.ssl_mode(mode),
-            None if is_local(o.get_host()) => o.ssl_mode(PgSslMode::Disable),
-            None => o.ssl_mode(PgSslMode::Prefer),
-        });
+        let tls = postgres_tls(url, config.db_tls.as_deref())?;
+        options.map_sqlx_postgres_opts(move |o: PgConnectOptions| with_tls(o, tls));
+        follow_with(&mut options, formation);
     }
     Database::connect(options)
         .await
-        .with_context(|| format!("connecting the read pool at {}", redact(&url)))
+        .with_context(|| format!("connecting the read pool at {}", redact(url)))
 }
 
 /// Makes SQLite interrupt whatever this connection runs from `timeout` on.
@@ -188,6 +259,28 @@ fn postgres_tls(url: &str, setting: Option<&str>) -> anyhow::Result<Option<PgSsl
             })
         })
         .transpose()
+}
+
+/// `tls` as `postgres_tls` decided it; undecided, off on this machine and preferred elsewhere.
+fn with_tls(options: PgConnectOptions, tls: Option<PgSslMode>) -> PgConnectOptions {
+    match tls {
+        Some(mode) => options.ssl_mode(mode),
+        None if is_local(options.get_host()) => options.ssl_mode(PgSslMode::Disable),
+        None => options.ssl_mode(PgSslMode::Prefer),
+    }
+}
+
+/// A pooled connection opened before the formation's primary moved is dropped when next
+/// handed out, not used: it leads to the old primary, gone or now read-only. Asking its age
+/// costs nothing; asking the server (`test_before_acquire`) would cost a round trip per
+/// statement.
+fn follow_with(options: &mut ConnectOptions, formation: Option<&Arc<Formation>>) {
+    if let Some(formation) = formation.cloned() {
+        options.map_sqlx_postgres_before_acquire(move |_, meta| {
+            let current = formation.is_current(meta.age);
+            Box::pin(async move { Ok(current) })
+        });
+    }
 }
 
 /// A Postgres server on this machine: loopback, or a Unix socket directory.

@@ -423,6 +423,57 @@ async fn a_reaction_that_waited_behind_the_partners_commit_still_takes_the_one_s
     );
 }
 
+/// A writer may have a second batch under way while one waits for the database (another
+/// node holding its couple, a slow flush): another couple's chat commits meanwhile, while the
+/// waiting couple's next sends stay behind its first, never in a batch beside it, and come
+/// out in the order they were sent. One send per batch, so that two of Mina's sends in two
+/// batches under way would take both and hold Sora up as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_couple_whose_commit_waits_holds_up_no_other_couple_and_keeps_its_order() {
+    let node = spawn_node_with(
+        Backend::Postgres,
+        &[
+            "--commit-pipeline=2",
+            "--commit-max-batch=1",
+            // Mina's commit waits for as long as the test holds her couple.
+            "--db-timeout-ms=30000",
+        ],
+    )
+    .await;
+    let (mina, joon) = couple(&node).await;
+    let sora = User::signup(&node, "sora").await;
+    pair(&sora, &User::signup(&node, "jin").await).await;
+    let mut mine = mina.socket().await;
+    let mut theirs = joon.socket().await;
+    let mut soras = sora.socket().await;
+    let (_db, blocker, _) = hold_the_couple(&node, &mine).await;
+
+    let texts = ["one", "two", "three"];
+    let mut sent = Vec::new();
+    for text in texts {
+        sent.push(mine.say(text).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let meanwhile = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        soras.outcome("meanwhile"),
+    )
+    .await
+    .expect("another couple's chat commits while Mina's waits");
+    assert_eq!(meanwhile["type"], "ack", "{meanwhile}");
+
+    blocker.commit().await.expect("releasing the couple");
+    for (n, client_id) in sent.iter().enumerate() {
+        let ack = mine.until_any(&["ack", "error"]).await;
+        assert_eq!(ack["client_id"], client_id.to_string(), "{ack}");
+        assert_eq!(ack["seq"], n + 1, "{ack}");
+    }
+    for (n, text) in texts.iter().enumerate() {
+        let chat = theirs.until("chat").await;
+        assert_eq!((&chat["text"], &chat["seq"]), (&json!(text), &json!(n + 1)));
+    }
+}
+
 /// On SQLite an `ack` must mean what it means on Postgres: committed and on disk. With
 /// `synchronous=NORMAL` in WAL mode the last commits before a power loss may be lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,15 +33,15 @@ use crate::stream::{
 use crate::support::*;
 
 /// Couples in each scenario: enough for batches to mix couples, few enough to stay light.
-const COUPLES: usize = 3;
+pub(crate) const COUPLES: usize = 3;
 /// How long the stream goes on after a fault has ended, so every client is seen recovering.
-const AFTER: Duration = Duration::from_secs(2);
+pub(crate) const AFTER: Duration = Duration::from_secs(2);
 /// Flags of every node here: a short drain, so a stopped node is gone quickly; the database
 /// may take a second before a send is answered `unavailable`; a frame rate above a talker's
 /// fifty chats a second, with room for the retries a reconnect sends at once. Clients here
 /// reconnect as fast as faults make them: the rate of socket openings per user is not what
 /// these tests are about, so it is off.
-const FLAGS: &[&str] = &[
+pub(crate) const FLAGS: &[&str] = &[
     "--drain-secs=2",
     "--db-timeout-ms=1000",
     "--frame-rate=100",
@@ -93,7 +93,7 @@ fn cast_around(
     cast
 }
 
-async fn couples_on(addr: SocketAddr, count: usize) -> Vec<(User, User)> {
+pub(crate) async fn couples_on(addr: SocketAddr, count: usize) -> Vec<(User, User)> {
     let mut couples = Vec::new();
     for _ in 0..count {
         let tag = &Uuid::new_v4().simple().to_string()[..8];

@@ -4,6 +4,7 @@
 // A test that meets something unexpected should stop right there, loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod formation;
 mod private_pg;
 mod private_redis_cluster;
 mod stream;
@@ -20,6 +21,7 @@ mod cluster;
 mod commit;
 mod docs;
 mod export;
+mod failover;
 mod faults;
 mod files;
 mod gestures;

@@ -7,6 +7,8 @@
 #
 #   bash tests/cluster/start.sh                    # build, start, print the address
 #   bash tests/cluster/start.sh --redis-cluster    # the same on a Redis Cluster (Redis 7.0+)
+#   bash tests/cluster/start.sh --pg-failover      # on a pg_auto_failover formation (a primary and
+#                                                  # its synchronous standby) instead of one Postgres
 #   bash tests/cluster/start.sh stop               # stop everything it started
 #
 # Settings (env): DUET_CLUSTER_PORT (nginx, default 8090), DUET_CLUSTER_DB (duet_cluster),
@@ -14,11 +16,13 @@
 # (redis://127.0.0.1:6379), DUET_CLUSTER_NODES (3), DUET_BIN (a duet binary to run instead of
 # building target/release/duet). With a Redis Cluster: DUET_REDIS_CLUSTER_PORT (7000), or
 # REDIS_CLUSTER_URLS to use a cluster that is already running (then it is neither started nor
-# stopped here).
+# stopped here). With a formation: DUET_PG_FORMATION_PORT (6500: the monitor, then the two
+# Postgres nodes), see tests/cluster/pg-formation.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 action=start
+pg_failover=0
 case ${DUET_REDIS_CLUSTER:-0} in
   0 | "") redis_cluster=0 ;;
   *) redis_cluster=1 ;;
@@ -27,7 +31,8 @@ for arg in "$@"; do
   case $arg in
     start | stop) action=$arg ;;
     --redis-cluster) redis_cluster=1 ;;
-    *) echo "usage: bash tests/cluster/start.sh [--redis-cluster] [start|stop]" >&2; exit 2 ;;
+    --pg-failover) pg_failover=1 ;;
+    *) echo "usage: bash tests/cluster/start.sh [--redis-cluster] [--pg-failover] [start|stop]" >&2; exit 2 ;;
   esac
 done
 
@@ -45,6 +50,13 @@ redis_cluster_port_file=$dir/redis-cluster.port
 redis_cluster_sh() { # start|stop, first port
   DUET_REDIS_CLUSTER_PORT=$2 DUET_REDIS_CLUSTER_DIR=$dir/redis-cluster \
     bash tests/cluster/redis-cluster.sh "$1"
+}
+
+# Likewise the pg_auto_failover formation this script started, if any.
+pg_formation_port_file=$dir/pg-formation.port
+pg_formation_sh() { # start|stop, first port
+  DUET_PG_FORMATION_PORT=$2 DUET_PG_FORMATION_DIR=$dir/pg-formation \
+    bash tests/cluster/pg-formation.sh "$1"
 }
 
 stop() {
@@ -69,6 +81,10 @@ stop() {
     done
     redis_cluster_sh stop "$(cat "$redis_cluster_port_file")" >/dev/null
     rm -f "$redis_cluster_port_file"
+  fi
+  if [ -e "$pg_formation_port_file" ]; then
+    pg_formation_sh stop "$(cat "$pg_formation_port_file")"
+    rm -f "$pg_formation_port_file"
   fi
 }
 
@@ -95,9 +111,18 @@ else
   cargo build --release --bin duet
   bin=./target/release/duet
 fi
-psql "$admin" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
-  || psql "$admin" -qc "CREATE DATABASE $db"
-base=${admin%/*}
+if [ "$pg_failover" = 1 ]; then
+  pg_port=${DUET_PG_FORMATION_PORT:-6500}
+  echo "$pg_port" >"$pg_formation_port_file"
+  database_url=$(pg_formation_sh start "$pg_port" | sed -n 's/^DATABASE_URL=//p') || true
+  [ -n "$database_url" ] || { echo "the formation did not start; see $dir/pg-formation/" >&2; stop; exit 1; }
+  db_desc="a pg_auto_failover formation (monitor on $pg_port, Postgres on $((pg_port + 1)) and $((pg_port + 2)))"
+else
+  psql "$admin" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
+    || psql "$admin" -qc "CREATE DATABASE $db"
+  database_url=${admin%/*}/$db
+  db_desc="Postgres at ${admin%/*}/$db"
+fi
 
 # The bus of every node: one Redis or a Redis Cluster, and never both (a node refuses that,
 # so the other variable is removed from the environment the nodes inherit).
@@ -125,7 +150,7 @@ for i in $(seq 1 "$nodes"); do
   env "${bus[@]}" \
     "DUET_BIND=127.0.0.1:$node_port" \
     "DUET_METRICS_BIND=127.0.0.1:$((node_port + 100))" \
-    "DATABASE_URL=$base/$db" \
+    "DATABASE_URL=$database_url" \
     DUET_REDIS_PREFIX=duet-cluster: \
     "DUET_FILES_DIR=$dir/files" \
     "DUET_ORIGINS=$origins" \
@@ -148,4 +173,4 @@ for i in $(seq 1 "$nodes"); do
   curl -fs "http://127.0.0.1:$((port + i))/readyz" >/dev/null || { echo "node $i did not become ready; see $dir/node-$i.log" >&2; stop; exit 1; }
 done
 curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { echo "nginx does not reach the nodes; see $dir/nginx-error.log" >&2; stop; exit 1; }
-echo "Duet cluster: $nodes nodes behind nginx at http://127.0.0.1:$port, on $redis_desc, /metrics of node i at 127.0.0.1:$((port + 100))+i (logs in $dir; stop with: bash tests/cluster/start.sh stop)"
+echo "Duet cluster: $nodes nodes behind nginx at http://127.0.0.1:$port, on $redis_desc and $db_desc, /metrics of node i at 127.0.0.1:$((port + 100))+i (logs in $dir; stop with: bash tests/cluster/start.sh stop)"
