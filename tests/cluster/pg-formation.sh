@@ -76,6 +76,14 @@ case $action in
     keeper node2 $node --pgport $((port + 2)) --name node2
     wait_for "SELECT count(*) = 2 FROM pgautofailover.node
               WHERE reportedstate = goalstate AND reportedstate IN ('primary', 'secondary')" 180
+    # Started again, the monitor still has the states of before: wait for a primary that
+    # takes writes (libpq follows target_session_attrs itself).
+    for _ in $(seq 1 240); do
+      [ "$(psql "$url" -tAXc "SELECT NOT pg_is_in_recovery()" 2>/dev/null)" = t ] && break
+      sleep 0.5
+    done
+    [ "$(psql "$url" -tAXc "SELECT NOT pg_is_in_recovery()" 2>/dev/null)" = t ] \
+      || { echo "no primary takes writes at $url; see $dir/*.log" >&2; exit 1; }
     echo "DATABASE_URL=$url"
     ;;
   state) autoctl show state --monitor "$monitor_url" ;;
