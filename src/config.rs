@@ -29,9 +29,10 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// A Postgres standby for heavy reads (search, our words, the export, the album, long
-    /// replays): each is served there when the standby has replayed everything of the
-    /// couple the primary has, else on the primary. Unset: heavy reads use the primary.
+    /// A Postgres standby for heavy reads (search, the export, the album, long replays; our
+    /// words stay on the primary, whose counts it writes): each is served there when the
+    /// standby has replayed everything of the couple the primary has, else on the primary.
+    /// Unset: heavy reads use the primary.
     #[arg(long, env = "DUET_DATABASE_READ_URL")]
     pub database_read_url: Option<String>,
 
