@@ -240,12 +240,12 @@ RETURNING c.id, c.last_seq, NULL::uuid AS sender_id
     Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)
 }
 
-/// Chats, replies and reactions. What the rules would read (the chats replied or reacted
-/// to, the reactions now) is read in the statement's snapshot, which may be older than the
-/// row lock it then waits for. Every change to a couple's chats and reactions moves its
-/// `last_seq` under that lock, so a couple whose `last_seq` is the same in the snapshot and
-/// under the lock was read as it is; any other couple that replies, reacts or edits is left
-/// to the full rules.
+/// Chats, replies, reactions and edits. What the rules would read (the chats replied or
+/// reacted to, the reactions now) is read in the statement's snapshot, which may be older
+/// than the row lock it then waits for. Every change to a couple's chats and reactions moves
+/// its `last_seq` under that lock, so a couple whose `last_seq` is the same in the snapshot
+/// and under the lock was read as it is; any other couple that replies, reacts or edits is
+/// left to the full rules.
 ///
 /// An edit changes what our words count. The statement shares the couple's word mark (after
 /// the couples' locks, the order every writer uses) and edits here only a chat the counts
@@ -253,6 +253,10 @@ RETURNING c.id, c.last_seq, NULL::uuid AS sender_id
 /// the new text. A couple with no mark yet gets one here, held until the statement ends; if a
 /// first count created it meanwhile (the snapshot cannot see that one), the couple is left to
 /// the full rules.
+///
+/// The statement holds only the parts its batch needs (`gesture_sql`): each part is planned
+/// once per connection, but every part present is set up and run at every call, empty or
+/// not, and most batches carry one or two kinds of gesture, not all three.
 fn with_gestures(
     sends: &[Plain<'_>],
     places: &[i64],
@@ -260,119 +264,6 @@ fn with_gestures(
     sent_at: DateTime<Utc>,
     rule: EditRule,
 ) -> Statement {
-    const SQL: &str = r#"
-WITH seen AS (
-    SELECT id, last_seq FROM couples WHERE id = ANY($1::uuid[])
-),
-locked AS (
-    SELECT id, last_seq FROM couples
-    WHERE id = ANY($1::uuid[]) AND open_questions = 0
-    ORDER BY id
-    FOR UPDATE
-),
-targets AS (
-    SELECT g.couple_id, t.id AS found
-    FROM unnest($4::uuid[], $10::uuid[]) AS g(couple_id, chat_id)
-    LEFT JOIN chats t ON t.id = g.chat_id AND t.couple_id = g.couple_id AND t.deleted_at IS NULL
-    WHERE g.chat_id <> $18::uuid
-    UNION ALL
-    SELECT x.couple_id, t.id
-    FROM unnest($11::uuid[], $13::uuid[]) AS x(couple_id, chat_id)
-    LEFT JOIN chats t ON t.id = x.chat_id AND t.couple_id = x.couple_id AND t.deleted_at IS NULL
-),
-unchanged AS (
-    SELECT x.couple_id
-    FROM unnest($11::uuid[], $13::uuid[], $14::uuid[], $15::text[])
-        AS x(couple_id, chat_id, user_id, emoji)
-    LEFT JOIN reactions r ON r.chat_id = x.chat_id AND r.user_id = x.user_id
-    WHERE r.emoji IS NOT DISTINCT FROM NULLIF(x.emoji, '')
-),
-edits AS (
-    SELECT e.couple_id, e.place, e.chat_id, e.user_id, e.text, t.seq AS chat_seq
-    FROM unnest($20::uuid[], $21::int8[], $22::uuid[], $23::uuid[], $24::text[])
-        AS e(couple_id, place, chat_id, user_id, text)
-    LEFT JOIN chats t ON t.id = e.chat_id AND t.couple_id = e.couple_id
-        AND t.deleted_at IS NULL AND t.sender_id = e.user_id AND t.text <> ''
-        AND t.text <> e.text AND t.sent_at >= $26 AND t.edits < $27
-),
-checked AS (
-    SELECT l.id, l.last_seq FROM locked l JOIN seen s ON s.id = l.id
-    WHERE (s.last_seq = l.last_seq OR NOT l.id = ANY($19::uuid[]))
-    AND NOT EXISTS (SELECT 1 FROM targets g WHERE g.couple_id = l.id AND g.found IS NULL)
-    AND NOT EXISTS (SELECT 1 FROM unchanged u WHERE u.couple_id = l.id)
-    AND NOT EXISTS (SELECT 1 FROM edits e WHERE e.couple_id = l.id AND e.chat_seq IS NULL)
-),
-new_marks AS (
-    INSERT INTO word_marks (couple_id, counted_seq)
-    SELECT DISTINCT e.couple_id, 0 FROM edits e JOIN checked c ON c.id = e.couple_id
-    WHERE NOT EXISTS (SELECT 1 FROM word_marks w WHERE w.couple_id = e.couple_id)
-    ON CONFLICT (couple_id) DO NOTHING
-    RETURNING couple_id, counted_seq
-),
-marks AS (
-    SELECT m.couple_id, m.counted_seq FROM word_marks m
-    WHERE m.couple_id IN (SELECT e.couple_id FROM edits e JOIN checked c ON c.id = e.couple_id)
-    FOR SHARE
-),
-ok AS (
-    SELECT c.id, c.last_seq FROM checked c
-    WHERE NOT EXISTS (
-        SELECT 1 FROM edits e
-        LEFT JOIN (SELECT * FROM marks UNION ALL SELECT * FROM new_marks) m
-            ON m.couple_id = e.couple_id
-        WHERE e.couple_id = c.id AND (m.counted_seq IS NULL OR m.counted_seq >= e.chat_seq)
-    )
-),
-new_chats AS (
-    INSERT INTO chats (id, couple_id, seq, sender_id, client_id, text, sent_at, reply_to)
-    SELECT b.id, b.couple_id, l.last_seq + b.place, b.sender_id, b.client_id, b.text, $8,
-        NULLIF(b.reply_to, $18::uuid)
-    FROM unnest($3::uuid[], $4::uuid[], $5::int8[], $6::uuid[], $7::uuid[], $9::text[], $10::uuid[])
-        AS b(id, couple_id, place, sender_id, client_id, text, reply_to)
-    JOIN ok l ON l.id = b.couple_id
-),
-reacted AS (
-    SELECT x.couple_id, l.last_seq + x.place AS seq, x.chat_id, x.user_id,
-        NULLIF(x.emoji, '') AS emoji
-    FROM unnest($11::uuid[], $12::int8[], $13::uuid[], $14::uuid[], $15::text[])
-        AS x(couple_id, place, chat_id, user_id, emoji)
-    JOIN ok l ON l.id = x.couple_id
-),
-edited AS (
-    SELECT e.couple_id, l.last_seq + e.place AS seq, e.chat_id, e.user_id, e.text
-    FROM edits e JOIN ok l ON l.id = e.couple_id
-),
-rewritten AS (
-    UPDATE chats c SET text = x.text, edits = c.edits + 1, edited_seq = x.seq,
-        first_text = COALESCE(c.first_text, c.text)
-    FROM edited x WHERE c.id = x.chat_id
-),
-logged AS (
-    INSERT INTO events (couple_id, seq, kind, chat_id, user_id, created_at, text)
-    SELECT couple_id, seq, $16, chat_id, user_id, $8, emoji FROM reacted
-    UNION ALL
-    SELECT couple_id, seq, $25, chat_id, user_id, $8, text FROM edited
-),
-put_on AS (
-    INSERT INTO reactions (chat_id, user_id, couple_id, emoji, seq, reacted_at)
-    SELECT chat_id, user_id, couple_id, emoji, seq, $8 FROM reacted WHERE emoji IS NOT NULL
-    ON CONFLICT (chat_id, user_id)
-    DO UPDATE SET emoji = excluded.emoji, seq = excluded.seq, reacted_at = excluded.reacted_at
-),
-taken_away AS (
-    DELETE FROM reactions r USING reacted x
-    WHERE x.emoji IS NULL AND r.chat_id = x.chat_id AND r.user_id = x.user_id
-),
-moved AS (
-    UPDATE couples c SET last_seq = l.last_seq + k.n
-    FROM ok l JOIN unnest($1::uuid[], $2::int8[]) AS k(id, n) ON k.id = l.id
-    WHERE c.id = l.id
-    RETURNING c.id, c.last_seq
-)
-SELECT id, last_seq, NULL::uuid AS sender_id, NULL::text AS text FROM moved
-UNION ALL
-SELECT id, seq, sender_id, text FROM chats WHERE id = ANY($17::uuid[])
-"#;
     let (couples, seqs) = by_couple(counts);
     let mut chats: Vec<(&PlainChat<'_>, i64)> = Vec::new();
     let mut reactions: Vec<(&PlainReaction<'_>, i64)> = Vec::new();
@@ -395,6 +286,12 @@ SELECT id, seq, sender_id, text FROM chats WHERE id = ANY($17::uuid[])
         .collect();
     gesturing.sort_unstable();
     gesturing.dedup();
+    let parts = Parts {
+        chats: !chats.is_empty(),
+        replies: !quoted.is_empty(),
+        reactions: !reactions.is_empty(),
+        edits: !edits.is_empty(),
+    };
     let values: Vec<sea_orm::Value> = vec![
         couples.into(),
         seqs.into(),
@@ -424,7 +321,233 @@ SELECT id, seq, sender_id, text FROM chats WHERE id = ANY($17::uuid[])
         rule.sent_since.into(),
         rule.max_edits.into(),
     ];
-    Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)
+    Statement::from_sql_and_values(DbBackend::Postgres, gesture_sql(parts), values)
+}
+
+/// What a batch of `with_gestures` holds, so which parts its statement needs.
+#[derive(Clone, Copy)]
+struct Parts {
+    chats: bool,
+    replies: bool,
+    reactions: bool,
+    edits: bool,
+}
+
+impl Parts {
+    fn index(self) -> usize {
+        usize::from(self.chats)
+            | usize::from(self.replies) << 1
+            | usize::from(self.reactions) << 2
+            | usize::from(self.edits) << 3
+    }
+
+    fn all() -> impl Iterator<Item = Parts> {
+        (0..16usize).map(|bits| Parts {
+            chats: bits & 1 != 0,
+            replies: bits & 2 != 0,
+            reactions: bits & 4 != 0,
+            edits: bits & 8 != 0,
+        })
+    }
+}
+
+/// The statement for a batch holding `parts`, written once for each of the sixteen. Every
+/// variant takes the same 27 parameters; those of a part it lacks are bound and unused.
+fn gesture_sql(parts: Parts) -> &'static str {
+    static STATEMENTS: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| Parts::all().map(write_gesture_sql).collect());
+    STATEMENTS
+        .get(parts.index())
+        .map_or("", String::as_str)
+}
+
+fn write_gesture_sql(parts: Parts) -> String {
+    let Parts {
+        chats,
+        replies,
+        reactions,
+        edits,
+    } = parts;
+    let mut sql = String::from(
+        r#"
+WITH seen AS (
+    SELECT id, last_seq FROM couples WHERE id = ANY($1::uuid[])
+),
+locked AS (
+    SELECT id, last_seq FROM couples
+    WHERE id = ANY($1::uuid[]) AND open_questions = 0
+    ORDER BY id
+    FOR UPDATE
+),"#,
+    );
+    let targets: Vec<&str> = [
+        replies.then_some(
+            r#"
+    SELECT g.couple_id, t.id AS found
+    FROM unnest($4::uuid[], $10::uuid[]) AS g(couple_id, chat_id)
+    LEFT JOIN chats t ON t.id = g.chat_id AND t.couple_id = g.couple_id AND t.deleted_at IS NULL
+    WHERE g.chat_id <> $18::uuid"#,
+        ),
+        reactions.then_some(
+            r#"
+    SELECT x.couple_id, t.id AS found
+    FROM unnest($11::uuid[], $13::uuid[]) AS x(couple_id, chat_id)
+    LEFT JOIN chats t ON t.id = x.chat_id AND t.couple_id = x.couple_id AND t.deleted_at IS NULL"#,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !targets.is_empty() {
+        sql += "
+targets AS (";
+        sql += &targets.join("
+    UNION ALL");
+        sql += "
+),";
+    }
+    if reactions {
+        // A scalar subquery is a keyed lookup whatever the plan made for a small table.
+        sql += r#"
+unchanged AS (
+    SELECT x.couple_id
+    FROM unnest($11::uuid[], $13::uuid[], $14::uuid[], $15::text[])
+        AS x(couple_id, chat_id, user_id, emoji)
+    WHERE NULLIF(x.emoji, '') IS NOT DISTINCT FROM
+        (SELECT r.emoji FROM reactions r WHERE r.chat_id = x.chat_id AND r.user_id = x.user_id)
+),"#;
+    }
+    if edits {
+        sql += r#"
+edits AS (
+    SELECT e.couple_id, e.place, e.chat_id, e.user_id, e.text, t.seq AS chat_seq
+    FROM unnest($20::uuid[], $21::int8[], $22::uuid[], $23::uuid[], $24::text[])
+        AS e(couple_id, place, chat_id, user_id, text)
+    LEFT JOIN chats t ON t.id = e.chat_id AND t.couple_id = e.couple_id
+        AND t.deleted_at IS NULL AND t.sender_id = e.user_id AND t.text <> ''
+        AND t.text <> e.text AND t.sent_at >= $26 AND t.edits < $27
+),"#;
+    }
+    // Without edits, the couples that pass the checks are the ones written (`ok`).
+    sql += if edits { "
+checked AS (" } else { "
+ok AS (" };
+    sql += r#"
+    SELECT l.id, l.last_seq FROM locked l JOIN seen s ON s.id = l.id
+    WHERE (s.last_seq = l.last_seq OR NOT l.id = ANY($19::uuid[]))"#;
+    if !targets.is_empty() {
+        sql += r#"
+    AND NOT EXISTS (SELECT 1 FROM targets g WHERE g.couple_id = l.id AND g.found IS NULL)"#;
+    }
+    if reactions {
+        sql += r#"
+    AND NOT EXISTS (SELECT 1 FROM unchanged u WHERE u.couple_id = l.id)"#;
+    }
+    if edits {
+        sql += r#"
+    AND NOT EXISTS (SELECT 1 FROM edits e WHERE e.couple_id = l.id AND e.chat_seq IS NULL)
+),
+new_marks AS (
+    INSERT INTO word_marks (couple_id, counted_seq)
+    SELECT DISTINCT e.couple_id, 0 FROM edits e JOIN checked c ON c.id = e.couple_id
+    WHERE NOT EXISTS (SELECT 1 FROM word_marks w WHERE w.couple_id = e.couple_id)
+    ON CONFLICT (couple_id) DO NOTHING
+    RETURNING couple_id, counted_seq
+),
+marks AS (
+    SELECT m.couple_id, m.counted_seq FROM word_marks m
+    WHERE m.couple_id IN (SELECT e.couple_id FROM edits e JOIN checked c ON c.id = e.couple_id)
+    FOR SHARE
+),
+ok AS (
+    SELECT c.id, c.last_seq FROM checked c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM edits e
+        LEFT JOIN (SELECT * FROM marks UNION ALL SELECT * FROM new_marks) m
+            ON m.couple_id = e.couple_id
+        WHERE e.couple_id = c.id AND (m.counted_seq IS NULL OR m.counted_seq >= e.chat_seq)
+    )"#;
+    }
+    sql += "
+),";
+    if chats {
+        sql += r#"
+new_chats AS (
+    INSERT INTO chats (id, couple_id, seq, sender_id, client_id, text, sent_at, reply_to)
+    SELECT b.id, b.couple_id, l.last_seq + b.place, b.sender_id, b.client_id, b.text, $8,
+        NULLIF(b.reply_to, $18::uuid)
+    FROM unnest($3::uuid[], $4::uuid[], $5::int8[], $6::uuid[], $7::uuid[], $9::text[], $10::uuid[])
+        AS b(id, couple_id, place, sender_id, client_id, text, reply_to)
+    JOIN ok l ON l.id = b.couple_id
+),"#;
+    }
+    if reactions {
+        sql += r#"
+reacted AS (
+    SELECT x.couple_id, l.last_seq + x.place AS seq, x.chat_id, x.user_id,
+        NULLIF(x.emoji, '') AS emoji
+    FROM unnest($11::uuid[], $12::int8[], $13::uuid[], $14::uuid[], $15::text[])
+        AS x(couple_id, place, chat_id, user_id, emoji)
+    JOIN ok l ON l.id = x.couple_id
+),
+put_on AS (
+    INSERT INTO reactions (chat_id, user_id, couple_id, emoji, seq, reacted_at)
+    SELECT chat_id, user_id, couple_id, emoji, seq, $8 FROM reacted WHERE emoji IS NOT NULL
+    ON CONFLICT (chat_id, user_id)
+    DO UPDATE SET emoji = excluded.emoji, seq = excluded.seq, reacted_at = excluded.reacted_at
+),
+taken_away AS (
+    DELETE FROM reactions r USING reacted x
+    WHERE x.emoji IS NULL AND r.chat_id = x.chat_id AND r.user_id = x.user_id
+),"#;
+    }
+    if edits {
+        sql += r#"
+edited AS (
+    SELECT e.couple_id, l.last_seq + e.place AS seq, e.chat_id, e.user_id, e.text
+    FROM edits e JOIN ok l ON l.id = e.couple_id
+),
+rewritten AS (
+    UPDATE chats c SET text = x.text, edits = c.edits + 1, edited_seq = x.seq,
+        first_text = COALESCE(c.first_text, c.text)
+    FROM edited x WHERE c.id = x.chat_id
+),"#;
+    }
+    let logged: Vec<&str> = [
+        reactions.then_some(
+            "
+    SELECT couple_id, seq, $16, chat_id, user_id, $8, emoji FROM reacted",
+        ),
+        edits.then_some("
+    SELECT couple_id, seq, $25, chat_id, user_id, $8, text FROM edited"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !logged.is_empty() {
+        sql += "
+logged AS (
+    INSERT INTO events (couple_id, seq, kind, chat_id, user_id, created_at, text)";
+        sql += &logged.join("
+    UNION ALL");
+        sql += "
+),";
+    }
+    sql += r#"
+moved AS (
+    UPDATE couples c SET last_seq = l.last_seq + k.n
+    FROM ok l JOIN unnest($1::uuid[], $2::int8[]) AS k(id, n) ON k.id = l.id
+    WHERE c.id = l.id
+    RETURNING c.id, c.last_seq
+)
+SELECT id, last_seq, NULL::uuid AS sender_id, NULL::text AS text FROM moved"#;
+    if replies {
+        sql += r#"
+UNION ALL
+SELECT id, seq, sender_id, text FROM chats WHERE id = ANY($17::uuid[])"#;
+    }
+    sql.push('\n');
+    sql
 }
 
 fn is_unique_violation(e: &DbErr) -> bool {

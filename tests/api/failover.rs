@@ -113,6 +113,16 @@ async fn a_switchover_mid_stream_loses_no_acked_chat() {
     );
     assert_back_within(&tally, HEARD_AFTER_PROMOTION);
     assert_eq!(pg.primary().await, Some(1 - primary), "the roles swapped");
+    // What the operator's dashboard shows: every node writes to the new primary, once moved.
+    for metrics in &cluster.metrics {
+        let text = metrics_text(metrics.expect("the node serves /metrics")).await;
+        let host =
+            |node: usize| format!("duet_db_primary{{host=\"127.0.0.1:{}\"}}", pg.ports[node]);
+        assert_eq!(sample(&text, &host(1 - primary)), Some(1.0), "{text}");
+        assert_eq!(sample(&text, &host(primary)), Some(0.0), "{text}");
+        let moves = sample(&text, "duet_db_primary_moves_total").unwrap_or_default();
+        assert!(moves >= 1.0, "the node moved its pools {moves} times");
+    }
 }
 
 /// What the promise needs (README, "When Postgres fails"): a commit returns only once the
@@ -242,17 +252,25 @@ async fn found(user: User, q: &str) -> usize {
 
 /// `(served on the standby, served on the primary)` heavy reads so far.
 async fn heavy_reads(metrics: std::net::SocketAddr) -> (u64, u64) {
-    let text = reqwest::get(format!("http://{metrics}/metrics"))
+    let text = metrics_text(metrics).await;
+    let count = |on: &str| {
+        sample(&text, &format!("duet_heavy_reads_total{{on=\"{on}\"}}")).unwrap_or_default() as u64
+    };
+    (count("standby"), count("primary"))
+}
+
+async fn metrics_text(metrics: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{metrics}/metrics"))
         .await
         .expect("metrics")
         .text()
         .await
-        .expect("metrics text");
-    let count = |on: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("duet_heavy_reads_total{{on=\"{on}\"}} ")))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or_default() as u64
-    };
-    (count("standby"), count("primary"))
+        .expect("metrics text")
+}
+
+/// The value of the sample named `series` (name and labels as /metrics writes them).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
