@@ -356,9 +356,7 @@ impl Parts {
 fn gesture_sql(parts: Parts) -> &'static str {
     static STATEMENTS: std::sync::LazyLock<Vec<String>> =
         std::sync::LazyLock::new(|| Parts::all().map(write_gesture_sql).collect());
-    STATEMENTS
-        .get(parts.index())
-        .map_or("", String::as_str)
+    STATEMENTS.get(parts.index()).map_or("", String::as_str)
 }
 
 fn write_gesture_sql(parts: Parts) -> String {
@@ -401,8 +399,10 @@ locked AS (
     if !targets.is_empty() {
         sql += "
 targets AS (";
-        sql += &targets.join("
-    UNION ALL");
+        sql += &targets.join(
+            "
+    UNION ALL",
+        );
         sql += "
 ),";
     }
@@ -429,9 +429,13 @@ edits AS (
 ),"#;
     }
     // Without edits, the couples that pass the checks are the ones written (`ok`).
-    sql += if edits { "
-checked AS (" } else { "
-ok AS (" };
+    sql += if edits {
+        "
+checked AS ("
+    } else {
+        "
+ok AS ("
+    };
     sql += r#"
     SELECT l.id, l.last_seq FROM locked l JOIN seen s ON s.id = l.id
     WHERE (s.last_seq = l.last_seq OR NOT l.id = ANY($19::uuid[]))"#;
@@ -518,8 +522,10 @@ rewritten AS (
             "
     SELECT couple_id, seq, $16, chat_id, user_id, $8, emoji FROM reacted",
         ),
-        edits.then_some("
-    SELECT couple_id, seq, $25, chat_id, user_id, $8, text FROM edited"),
+        edits.then_some(
+            "
+    SELECT couple_id, seq, $25, chat_id, user_id, $8, text FROM edited",
+        ),
     ]
     .into_iter()
     .flatten()
@@ -528,8 +534,10 @@ rewritten AS (
         sql += "
 logged AS (
     INSERT INTO events (couple_id, seq, kind, chat_id, user_id, created_at, text)";
-        sql += &logged.join("
-    UNION ALL");
+        sql += &logged.join(
+            "
+    UNION ALL",
+        );
         sql += "
 ),";
     }

@@ -525,3 +525,131 @@ async fn the_export_holds_replies_reactions_and_edit_histories(backend: Backend)
     assert_eq!(lines[1]["reply_to"]["id"], first["id"]);
     assert!(lines[1].get("versions").is_none());
 }
+
+/// On Postgres a batch of plain sends is one statement holding only the parts its sends
+/// need, so each mix of chats, replies, reactions and edits is its own statement: every one
+/// of them writes what the full rules would, and numbers the sends in order.
+#[tokio::test]
+async fn every_mix_of_gestures_in_one_batch_is_written_by_the_one_statement() {
+    use duet::store::sends::{EditRule, Plain, PlainChat, PlainEdit, PlainReaction, append_plain};
+
+    let node = spawn_node(Backend::Postgres).await;
+    let (mina, joon) = couple(&node).await;
+    let (_, me) = mina.get("/api/me").await;
+    let couple_id: Uuid = me["couple"]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("the couple's id");
+    let mut m = mina.socket().await;
+    let db = Database::connect(&node.db.url)
+        .await
+        .expect("the test database");
+    let rule = EditRule {
+        sent_since: chrono::Utc::now() - chrono::Duration::days(1),
+        max_edits: 100,
+    };
+    let last_seq = async || -> i64 {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT last_seq FROM couples WHERE id = $1",
+                [couple_id.into()],
+            ))
+            .await
+            .expect("the couple's row")
+            .expect("the couple");
+        row.try_get::<i64>("", "last_seq").expect("last_seq")
+    };
+
+    for mix in 1..16u8 {
+        let (chat, reply, reaction, edit) =
+            (mix & 1 != 0, mix & 2 != 0, mix & 4 != 0, mix & 8 != 0);
+        if !(reply || reaction || edit) {
+            continue;
+        }
+        let said = format!("mix {mix}");
+        let target = m.acked(&said).await;
+        let target_id: Uuid = target["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("id");
+        let edited = format!("mix {mix}, edited");
+        let emoji = if mix % 2 == 0 { "🥰" } else { "👍" };
+        let mut sends = Vec::new();
+        if chat {
+            sends.push(Plain::Chat(PlainChat {
+                id: Uuid::new_v4(),
+                couple_id,
+                sender_id: mina.id,
+                client_id: Uuid::new_v4(),
+                text: "a plain chat",
+                reply_to: None,
+            }));
+        }
+        if reply {
+            sends.push(Plain::Chat(PlainChat {
+                id: Uuid::new_v4(),
+                couple_id,
+                sender_id: joon.id,
+                client_id: Uuid::new_v4(),
+                text: "a reply",
+                reply_to: Some(target_id),
+            }));
+        }
+        if reaction {
+            sends.push(Plain::React(PlainReaction {
+                couple_id,
+                user_id: joon.id,
+                chat_id: target_id,
+                emoji: Some(emoji),
+            }));
+        }
+        if edit {
+            sends.push(Plain::Edit(PlainEdit {
+                couple_id,
+                user_id: mina.id,
+                chat_id: target_id,
+                text: &edited,
+            }));
+        }
+        let before = last_seq().await;
+        let appended = append_plain(&db, &sends, chrono::Utc::now(), rule)
+            .await
+            .unwrap_or_else(|e| panic!("mix {mix}: {e}"))
+            .unwrap_or_else(|| panic!("mix {mix}: nothing written"));
+        assert_eq!(
+            appended.last_seqs.get(&couple_id),
+            Some(&(before + sends.len() as i64)),
+            "mix {mix}: every send took the couple's next seq"
+        );
+        assert_eq!(last_seq().await, before + sends.len() as i64);
+        if reply {
+            let (seq, sender, text) = &appended.quoted[&target_id];
+            assert_eq!(
+                (*seq, *sender, text.as_str()),
+                (target["seq"].as_i64().unwrap_or(-1), mina.id, said.as_str()),
+                "mix {mix}: the reply, before the edit in the batch, quotes the text it answered"
+            );
+        }
+        let chats = history(&mina).await;
+        let shown = chat_with(&chats, &target["id"]);
+        if edit {
+            assert_eq!(shown["text"], edited.as_str(), "mix {mix}: {shown}");
+        }
+        if reaction {
+            assert_eq!(
+                shown["reactions"],
+                json!([{ "user_id": joon.id, "emoji": emoji }]),
+                "mix {mix}: {shown}"
+            );
+        }
+        if reply {
+            assert!(
+                chats
+                    .iter()
+                    .any(|c| c["text"] == "a reply" && c["reply_to"]["id"] == target["id"]),
+                "mix {mix}"
+            );
+        }
+    }
+}
