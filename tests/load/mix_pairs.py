@@ -39,9 +39,27 @@ def stage(name, q):
     return lambda r: (r.get("stages_ms") or {}).get(name, {}).get(q)
 
 
+def kind(name):
+    """A kind's delivery p99 (`delivery_ms_by_kind`): a plain run's every delivery is a chat,
+    so the mixed load's replies and edits stand beside the plain run's chats."""
+
+    def figure(r):
+        by_kind = r.get("delivery_ms_by_kind")
+        if not by_kind:
+            return None
+        if not r["mix"]["reactions"]:
+            return r["delivery_ms"]["p99"]
+        return by_kind.get(name, {}).get("p99")
+
+    return figure
+
+
 FIGURES = [
     ("delivery p50 (ms)", lambda r: r["delivery_ms"]["p50"]),
     ("delivery p99 (ms)", lambda r: r["delivery_ms"]["p99"]),
+    ("  of chats (ms)", kind("chat")),
+    ("  of replies (ms)", kind("reply")),
+    ("  of edits (ms)", kind("edit")),
     ("ack p99 (ms)", lambda r: r["ack_ms"]["p99"]),
     ("CPU per event, all (µs)", lambda r: r["cpu_us_per_chat"].get("total")),
     ("  both nodes", lambda r: r["cpu_us_per_chat"].get("node1", 0) + r["cpu_us_per_chat"].get("node2", 0)),

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{Frame, Ws, close_label, error_label, named_by};
 use crate::report::histogram;
-use crate::schedule::{Clock, Plan};
+use crate::schedule::{Clock, Gesture, Plan};
 
 /// A fixed-size bitset over one sender's k.
 pub struct Bits(Vec<u64>);
@@ -64,6 +64,9 @@ pub struct Ledger {
     /// Per receiving socket, the highest k that arrived from its partner.
     highest: Vec<Option<u32>>,
     pub delivery: Histogram<u64>,
+    /// Delivery by what was sent (`KINDS`): a mixed load's tail is found in the kind whose
+    /// own tail grows, or in the chats around the gestures.
+    pub delivery_by_kind: [Histogram<u64>; 3],
     pub ack: Histogram<u64>,
     acked_total: u64,
     refused_total: u64,
@@ -78,6 +81,9 @@ pub struct Ledger {
     /// Frames that were not JSON of the contract's shape, or named a send that cannot exist.
     pub unreadable: u64,
 }
+
+/// The kinds of `Ledger::delivery_by_kind`, in its order (reactions are counted, not timed).
+pub const KINDS: [&str; 3] = ["chat", "reply", "edit"];
 
 impl Ledger {
     pub fn new(plan: Arc<Plan>) -> Result<Ledger> {
@@ -96,6 +102,7 @@ impl Ledger {
             reacted_frames: 0,
             highest: vec![None; m as usize],
             delivery: histogram()?,
+            delivery_by_kind: [histogram()?, histogram()?, histogram()?],
             ack: histogram()?,
             plan,
             acked_total: 0,
@@ -216,8 +223,14 @@ impl Ledger {
             _ => *highest = Some(k),
         }
         if self.plan.measured(sender, k) {
-            let latency = now.saturating_sub(self.plan.at_us(sender, k));
-            self.delivery.saturating_record(latency.max(1));
+            let latency = now.saturating_sub(self.plan.at_us(sender, k)).max(1);
+            self.delivery.saturating_record(latency);
+            let kind = match self.plan.gesture(sender, k) {
+                Gesture::Reply => 1,
+                Gesture::Edit => 2,
+                Gesture::Chat | Gesture::React => 0,
+            };
+            self.delivery_by_kind[kind].saturating_record(latency);
         }
     }
 

@@ -619,6 +619,12 @@ impl Rig {
             "first_writer_error": first_writer_error,
             "send_lag_max_ms": round3(max_lag_ms),
             "delivery_ms": delivery.json(),
+            "delivery_ms_by_kind": crate::ledger::KINDS
+                .iter()
+                .zip(&ledger.delivery_by_kind)
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(kind, h)| (kind.to_string(), Latency::of(h).json()))
+                .collect::<serde_json::Map<_, _>>(),
             "ack_ms": ack.json(),
             "cpu_ms": cpu_ms,
             "cpu_us_per_chat": cpu_per_chat,
