@@ -370,11 +370,7 @@ async fn a_silent_chat_reaches_the_partner_marked_silent_and_a_plain_one_does_no
 async fn a_read_mark_from_an_old_couple_never_moves_the_new_couples(backend: Backend) {
     let node = spawn_node(backend).await;
     let (mina, joon) = couple(&node).await;
-    let (_, me) = mina.get("/api/me").await;
-    let couple_id: Uuid = me["couple"]["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .expect("the couple's id");
+    let couple_id = mina.couple_id().await;
     let old_couple = Uuid::now_v7();
     let db = sea_orm::Database::connect(&node.db.url)
         .await

@@ -535,11 +535,7 @@ async fn every_mix_of_gestures_in_one_batch_is_written_by_the_one_statement() {
 
     let node = spawn_node(Backend::Postgres).await;
     let (mina, joon) = couple(&node).await;
-    let (_, me) = mina.get("/api/me").await;
-    let couple_id: Uuid = me["couple"]["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .expect("the couple's id");
+    let couple_id = mina.couple_id().await;
     let mut m = mina.socket().await;
     let db = Database::connect(&node.db.url)
         .await
@@ -576,25 +572,21 @@ async fn every_mix_of_gestures_in_one_batch_is_written_by_the_one_statement() {
         let edited = format!("mix {mix}, edited");
         let emoji = if mix % 2 == 0 { "🥰" } else { "👍" };
         let mut sends = Vec::new();
-        if chat {
-            sends.push(Plain::Chat(PlainChat {
+        let said_by = |sender_id, text, reply_to| {
+            Plain::Chat(PlainChat {
                 id: Uuid::new_v4(),
                 couple_id,
-                sender_id: mina.id,
+                sender_id,
                 client_id: Uuid::new_v4(),
-                text: "a plain chat",
-                reply_to: None,
-            }));
+                text,
+                reply_to,
+            })
+        };
+        if chat {
+            sends.push(said_by(mina.id, "a plain chat", None));
         }
         if reply {
-            sends.push(Plain::Chat(PlainChat {
-                id: Uuid::new_v4(),
-                couple_id,
-                sender_id: joon.id,
-                client_id: Uuid::new_v4(),
-                text: "a reply",
-                reply_to: Some(target_id),
-            }));
+            sends.push(said_by(joon.id, "a reply", Some(target_id)));
         }
         if reaction {
             sends.push(Plain::React(PlainReaction {

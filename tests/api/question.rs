@@ -402,11 +402,7 @@ async fn the_rules_read_only_open_questions_and_those_brought_up_again(backend: 
 
     let node = spawn_node(backend).await;
     let (mina, joon) = couple(&node).await;
-    let (_, me) = mina.get("/api/me").await;
-    let couple_id: uuid::Uuid = me["couple"]["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .expect("the couple's id");
+    let couple_id = mina.couple_id().await;
     let db = sea_orm::Database::connect(&node.db.url)
         .await
         .expect("the test database");

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -268,11 +267,7 @@ async fn a_frozen_master_loses_no_acked_chat() {
 }
 
 async fn couple_id_of(user: &User, cluster: &Cluster) -> Uuid {
-    let (_, me): (_, Value) = user.on(cluster.addrs[0]).get("/api/me").await;
-    me["couple"]["id"]
-        .as_str()
-        .and_then(|id| Uuid::parse_str(id).ok())
-        .expect("the user is in a couple")
+    user.on(cluster.addrs[0]).couple_id().await
 }
 
 /// Waits until both nodes are subscribed to the couple's channel on the master at `port`.

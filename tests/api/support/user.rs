@@ -167,6 +167,15 @@ impl User {
         self.socket_at("/ws").await
     }
 
+    /// The id of the couple the user is in, as `/api/me` shows it.
+    pub async fn couple_id(&self) -> Uuid {
+        let (_, me) = self.get("/api/me").await;
+        me["couple"]["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("the user is in a couple")
+    }
+
     /// Opens `/ws` and reads through `hello`, the replay and `synced`.
     pub async fn socket_at(&self, path: &str) -> Socket {
         let mut socket = self
