@@ -220,15 +220,20 @@ fn next_batch(
     let mut batch = Vec::new();
     let mut couples: HashSet<Uuid> = HashSet::new();
     let mut left = VecDeque::new();
-    while let Some(job) = waiting.pop_front() {
+    while batch.len() < max {
+        let Some(job) = waiting.pop_front() else {
+            break;
+        };
         let couple = job.couple_id();
-        if batch.len() >= max || committing.contains(&couple) {
+        if committing.contains(&couple) {
             left.push_back(job);
             continue;
         }
         couples.insert(couple);
         batch.push(job);
     }
+    // A full batch leaves the rest unread: a backlog is not walked once per batch.
+    left.append(waiting);
     *waiting = left;
     (batch, couples.into_iter().collect())
 }

@@ -276,7 +276,7 @@ fn with_gestures(
         }
     }
     let quoted: Vec<Uuid> = chats.iter().filter_map(|(c, _)| c.reply_to).collect();
-    // Only a couple with a reply or a reaction read anything beyond its own row.
+    // Only a couple with a reply, a reaction or an edit read anything beyond its own row.
     let mut gesturing: Vec<Uuid> = chats
         .iter()
         .filter(|(c, _)| c.reply_to.is_some())

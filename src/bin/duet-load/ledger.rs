@@ -332,4 +332,29 @@ mod tests {
         assert!(bits.get(129) && !bits.get(128));
         assert!(!bits.set(1_000));
     }
+
+    #[test]
+    fn a_mixed_loads_deliveries_are_timed_by_what_was_sent() -> anyhow::Result<()> {
+        let plan = Plan {
+            nonce: crate::client::Nonce::random(),
+            sockets: 2,
+            rate: 100.0,
+            t0_us: 1_000,
+            warm_slots: 0,
+            end_slots: 200,
+            mix: crate::schedule::Mix::parse("reactions=10,replies=5,edits=5")?,
+        };
+        let mut ledger = Ledger::new(Arc::new(plan))?;
+        // Socket 0 hears each of its partner's hundred sends but the reactions (counted,
+        // not timed).
+        for k in 0..100 {
+            if ledger.plan.gesture(1, k) != Gesture::React {
+                ledger.delivered_to(0, 1, k, 1_000_000);
+            }
+        }
+        let counts: Vec<u64> = ledger.delivery_by_kind.iter().map(|h| h.len()).collect();
+        assert_eq!(counts, [80, 5, 5], "chats, replies, edits");
+        assert_eq!(ledger.delivery.len(), 90);
+        Ok(())
+    }
 }
