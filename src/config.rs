@@ -153,6 +153,12 @@ pub struct Config {
     #[arg(long, env = "DUET_SWEEP_SECS", default_value_t = 600)]
     pub sweep_secs: u64,
 
+    /// Milliseconds between two merges of the search index's pending list into the index, on
+    /// Postgres: merged often in the background, the list never fills, and no send's commit
+    /// waits for the merge a full list forces. 0: leave it to inserts and autovacuum.
+    #[arg(long, env = "DUET_SEARCH_MERGE_MS", default_value_t = 1000)]
+    pub search_merge_ms: u64,
+
     /// Seconds between checks for question catalogue changes (an import reaches running
     /// nodes within this time).
     #[arg(long, env = "DUET_CATALOGUE_REFRESH_SECS", default_value_t = 30)]
@@ -424,6 +430,10 @@ impl Config {
 
     pub(crate) fn sweep_period(&self) -> Duration {
         Duration::from_secs(self.sweep_secs.max(1))
+    }
+
+    pub(crate) fn search_merge_period(&self) -> Option<Duration> {
+        (self.search_merge_ms > 0).then(|| Duration::from_millis(self.search_merge_ms))
     }
 
     pub(crate) fn catalogue_refresh(&self) -> Duration {

@@ -142,6 +142,7 @@ pub async fn start(config: Config) -> anyhow::Result<Node> {
     let logins = std::sync::Arc::new(account::Guard::new(&services.config));
     account::spawn_sweeper(services.clone(), logins.clone());
     file::sweeper::spawn(services.clone(), services.config.sweep_period());
+    chat::find::spawn_index_upkeep(services.clone(), services.config.search_merge_period());
     let state = AppState::new(services, committer, catalogue.clone(), origins, logins);
     catalogue.watch(
         state.db.clone(),

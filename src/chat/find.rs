@@ -107,3 +107,28 @@ pub async fn first_on(services: &Services, couple_id: Uuid, day: NaiveDate) -> R
             .await?,
     )
 }
+
+/// Keeps the search index's pending list short on Postgres, so that no send's commit is the
+/// one that finds it full and merges it (docs/PERFORMANCE.md, "The search index's pending
+/// list"). Every node runs it; a merge already under way makes another node's wait and find
+/// little left.
+pub fn spawn_index_upkeep(services: Services, period: Option<std::time::Duration>) {
+    let Some(period) = period else { return };
+    if services.db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return;
+    }
+    let stop = services.shutdown.clone();
+    services.tasks.clone().spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            if let Err(e) = store::chats::merge_search_pending(&services.db).await {
+                tracing::warn!(error = %e, "merging the search index's pending list");
+            }
+        }
+    });
+}

@@ -1,7 +1,10 @@
 //! Search and jumps: words inside words in Korean, any case in English, newest first, paged;
 //! never a deleted chat, never another couple's; and opening the conversation anywhere.
 
+use std::time::{Duration, Instant};
+
 use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::both_backends;
@@ -236,4 +239,53 @@ async fn a_date_jump_opens_the_first_chat_of_that_day_or_says_there_is_none(back
     let (status, body) = mina.get("/api/chats?date=2026-02-30").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "invalid_input");
+}
+
+/// Entries of the search index still in its pending list, waiting to be merged.
+async fn pending_in_search_index(db: &sea_orm::DatabaseConnection) -> i64 {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pending_tuples FROM pgstatginindex('idx_chats_text_search')",
+        ))
+        .await
+        .expect("reading the search index's pending list");
+    row.and_then(|r| r.try_get::<i64>("", "pending_tuples").ok())
+        .expect("pgstatginindex answers")
+}
+
+/// Merged by a send that finds the list full, it would hold up that send and every one queued
+/// behind it; the node merges it in the background instead, long before it fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chats_reach_the_search_index_in_the_background_not_in_a_sends_commit() {
+    for (merge_ms, merged) in [("0", false), ("100", true)] {
+        let node = spawn_node_with(Backend::Postgres, &["--search-merge-ms", merge_ms]).await;
+        let db = sea_orm::Database::connect(node.db.url.as_str())
+            .await
+            .expect("a connection of the test's own");
+        db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+            .await
+            .expect("pgstattuple, which ships with Postgres");
+        let (mina, _joon) = couple(&node).await;
+        let mut m = mina.socket().await;
+        for n in 0..20 {
+            m.acked(&format!("zebra crossing {n}")).await;
+        }
+        // Searches see them whether merged or not.
+        let found = search(&mina, "zebra").await;
+        assert_eq!(texts(&found).len(), 20, "{found}");
+        let since = Instant::now();
+        let mut pending = pending_in_search_index(&db).await;
+        while pending > 0 && since.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            pending = pending_in_search_index(&db).await;
+        }
+        if merged {
+            assert_eq!(pending, 0, "merged in the background every 100 ms");
+        } else {
+            // Nothing else merges so small a list within seconds: this is what the node's
+            // merging changes.
+            assert!(pending > 0, "without the node's merges the list waits");
+        }
+    }
 }

@@ -539,6 +539,12 @@ impl Rig {
         let first_writer_error = written.iter().find_map(|w| w.error.clone());
         let delivery = Latency::of(&ledger.delivery);
         let ack = Latency::of(&ledger.ack);
+        let flushed = crate::report::histogram().ok().map(|mut h| {
+            for after in written.iter().flat_map(|w| &w.flushed_after_us) {
+                h.saturating_record((*after).max(1));
+            }
+            Latency::of(&h).json()
+        });
 
         let mut fail = Vec::new();
         if delivered == 0 {
@@ -618,6 +624,7 @@ impl Rig {
             "writer_errors": writer_errors,
             "first_writer_error": first_writer_error,
             "send_lag_max_ms": round3(max_lag_ms),
+            "flushed_after_ms": flushed,
             "delivery_ms": delivery.json(),
             "delivery_ms_by_kind": crate::ledger::KINDS
                 .iter()

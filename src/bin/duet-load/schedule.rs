@@ -178,6 +178,9 @@ pub struct Written {
     pub last_flush_us: u64,
     /// How late the writer was at worst, from a send's scheduled time to its feeding.
     pub max_lag_us: u64,
+    /// For each measured send, from its scheduled time to the flush that wrote it: the
+    /// generator's own share of every latency it reports.
+    pub flushed_after_us: Vec<u64>,
     /// Why the socket stopped taking writes.
     pub error: Option<String>,
 }
@@ -232,6 +235,7 @@ async fn follow(
             .max(now.saturating_sub(plan.at_us(me, k)));
         let mut fed = 0u32;
         let mut measured = 0u64;
+        let first_measured_slot = written.flushed_after_us.len();
         // Everything due by now goes in one write.
         while k < sends && plan.at_us(me, k) <= now {
             let at = plan.at_us(me, k);
@@ -259,13 +263,21 @@ async fn follow(
                 written.error = Some(format!("write: {}", error_label(&e)));
                 return written;
             }
-            measured += u64::from(plan.measured(me, k));
+            if plan.measured(me, k) {
+                measured += 1;
+                // The slot's time for now; the flush below makes it the lateness.
+                written.flushed_after_us.push(at);
+            }
             fed += 1;
             k += 1;
         }
         if let Err(e) = sink.flush().await {
             written.error = Some(format!("write: {}", error_label(&e)));
             return written;
+        }
+        let flushed = clock.now_us();
+        for after in &mut written.flushed_after_us[first_measured_slot..] {
+            *after = flushed.saturating_sub(*after);
         }
         written.sent += fed;
         written.measured += measured;
