@@ -95,7 +95,7 @@ pub async fn by_ids(
     }
     chats::Entity::find()
         .filter(chats::Column::CoupleId.eq(couple_id))
-        .filter(chats::Column::Id.is_in(ids))
+        .filter(super::one_of(db, chats::Column::Id, ids))
         .all(db)
         .await
 }
@@ -109,7 +109,7 @@ pub async fn reactions_on(
         return Ok(Vec::new());
     }
     reactions::Entity::find()
-        .filter(reactions::Column::ChatId.is_in(chat_ids))
+        .filter(super::one_of(db, reactions::Column::ChatId, chat_ids))
         .order_by_asc(reactions::Column::Seq)
         .all(db)
         .await

@@ -171,7 +171,7 @@ pub async fn between(
     } else {
         files::Entity::find()
             .filter(files::Column::CoupleId.eq(couple_id))
-            .filter(files::Column::ChatId.is_in(live))
+            .filter(super::one_of(db, files::Column::ChatId, live))
             .filter(files::Column::DeletedAt.is_null())
             .all(db)
             .await?

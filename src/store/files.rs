@@ -131,7 +131,7 @@ pub async fn of_chats(db: &impl ConnectionTrait, chat_ids: Vec<Uuid>) -> Result<
         return Ok(Vec::new());
     }
     files::Entity::find()
-        .filter(files::Column::ChatId.is_in(chat_ids))
+        .filter(super::one_of(db, files::Column::ChatId, chat_ids))
         .filter(files::Column::DeletedAt.is_null())
         .all(db)
         .await

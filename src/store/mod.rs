@@ -30,6 +30,21 @@ use sea_orm::{
 use crate::config::Config;
 pub use primary::Formation;
 
+/// `column` is one of `ids`. On Postgres that is one array parameter (`= ANY($1)`): the same
+/// statement for any number of ids, where `IN ($1, ..., $n)` binds n parameters and is a
+/// statement of its own for every n (a replay's page of a thousand chats bound a thousand).
+/// SQLite has no arrays.
+pub(crate) fn one_of<C: sea_orm::ColumnTrait>(
+    db: &impl ConnectionTrait,
+    column: C,
+    ids: Vec<uuid::Uuid>,
+) -> sea_orm::sea_query::Expr {
+    match db.get_database_backend() {
+        DbBackend::Postgres => column.eq_any(ids),
+        _ => column.is_in(ids),
+    }
+}
+
 /// SQLite checks a read's deadline every this many virtual machine instructions (some
 /// microseconds of work).
 const SQLITE_PROGRESS_OPS: i32 = 1000;
