@@ -121,13 +121,22 @@ pub fn spawn_index_upkeep(services: Services, period: Option<std::time::Duration
     services.tasks.clone().spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Once a second would fill the log through an outage: said once until it works again.
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = stop.cancelled() => return,
             }
-            if let Err(e) = store::chats::merge_search_pending(&services.db).await {
-                tracing::warn!(error = %e, "merging the search index's pending list");
+            match store::chats::merge_search_pending(&services.db).await {
+                Ok(()) => failing = false,
+                Err(e) if failing => {
+                    tracing::debug!(error = %e, "merging the search index's pending list");
+                }
+                Err(e) => {
+                    failing = true;
+                    tracing::warn!(error = %e, "merging the search index's pending list failed; trying again every period");
+                }
             }
         }
     });
