@@ -229,9 +229,17 @@ pub struct Config {
     #[arg(long, env = "DUET_COMMIT_PIPELINE", default_value_t = 2)]
     pub commit_pipeline: usize,
 
-    /// Bytes of a socket's read buffer (allocated for every open socket; a bigger frame grows
-    /// it while it lasts).
-    #[arg(long, env = "DUET_SOCKET_READ_BUFFER", default_value_t = 1024)]
+    /// Bytes of a replay or catch-up written to a socket between two flushes. The socket's
+    /// write buffer keeps the largest size it reached for as long as the socket is open
+    /// (tungstenite never shrinks it), so every socket that was replayed keeps about this much;
+    /// bigger makes a long replay take fewer writes.
+    #[arg(long, env = "DUET_SOCKET_FLUSH_BYTES", default_value_t = 1024)]
+    pub socket_flush_bytes: usize,
+
+    /// Bytes of a socket's read buffer, allocated for every open socket, and the most one read
+    /// takes from the kernel. A frame bigger than it grows the buffer (in reads of this size);
+    /// most frames a client sends are under 256 bytes.
+    #[arg(long, env = "DUET_SOCKET_READ_BUFFER", default_value_t = 256)]
     pub socket_read_buffer: usize,
 
     /// Password hashes (Argon2id, about 19 MiB of memory each) computed at once. Unset: one

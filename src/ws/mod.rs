@@ -12,6 +12,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::response::Response;
 use axum::routing::get;
+use futures_util::FutureExt;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -65,7 +66,14 @@ pub async fn upgrade(
             retry_after,
         }
     })?;
-    let session = Session::new(state.clone(), member, user.expires_at, resume.after);
+    // Boxed: axum's task keeps room for the callback (and so the session) for the socket's
+    // whole life, beside the session's own future.
+    let session = Box::new(Session::new(
+        state.clone(),
+        member,
+        user.expires_at,
+        resume.after,
+    ));
     let limit = state.config.max_frame_bytes;
     Ok(ws
         // tungstenite's default read buffer is 128 KiB per socket, allocated eagerly; a chat
@@ -74,13 +82,10 @@ pub async fn upgrade(
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| {
-            // Boxed once: the futures around it (axum's task, the tracker) hold a pointer
-            // rather than copies of the session's future, which would double what every
-            // open socket costs.
-            let run = Box::pin(session.run(socket));
-            state.tasks.track_future(async move {
-                run.await;
-                drop((permit, seat));
-            })
+            // Not boxed apart: the session's future goes into axum's task once, beside a
+            // closure that only holds what the socket gives back when it ends. (An `async`
+            // block awaiting it would keep a second copy.)
+            let run = (*session).run(socket).map(move |()| drop((permit, seat)));
+            state.tasks.track_future(run)
         }))
 }

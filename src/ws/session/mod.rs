@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
@@ -55,8 +54,6 @@ const REORDER_WAIT: Duration = Duration::from_millis(100);
 const REORDER_LIMIT: usize = 256;
 /// A flood of frames other than sends is told `rate_limited` at most this often.
 const RATE_NOTICE_EVERY: Duration = Duration::from_secs(1);
-/// During a long replay, written out every this many bytes (bounds the write buffer).
-const REPLAY_FLUSH_BYTES: usize = 16 * 1024;
 /// After refusing an oversized frame its unread bytes are still in the kernel's buffer, and
 /// closing the TCP socket at once would send a reset that can overtake our close frame. We
 /// hold the socket this long so the client reads the 1009 first.
@@ -154,14 +151,18 @@ impl Session {
         }
     }
 
-    /// The socket's life. Split here, outside the future, so the future (which every open
-    /// socket holds until it closes) does not keep room for the unsplit socket.
+    /// The socket's life. The session is lent to `live` rather than moved: an `async fn`
+    /// keeps its arguments twice (as passed and as bound), which for the session would be
+    /// 360 bytes more in the future every open socket holds.
     pub fn run(self, socket: WebSocket) -> impl Future<Output = ()> + Send {
-        let (sink, stream) = socket.split();
-        self.live(sink, stream)
+        let mut parts = (self, socket);
+        async move {
+            let (session, socket) = &mut parts;
+            session.live(socket).await;
+        }
     }
 
-    async fn live(mut self, mut sink: Sink, mut stream: Stream) {
+    async fn live(&mut self, socket: &mut WebSocket) {
         // Listen before reading where the couple stands, so nothing falls between the two.
         // The presence round trip goes meanwhile: with a Redis that hangs, the client waits for
         // the longer of the two bounds, not their sum.
@@ -188,9 +189,9 @@ impl Session {
         }
         tracing::debug!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, "socket open");
 
-        let handshake = Box::pin(self.handshake(&mut sink, partner_online)).await;
+        let handshake = Box::pin(self.handshake(socket, partner_online)).await;
         let ending = match handshake {
-            Ok(()) => self.serve(&mut sink, &mut stream).await,
+            Ok(()) => self.serve(socket).await,
             Err(_) if self.write_timed_out => self.too_slow(),
             Err(e) => {
                 tracing::warn!(couple_id = %self.me.couple_id, user_id = %self.me.user_id, error = %e, "handshake failed");
@@ -208,7 +209,7 @@ impl Session {
             // time finds whole frames, then the close. One that does not is dropped.
             let write_timeout = self.state.config.socket_write_timeout();
             let _ =
-                tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                tokio::time::timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await;
             if code == close::TOO_BIG {
                 tokio::time::sleep(LINGER_AFTER_TOO_BIG).await;
             }
@@ -227,7 +228,7 @@ impl Session {
     }
 
     /// `hello`, the replay, `synced`, then every question still owed.
-    async fn handshake(&mut self, sink: &mut Sink, partner_online: bool) -> Result<()> {
+    async fn handshake(&mut self, socket: &mut WebSocket, partner_online: bool) -> Result<()> {
         let standing = pairing::standing(&self.state, &self.me)
             .await?
             .ok_or(Error::NotPaired)?;
@@ -240,11 +241,11 @@ impl Session {
             partner_online,
             partner_read_seq: standing.partner_read_seq,
         };
-        self.feed(sink, hello.to_text()).await?;
+        self.feed(socket, hello.to_text()).await?;
         match self.after {
             Some(after) => {
                 self.order.advance_to(after.min(last_seq));
-                self.catch_up_to(sink, last_seq).await?;
+                self.catch_up_to(socket, last_seq).await?;
             }
             None => {
                 let mut latest = chat::history(
@@ -259,25 +260,25 @@ impl Session {
                     if view.sender_id != self.me.user_id {
                         self.readable = self.readable.max(view.seq);
                     }
-                    self.feed(sink, ServerFrame::Chat(view).to_text()).await?;
+                    self.feed(socket, ServerFrame::Chat(view).to_text()).await?;
                 }
             }
         }
         self.order.advance_to(last_seq);
-        self.feed(sink, ServerFrame::Synced { last_seq }.to_text())
+        self.feed(socket, ServerFrame::Synced { last_seq }.to_text())
             .await?;
         // Every question still owed, even if the replay just showed it: the client needs them
         // to know it is gated, whatever it remembered. None are open: nothing to read.
         if standing.open_questions > 0 {
             for question in question::owed(&self.state, &self.me, last_seq).await? {
-                self.feed(sink, ServerFrame::Question(question).to_text())
+                self.feed(socket, ServerFrame::Question(question).to_text())
                     .await?;
             }
         }
-        self.flush(sink).await
+        self.flush(socket).await
     }
 
-    async fn serve(&mut self, sink: &mut Sink, stream: &mut Stream) -> Ending {
+    async fn serve(&mut self, socket: &mut WebSocket) -> Ending {
         let shutdown = self.state.shutdown.clone();
         let outbox = Arc::clone(&self.outbox);
         let mut delivered = VecDeque::new();
@@ -300,15 +301,20 @@ impl Session {
                     }
                     Err(_) => Err(self.too_slow()),
                 },
-                message = stream.next() => self.on_message(message).await,
+                // The socket is not split: it is read only here and written only after the
+                // `select!`, so one owner needs no lock between two halves. Boxed, as the
+                // writes below: what a frame or a write needs lives only while it runs, not in
+                // the future every idle socket holds.
+                message = socket.next() => Box::pin(self.on_message(message)).await,
                 () = &mut timer => self.on_timer(),
             };
             let step = match step {
-                Ok(()) if self.behind || self.order.behind() => self.catch_up(sink).await,
+                Ok(()) if self.behind || self.order.behind() => self.catch_up(socket).await,
                 step => step,
             };
             let step = match step {
-                Ok(()) => self.write_out(sink).await,
+                Ok(()) if self.out.is_empty() => Ok(()),
+                Ok(()) => Box::pin(self.write_out(socket)).await,
                 Err(ending) => Err(ending),
             };
             if let Some(took) = took_deliveries {
@@ -550,14 +556,14 @@ impl Session {
     }
 
     /// Reads what this socket missed from the database, up to the couple's latest seq.
-    async fn catch_up(&mut self, sink: &mut Sink) -> Step {
-        Box::pin(self.catch_up_now(sink)).await
+    async fn catch_up(&mut self, socket: &mut WebSocket) -> Step {
+        Box::pin(self.catch_up_now(socket)).await
     }
 
-    async fn catch_up_now(&mut self, sink: &mut Sink) -> Step {
+    async fn catch_up_now(&mut self, socket: &mut WebSocket) -> Step {
         self.behind = false;
         // What is already decided goes first: it is older than what the database adds.
-        self.write_out(sink).await?;
+        self.write_out(socket).await?;
         let result = async {
             // The same read tells whether the socket may go on: the bus message that ends a
             // session or a couple can be lost, and this is the backstop (within one ping).
@@ -572,8 +578,8 @@ impl Session {
                     return Ok(Err(Ending::Close(close::COUPLE_DELETED, "couple deleted")));
                 }
             };
-            self.catch_up_to(sink, last).await?;
-            self.flush(sink).await?;
+            self.catch_up_to(socket, last).await?;
+            self.flush(socket).await?;
             Ok(Ok(()))
         }
         .await;
@@ -596,7 +602,7 @@ impl Session {
         })
     }
 
-    async fn catch_up_to(&mut self, sink: &mut Sink, upto: i64) -> Result<()> {
+    async fn catch_up_to(&mut self, socket: &mut WebSocket, upto: i64) -> Result<()> {
         while self.order.cursor() < upto {
             let after = self.order.cursor();
             let page =
@@ -608,7 +614,7 @@ impl Session {
                 if event.from != Some(self.me.user_id) {
                     self.readable = event.seq;
                 }
-                self.feed(sink, event.frame.to_text()).await?;
+                self.feed(socket, event.frame.to_text()).await?;
             }
             self.order.advance_to(last);
         }
@@ -616,27 +622,27 @@ impl Session {
         Ok(())
     }
 
-    /// Feeds a frame of the replay or a catch-up, writing out every `REPLAY_FLUSH_BYTES`.
-    async fn feed(&mut self, sink: &mut Sink, json: Utf8Bytes) -> Result<()> {
+    /// Feeds a frame of the replay or a catch-up, writing out every `socket_flush_bytes`.
+    async fn feed(&mut self, socket: &mut WebSocket, json: Utf8Bytes) -> Result<()> {
         let len = json.len();
         let fed = tokio::time::timeout(
             self.state.config.socket_write_timeout(),
-            sink.feed(Message::Text(json)),
+            socket.feed(Message::Text(json)),
         )
         .await;
         self.written(fed)?;
         self.state.metrics.frames_sent.inc();
         self.unflushed += len;
-        if self.unflushed >= REPLAY_FLUSH_BYTES {
-            self.flush(sink).await?;
+        if self.unflushed >= self.state.config.socket_flush_bytes {
+            self.flush(socket).await?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self, sink: &mut Sink) -> Result<()> {
+    async fn flush(&mut self, socket: &mut WebSocket) -> Result<()> {
         self.unflushed = 0;
         let flushed =
-            tokio::time::timeout(self.state.config.socket_write_timeout(), sink.flush()).await;
+            tokio::time::timeout(self.state.config.socket_write_timeout(), socket.flush()).await;
         self.written(flushed)
     }
 
@@ -665,16 +671,16 @@ impl Session {
     }
 
     /// Feeds what this wake-up decided to write, then flushes once.
-    async fn write_out(&mut self, sink: &mut Sink) -> Step {
+    async fn write_out(&mut self, socket: &mut WebSocket) -> Step {
         if self.out.is_empty() {
             return Ok(());
         }
         let out = &mut self.out;
         let written = tokio::time::timeout(self.state.config.socket_write_timeout(), async {
             for message in out.drain(..) {
-                sink.feed(message).await?;
+                socket.feed(message).await?;
             }
-            sink.flush().await
+            socket.flush().await
         })
         .await;
         if self.out.capacity() > 8 {
@@ -693,10 +699,19 @@ impl Session {
 /// it, and nothing may hold a socket deaf for longer. Cut short, its transaction rolls back
 /// (or, cut after its commit, the event comes by the ping tick's catch-up); the client is
 /// told `unavailable` and sends again.
-async fn bounded<T>(state: &AppState, work: impl Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(state.config.db_timeout(), Box::pin(work))
-        .await
-        .map_err(|_| Error::Unavailable("the database is slow; send it again".into()))?
+///
+/// Not an `async fn`: one would hold `work` unboxed in its own future until its first poll, so
+/// the socket's future (which every idle socket keeps for its whole life) would have room for
+/// the largest of them. Boxed here, before any future around it exists.
+fn bounded<'a, T>(
+    state: &AppState,
+    work: impl Future<Output = Result<T>> + Send + 'a,
+) -> impl Future<Output = Result<T>> + Send + 'a {
+    let work = tokio::time::timeout(state.config.db_timeout(), Box::pin(work));
+    async move {
+        work.await
+            .map_err(|_| Error::Unavailable("the database is slow; send it again".into()))?
+    }
 }
 
 /// Queues the live frames the order released; marks how far a read mark may go.
@@ -718,9 +733,6 @@ fn give(
     }
 }
 
-type Sink = SplitSink<WebSocket, Message>;
-type Stream = SplitStream<WebSocket>;
-
 /// How a failed read ends the socket: the client broke a rule we can name (a message over the
 /// limit, a text frame that is not UTF-8) and gets its close code, or the connection is gone.
 fn read_failed(err: axum::Error) -> Ending {
@@ -729,5 +741,25 @@ fn read_failed(err: axum::Error) -> Ending {
         Ok(WsError::Capacity(_)) => Ending::Close(close::TOO_BIG, "frame too large"),
         Ok(WsError::Utf8(_)) => Ending::Close(close::NOT_UTF8, "text frames must be UTF-8"),
         _ => Ending::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `f` returns, without calling it.
+    fn returned_size<A, B, F>(_: fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every open socket keeps this future for its whole life, so 10,000 idle sockets pay for
+    /// each of its bytes 10,000 times. What a frame, a write or a catch-up needs while it runs
+    /// is boxed then; a large future awaited in place (such as a transaction's) would make
+    /// every socket carry room for it: that once made it 8.6 KB.
+    #[test]
+    fn an_idle_socket_holds_a_small_future() {
+        let size = returned_size(Session::run);
+        assert!(size <= 1536, "a socket's future is {size} bytes");
     }
 }
