@@ -237,8 +237,9 @@ pub struct Config {
     pub socket_flush_bytes: usize,
 
     /// Bytes of a socket's read buffer, allocated for every open socket, and the most one read
-    /// takes from the kernel. A frame bigger than it grows the buffer (in reads of this size);
-    /// most frames a client sends are under 256 bytes.
+    /// takes from the kernel. A frame bigger than it grows the buffer (read in pieces of this
+    /// size), and the socket keeps the grown buffer; most frames a client sends are under 256
+    /// bytes.
     #[arg(long, env = "DUET_SOCKET_READ_BUFFER", default_value_t = 256)]
     pub socket_read_buffer: usize,
 

@@ -77,7 +77,7 @@ pub async fn upgrade(
     let limit = state.config.max_frame_bytes;
     Ok(ws
         // tungstenite's default read buffer is 128 KiB per socket, allocated eagerly; a chat
-        // frame is a few hundred bytes, and a bigger one grows the buffer while it lasts.
+        // frame is a few hundred bytes. A bigger frame grows the buffer, and the socket keeps it.
         .read_buffer_size(state.config.socket_read_buffer)
         .max_message_size(limit)
         .max_frame_size(limit)

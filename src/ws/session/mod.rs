@@ -313,6 +313,7 @@ impl Session {
                 step => step,
             };
             let step = match step {
+                // Nothing to write: no box to allocate.
                 Ok(()) if self.out.is_empty() => Ok(()),
                 Ok(()) => Box::pin(self.write_out(socket)).await,
                 Err(ending) => Err(ending),
